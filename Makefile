@@ -1,0 +1,49 @@
+# The two commands of the README: `make up` (Docker Compose) and `make test`. `make dev` runs the same system
+# without Docker. Everything installs from this repository's own files.
+
+PYTHON ?= python3.11
+VENV := .venv
+BIN := $(VENV)/bin
+PACKAGES := -e shared -e 'services/inference[cpu]' -e services/ingestion -e services/training -e services/gateway
+STAMP := $(VENV)/.installed
+PYTEST_ARGS ?=
+
+.PHONY: install test lint format up up-gpu down dev demo bench models clean
+
+install: $(STAMP) node_modules/.installed
+
+$(STAMP): shared/pyproject.toml services/*/pyproject.toml requirements/constraints.txt requirements/dev.txt
+	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (or set PYTHON=...)"; exit 1; }
+	test -d $(VENV) || $(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+	$(BIN)/pip install --quiet -c requirements/constraints.txt $(PACKAGES) -r requirements/dev.txt
+	touch $@
+
+node_modules/.installed: package.json package-lock.json
+	@command -v npm >/dev/null || { echo "error: npm not found; install Node.js 20 and npm (Azurite runs on it)"; exit 1; }
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
+test: install
+	scripts/ensure-services.sh
+	$(BIN)/pytest $(PYTEST_ARGS)
+
+lint: install
+	$(BIN)/ruff check .
+	$(BIN)/ruff format --check .
+
+format: install
+	$(BIN)/ruff check --fix .
+	$(BIN)/ruff format .
+
+up:
+	docker compose up --build
+
+up-gpu:
+	docker compose -f compose.yaml -f compose.gpu.yaml up --build
+
+down:
+	docker compose down
+
+clean:
+	rm -rf $(VENV) node_modules .pytest_cache

@@ -1,0 +1,1 @@
+"""ECG gateway service."""

@@ -1,0 +1,1 @@
+"""ECG ingestion service."""

@@ -1,0 +1,74 @@
+"""The in-memory ECG record every reader returns and every consumer takes."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from typing import Any
+
+import numpy as np
+
+STANDARD_12_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+_CANONICAL = {name.upper(): name for name in STANDARD_12_LEADS}
+
+
+class EcgFormatError(ValueError):
+    """Raised by every reader for input it cannot read; the message names the problem."""
+
+
+def normalise_lead_name(name: str) -> str:
+    """Map spellings such as ``AVR``, ``avr`` or ``i`` to the standard ``aVR`` / ``I``; keep others (``MLII``) as is."""
+    stripped = str(name).strip()
+    return _CANONICAL.get(stripped.upper(), stripped)
+
+
+@dataclass
+class Record:
+    """An ECG recording: ``signal`` is float32 millivolts of shape (n_samples, n_leads)."""
+
+    signal: np.ndarray
+    sampling_rate: float
+    lead_names: list[str]
+    metadata: dict[str, Any] = field(default_factory=dict)
+
+    def __post_init__(self) -> None:
+        signal = np.asarray(self.signal, dtype=np.float32)
+        if signal.ndim == 1:
+            signal = signal[:, None]
+        if signal.ndim != 2:
+            raise EcgFormatError(f"signal must be 2-D (samples, leads), got shape {signal.shape}")
+        if len(self.lead_names) != signal.shape[1]:
+            raise EcgFormatError(f"{signal.shape[1]} signal columns but {len(self.lead_names)} lead names")
+        if not self.sampling_rate or not np.isfinite(self.sampling_rate) or self.sampling_rate <= 0:
+            raise EcgFormatError(f"sampling rate must be a positive number, got {self.sampling_rate!r}")
+        self.signal = signal
+        self.sampling_rate = float(self.sampling_rate)
+        self.lead_names = [normalise_lead_name(n) for n in self.lead_names]
+
+    @property
+    def n_samples(self) -> int:
+        return int(self.signal.shape[0])
+
+    @property
+    def n_leads(self) -> int:
+        return int(self.signal.shape[1])
+
+    @property
+    def duration_s(self) -> float:
+        return self.n_samples / self.sampling_rate
+
+    @property
+    def label(self) -> str | None:
+        return self.metadata.get("label")
+
+    @property
+    def format(self) -> str | None:
+        return self.metadata.get("format")
+
+    def lead(self, name: str) -> np.ndarray:
+        """One lead by name (any spelling :func:`normalise_lead_name` understands)."""
+        wanted = normalise_lead_name(name)
+        try:
+            return self.signal[:, self.lead_names.index(wanted)]
+        except ValueError:
+            raise KeyError(f"lead {name!r} not in record (has {', '.join(self.lead_names)})") from None

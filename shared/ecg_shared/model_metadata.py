@@ -1,0 +1,58 @@
+"""What every exported ONNX model carries about itself (ONNX ``metadata_props``), and how to read it back.
+
+Training writes it (:meth:`ModelMetadata.to_onnx_props`); inference reads it from the session
+(:meth:`ModelMetadata.from_onnx_props` over ``session.get_modelmeta().custom_metadata_map``). The preprocessing spec
+inside is the one :func:`ecg_shared.preprocessing.prepare` applies, so a served model sees exactly what it trained on.
+Input: ``ecg`` float32 (batch, window_samples, n_leads). Output: ``probabilities`` float32 (batch, n_classes).
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from typing import Any
+
+from ecg_shared.preprocessing import PreprocessingSpec
+
+INPUT_NAME = "ecg"
+OUTPUT_NAME = "probabilities"
+
+
+@dataclass
+class ModelMetadata:
+    name: str                      # registry model name, e.g. "rhythm-1lead"
+    family: str                    # cnn | resnet | inception
+    classes: list[str]             # output order, labels as trained (e.g. ["N", "A", "O", "~"])
+    normal_classes: list[str]      # classes that mean "normal" (e.g. ["N"])
+    preprocessing: PreprocessingSpec
+    unreadable_classes: list[str] = field(default_factory=list)  # e.g. ["~"]: too noisy to judge
+    threshold: float = 0.5         # P(abnormal) at or above which the call is "abnormal" (chosen on validation)
+    training_job_id: int | None = None
+    dataset_fingerprint: str = ""
+    version: int | None = None
+    extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def abnormal_classes(self) -> list[str]:
+        return [c for c in self.classes if c not in self.normal_classes and c not in self.unreadable_classes]
+
+    def to_dict(self) -> dict[str, Any]:
+        data = asdict(self)
+        data["preprocessing"] = json.loads(self.preprocessing.to_json())
+        return data
+
+    @classmethod
+    def from_dict(cls, data: dict[str, Any]) -> ModelMetadata:
+        data = dict(data)
+        data["preprocessing"] = PreprocessingSpec.from_json(json.dumps(data["preprocessing"]))
+        known = set(cls.__dataclass_fields__)
+        return cls(**{k: v for k, v in data.items() if k in known})
+
+    def to_onnx_props(self) -> dict[str, str]:
+        return {"ecg_model": json.dumps(self.to_dict(), sort_keys=True)}
+
+    @classmethod
+    def from_onnx_props(cls, props: dict[str, str]) -> ModelMetadata:
+        if "ecg_model" not in props:
+            raise ValueError("ONNX model carries no 'ecg_model' metadata")
+        return cls.from_dict(json.loads(props["ecg_model"]))

@@ -1,0 +1,180 @@
+"""Signal processing shared by training and inference: one implementation, described by a :class:`PreprocessingSpec`.
+
+A model is trained on ``prepare(record, spec)`` windows and served on the same function with the spec stored in its
+ONNX metadata, so the two can never drift apart. Functions take arrays of shape (n_samples, n_leads) and an explicit
+``sampling_rate``, in the style of wfdb and neurokit2.
+"""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass, field
+from fractions import Fraction
+from functools import lru_cache
+
+import numpy as np
+from scipy import signal as sp
+
+from ecg_shared.formats.record import EcgFormatError, Record, normalise_lead_name
+
+PREPROCESSING_VERSION = "1"
+NORMALISATIONS = ("zscore", "minmax", "none")
+
+
+@dataclass(frozen=True)
+class PreprocessingSpec:
+    """Everything that turns a recording into model input. Stored with every model."""
+
+    sampling_rate: float
+    window_samples: int
+    leads: tuple[str, ...]
+    highpass_hz: float | None = 0.5
+    lowpass_hz: float | None = 40.0
+    notch_hz: float | None = None
+    normalisation: str = "zscore"
+    version: str = PREPROCESSING_VERSION
+    extra: dict = field(default_factory=dict, compare=False, hash=False)
+
+    def __post_init__(self) -> None:
+        if self.normalisation not in NORMALISATIONS:
+            raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {self.normalisation!r}")
+        object.__setattr__(self, "leads", tuple(normalise_lead_name(n) for n in self.leads))
+
+    @property
+    def window_s(self) -> float:
+        return self.window_samples / self.sampling_rate
+
+    def to_json(self) -> str:
+        return json.dumps(asdict(self), sort_keys=True)
+
+    @classmethod
+    def from_json(cls, text: str) -> PreprocessingSpec:
+        fields = json.loads(text)
+        fields["leads"] = tuple(fields["leads"])
+        return cls(**fields)
+
+
+# --- Filtering ---------------------------------------------------------------------------------------------------
+
+
+@lru_cache(maxsize=64)
+def design_filter(
+    sampling_rate: float, highpass_hz: float | None, lowpass_hz: float | None, notch_hz: float | None, order: int = 4
+) -> np.ndarray | None:
+    """Second-order sections for baseline high-pass, low-pass and powerline notch; None when nothing applies."""
+    nyquist = sampling_rate / 2
+    sections = []
+    if highpass_hz:
+        sections.append(sp.butter(order // 2, highpass_hz, btype="highpass", fs=sampling_rate, output="sos"))
+    if lowpass_hz and lowpass_hz < 0.95 * nyquist:
+        sections.append(sp.butter(order, lowpass_hz, btype="lowpass", fs=sampling_rate, output="sos"))
+    if notch_hz and notch_hz < 0.95 * nyquist and not (lowpass_hz and lowpass_hz < notch_hz * 0.8):
+        b, a = sp.iirnotch(notch_hz, Q=30.0, fs=sampling_rate)
+        sections.append(sp.tf2sos(b, a))
+    return np.vstack(sections) if sections else None
+
+
+def filter_signal(
+    signal: np.ndarray,
+    sampling_rate: float,
+    highpass_hz: float | None = 0.5,
+    lowpass_hz: float | None = 40.0,
+    notch_hz: float | None = None,
+) -> np.ndarray:
+    """Zero-phase (forward-backward) filtering along the time axis."""
+    sos = design_filter(float(sampling_rate), highpass_hz, lowpass_hz, notch_hz)
+    if sos is None:
+        return np.asarray(signal, dtype=np.float32)
+    padlen = min(3 * (2 * len(sos) + 1), signal.shape[0] - 1)
+    return sp.sosfiltfilt(sos, signal, axis=0, padlen=max(padlen, 0)).astype(np.float32)
+
+
+# --- Resampling and windowing ------------------------------------------------------------------------------------
+
+
+def resample(signal: np.ndarray, sampling_rate: float, target_rate: float) -> np.ndarray:
+    """Polyphase resampling with scipy's anti-aliasing FIR; exact for rational rate ratios."""
+    if abs(sampling_rate - target_rate) < 1e-9:
+        return np.asarray(signal, dtype=np.float32)
+    ratio = Fraction(target_rate / sampling_rate).limit_denominator(1000)
+    return sp.resample_poly(signal, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
+
+
+def fit_length(signal: np.ndarray, n_samples: int, align: str = "center") -> np.ndarray:
+    """Crop (centred, or from the start) or zero-pad at the end to exactly ``n_samples``."""
+    length = signal.shape[0]
+    if length >= n_samples:
+        start = (length - n_samples) // 2 if align == "center" else 0
+        return signal[start : start + n_samples]
+    pad = np.zeros((n_samples - length,) + signal.shape[1:], dtype=signal.dtype)
+    return np.concatenate([signal, pad], axis=0)
+
+
+def window_starts(length: int, window: int, step: int) -> list[int]:
+    """Start indices of sliding windows covering the whole signal, the last one aligned to its end."""
+    if length <= window:
+        return [0]
+    starts = list(range(0, length - window + 1, step))
+    if starts[-1] != length - window:
+        starts.append(length - window)
+    return starts
+
+
+def sliding_windows(signal: np.ndarray, window: int, step: int | None = None) -> np.ndarray:
+    """(n_windows, window, n_leads); a signal shorter than one window is zero-padded to one."""
+    step = step or window
+    return np.stack([fit_length(signal[s : s + window], window, align="start")
+                     for s in window_starts(signal.shape[0], window, step)])
+
+
+# --- Normalisation -----------------------------------------------------------------------------------------------
+
+
+def normalise(signal: np.ndarray, method: str = "zscore", axis: int = 0) -> np.ndarray:
+    """Per-lead normalisation along ``axis``: ``zscore`` (mean 0, sd 1), ``minmax`` (to [0, 1]) or ``none``."""
+    x = np.asarray(signal, dtype=np.float32)
+    if method == "zscore":
+        return (x - x.mean(axis=axis, keepdims=True)) / (x.std(axis=axis, keepdims=True) + 1e-6)
+    if method == "minmax":
+        low, high = x.min(axis=axis, keepdims=True), x.max(axis=axis, keepdims=True)
+        return (x - low) / (high - low + 1e-6)
+    if method == "none":
+        return x
+    raise ValueError(f"normalisation must be one of {NORMALISATIONS}, got {method!r}")
+
+
+# --- The pipeline ------------------------------------------------------------------------------------------------
+
+
+def select_leads(record: Record, leads: tuple[str, ...] | list[str]) -> np.ndarray:
+    """The columns a model wants, by name. A single-lead recording serves a single-lead model whatever its name."""
+    if len(leads) == 1 and record.n_leads == 1:
+        return record.signal
+    missing = [lead for lead in leads if normalise_lead_name(lead) not in record.lead_names]
+    if missing:
+        raise EcgFormatError(f"recording lacks lead(s) {', '.join(missing)} (has {', '.join(record.lead_names)})")
+    return np.column_stack([record.lead(lead) for lead in leads])
+
+
+def clean(record: Record, spec: PreprocessingSpec) -> np.ndarray:
+    """Selected leads, filtered at the native rate and resampled to the spec's rate: (n_samples, n_leads)."""
+    x = select_leads(record, spec.leads)
+    if not np.all(np.isfinite(x)):
+        raise EcgFormatError("signal contains NaN or infinite values")
+    x = filter_signal(x, record.sampling_rate, spec.highpass_hz, spec.lowpass_hz, spec.notch_hz)
+    return resample(x, record.sampling_rate, spec.sampling_rate)
+
+
+def window_batch(cleaned: np.ndarray, spec: PreprocessingSpec, step: int | None = None) -> np.ndarray:
+    """Windows of a cleaned signal, each normalised on its own real samples before zero padding."""
+    length = cleaned.shape[0]
+    windows = []
+    for start in window_starts(length, spec.window_samples, step or spec.window_samples):
+        chunk = normalise(cleaned[start : start + spec.window_samples], spec.normalisation)
+        windows.append(fit_length(chunk, spec.window_samples, align="start"))
+    return np.stack(windows).astype(np.float32)
+
+
+def prepare(record: Record, spec: PreprocessingSpec, step: int | None = None) -> np.ndarray:
+    """Model input for a recording: (n_windows, window_samples, n_leads) float32."""
+    return window_batch(clean(record, spec), spec, step)

@@ -1,0 +1,84 @@
+"""Signal quality: is this recording fit to classify, and if not, why (per lead, in plain words)."""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass, field
+
+import numpy as np
+
+from ecg_shared.formats.record import Record
+
+FLAT_PEAK_TO_PEAK_MV = 0.05
+CLIPPED_FRACTION = 0.02
+NOISY_POWER_FRACTION = 0.5  # share of power outside 0.5-40 Hz above which a lead counts as noisy
+NOISE_BAND_HZ = (0.5, 40.0)
+
+
+@dataclass
+class QualityReport:
+    usable: bool
+    reasons: list[str] = field(default_factory=list)
+    leads: dict[str, list[str]] = field(default_factory=dict)
+    noise_score: float = 0.0  # mean share of power outside the ECG band, 0 (clean) .. 1 (all noise)
+
+    def to_dict(self) -> dict:
+        return asdict(self)
+
+
+def _clipped_fraction(x: np.ndarray) -> float:
+    """Share of samples sitting on the lead's own extreme values (a saturated amplifier holds them)."""
+    high, low = x.max(), x.min()
+    tol = 1e-6 * max(1.0, float(np.abs(x).max()))
+    return float(np.mean((x >= high - tol) | (x <= low + tol)))
+
+
+def noise_fraction(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
+    """Per lead: share of (de-meaned) power outside the ECG band, from one real FFT."""
+    x = signal - signal.mean(axis=0, keepdims=True)
+    power = np.abs(np.fft.rfft(x, axis=0)) ** 2
+    freqs = np.fft.rfftfreq(x.shape[0], d=1.0 / sampling_rate)
+    in_band = (freqs >= NOISE_BAND_HZ[0]) & (freqs <= NOISE_BAND_HZ[1])
+    total = power.sum(axis=0) + 1e-12
+    return 1.0 - power[in_band].sum(axis=0) / total
+
+
+def assess_quality(record: Record, min_duration_s: float | None = None) -> QualityReport:
+    """Checks NaN/inf, duration, flat or disconnected leads, clipping and out-of-band noise."""
+    from ecg_shared.settings import get_settings
+
+    min_duration_s = get_settings().min_duration_s if min_duration_s is None else min_duration_s
+    reasons: list[str] = []
+    leads: dict[str, list[str]] = {name: [] for name in record.lead_names}
+    x = record.signal
+
+    if record.duration_s < min_duration_s:
+        reasons.append(f"recording too short: {record.duration_s:.1f} s (minimum {min_duration_s:g} s)")
+    finite = np.isfinite(x)
+    for i, name in enumerate(record.lead_names):
+        if not finite[:, i].all():
+            leads[name].append(f"{int((~finite[:, i]).sum())} missing or non-numeric samples (NaN/inf)")
+    if not finite.all():
+        reasons.append("signal contains missing or non-numeric samples (NaN/inf)")
+        return QualityReport(False, reasons, leads, 1.0)
+
+    ptp = np.ptp(x, axis=0) if len(x) else np.zeros(record.n_leads)
+    noise = noise_fraction(x, record.sampling_rate) if len(x) > 1 else np.ones(record.n_leads)
+    bad = 0
+    for i, name in enumerate(record.lead_names):
+        if ptp[i] < FLAT_PEAK_TO_PEAK_MV:
+            leads[name].append("flat line: electrode off or lead disconnected")
+        else:
+            if _clipped_fraction(x[:, i]) > CLIPPED_FRACTION:
+                leads[name].append("clipped: the amplifier saturated")
+            if noise[i] > NOISY_POWER_FRACTION:
+                leads[name].append("noisy: most of the power lies outside the ECG band (0.5-40 Hz)")
+        bad += bool(leads[name])
+
+    if bad == record.n_leads:
+        reasons.append("no lead is clean enough to read" if record.n_leads > 1 else "the lead is not clean enough to read")
+    elif bad * 2 > record.n_leads:
+        reasons.append(f"{bad} of {record.n_leads} leads have problems")
+    usable = not reasons
+    good_noise = [noise[i] for i, name in enumerate(record.lead_names) if ptp[i] >= FLAT_PEAK_TO_PEAK_MV]
+    score = float(np.mean(good_noise)) if good_noise else 1.0
+    return QualityReport(usable, reasons, leads, round(score, 4))

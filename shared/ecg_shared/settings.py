@@ -1,0 +1,55 @@
+"""All configuration in one place.
+
+Every field is read from an environment variable named ``ECG_<FIELD>`` (upper case), or from a ``.env`` file in the
+working directory. The README lists each variable; ``tests/test_settings_documented.py`` keeps the two in step.
+Services import :func:`get_settings` and never read ``os.environ`` themselves.
+"""
+
+from __future__ import annotations
+
+from functools import lru_cache
+from pathlib import Path
+
+from pydantic import Field, SecretStr
+from pydantic_settings import BaseSettings, SettingsConfigDict
+
+REPO_ROOT = Path(__file__).resolve().parents[2]
+
+# The Azurite development account: a well-known public key, documented by Microsoft, not a secret.
+AZURITE_ACCOUNT_KEY = "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw=="
+
+
+class Settings(BaseSettings):
+    model_config = SettingsConfigDict(env_prefix="ECG_", env_file=".env", extra="ignore")
+
+    # --- Infrastructure -------------------------------------------------------------------------------------------
+    database_url: str = "postgresql+psycopg://postgres@127.0.0.1:5432/ecg"
+    redis_url: str = "redis://127.0.0.1:6379/0"
+    data_dir: Path = Field(default=REPO_ROOT.parent / "shared" / "data")
+    log_level: str = "INFO"
+
+    # --- Record formats -------------------------------------------------------------------------------------------
+    # Counts per millivolt of the Wellnest device. The vendor apps divide by 124.1, which yields R waves of 8-16 "mV"
+    # on real recordings (ten times physiological); 1241 counts/mV gives normal amplitudes. See docs/formats.md.
+    wellnest_gain: float = 1241.0
+    # Blobs with more than this fraction of corrupt frames are rejected.
+    wellnest_max_bad_fraction: float = 0.01
+    # Recordings shorter than this (seconds) are rejected by the readers and the quality check.
+    min_duration_s: float = 2.0
+
+    # --- Signal processing ----------------------------------------------------------------------------------------
+    powerline_hz: float = 50.0
+
+    # --- Artifact store (ONNX files of registered models) ---------------------------------------------------------
+    # An Azure Storage connection string; the default is the Azurite emulator on its standard port.
+    artifact_connection_string: SecretStr = SecretStr(
+        "DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;"
+        f"AccountKey={AZURITE_ACCOUNT_KEY};BlobEndpoint=http://127.0.0.1:10000/devstoreaccount1;"
+    )
+    artifact_container: str = "models"
+    models_dir: Path = Field(default=REPO_ROOT / "models")
+
+
+@lru_cache
+def get_settings() -> Settings:
+    return Settings()
