@@ -16,6 +16,8 @@ app = typer.Typer(help="ECG classification platform: inspect, ingest, train and 
                   no_args_is_help=True, add_completion=False)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
+dataset_app = typer.Typer(help="Data sets: import local folders, upload to blob storage.", no_args_is_help=True)
+app.add_typer(dataset_app, name="dataset")
 
 
 def describe(path: Path, fmt: str | None = None, fs: float | None = None) -> dict:
@@ -79,12 +81,32 @@ def inspect(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("head")) -> None:
+def db_upgrade(revision: str = typer.Argument("heads")) -> None:
     """Create the database if needed and apply migrations."""
     from ecg_shared.db.migrate import upgrade
 
     upgrade(revision=revision)
     typer.echo(f"database at revision {revision}")
+
+
+@dataset_app.command("import")
+def dataset_import(
+    directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of ECG files (e.g. WFDB records)."),
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name to file the recordings under."),
+) -> None:
+    """Read a local folder of recordings straight into Postgres (labels from headers or REFERENCE.csv)."""
+    from rich.progress import Progress
+
+    from ecg_shared.db import session_scope
+    from ecg_shared.db.store import import_directory
+
+    with session_scope() as session, Progress(transient=True) as bar:
+        task = bar.add_task(f"importing {directory}", total=None)
+        stored, skipped, failures = import_directory(session, directory, dataset,
+                                                     progress=lambda n: bar.advance(task, n))
+    typer.echo(f"{dataset}: stored {stored}, already present {skipped}, failed {len(failures)}")
+    for name, reason in failures[:20]:
+        typer.echo(f"  failed {name}: {reason}", err=True)
 
 
 def _load_plugins() -> None:

@@ -70,7 +70,7 @@ class Recording(Base):
             dataset=dataset, source_uri=source_uri, source_version=source_version, content_sha256=content_sha256,
             format=record.format or "unknown", sampling_rate=record.sampling_rate, lead_names=record.lead_names,
             n_samples=record.n_samples, signal=encode_signal(record.signal), label=label or record.label,
-            metadata_=_json_safe(record.metadata),
+            metadata_=json_safe(record.metadata),
         )
 
     def to_record(self) -> Record:
@@ -80,7 +80,7 @@ class Recording(Base):
                       list(self.lead_names), metadata)
 
 
-def _json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
+def json_safe(metadata: dict[str, Any]) -> dict[str, Any]:
     safe = {}
     for key, value in metadata.items():
         if isinstance(value, (str, int, float, bool)) or value is None:

@@ -1,0 +1,93 @@
+"""Storing recordings: batched, idempotent inserts (a recording already stored is skipped, never duplicated)."""
+
+from __future__ import annotations
+
+import hashlib
+from collections.abc import Iterable
+from dataclasses import dataclass
+from pathlib import Path
+
+from sqlalchemy.dialects.postgresql import insert
+from sqlalchemy.orm import Session
+
+from ecg_shared.db.models import Recording, encode_signal, json_safe
+from ecg_shared.formats.record import Record
+
+
+@dataclass
+class StoreItem:
+    record: Record
+    source_uri: str
+    source_version: str
+    content_sha256: str
+    label: str | None = None
+
+
+def content_hash(data: bytes) -> str:
+    return hashlib.sha256(data).hexdigest()
+
+
+def store_recordings(session: Session, dataset: str, items: Iterable[StoreItem]) -> list[int | None]:
+    """Insert many recordings in one statement. Returns each item's new id, or None where it was already stored."""
+    items = list(items)
+    if not items:
+        return []
+    rows = [
+        {
+            "dataset": dataset, "source_uri": item.source_uri, "source_version": item.source_version,
+            "content_sha256": item.content_sha256, "format": item.record.format or "unknown",
+            "sampling_rate": item.record.sampling_rate, "lead_names": item.record.lead_names,
+            "n_samples": item.record.n_samples, "signal": encode_signal(item.record.signal),
+            "label": item.label or item.record.label, "metadata": json_safe(item.record.metadata),
+        }
+        for item in items
+    ]
+    statement = (
+        insert(Recording.__table__)
+        .values(rows)
+        .on_conflict_do_nothing(constraint="uq_recordings_source")
+        .returning(Recording.__table__.c.source_uri, Recording.__table__.c.source_version, Recording.__table__.c.id)
+    )
+    inserted = {(uri, version): rid for uri, version, rid in session.execute(statement)}
+    return [inserted.get((item.source_uri, item.source_version)) for item in items]
+
+
+def import_directory(session: Session, directory: Path, dataset: str, batch_size: int = 200,
+                     progress=None) -> tuple[int, int, list[tuple[str, str]]]:
+    """Read every record under ``directory`` (WFDB headers, or other files read_ecg detects) into ``dataset``.
+
+    Returns (stored, skipped as already present, failures as (file, reason)).
+    """
+    from ecg_shared.formats import EcgFormatError, read_ecg
+
+    headers = sorted(directory.rglob("*.hea"))
+    files = headers or sorted(p for p in directory.rglob("*") if p.is_file() and not p.name.startswith("."))
+    stored = skipped = 0
+    failures: list[tuple[str, str]] = []
+    batch: list[StoreItem] = []
+
+    def flush() -> None:
+        nonlocal stored, skipped
+        ids = store_recordings(session, dataset, batch)
+        stored += sum(i is not None for i in ids)
+        skipped += sum(i is None for i in ids)
+        session.commit()
+        batch.clear()
+
+    for path in files:
+        try:
+            record = read_ecg(path)
+        except EcgFormatError as exc:
+            failures.append((str(path), str(exc)))
+            continue
+        content = b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.stem + ".*")))
+        digest = content_hash(content)
+        uri = path.with_suffix("").resolve().as_uri() if headers else path.resolve().as_uri()
+        batch.append(StoreItem(record, uri, digest, digest))
+        if len(batch) >= batch_size:
+            flush()
+        if progress:
+            progress(1)
+    if batch:
+        flush()
+    return stored, skipped, failures
