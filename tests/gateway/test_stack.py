@@ -1,0 +1,39 @@
+"""tests/support/stack.py: the Procfile is parsed and its commands run as real processes."""
+
+from __future__ import annotations
+
+import httpx
+import pytest
+
+from tests.support.stack import expand_command, read_procfile, start_stack
+
+
+def test_procfile_names_every_process_of_the_contract():
+    entries = read_procfile()
+    assert list(entries) == ["azurite", "inference", "gateway", "ingestion-worker", "training-worker"]
+    assert entries["gateway"].startswith("uvicorn ecg_gateway.app:app ")
+    assert entries["inference"].startswith("uvicorn ecg_inference.app:app ")
+    assert "-Q ingestion" in entries["ingestion-worker"]
+    assert "-Q training" in entries["training-worker"]
+
+
+def test_variables_expand_like_the_shell(monkeypatch):
+    monkeypatch.delenv("GATEWAY_PORT", raising=False)
+    command = "uvicorn ecg_gateway.app:app --host ${GATEWAY_HOST:-0.0.0.0} --port ${GATEWAY_PORT:-8000}"
+    assert expand_command(command, {}) == ["uvicorn", "ecg_gateway.app:app", "--host", "0.0.0.0", "--port", "8000"]
+    assert expand_command(command, {"GATEWAY_PORT": "1234"})[-1] == "1234"
+    with pytest.raises(KeyError, match="NEEDED"):
+        expand_command("run $NEEDED", {})
+    with pytest.raises(ValueError, match="shell operators"):
+        expand_command("a && b", {})
+
+
+def test_procfile_azurite_runs_on_a_free_port_and_stops(database_url):
+    with start_stack(["azurite"], database_url=database_url) as stack:
+        assert stack.port("azurite") not in (10000,)
+        response = httpx.get(stack.url("azurite") + "/devstoreaccount1?comp=list", timeout=5)
+        assert response.status_code in (200, 403)  # the emulator answers (unsigned requests are refused)
+        assert "devstoreaccount1" in stack.env["ECG_ARTIFACT_CONNECTION_STRING"]
+        assert stack.env["ECG_REDIS_URL"].rsplit("/", 1)[1] != "0"
+        process = stack["azurite"]
+    assert not process.alive()
