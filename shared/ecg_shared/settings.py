@@ -49,6 +49,18 @@ class Settings(BaseSettings):
     artifact_container: str = "models"
     models_dir: Path = Field(default=REPO_ROOT / "models")
 
+    # --- Gateway (services/gateway): public API, upload page, forwarding ------------------------------------------
+    inference_url: str = "http://127.0.0.1:8001"
+    # Key for state-changing endpoints (header X-API-Key). Unset: those endpoints answer 503 (not configured).
+    api_key: SecretStr | None = None
+    classify_requires_key: bool = False
+    max_upload_bytes: int = 20 * 1024 * 1024
+    # Seconds the gateway waits for the inference service to connect / to answer before giving up with 503.
+    inference_connect_timeout_s: float = 2.0
+    inference_timeout_s: float = 30.0
+    # Samples per lead at most in traces sent to the browser for plotting (larger ones are decimated).
+    plot_max_points: int = 5000
+
 
 @lru_cache
 def get_settings() -> Settings:
