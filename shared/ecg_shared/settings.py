@@ -49,6 +49,16 @@ class Settings(BaseSettings):
     artifact_container: str = "models"
     models_dir: Path = Field(default=REPO_ROOT / "models")
 
+    # --- Training worker ------------------------------------------------------------------------------------------
+    # A running job refreshes its heartbeat this often (seconds) and checks for cancellation as often.
+    training_heartbeat_s: float = 10.0
+    # A redelivered job whose heartbeat is older than this is taken over from the start by the next worker.
+    training_stale_after_s: float = 60.0
+    # Training workers mark running jobs failed whose heartbeat is older than this (their worker is gone).
+    training_job_lost_after_s: float = 900.0
+    # How many times a job is started before a lost worker makes it fail for good.
+    training_max_attempts: int = 2
+
     # --- Gateway (services/gateway): public API, upload page, forwarding ------------------------------------------
     inference_url: str = "http://127.0.0.1:8001"
     # Key for state-changing endpoints (header X-API-Key). Unset: those endpoints answer 503 (not configured).
