@@ -19,7 +19,9 @@ def _reset_settings() -> None:
 def data_dir() -> Path:
     path = get_settings().data_dir
     if not path.is_dir():
-        pytest.skip(f"data sets not found at {path}: set ECG_DATA_DIR to the folder holding cinc2017/, ptbxl/, wellnest/")
+        pytest.skip(
+            f"data sets not found at {path}: set ECG_DATA_DIR to the folder holding cinc2017/, ptbxl/, wellnest/"
+        )
     return path
 
 

@@ -18,9 +18,9 @@ def make_celery() -> Celery:
     settings = get_settings()
     app = Celery("ecg", broker=settings.redis_url, backend=None)
     app.conf.update(
-        task_acks_late=True,              # a task whose worker dies is redelivered, not lost
+        task_acks_late=True,  # a task whose worker dies is redelivered, not lost
         task_reject_on_worker_lost=True,
-        worker_prefetch_multiplier=1,     # long jobs: take one at a time
+        worker_prefetch_multiplier=1,  # long jobs: take one at a time
         task_default_queue=INGESTION_QUEUE,
         broker_connection_retry_on_startup=True,
         broker_transport_options={"visibility_timeout": 6 * 3600},

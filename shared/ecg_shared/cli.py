@@ -12,8 +12,11 @@ from pathlib import Path
 
 import typer
 
-app = typer.Typer(help="ECG classification platform: inspect, ingest, train and classify ECG recordings.",
-                  no_args_is_help=True, add_completion=False)
+app = typer.Typer(
+    help="ECG classification platform: inspect, ingest, train and classify ECG recordings.",
+    no_args_is_help=True,
+    add_completion=False,
+)
 db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 dataset_app = typer.Typer(help="Data sets: import local folders, upload to blob storage.", no_args_is_help=True)
@@ -71,7 +74,8 @@ def inspect(
         f"leads         {', '.join(info['leads'])}",
         f"duration      {info['duration_s']:.2f} s ({info['n_samples']} samples)",
         f"heart rate    {info['heart_rate_bpm'] or 'not detected'}"
-        + (" bpm" if info["heart_rate_bpm"] else "") + f" (lead {info['heart_rate_lead']})",
+        + (" bpm" if info["heart_rate_bpm"] else "")
+        + f" (lead {info['heart_rate_lead']})",
         f"quality       {'usable' if quality['usable'] else 'NOT usable'}; noise score {quality['noise_score']}",
     ]
     lines += [f"  - {reason}" for reason in quality["reasons"]]
@@ -91,7 +95,9 @@ def db_upgrade(revision: str = typer.Argument("heads")) -> None:
 
 @dataset_app.command("import")
 def dataset_import(
-    directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of ECG files (e.g. WFDB records)."),
+    directory: Path = typer.Argument(
+        ..., exists=True, file_okay=False, help="Folder of ECG files (e.g. WFDB records)."
+    ),
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset name to file the recordings under."),
 ) -> None:
     """Read a local folder of recordings straight into Postgres (labels from headers or REFERENCE.csv)."""
@@ -102,8 +108,9 @@ def dataset_import(
 
     with session_scope() as session, Progress(transient=True) as bar:
         task = bar.add_task(f"importing {directory}", total=None)
-        stored, skipped, failures = import_directory(session, directory, dataset,
-                                                     progress=lambda n: bar.advance(task, n))
+        stored, skipped, failures = import_directory(
+            session, directory, dataset, progress=lambda n: bar.advance(task, n)
+        )
     typer.echo(f"{dataset}: stored {stored}, already present {skipped}, failed {len(failures)}")
     for name, reason in failures[:20]:
         typer.echo(f"  failed {name}: {reason}", err=True)

@@ -18,8 +18,11 @@ class HeartRate:
     lead: str
 
     def to_dict(self) -> dict:
-        return {"bpm": None if self.bpm is None else round(self.bpm, 1), "lead": self.lead,
-                "rpeaks": self.rpeaks.tolist()}
+        return {
+            "bpm": None if self.bpm is None else round(self.bpm, 1),
+            "lead": self.lead,
+            "rpeaks": self.rpeaks.tolist(),
+        }
 
 
 def detect_rpeaks(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
@@ -30,8 +33,8 @@ def detect_rpeaks(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
     if x.size < 2 * sampling_rate or not np.all(np.isfinite(x)) or np.ptp(x) < 1e-3:
         return np.array([], dtype=np.int64)
     try:
-        cleaned = nk.ecg_clean(x, sampling_rate=int(round(sampling_rate)), method="neurokit")
-        _, info = nk.ecg_peaks(cleaned, sampling_rate=int(round(sampling_rate)), method="neurokit")
+        cleaned = nk.ecg_clean(x, sampling_rate=round(sampling_rate), method="neurokit")
+        _, info = nk.ecg_peaks(cleaned, sampling_rate=round(sampling_rate), method="neurokit")
     except (ValueError, IndexError, ZeroDivisionError):
         return np.array([], dtype=np.int64)
     return np.asarray(info["ECG_R_Peaks"], dtype=np.int64)

@@ -20,13 +20,13 @@ OUTPUT_NAME = "probabilities"
 
 @dataclass
 class ModelMetadata:
-    name: str                      # registry model name, e.g. "rhythm-1lead"
-    family: str                    # cnn | resnet | inception
-    classes: list[str]             # output order, labels as trained (e.g. ["N", "A", "O", "~"])
-    normal_classes: list[str]      # classes that mean "normal" (e.g. ["N"])
+    name: str  # registry model name, e.g. "rhythm-1lead"
+    family: str  # cnn | resnet | inception
+    classes: list[str]  # output order, labels as trained (e.g. ["N", "A", "O", "~"])
+    normal_classes: list[str]  # classes that mean "normal" (e.g. ["N"])
     preprocessing: PreprocessingSpec
     unreadable_classes: list[str] = field(default_factory=list)  # e.g. ["~"]: too noisy to judge
-    threshold: float = 0.5         # P(abnormal) at or above which the call is "abnormal" (chosen on validation)
+    threshold: float = 0.5  # P(abnormal) at or above which the call is "abnormal" (chosen on validation)
     training_job_id: int | None = None
     dataset_fingerprint: str = ""
     version: int | None = None

@@ -106,7 +106,7 @@ def fit_length(signal: np.ndarray, n_samples: int, align: str = "center") -> np.
     if length >= n_samples:
         start = (length - n_samples) // 2 if align == "center" else 0
         return signal[start : start + n_samples]
-    pad = np.zeros((n_samples - length,) + signal.shape[1:], dtype=signal.dtype)
+    pad = np.zeros((n_samples - length, *signal.shape[1:]), dtype=signal.dtype)
     return np.concatenate([signal, pad], axis=0)
 
 
@@ -123,8 +123,12 @@ def window_starts(length: int, window: int, step: int) -> list[int]:
 def sliding_windows(signal: np.ndarray, window: int, step: int | None = None) -> np.ndarray:
     """(n_windows, window, n_leads); a signal shorter than one window is zero-padded to one."""
     step = step or window
-    return np.stack([fit_length(signal[s : s + window], window, align="start")
-                     for s in window_starts(signal.shape[0], window, step)])
+    return np.stack(
+        [
+            fit_length(signal[s : s + window], window, align="start")
+            for s in window_starts(signal.shape[0], window, step)
+        ]
+    )
 
 
 # --- Normalisation -----------------------------------------------------------------------------------------------

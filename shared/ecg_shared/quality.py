@@ -75,7 +75,9 @@ def assess_quality(record: Record, min_duration_s: float | None = None) -> Quali
         bad += bool(leads[name])
 
     if bad == record.n_leads:
-        reasons.append("no lead is clean enough to read" if record.n_leads > 1 else "the lead is not clean enough to read")
+        reasons.append(
+            "no lead is clean enough to read" if record.n_leads > 1 else "the lead is not clean enough to read"
+        )
     elif bad * 2 > record.n_leads:
         reasons.append(f"{bad} of {record.n_leads} leads have problems")
     usable = not reasons

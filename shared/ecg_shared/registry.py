@@ -42,9 +42,16 @@ def register_version(
     store = store or ArtifactStore()
     uri = store.put(f"{metadata.name}/{version}/model.onnx", onnx_bytes)
     row = ModelVersion(
-        name=metadata.name, version=version, family=metadata.family, stage="candidate",
-        metrics=metrics or {}, model_card=model_card or {}, onnx_metadata=metadata.to_dict(),
-        artifact_uri=uri, artifact_sha256=sha256(onnx_bytes), training_job_id=metadata.training_job_id,
+        name=metadata.name,
+        version=version,
+        family=metadata.family,
+        stage="candidate",
+        metrics=metrics or {},
+        model_card=model_card or {},
+        onnx_metadata=metadata.to_dict(),
+        artifact_uri=uri,
+        artifact_sha256=sha256(onnx_bytes),
+        training_job_id=metadata.training_job_id,
     )
     session.add(row)
     session.flush()
@@ -96,6 +103,8 @@ def archive(session: Session, name: str, version: int) -> ModelVersion:
 def registry_revision(session: Session) -> str:
     """A cheap fingerprint of which versions are active; changes whenever a version is promoted or archived."""
     rows = session.execute(
-        select(ModelVersion.name, ModelVersion.version).where(ModelVersion.stage == "active").order_by(ModelVersion.name)
+        select(ModelVersion.name, ModelVersion.version)
+        .where(ModelVersion.stage == "active")
+        .order_by(ModelVersion.name)
     ).all()
     return ";".join(f"{n}:{v}" for n, v in rows)

@@ -27,8 +27,10 @@ class Azurite:
 
     @property
     def connection_string(self) -> str:
-        return (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={AZURITE_ACCOUNT_KEY};"
-                f"BlobEndpoint={self.account_url};")
+        return (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={AZURITE_ACCOUNT_KEY};"
+            f"BlobEndpoint={self.account_url};"
+        )
 
     @property
     def account_key(self) -> str:
@@ -49,9 +51,20 @@ def start_azurite() -> Azurite:
     port = free_port()
     location = Path(tempfile.mkdtemp(prefix="azurite-"))
     process = subprocess.Popen(
-        [str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location", str(location),
-         "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
-        stdout=subprocess.DEVNULL, stderr=subprocess.PIPE,
+        [
+            str(AZURITE_BIN),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(location),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.PIPE,
     )
     wait_for_port(port, process=process)
     return Azurite(port, process, location)

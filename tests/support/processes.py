@@ -49,8 +49,9 @@ class ManagedProcess:
             self.kill()
 
 
-def start_process(name: str, command: list[str], env: dict[str, str] | None = None, port: int | None = None,
-                  timeout: float = 60.0) -> ManagedProcess:
+def start_process(
+    name: str, command: list[str], env: dict[str, str] | None = None, port: int | None = None, timeout: float = 60.0
+) -> ManagedProcess:
     """Run ``command`` (a venv tool name is resolved to .venv/bin) in its own process group; wait for ``port``."""
     LOG_DIR.mkdir(parents=True, exist_ok=True)
     log_path = LOG_DIR / f"{name}.log"
@@ -58,8 +59,9 @@ def start_process(name: str, command: list[str], env: dict[str, str] | None = No
     argv = [str(executable) if executable.exists() else command[0], *command[1:]]
     full_env = {**os.environ, "PYTHONUNBUFFERED": "1", **(env or {})}
     log = open(log_path, "ab")  # noqa: SIM115 - kept open for the child's lifetime
-    process = subprocess.Popen(argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT,
-                               start_new_session=True)
+    process = subprocess.Popen(
+        argv, env=full_env, stdout=log, stderr=subprocess.STDOUT, cwd=REPO_ROOT, start_new_session=True
+    )
     managed = ManagedProcess(name, process, log_path, port)
     if port is not None:
         try:

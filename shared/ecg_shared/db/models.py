@@ -60,24 +60,43 @@ class Recording(Base):
     label: Mapped[str | None] = mapped_column(String(100))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
-    updated_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now(),
-                                                 onupdate=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )
 
     @classmethod
-    def from_record(cls, record: Record, dataset: str, source_uri: str, source_version: str,
-                    content_sha256: str, label: str | None = None) -> Recording:
+    def from_record(
+        cls,
+        record: Record,
+        dataset: str,
+        source_uri: str,
+        source_version: str,
+        content_sha256: str,
+        label: str | None = None,
+    ) -> Recording:
         return cls(
-            dataset=dataset, source_uri=source_uri, source_version=source_version, content_sha256=content_sha256,
-            format=record.format or "unknown", sampling_rate=record.sampling_rate, lead_names=record.lead_names,
-            n_samples=record.n_samples, signal=encode_signal(record.signal), label=label or record.label,
+            dataset=dataset,
+            source_uri=source_uri,
+            source_version=source_version,
+            content_sha256=content_sha256,
+            format=record.format or "unknown",
+            sampling_rate=record.sampling_rate,
+            lead_names=record.lead_names,
+            n_samples=record.n_samples,
+            signal=encode_signal(record.signal),
+            label=label or record.label,
             metadata_=json_safe(record.metadata),
         )
 
     def to_record(self) -> Record:
         metadata = dict(self.metadata_ or {})
         metadata.update(format=self.format, label=self.label, recording_id=self.id, dataset=self.dataset)
-        return Record(decode_signal(self.signal, self.n_samples, len(self.lead_names)), self.sampling_rate,
-                      list(self.lead_names), metadata)
+        return Record(
+            decode_signal(self.signal, self.n_samples, len(self.lead_names)),
+            self.sampling_rate,
+            list(self.lead_names),
+            metadata,
+        )
 
 
 def json_safe(metadata: dict[str, Any]) -> dict[str, Any]:

@@ -34,11 +34,17 @@ def store_recordings(session: Session, dataset: str, items: Iterable[StoreItem])
         return []
     rows = [
         {
-            "dataset": dataset, "source_uri": item.source_uri, "source_version": item.source_version,
-            "content_sha256": item.content_sha256, "format": item.record.format or "unknown",
-            "sampling_rate": item.record.sampling_rate, "lead_names": item.record.lead_names,
-            "n_samples": item.record.n_samples, "signal": encode_signal(item.record.signal),
-            "label": item.label or item.record.label, "metadata": json_safe(item.record.metadata),
+            "dataset": dataset,
+            "source_uri": item.source_uri,
+            "source_version": item.source_version,
+            "content_sha256": item.content_sha256,
+            "format": item.record.format or "unknown",
+            "sampling_rate": item.record.sampling_rate,
+            "lead_names": item.record.lead_names,
+            "n_samples": item.record.n_samples,
+            "signal": encode_signal(item.record.signal),
+            "label": item.label or item.record.label,
+            "metadata": json_safe(item.record.metadata),
         }
         for item in items
     ]
@@ -52,8 +58,9 @@ def store_recordings(session: Session, dataset: str, items: Iterable[StoreItem])
     return [inserted.get((item.source_uri, item.source_version)) for item in items]
 
 
-def import_directory(session: Session, directory: Path, dataset: str, batch_size: int = 200,
-                     progress=None) -> tuple[int, int, list[tuple[str, str]]]:
+def import_directory(
+    session: Session, directory: Path, dataset: str, batch_size: int = 200, progress=None
+) -> tuple[int, int, list[tuple[str, str]]]:
     """Read every record under ``directory`` (WFDB headers, or other files read_ecg detects) into ``dataset``.
 
     Returns (stored, skipped as already present, failures as (file, reason)).

@@ -14,8 +14,16 @@ from ecg_shared.formats.wellnest import looks_like_wellnest, read_wellnest
 from ecg_shared.formats.wfdb_format import read_wfdb_path, read_wfdb_zip
 
 FORMATS = ("wellnest", "wfdb", "csv", "npy", "npz")
-_EXTENSIONS = {".csv": "csv", ".txt": "csv", ".npy": "npy", ".npz": "npz", ".hea": "wfdb", ".mat": "wfdb",
-               ".dat": "wfdb", ".zip": "wfdb"}
+_EXTENSIONS = {
+    ".csv": "csv",
+    ".txt": "csv",
+    ".npy": "npy",
+    ".npz": "npz",
+    ".hea": "wfdb",
+    ".mat": "wfdb",
+    ".dat": "wfdb",
+    ".zip": "wfdb",
+}
 
 Source = str | os.PathLike | bytes | bytearray | memoryview | IO[bytes]
 
@@ -77,7 +85,9 @@ def _as_bytes(source: Any) -> tuple[bytes, str | None]:
 
 def _read_path(path: Path, fmt: str | None, hints: dict) -> Record:
     suffix = path.suffix.lower()
-    if fmt in (None, "wfdb") and (suffix in (".hea", ".dat", ".mat") or (not suffix and path.with_suffix(".hea").exists())):
+    if fmt in (None, "wfdb") and (
+        suffix in (".hea", ".dat", ".mat") or (not suffix and path.with_suffix(".hea").exists())
+    ):
         return read_wfdb_path(path)
     if not path.is_file():
         raise EcgFormatError(f"no such file: {path}")

@@ -63,7 +63,7 @@ def _frame_offsets(buf: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
         start = int(confirmed[k])
         # Bytes skipped before this frame stand for round(skipped / 16) lost samples.
         skipped = start - (previous_end or 0)
-        sample += int(round(skipped / FRAME_BYTES))
+        sample += round(skipped / FRAME_BYTES)
         p = start
         while p <= last_start and is_sync[p]:  # the contiguous run of frames from here
             offsets.append(p)
@@ -120,7 +120,7 @@ def read_wellnest(
         raise EcgFormatError("not a Wellnest blob: no frame starting with the sync bytes BA 88")
 
     tail_bytes = len(buf) - int(offsets[-1]) - FRAME_BYTES
-    missing_at_end = int(round(tail_bytes / FRAME_BYTES))
+    missing_at_end = round(tail_bytes / FRAME_BYTES)
     n_good = len(offsets)
     n_samples = int(samples[-1]) + 1
     dropped = n_samples - n_good

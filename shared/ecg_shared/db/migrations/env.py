@@ -9,8 +9,9 @@ from ecg_shared.db.models import Base
 from ecg_shared.settings import get_settings
 
 config = context.config
-url = config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url") \
-    or get_settings().database_url
+url = (
+    config.attributes.get("url") or context.get_x_argument(as_dictionary=True).get("url") or get_settings().database_url
+)
 target_metadata = Base.metadata
 
 

@@ -34,8 +34,13 @@ def upgrade() -> None:
         sa.UniqueConstraint("name", "version", name="uq_model_versions_name_version"),
         sa.CheckConstraint("stage IN ('candidate', 'active', 'archived')", name="ck_model_versions_stage"),
     )
-    op.create_index("uq_model_versions_one_active", "model_versions", ["name"], unique=True,
-                    postgresql_where=sa.text("stage = 'active'"))
+    op.create_index(
+        "uq_model_versions_one_active",
+        "model_versions",
+        ["name"],
+        unique=True,
+        postgresql_where=sa.text("stage = 'active'"),
+    )
 
 
 def downgrade() -> None:

@@ -1,0 +1,133 @@
+"""Filtering, resampling, windowing, normalisation and the shared prepare() pipeline."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ecg_shared.formats import EcgFormatError, Record, read_ecg
+from ecg_shared.preprocessing import (
+    PreprocessingSpec,
+    filter_signal,
+    fit_length,
+    normalise,
+    prepare,
+    resample,
+    sliding_windows,
+    window_starts,
+)
+
+
+def sine(freq: float, fs: float, seconds: float = 10.0) -> np.ndarray:
+    t = np.arange(int(fs * seconds)) / fs
+    return np.sin(2 * np.pi * freq * t)[:, None].astype(np.float32)
+
+
+def amplitude(x: np.ndarray) -> float:
+    core = x[len(x) // 4 : -len(x) // 4]  # away from the edges
+    return float(np.sqrt(2) * core.std())
+
+
+def test_band_pass_keeps_the_ecg_band_and_removes_wander_and_hum():
+    fs = 500
+    assert amplitude(filter_signal(sine(10, fs), fs)) == pytest.approx(1, abs=0.02)
+    assert amplitude(filter_signal(sine(0.05, fs), fs)) < 0.05  # baseline wander
+    assert amplitude(filter_signal(sine(100, fs), fs)) < 0.01  # above the low-pass
+    notched = filter_signal(sine(50, fs), fs, highpass_hz=None, lowpass_hz=None, notch_hz=50)
+    assert amplitude(notched) < 0.05
+
+
+def test_filtering_is_zero_phase():
+    fs = 250
+    x = sine(5, fs)
+    y = filter_signal(x, fs)
+    lag = np.argmax(np.correlate(y[:, 0], x[:, 0], mode="full")) - (len(x) - 1)
+    assert lag == 0
+
+
+def test_resample_changes_length_and_keeps_the_waveform():
+    x = sine(3, 300)
+    y = resample(x, 300, 100)
+    assert y.shape == (1000, 1)
+    np.testing.assert_allclose(y[100:-100, 0], sine(3, 100)[100:-100, 0], atol=0.02)
+
+
+def test_resample_removes_content_above_the_new_nyquist():
+    y = resample(sine(80, 500), 500, 100)  # 80 Hz cannot exist at 100 Hz: it must not alias to 20 Hz
+    assert amplitude(y) < 0.05
+
+
+def test_fit_length_crops_and_pads():
+    x = np.arange(10, dtype=np.float32)[:, None]
+    assert fit_length(x, 4)[:, 0].tolist() == [3, 4, 5, 6]
+    assert fit_length(x, 4, align="start")[:, 0].tolist() == [0, 1, 2, 3]
+    assert fit_length(x, 12)[:, 0].tolist() == [*list(range(10)), 0, 0]
+
+
+def test_sliding_windows_cover_the_whole_signal():
+    assert window_starts(10, 4, 4) == [0, 4, 6]
+    assert window_starts(3, 4, 4) == [0]
+    windows = sliding_windows(np.arange(10, dtype=np.float32)[:, None], 4)
+    assert windows.shape == (3, 4, 1)
+    assert windows[-1, :, 0].tolist() == [6, 7, 8, 9]
+
+
+def test_normalisations():
+    x = np.array([[1.0, 10.0], [3.0, 30.0], [5.0, 20.0]])
+    z = normalise(x, "zscore")
+    np.testing.assert_allclose(z.mean(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(z.std(axis=0), 1, atol=1e-4)
+    m = normalise(x, "minmax")
+    np.testing.assert_allclose(m.min(axis=0), 0, atol=1e-6)
+    np.testing.assert_allclose(m.max(axis=0), 1, atol=1e-4)
+    with pytest.raises(ValueError):
+        normalise(x, "l2")
+
+
+def test_spec_round_trips_through_json():
+    spec = PreprocessingSpec(300, 9000, ("ii",), notch_hz=50, normalisation="minmax")
+    assert spec.leads == ("II",)
+    assert PreprocessingSpec.from_json(spec.to_json()) == spec
+
+
+def test_prepare_on_a_real_long_single_lead_recording(data_dir):
+    record = read_ecg(data_dir / "cinc2017" / "A00001.hea")  # 30 s at 300 Hz
+    spec = PreprocessingSpec(sampling_rate=100, window_samples=1000, leads=("II",))
+    batch = prepare(record, spec)
+    assert batch.shape == (3, 1000, 1)
+    assert batch.dtype == np.float32
+    np.testing.assert_allclose(batch.mean(axis=1), 0, atol=1e-4)
+
+
+def test_prepare_selects_and_orders_leads_by_name(data_dir):
+    record = read_ecg(data_dir / "ptbxl" / "00001_lr.hea")
+    spec = PreprocessingSpec(
+        sampling_rate=100,
+        window_samples=1000,
+        leads=("V1", "I"),
+        normalisation="none",
+        highpass_hz=None,
+        lowpass_hz=None,
+    )
+    batch = prepare(record, spec)
+    np.testing.assert_allclose(batch[0, :, 0], record.lead("V1"), atol=1e-6)
+    np.testing.assert_allclose(batch[0, :, 1], record.lead("I"), atol=1e-6)
+
+
+def test_prepare_pads_a_short_recording_after_normalising_it():
+    record = Record(sine(5, 100, seconds=4), 100, ["II"], {})
+    spec = PreprocessingSpec(sampling_rate=100, window_samples=1000, leads=("II",))
+    batch = prepare(record, spec)
+    assert batch.shape == (1, 1000, 1)
+    assert np.all(batch[0, 400:] == 0)
+    assert batch[0, :400].std() == pytest.approx(1, abs=0.01)
+
+
+def test_prepare_rejects_missing_leads_and_nan():
+    record = Record(np.zeros((1000, 1)), 100, ["I"], {})
+    spec12 = PreprocessingSpec(100, 1000, ("I", "II"))
+    with pytest.raises(EcgFormatError, match="lacks lead"):
+        prepare(record, spec12)
+    bad = Record(np.full((1000, 1), np.nan), 100, ["II"], {})
+    with pytest.raises(EcgFormatError, match="NaN"):
+        prepare(bad, PreprocessingSpec(100, 1000, ("II",)))

@@ -1,0 +1,78 @@
+"""Signal quality verdicts and heart rate on synthetic and real signals."""
+
+from __future__ import annotations
+
+import numpy as np
+import pytest
+
+from ecg_shared.formats import Record, read_ecg
+from ecg_shared.heart import heart_rate
+from ecg_shared.quality import assess_quality
+
+
+def synthetic_ecg(bpm: float = 60, fs: float = 500, seconds: float = 10, leads: int = 1) -> np.ndarray:
+    import neurokit2 as nk
+
+    x = nk.ecg_simulate(duration=seconds, sampling_rate=fs, heart_rate=bpm, noise=0.0, random_state=1)
+    return np.tile(x[:, None], (1, leads)).astype(np.float32)
+
+
+def test_clean_synthetic_ecg_is_usable_with_the_right_rate():
+    record = Record(synthetic_ecg(bpm=72), 500, ["II"], {})
+    report = assess_quality(record)
+    assert report.usable, report
+    assert heart_rate(record).bpm == pytest.approx(72, abs=3)
+
+
+def test_nan_makes_a_recording_unusable_and_names_the_lead():
+    x = synthetic_ecg(leads=2)
+    x[100:110, 1] = np.nan
+    report = assess_quality(Record(x, 500, ["I", "II"], {}))
+    assert not report.usable
+    assert "NaN" in report.reasons[0]
+    assert report.leads["II"] and not report.leads["I"]
+
+
+def test_flat_line_is_unusable():
+    report = assess_quality(Record(np.zeros((5000, 1)), 500, ["II"], {}))
+    assert not report.usable
+    assert "flat" in report.leads["II"][0]
+
+
+def test_one_disconnected_lead_of_twelve_is_reported_but_usable():
+    x = synthetic_ecg(leads=12)
+    x[:, 7] = 0.0
+    report = assess_quality(Record(x, 500, [f"L{i}" for i in range(12)], {}))
+    assert report.usable
+    assert report.leads["L7"] and sum(bool(v) for v in report.leads.values()) == 1
+
+
+def test_clipping_is_detected():
+    x = np.clip(synthetic_ecg() * 3, -0.5, 0.5)
+    assert "clipped" in " ".join(assess_quality(Record(x, 500, ["II"], {})).leads["II"])
+
+
+def test_noise_is_detected():
+    rng = np.random.default_rng(0)
+    noisy = rng.normal(scale=1.0, size=(5000, 1))
+    report = assess_quality(Record(noisy, 500, ["II"], {}))
+    assert not report.usable
+    assert "noisy" in report.leads["II"][0]
+    assert report.noise_score > 0.5
+
+
+def test_too_short():
+    report = assess_quality(Record(synthetic_ecg(seconds=1.5), 500, ["II"], {}))
+    assert not report.usable and "too short" in report.reasons[0]
+
+
+def test_real_recordings(data_dir, wellnest_sample):
+    assert assess_quality(read_ecg(data_dir / "ptbxl" / "00001_lr.hea")).usable
+    cinc = read_ecg(data_dir / "cinc2017" / "A00001.hea")
+    assert assess_quality(cinc).usable
+    assert heart_rate(cinc).bpm == pytest.approx(79, abs=6)
+    wellnest = read_ecg(wellnest_sample)
+    report = assess_quality(wellnest)
+    assert report.usable
+    # The device's 12-bit range tops out at 2047/1241 = 1.65 mV: this recording's tall R waves in lead II hit it.
+    assert any("clipped" in issue for issue in report.leads["II"])
