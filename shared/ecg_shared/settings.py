@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from functools import lru_cache
 from pathlib import Path
+from typing import Literal
 
 from pydantic import Field, SecretStr
 from pydantic_settings import BaseSettings, SettingsConfigDict
@@ -40,6 +41,27 @@ class Settings(BaseSettings):
     # --- Signal processing ----------------------------------------------------------------------------------------
     powerline_hz: float = 50.0
 
+    # --- Inference service (services/inference) and `ecg classify` ------------------------------------------------
+    # Where the service gets its models: "registry" (active versions, hot reloaded) or "bundled" (models_dir).
+    inference_model_source: Literal["registry", "bundled"] = "registry"
+    # How often (seconds) the service checks the registry for newly promoted or archived versions.
+    model_poll_interval_s: float = 5.0
+    # onnxruntime execution providers in order of preference; those this onnxruntime build lacks are skipped.
+    onnx_providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
+    # onnxruntime intra-op threads per session (0: one per physical core).
+    onnx_threads: int = 0
+    # Micro-batching: most model inputs (windows) per onnxruntime call, and how long (ms) a first request waits
+    # for others to join its batch.
+    batch_max_size: int = 256
+    batch_wait_ms: float = 2.0
+    # Largest accepted upload or JSON body (bytes); larger ones are refused with 413 while streaming.
+    max_upload_bytes: int = 20_000_000
+    # Shortest recording (seconds) a model classifies (or its window, when shorter); shorter ones get 422.
+    classify_min_duration_s: float = 5.0
+    # Occlusion explanations by default (the `explain` query parameter overrides), and their time resolution.
+    explain: bool = True
+    explain_segment_s: float = 1.0
+
     # --- Artifact store (ONNX files of registered models) ---------------------------------------------------------
     # An Azure Storage connection string; the default is the Azurite emulator on its standard port.
     artifact_connection_string: SecretStr = SecretStr(
@@ -70,6 +92,18 @@ class Settings(BaseSettings):
     inference_timeout_s: float = 30.0
     # Samples per lead at most in traces sent to the browser for plotting (larger ones are decimated).
     plot_max_points: int = 5000
+
+    # --- Ingestion (services/ingestion): Azure Blob Storage -> Postgres --------------------------------------------
+    # Fernet key (Fernet.generate_key()) encrypting the storage credential of queued ingestion jobs until they finish.
+    # Unset: queued jobs are refused (foreground `ecg ingest` keeps the credential in memory only).
+    secret_key: SecretStr | None = None
+    # Blob downloads in flight per job, recordings per INSERT batch, decoding processes (0: one per CPU core).
+    ingest_concurrency: int = 32
+    ingest_batch_size: int = 200
+    ingest_decode_workers: int = 0
+    # Defaults for `ecg ingest` / `ecg dataset upload`, so secrets stay out of shell history.
+    ingest_sas_token: SecretStr | None = None
+    ingest_connection_string: SecretStr | None = None
 
 
 @lru_cache
