@@ -1,0 +1,50 @@
+"""Traces for the browser: a recording filtered like an ECG machine's display and sized for plotting.
+
+The page draws them on ECG paper (25 mm/s, 10 mm/mV). Display filtering is 0.5 Hz high-pass (baseline wander off)
+and a low-pass at 100 Hz or below Nyquist, with the powerline notch; recordings longer than ECG_PLOT_MAX_POINTS
+samples per lead are resampled (polyphase, anti-aliased) to fit.
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from ecg_shared.formats import Record
+from ecg_shared.preprocessing import filter_signal, resample
+from ecg_shared.settings import get_settings
+
+DISPLAY_HIGHPASS_HZ = 0.5
+DISPLAY_LOWPASS_HZ = 100.0
+
+
+def plot_trace(record: Record, max_points: int | None = None) -> dict:
+    """``{sampling_rate, duration_s, units, lead_names, leads: {name: [mV, ...]}}``; NaN/inf become null."""
+    settings = get_settings()
+    max_points = max_points or settings.plot_max_points
+    fs = float(record.sampling_rate)
+    signal = np.asarray(record.signal, dtype=np.float32)
+    finite = np.isfinite(signal)
+    signal = np.where(finite, signal, 0.0).astype(np.float32)
+    if signal.shape[0] > 30:
+        lowpass = min(DISPLAY_LOWPASS_HZ, 0.45 * fs)
+        notch = settings.powerline_hz if settings.powerline_hz < 0.45 * fs else None
+        signal = filter_signal(signal, fs, DISPLAY_HIGHPASS_HZ, lowpass, notch)
+    rate = fs
+    if signal.shape[0] > max_points:
+        rate = fs * max_points / signal.shape[0]
+        signal = resample(signal, fs, rate)
+        finite = np.ones(signal.shape, dtype=bool)  # positions no longer line up; gaps were zero-filled above
+    leads = {}
+    for index, name in enumerate(record.lead_names):
+        column = np.round(signal[:, index].astype(np.float64), 4)
+        values: list = column.tolist()
+        if not finite[:, index].all():
+            values = [v if ok else None for v, ok in zip(values, finite[:, index], strict=True)]
+        leads[name] = values
+    return {
+        "sampling_rate": rate,
+        "duration_s": record.duration_s,
+        "units": "mV",
+        "lead_names": list(record.lead_names),
+        "leads": leads,
+    }

@@ -1,0 +1,77 @@
+"""``POST /classify``: forwarded unchanged to the inference service; the page's trace is added on request."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+
+from fastapi import APIRouter, Depends, Query, Request
+from fastapi.concurrency import run_in_threadpool
+from fastapi.responses import JSONResponse
+
+from ecg_gateway.plotting import plot_trace
+from ecg_gateway.security import classify_access
+from ecg_gateway.uploads import Upload, read_ecg_upload
+from ecg_shared.formats import EcgFormatError, read_ecg
+
+log = logging.getLogger(__name__)
+router = APIRouter(tags=["classify"])
+
+_UPLOAD_BODY = {
+    "requestBody": {
+        "required": True,
+        "content": {"multipart/form-data": {"schema": {
+            "type": "object",
+            "required": ["file"],
+            "properties": {
+                "file": {"type": "string", "format": "binary",
+                         "description": "Wellnest raw, WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz"},
+            },
+        }}},
+    }
+}
+
+
+def _trace_for(upload: Upload, hints: dict[str, str]) -> dict | None:
+    """The recording as the page draws it, or None when the gateway cannot read it (inference then says why)."""
+    kwargs: dict = {"source": upload.filename}
+    if hints.get("fs"):
+        try:
+            kwargs["fs"] = float(hints["fs"])
+        except ValueError:
+            return None
+    try:
+        record = read_ecg(upload.data, format=hints.get("format") or None, **kwargs)
+    except EcgFormatError:
+        return None
+    return plot_trace(record)
+
+
+@router.post("/classify", dependencies=[Depends(classify_access)], openapi_extra=_UPLOAD_BODY,
+             summary="Classify an ECG file (forwarded to the inference service)")
+async def classify(
+    request: Request,
+    trace: bool = Query(False, description="Add the recording's display trace (filtered, decimated) for plotting"),
+) -> JSONResponse:
+    """Same contract as the inference service's ``POST /classify``: its answer and status are passed through.
+
+    Uploads over ECG_MAX_UPLOAD_BYTES are refused with 413 before being read whole. With ``trace=true`` the answer
+    gains ``trace``: ``{sampling_rate, duration_s, units, lead_names, leads: {name: [mV...]}}``.
+    """
+    upload = await read_ecg_upload(request)
+    params = [(k, v) for k, v in request.query_params.multi_items() if k != "trace"]
+    forwarded = request.app.state.inference.request(
+        "POST", "/classify", content=upload.body, headers={"content-type": upload.content_type}, params=params,
+    )
+    if trace:
+        hints = {**upload.fields, **dict(params)}
+        response, drawn = await asyncio.gather(forwarded, run_in_threadpool(_trace_for, upload, hints))
+    else:
+        response, drawn = await forwarded, None
+    try:
+        payload = response.json()
+    except ValueError:
+        payload = {"detail": f"the inference service answered HTTP {response.status_code} without JSON"}
+    if response.is_success and drawn is not None and isinstance(payload, dict):
+        payload["trace"] = drawn
+    return JSONResponse(payload, status_code=response.status_code)
