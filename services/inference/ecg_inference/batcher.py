@@ -1,0 +1,99 @@
+"""Micro-batching: model inputs of requests that arrive together go to onnxruntime in one call.
+
+The first request for a model waits up to ``wait_ms`` for others to join; a batch leaves at once when it reaches
+``max_size`` inputs (windows). While a model's batch runs, new requests queue and leave together as soon as it
+finishes, so under load batches grow by themselves. Calls run on one dedicated thread: onnxruntime already uses
+every core inside a call, and the event loop stays free.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+
+import numpy as np
+from prometheus_client import Histogram
+
+from ecg_inference.classify import run_batched
+from ecg_inference.models import LoadedModel
+
+log = logging.getLogger(__name__)
+
+BATCH_ROWS = Histogram("ecg_inference_batch_rows", "Model inputs (windows) per onnxruntime call",
+                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
+BATCH_REQUESTS = Histogram("ecg_inference_batch_requests", "Requests sharing one onnxruntime call",
+                           buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+
+
+@dataclass
+class _Queue:
+    items: list[tuple[np.ndarray, asyncio.Future]] = field(default_factory=list)
+    rows: int = 0
+    busy: bool = False
+    timer: asyncio.TimerHandle | None = None
+
+
+class MicroBatcher:
+    def __init__(self, max_size: int, wait_ms: float) -> None:
+        self.max_size = max(1, max_size)
+        self.wait_s = max(0.0, wait_ms) / 1000
+        self._queues: dict[LoadedModel, _Queue] = {}
+        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+
+    async def run(self, model: LoadedModel, inputs: np.ndarray) -> np.ndarray:
+        """Probabilities for ``inputs`` (n, window, leads), computed in a batch with whatever else is waiting."""
+        loop = asyncio.get_running_loop()
+        future: asyncio.Future = loop.create_future()
+        queue = self._queues.setdefault(model, _Queue())
+        queue.items.append((inputs, future))
+        queue.rows += len(inputs)
+        if not queue.busy:
+            if queue.rows >= self.max_size or self.wait_s == 0:
+                self._flush(model)
+            elif queue.timer is None:
+                queue.timer = loop.call_later(self.wait_s, self._flush, model)
+        return await future
+
+    def _flush(self, model: LoadedModel) -> None:
+        queue = self._queues.get(model)
+        if queue is None or queue.busy or not queue.items:
+            return
+        if queue.timer is not None:
+            queue.timer.cancel()
+            queue.timer = None
+        batch, rows = [], 0
+        while queue.items and (not batch or rows + len(queue.items[0][0]) <= self.max_size):
+            inputs, future = queue.items.pop(0)
+            batch.append((inputs, future))
+            rows += len(inputs)
+        queue.rows -= rows
+        queue.busy = True
+        BATCH_ROWS.observe(rows)
+        BATCH_REQUESTS.observe(len(batch))
+        loop = asyncio.get_running_loop()
+        task = loop.run_in_executor(self._executor, run_batched, model, [inputs for inputs, _ in batch],
+                                     self.max_size)
+        task.add_done_callback(lambda done: self._finish(model, batch, done))
+
+    def _finish(self, model: LoadedModel, batch: list, done: asyncio.Future) -> None:
+        queue = self._queues[model]
+        queue.busy = False
+        error = done.exception()
+        if error is not None:
+            log.error("onnxruntime call for %s failed: %s", model.name, error)
+        for i, (_, future) in enumerate(batch):
+            if future.done():  # the request was cancelled (client went away)
+                continue
+            if error is not None:
+                future.set_exception(error)
+            else:
+                future.set_result(done.result()[i])
+        if queue.items:
+            self._flush(model)
+        else:
+            self._queues.pop(model, None)  # lets a replaced model version be garbage collected
+
+    def close(self) -> None:
+        self._executor.shutdown(wait=False, cancel_futures=True)

@@ -1,0 +1,288 @@
+"""Classification of one recording, in three steps that the service and ``ecg classify`` share:
+
+1. :func:`prepare_recording`: checks, quality, heart rate and model inputs (``ecg_shared.preprocessing.prepare``
+   with each model's own spec), plus occluded copies when an explanation is wanted. CPU work, run off the event loop.
+2. onnxruntime on the inputs of every applicable model: the service's micro-batcher, or :func:`run_batched` in
+   process; both put many recordings into one call.
+3. :func:`build_response`: probabilities, calls, verdict and explanation from the outputs.
+"""
+
+from __future__ import annotations
+
+import io
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+
+from ecg_inference.explain import OcclusionPlan, explain, plan_occlusion
+from ecg_inference.models import LoadedModel, ModelSet
+from ecg_shared.formats import EcgFormatError, Record, read_ecg
+from ecg_shared.heart import heart_rate
+from ecg_shared.preprocessing import clean, window_batch, window_starts
+from ecg_shared.quality import FLAT_PEAK_TO_PEAK_MV, QualityReport, assess_quality
+from ecg_shared.schemas import (
+    ClassifyJsonRequest,
+    ClassifyResponse,
+    ModelResult,
+    QualityView,
+    RecordingView,
+    Timings,
+    Verdict,
+)
+from ecg_shared.settings import get_settings
+
+VERDICT_RULE = (
+    "unreadable if the quality check fails or a model's most likely class means 'too noisy to judge'; otherwise "
+    "abnormal if any applicable model calls abnormal (probability: the highest p_abnormal among them); otherwise "
+    "normal (probability: 1 - the highest p_abnormal)"
+)
+
+
+class ClassificationError(Exception):
+    """Input that cannot be classified; ``status`` is the HTTP status that names the problem (4xx or 503)."""
+
+    def __init__(self, status: int, message: str) -> None:
+        super().__init__(message)
+        self.status = status
+        self.message = message
+
+
+# --- Step 0: input -----------------------------------------------------------------------------------------------
+
+
+def read_upload(data: bytes, filename: str | None = None, fmt: str | None = None, fs: float | None = None) -> Record:
+    """A record from uploaded bytes; every reader failure becomes a 422 with the reader's message."""
+    if not data:
+        raise ClassificationError(422, "the uploaded file is empty")
+    source = io.BytesIO(data)
+    source.name = filename or ""
+    try:
+        return read_ecg(source, format=fmt or None, fs=fs)
+    except EcgFormatError as exc:
+        raise ClassificationError(422, str(exc)) from None
+
+
+def record_from_json(request: ClassifyJsonRequest) -> Record:
+    try:
+        samples = np.asarray(request.samples, dtype=np.float32)
+    except ValueError:
+        raise ClassificationError(422, "samples: rows differ in length (need one value per lead)") from None
+    if samples.ndim == 1:
+        samples = samples[:, None]
+    if samples.shape[1] != len(request.leads):
+        raise ClassificationError(
+            422, f"samples rows have {samples.shape[1]} values but {len(request.leads)} lead names were given "
+                 "(samples is (n_samples, n_leads), one row per time step)")
+    try:
+        return Record(samples, request.sampling_rate, list(request.leads), {"format": "json"})
+    except EcgFormatError as exc:
+        raise ClassificationError(422, str(exc)) from None
+
+
+# --- Step 1: prepare ---------------------------------------------------------------------------------------------
+
+
+@dataclass
+class ModelRun:
+    """One model applied to one recording: its windows, and the occluded copies when explaining."""
+
+    model: LoadedModel
+    lead_names: list[str]
+    windows: np.ndarray
+    plan: OcclusionPlan | None = None
+
+    @property
+    def inputs(self) -> np.ndarray:
+        return self.windows if self.plan is None else np.concatenate([self.windows, self.plan.inputs])
+
+
+@dataclass
+class PreparedRecording:
+    record: Record
+    quality: QualityReport
+    heart_rate_bpm: float | None
+    runs: list[ModelRun]
+    read_ms: float = 0.0
+    preprocess_ms: float = 0.0
+    explain_ms: float = 0.0
+
+
+def model_applies(model: LoadedModel, record: Record) -> bool:
+    leads = model.leads
+    return (len(leads) == 1 and record.n_leads == 1) or all(lead in record.lead_names for lead in leads)
+
+
+def applicable_models(record: Record, models: ModelSet, only: str | None = None) -> list[LoadedModel]:
+    if not models:
+        raise ClassificationError(503, "no active model: register and promote a model version (ecg models seed)")
+    if only is not None:
+        if only not in models.models:
+            raise ClassificationError(404, f"no active model named {only!r} (active: {', '.join(models.models)})")
+        chosen = [models.models[only]]
+    else:
+        chosen = list(models.models.values())
+    usable = [m for m in chosen if model_applies(m, record)]
+    if not usable:
+        wanted = "; ".join(f"{m.name} needs {', '.join(m.leads)}" for m in chosen)
+        raise ClassificationError(422, f"no model applies to a recording with leads {', '.join(record.lead_names)} "
+                                       f"({wanted})")
+    return usable
+
+
+def check_signal(record: Record, quality: QualityReport, models: list[LoadedModel]) -> None:
+    """Refuse what no model can read: NaN/inf samples, a flat line on every lead, too short for a model."""
+    bad = ~np.isfinite(record.signal)
+    if bad.any():
+        leads = [name for name, column in zip(record.lead_names, bad.T, strict=True) if column.any()]
+        raise ClassificationError(422, f"signal contains {int(bad.sum())} NaN or infinite samples "
+                                       f"(lead {', '.join(leads)})")
+    if np.all(np.ptp(record.signal, axis=0) < FLAT_PEAK_TO_PEAK_MV):
+        raise ClassificationError(422, f"flat line: no lead varies by more than {FLAT_PEAK_TO_PEAK_MV} mV "
+                                       "(electrodes off or nothing recorded)")
+    for model in models:
+        minimum = model.min_duration_s()
+        if record.duration_s < minimum:
+            raise ClassificationError(422, f"recording too short: {record.duration_s:.2f} s; {model.name} needs at "
+                                           f"least {minimum:g} s (shorter recordings are not padded)")
+
+
+def prepare_run(model: LoadedModel, record: Record, explain_segment_s: float | None) -> tuple[ModelRun, float]:
+    """The model's input windows (and occluded copies when ``explain_segment_s``), and the ms spent on the latter."""
+    spec = model.metadata.preprocessing
+    try:
+        cleaned = clean(record, spec)
+    except EcgFormatError as exc:
+        raise ClassificationError(422, f"{model.name}: {exc}") from None
+    windows = window_batch(cleaned, spec)
+    lead_names = record.lead_names if (len(spec.leads) == 1 and record.n_leads == 1) else list(spec.leads)
+    run = ModelRun(model, list(lead_names), windows)
+    if not explain_segment_s:
+        return run, 0.0
+    started = time.perf_counter()
+    length = cleaned.shape[0]
+    starts = window_starts(length, spec.window_samples, spec.window_samples)
+    run.plan = plan_occlusion(windows, starts, length, spec.sampling_rate, run.lead_names, explain_segment_s)
+    return run, (time.perf_counter() - started) * 1000
+
+
+def prepare_recording(record: Record, models: ModelSet, explain: bool, only: str | None = None,
+                      read_ms: float = 0.0) -> PreparedRecording:
+    started = time.perf_counter()
+    chosen = applicable_models(record, models, only)
+    quality = assess_quality(record)
+    check_signal(record, quality, chosen)
+    bpm = heart_rate(record).bpm
+    segment_s = get_settings().explain_segment_s if explain else None
+    runs, explain_ms = [], 0.0
+    for model in chosen:
+        run, ms = prepare_run(model, record, segment_s)
+        runs.append(run)
+        explain_ms += ms
+    preprocess_ms = (time.perf_counter() - started) * 1000 - explain_ms
+    return PreparedRecording(record, quality, bpm, runs, read_ms, preprocess_ms, explain_ms)
+
+
+# --- Step 2: onnxruntime -----------------------------------------------------------------------------------------
+
+
+def run_batched(model: LoadedModel, arrays: list[np.ndarray], max_rows: int | None = None) -> list[np.ndarray]:
+    """Probabilities for each of ``arrays`` from as few onnxruntime calls as ``max_rows`` allows."""
+    max_rows = max_rows or get_settings().batch_max_size
+    sizes = [len(a) for a in arrays]
+    joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
+    outputs = [model.predict(joined[i : i + max_rows]) for i in range(0, len(joined), max_rows)]
+    probabilities = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
+    return np.split(probabilities, np.cumsum(sizes)[:-1])
+
+
+# --- Step 3: answer ----------------------------------------------------------------------------------------------
+
+
+def model_result(run: ModelRun, probabilities: np.ndarray) -> ModelResult:
+    meta = run.model.metadata
+    mean = probabilities.mean(axis=0)
+    by_class = {label: float(p) for label, p in zip(meta.classes, mean, strict=True)}
+    predicted = meta.classes[int(np.argmax(mean))]
+    p_abnormal = float(sum(by_class[c] for c in meta.abnormal_classes))
+    if predicted in meta.unreadable_classes:
+        call = "unreadable"
+    elif p_abnormal >= meta.threshold:
+        call = "abnormal"
+    else:
+        call = "normal"
+    return ModelResult(name=meta.name, version=run.model.version, family=meta.family, leads=run.lead_names,
+                       probabilities=by_class, predicted_class=predicted, call=call, p_abnormal=p_abnormal,
+                       threshold=meta.threshold, windows=len(run.windows))
+
+
+def combine(quality: QualityReport, results: list[ModelResult], models: list[LoadedModel]) -> Verdict:
+    """The overall verdict; see :data:`VERDICT_RULE`."""
+    if not quality.usable:
+        return Verdict(label="unreadable", probability=1.0,
+                       rule=f"quality check failed: {'; '.join(quality.reasons)}")
+    unreadable = [(r, m) for r, m in zip(results, models, strict=True) if r.call == "unreadable"]
+    if unreadable:
+        result, model = unreadable[0]
+        p = sum(result.probabilities[c] for c in model.metadata.unreadable_classes)
+        return Verdict(label="unreadable", probability=p,
+                       rule=f"{result.name} finds the recording too noisy to judge (most likely class "
+                            f"{result.predicted_class!r})")
+    abnormal = [r for r in results if r.call == "abnormal"]
+    if abnormal:
+        top = max(abnormal, key=lambda r: r.p_abnormal)
+        return Verdict(label="abnormal", probability=top.p_abnormal,
+                       rule=f"{top.name} calls abnormal: p_abnormal {top.p_abnormal:.3f} >= threshold "
+                            f"{top.threshold:.3f}; abnormal if any applicable model calls abnormal")
+    top = max(results, key=lambda r: r.p_abnormal)
+    return Verdict(label="normal", probability=1.0 - top.p_abnormal,
+                   rule=f"every applicable model calls normal; probability = 1 - highest p_abnormal "
+                        f"({top.name}, {top.p_abnormal:.3f})")
+
+
+def build_response(prepared: PreparedRecording, outputs: list[np.ndarray], inference_ms: float,
+                   started: float) -> ClassifyResponse:
+    """The answer for ``prepared`` given each run's onnxruntime output (window rows, then occluded rows)."""
+    results, explanations = [], []
+    explain_ms = prepared.explain_ms
+    for run, probabilities in zip(prepared.runs, outputs, strict=True):
+        n = len(run.windows)
+        results.append(model_result(run, probabilities[:n]))
+        if run.plan is not None:
+            t = time.perf_counter()
+            explanations.append(explain(run.plan, run.model.name, run.model.metadata.classes, probabilities[:n],
+                                        probabilities[n:]))
+            explain_ms += (time.perf_counter() - t) * 1000
+    record, quality = prepared.record, prepared.quality
+    providers = list(dict.fromkeys(p for run in prepared.runs for p in run.model.providers))
+    return ClassifyResponse(
+        recording=RecordingView(
+            format=record.format, sampling_rate=record.sampling_rate, leads=record.lead_names,
+            duration_s=round(record.duration_s, 3), n_samples=record.n_samples,
+            heart_rate_bpm=None if prepared.heart_rate_bpm is None else round(prepared.heart_rate_bpm, 1),
+            quality=QualityView(**quality.to_dict())),
+        models=results,
+        verdict=combine(quality, results, [run.model for run in prepared.runs]),
+        explanation=explanations if any(run.plan is not None for run in prepared.runs) else None,
+        timings=Timings(read_ms=round(prepared.read_ms, 3), preprocess_ms=round(prepared.preprocess_ms, 3),
+                        inference_ms=round(inference_ms, 3), explain_ms=round(explain_ms, 3),
+                        total_ms=round((time.perf_counter() - started) * 1000, 3), providers=providers),
+    )
+
+
+def classify_prepared(batch: list[PreparedRecording], starts: list[float],
+                      run: Callable[[LoadedModel, list[np.ndarray]], list[np.ndarray]] = run_batched
+                      ) -> list[ClassifyResponse]:
+    """Answers for many prepared recordings with one onnxruntime call per model (in process, ``ecg classify``)."""
+    by_model: dict[LoadedModel, list[tuple[int, int]]] = {}
+    for i, prepared in enumerate(batch):
+        for j, model_run in enumerate(prepared.runs):
+            by_model.setdefault(model_run.model, []).append((i, j))
+    outputs: list[list[np.ndarray | None]] = [[None] * len(p.runs) for p in batch]
+    t = time.perf_counter()
+    for model, slots in by_model.items():
+        for (i, j), probabilities in zip(slots, run(model, [batch[i].runs[j].inputs for i, j in slots]), strict=True):
+            outputs[i][j] = probabilities
+    inference_ms = (time.perf_counter() - t) * 1000
+    return [build_response(p, o, inference_ms, s) for p, o, s in zip(batch, outputs, starts, strict=True)]

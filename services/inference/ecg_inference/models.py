@@ -1,0 +1,148 @@
+"""Loaded models: onnxruntime sessions with the metadata their ONNX files carry, from the registry or from disk.
+
+A :class:`ModelSet` is immutable; hot reload builds a new one and swaps the reference, so a request that started on
+the old set finishes on the old sessions.
+"""
+
+from __future__ import annotations
+
+import logging
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ecg_shared.artifacts import ArtifactStore, sha256
+from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from ecg_shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+
+class ModelLoadError(RuntimeError):
+    pass
+
+
+def execution_providers() -> list[str]:
+    """The providers named in settings that this onnxruntime build offers, in the settings' order (CPU at least)."""
+    available = set(ort.get_available_providers())
+    wanted = [p.strip() for p in get_settings().onnx_providers.split(",") if p.strip()]
+    chosen = [p for p in wanted if p in available]
+    return chosen or ["CPUExecutionProvider"]
+
+
+def create_session(onnx_bytes: bytes) -> ort.InferenceSession:
+    settings = get_settings()
+    options = ort.SessionOptions()
+    options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
+    options.intra_op_num_threads = settings.onnx_threads
+    options.inter_op_num_threads = 1
+    # Spinning threads would steal the cores that preprocessing needs between calls.
+    options.add_session_config_entry("session.intra_op.allow_spinning", "0")
+    return ort.InferenceSession(onnx_bytes, sess_options=options, providers=execution_providers())
+
+
+@dataclass(eq=False)
+class LoadedModel:
+    """One servable model: identity-hashed, so the batcher never mixes two versions of one name."""
+
+    metadata: ModelMetadata
+    session: ort.InferenceSession
+    version: int | None
+    sha256: str
+
+    @property
+    def name(self) -> str:
+        return self.metadata.name
+
+    @property
+    def providers(self) -> list[str]:
+        return list(self.session.get_providers())
+
+    @property
+    def leads(self) -> tuple[str, ...]:
+        return self.metadata.preprocessing.leads
+
+    def min_duration_s(self) -> float:
+        return min(get_settings().classify_min_duration_s, self.metadata.preprocessing.window_s)
+
+    def predict(self, inputs: np.ndarray) -> np.ndarray:
+        """Class probabilities (n, n_classes) for model inputs (n, window, leads), in one onnxruntime call."""
+        (probabilities,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})
+        return probabilities
+
+
+def load_model(onnx_bytes: bytes, version: int | None = None, expected_name: str | None = None) -> LoadedModel:
+    session = create_session(onnx_bytes)
+    try:
+        metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ModelLoadError(f"model file lacks valid ECG metadata: {exc}") from None
+    if expected_name and metadata.name != expected_name:
+        raise ModelLoadError(f"model file says it is {metadata.name!r}, expected {expected_name!r}")
+    inputs = [i.name for i in session.get_inputs()]
+    outputs = [o.name for o in session.get_outputs()]
+    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+        raise ModelLoadError(f"model {metadata.name!r} must have input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, "
+                             f"has {inputs} -> {outputs}")
+    version = version if version is not None else metadata.version
+    metadata.version = version
+    return LoadedModel(metadata, session, version, sha256(onnx_bytes))
+
+
+@dataclass(frozen=True)
+class ModelSet:
+    models: dict[str, LoadedModel] = field(default_factory=dict)
+    revision: str = ""
+    source: str = ""
+
+    def __bool__(self) -> bool:
+        return bool(self.models)
+
+    def describe(self) -> list[dict]:
+        return [{"name": m.name, "version": m.version, "family": m.metadata.family, "leads": list(m.leads),
+                 "classes": m.metadata.classes, "providers": m.providers} for m in self.models.values()]
+
+
+def load_bundled(models_dir: Path | None = None, names: list[str] | None = None) -> ModelSet:
+    """Every ``*.onnx`` in the models folder (settings.models_dir), or just ``names``."""
+    models_dir = Path(models_dir or get_settings().models_dir)
+    paths = sorted(models_dir.glob("*.onnx"))
+    if names:
+        wanted = set(names)
+        missing = wanted - {p.stem for p in paths}
+        if missing:
+            raise ModelLoadError(f"no bundled model {', '.join(sorted(missing))} in {models_dir} "
+                                 f"(has {', '.join(p.stem for p in paths) or 'none'})")
+        paths = [p for p in paths if p.stem in wanted]
+    models = {}
+    for path in paths:
+        model = load_model(path.read_bytes(), expected_name=path.stem)
+        models[model.name] = model
+    revision = ";".join(f"{m.name}:{m.sha256[:12]}" for m in models.values())
+    return ModelSet(models, revision, source=str(models_dir))
+
+
+def load_registry(previous: ModelSet | None = None, store: ArtifactStore | None = None) -> ModelSet:
+    """The active version of every registered model; versions already loaded in ``previous`` are reused."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.registry import active_versions
+
+    with session_scope() as session:
+        rows = [(r.name, r.version, r.artifact_uri, r.artifact_sha256) for r in active_versions(session)]
+    store = store or ArtifactStore()
+    loaded = previous.models if previous else {}
+    models = {}
+    for name, version, uri, digest in rows:
+        current = loaded.get(name)
+        if current is not None and current.version == version and current.sha256 == digest:
+            models[name] = current
+            continue
+        data = store.get(uri)
+        if digest and sha256(data) != digest:
+            raise ModelLoadError(f"{name} v{version}: artifact {uri} does not match its recorded sha256")
+        models[name] = load_model(data, version=version, expected_name=name)
+        log.info("loaded %s v%s (%s)", name, version, ", ".join(models[name].providers))
+    revision = ";".join(f"{n}:{v}" for n, v, _, _ in rows)
+    return ModelSet(models, revision, source="registry")
