@@ -37,13 +37,30 @@ format: install
 	$(BIN)/ruff format .
 
 up:
+	scripts/init-env.sh
 	docker compose up --build
 
 up-gpu:
+	scripts/init-env.sh
 	docker compose -f compose.yaml -f compose.gpu.yaml up --build
 
 down:
 	docker compose down
+
+# The same system without Docker: Azurite, migrations, the four services (honcho, Procfile). Ctrl-C stops it.
+dev: install
+	scripts/dev.sh
+
+# On a running stack (`make dev` or `make up`): upload a PTB-XL slice as device blobs, ingest, train, classify.
+DEMO_ARGS ?=
+demo: install
+	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
+
+# Benchmarks (bench/): writes bench/results/latest.{json,md} and the README's Benchmarks section.
+BENCH_ARGS ?=
+bench: install
+	scripts/ensure-services.sh
+	$(BIN)/python -m bench $(BENCH_ARGS)
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache

@@ -1,0 +1,27 @@
+# syntax=docker/dockerfile:1
+# Inference service (CPU): onnxruntime, no TensorFlow. Also runs the one-shot `migrate` step (migrations + seeding the bundled models).
+# Build from the repository root: docker build -f docker/inference.Dockerfile .  (compose.yaml does this)
+ARG PYTHON_IMAGE=python:3.11-slim-bookworm
+
+# --- build: a virtual environment holding only this service and ecg_shared, pinned by the constraints file --------
+FROM ${PYTHON_IMAGE} AS build
+ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONSTRAINT=/src/requirements/constraints.txt
+RUN python -m venv /opt/venv
+WORKDIR /src
+COPY requirements/constraints.txt requirements/constraints.txt
+COPY shared shared
+COPY services/inference services/inference
+RUN /opt/venv/bin/pip install ./shared './services/inference[cpu]' && /opt/venv/bin/pip check
+
+# --- runtime: the slim base, the virtual environment, an unprivileged user ----------------------------------------
+FROM ${PYTHON_IMAGE}
+RUN groupadd --system --gid 10001 ecg && useradd --system --uid 10001 --gid ecg --create-home --home-dir /home/ecg ecg
+COPY --from=build /opt/venv /opt/venv
+# The bundled models (ONNX + model cards) that `ecg models seed` registers on first start.
+COPY --chown=ecg:ecg models /app/models
+ENV ECG_MODELS_DIR=/app/models
+ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+WORKDIR /app
+USER ecg
+EXPOSE 8001
+CMD ["uvicorn", "ecg_inference.app:app", "--host", "0.0.0.0", "--port", "8001"]
