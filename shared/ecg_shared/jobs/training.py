@@ -327,7 +327,8 @@ def fail_stale_training_jobs(session: Session, stale_after_s: float) -> list[int
         .with_for_update(skip_locked=True)
     ))
     for job in jobs:
-        _finish(job, "failed", f"worker {job.worker_hostname} lost: no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC")
+        since = f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
+        _finish(job, "failed", f"worker {job.worker_hostname} lost: no heartbeat since {since}")
     session.flush()
     return [job.id for job in jobs]
 

@@ -1,0 +1,133 @@
+"""``ecg train``: create a training job and run it here with a progress bar, or ``--queue`` it for the workers."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import typer
+
+
+def _split(text: str | None) -> list[str] | None:
+    return [part.strip() for part in text.split(",") if part.strip()] if text else None
+
+
+def _mapping(pairs: list[str]) -> dict[str, str]:
+    mapping = {}
+    for pair in pairs:
+        raw, sep, target = pair.partition("=")
+        if not sep or not raw or not target:
+            raise typer.BadParameter(f"--map takes RAW=CLASS, got {pair!r}")
+        mapping[raw] = target
+    return mapping
+
+
+def train(
+    dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset of recordings in Postgres."),
+    family: str = typer.Option("resnet", "--family", "-f", help="cnn, resnet or inception."),
+    name: str | None = typer.Option(None, "--name", help="Registry model name (default DATASET-FAMILY)."),
+    normal: str = typer.Option(..., "--normal", help="Comma-separated classes that mean normal, e.g. N."),
+    unreadable: str | None = typer.Option(None, "--unreadable", help="Comma-separated 'too noisy' classes, e.g. ~."),
+    classes: str | None = typer.Option(None, "--classes", help="Output classes in order, e.g. N,A,O,~."),
+    label_map: list[str] = typer.Option([], "--map", help="RAW=CLASS label mapping (repeatable)."),
+    labels: str | None = typer.Option(None, "--labels", help="Only recordings with these raw labels."),
+    max_recordings: int | None = typer.Option(None, "--max-recordings", help="A seeded sample of at most N."),
+    min_duration_s: float | None = typer.Option(None, "--min-duration", help="Skip recordings shorter than this (s)."),
+    leads: str = typer.Option("II", "--leads", help="Comma-separated leads, e.g. II or 12 standard leads."),
+    epochs: int = typer.Option(10, "--epochs"),
+    batch_size: int = typer.Option(32, "--batch-size"),
+    learning_rate: float = typer.Option(1e-3, "--lr"),
+    window_s: float = typer.Option(10.0, "--window-s", help="Window length in seconds."),
+    sampling_rate: float = typer.Option(100.0, "--sampling-rate", help="Rate (Hz) recordings are resampled to."),
+    normalisation: str = typer.Option("zscore", "--normalisation", help="zscore, minmax or none (per window)."),
+    highpass_hz: float | None = typer.Option(0.5, "--highpass"),
+    lowpass_hz: float | None = typer.Option(40.0, "--lowpass"),
+    notch_hz: float | None = typer.Option(None, "--notch"),
+    seed: int = typer.Option(0, "--seed"),
+    mixed_precision: bool = typer.Option(True, "--mixed-precision/--float32", help="Train in mixed_bfloat16."),
+    auto_promote: bool = typer.Option(False, "--auto-promote", help="Promote if it beats the active version."),
+    queue: bool = typer.Option(False, "--queue", help="Enqueue for a training worker instead of running here."),
+    output: Path | None = typer.Option(None, "--output", file_okay=False,
+                                       help="Also write NAME.onnx and NAME.card.json into this folder."),
+) -> None:
+    """Train a model on a dataset in Postgres; it ends as a registered (candidate) ONNX model version."""
+    from pydantic import ValidationError
+
+    from ecg_shared.db import session_scope
+    from ecg_shared.jobs.training import TrainingJobRequest, create_training_job, enqueue_training_job
+
+    try:
+        request = TrainingJobRequest(
+            dataset=dataset, name=name, family=family, normal_classes=_split(normal) or [],
+            unreadable_classes=_split(unreadable) or [], classes=_split(classes), label_mapping=_mapping(label_map),
+            filters={"labels": _split(labels), "max_recordings": max_recordings, "min_duration_s": min_duration_s},
+            leads=_split(leads) or [], epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
+            window_s=window_s, sampling_rate=sampling_rate, normalisation=normalisation, highpass_hz=highpass_hz,
+            lowpass_hz=lowpass_hz, notch_hz=notch_hz, seed=seed, mixed_precision=mixed_precision,
+            auto_promote=auto_promote,
+        )
+    except ValidationError as exc:
+        for error in exc.errors():
+            where = ".".join(str(p) for p in error["loc"]) or "request"
+            typer.echo(f"error: {where}: {error['msg']}", err=True)
+        raise typer.Exit(2) from None
+    with session_scope() as session:
+        job_id = create_training_job(session, request).id
+    if queue:
+        enqueue_training_job(job_id)
+        typer.echo(f"training job {job_id} queued ({request.family} on {request.dataset})")
+        return
+    status = _run_with_progress(job_id, request.epochs)
+    with session_scope() as session:
+        from ecg_shared.jobs.training import get_training_job
+
+        job = get_training_job(session, job_id)
+        if status != "succeeded":
+            typer.echo(f"training job {job_id} {job.status}: {job.error}", err=True)
+            raise typer.Exit(1)
+        primary = job.metrics["primary"]
+        typer.echo(f"training job {job_id} succeeded: {job.model_name} v{job.model_version} "
+                   f"(test {primary['name']} {primary['value']:.3f}"
+                   f"{', promoted' if job.metrics.get('promoted') else ''})")
+        if output is not None:
+            _write_bundle(session, job.model_name, job.model_version, output)
+
+
+def _run_with_progress(job_id: int, epochs: int) -> str:
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeElapsedColumn
+
+    from ecg_training.runner import run_training_job
+
+    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
+                  transient=False) as bar:
+        epoch_task = bar.add_task(f"job {job_id}: epochs", total=epochs)
+        batch_task = bar.add_task("batches", total=None)
+
+        def on_batch(done: int, total: int) -> None:
+            bar.update(batch_task, completed=done, total=total)
+
+        def on_epoch(progress) -> None:
+            scores = " ".join(f"{k} {v:.3f}" for k, v in progress.validation.items())
+            bar.update(epoch_task, completed=progress.epoch,
+                       description=f"job {job_id}: epoch {progress.epoch} loss {progress.loss:.3f} {scores}")
+            bar.console.log(f"epoch {progress.epoch}/{epochs} loss {progress.loss:.4f} {scores} "
+                            f"({progress.seconds:.0f} s)")
+
+        return run_training_job(job_id, on_epoch=on_epoch, on_batch=on_batch)
+
+
+def _write_bundle(session, name: str, version: int, folder: Path) -> None:
+    """The version's ONNX file and model card as ``folder/NAME.onnx`` and ``folder/NAME.card.json``."""
+    from ecg_shared.artifacts import ArtifactStore
+    from ecg_shared.registry import get_version
+
+    row = get_version(session, name, version)
+    folder.mkdir(parents=True, exist_ok=True)
+    (folder / f"{name}.onnx").write_bytes(ArtifactStore().get(row.artifact_uri))
+    card = {**row.model_card, "version": row.version, "metrics_summary": row.metrics.get("primary")}
+    (folder / f"{name}.card.json").write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    typer.echo(f"wrote {folder / (name + '.onnx')} and {folder / (name + '.card.json')}")
+
+
+def register(app: typer.Typer) -> None:
+    app.command("train")(train)

@@ -1,0 +1,136 @@
+"""``run_training_job(job_id)``: the whole life of one training job. The Celery task and ``ecg train`` call it.
+
+Claim the job (safe against redelivery), keep a heartbeat (which also picks up cancellation), load and split the
+data, train, evaluate, export and check parity, then register the version and mark the job succeeded in ONE
+transaction, so a crash at any point leaves no half-registered model.
+"""
+
+from __future__ import annotations
+
+import logging
+import socket
+import threading
+import traceback
+from collections.abc import Callable
+
+from ecg_shared.db import session_scope
+from ecg_shared.jobs.training import (
+    EpochProgress,
+    TrainingJobRequest,
+    claim_training_job,
+    finish_training_job,
+    heartbeat_training_job,
+    lock_running_attempt,
+    record_epoch,
+)
+from ecg_shared.registry import active_versions, promote, register_version
+from ecg_shared.settings import get_settings
+from ecg_training.data import TrainingDataError, load_training_data
+from ecg_training.export import ParityError
+from ecg_training.trainer import TrainedModel, TrainingCancelled, TrainingHooks, train_and_export
+
+log = logging.getLogger(__name__)
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the job's heartbeat and sets ``cancelled`` when cancellation is requested."""
+
+    def __init__(self, job_id: int, attempt: int, interval_s: float) -> None:
+        super().__init__(name=f"heartbeat-{job_id}", daemon=True)
+        self.job_id, self.attempt, self.interval_s = job_id, attempt, interval_s
+        self.cancelled = threading.Event()
+        self._stop = threading.Event()
+
+    def beat(self) -> None:
+        try:
+            with session_scope() as session:
+                if heartbeat_training_job(session, self.job_id, self.attempt):
+                    self.cancelled.set()
+        except Exception:  # a database hiccup must not kill the training; the next beat retries
+            log.warning("heartbeat of training job %s failed", self.job_id, exc_info=True)
+
+    def run(self) -> None:
+        while not self._stop.wait(self.interval_s):
+            self.beat()
+
+    def stop(self) -> None:
+        self._stop.set()
+
+
+def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bool) -> tuple[str, int, bool]:
+    """Register the version and finish the job in one transaction; returns (name, version, promoted)."""
+    with session_scope() as session:
+        job = lock_running_attempt(session, job_id, attempt)
+        if job.cancel_requested:
+            raise TrainingCancelled("cancelled before registration")
+        row = register_version(session, trained.metadata, trained.onnx_bytes, metrics=trained.metrics,
+                               model_card={**trained.model_card, "version": trained.metadata.version})
+        promoted = auto_promote and _beats_active(session, row.name, trained.metrics["primary"])
+        if promoted:
+            promote(session, row.name, row.version)
+        finish_training_job(session, job_id, attempt, "succeeded", model_name=row.name, model_version=row.version,
+                            metrics={**trained.metrics, "promoted": promoted})
+        return row.name, row.version, promoted
+
+
+def _beats_active(session, name: str, primary: dict) -> bool:
+    """True when ``name`` has no active version or the active one scored lower on the same metric."""
+    active = next((v for v in active_versions(session) if v.name == name), None)
+    if active is None:
+        return True
+    theirs = (active.metrics or {}).get("primary") or {}
+    return theirs.get("name") != primary["name"] or float(theirs.get("value", 0.0)) < primary["value"]
+
+
+def run_training_job(job_id: int, on_epoch: Callable[[EpochProgress], None] | None = None,
+                     on_batch: Callable[[int, int], None] | None = None) -> str:
+    """Run job ``job_id`` to a final state and return it (or 'skipped' when it must not run here)."""
+    settings = get_settings()
+    hostname = socket.gethostname()
+    with session_scope() as session:
+        job = claim_training_job(session, job_id, hostname, settings.training_stale_after_s,
+                                 settings.training_max_attempts)
+        if job is None:
+            log.info("training job %s not run: already finished, cancelled or running elsewhere", job_id)
+            return "skipped"
+        request = TrainingJobRequest.model_validate(job.request)
+        attempt = job.attempts
+    log.info("training job %s attempt %s on %s: %s %s", job_id, attempt, hostname, request.family, request.dataset)
+    heartbeat = _Heartbeat(job_id, attempt, settings.training_heartbeat_s)
+    heartbeat.start()
+
+    def epoch_done(progress: EpochProgress) -> None:
+        with session_scope() as session:
+            record_epoch(session, job_id, attempt, progress)
+        if on_epoch:
+            on_epoch(progress)
+
+    try:
+        with session_scope() as session:
+            data = load_training_data(session, request)
+        hooks = TrainingHooks(on_epoch=epoch_done, on_batch=on_batch, cancelled=heartbeat.cancelled)
+        trained = train_and_export(data, request, hooks, job_id=job_id)
+        heartbeat.beat()
+        if heartbeat.cancelled.is_set():
+            raise TrainingCancelled("cancelled before registration")
+        name, version, promoted = _register(job_id, attempt, trained, request.auto_promote)
+        log.info("training job %s succeeded: %s v%s%s", job_id, name, version, " (promoted)" if promoted else "")
+        return "succeeded"
+    except TrainingCancelled as exc:
+        _finish(job_id, attempt, "cancelled", str(exc))
+        return "cancelled"
+    except (TrainingDataError, ParityError) as exc:
+        _finish(job_id, attempt, "failed", f"{type(exc).__name__}: {exc}")
+        return "failed"
+    except Exception as exc:
+        log.error("training job %s failed:\n%s", job_id, traceback.format_exc())
+        _finish(job_id, attempt, "failed", f"{type(exc).__name__}: {exc}")
+        return "failed"
+    finally:
+        heartbeat.stop()
+
+
+def _finish(job_id: int, attempt: int, status: str, error: str) -> None:
+    log.info("training job %s %s: %s", job_id, status, error)
+    with session_scope() as session:
+        finish_training_job(session, job_id, attempt, status, error)
