@@ -1,0 +1,15 @@
+"""Benchmarks of the platform (issue 8): ``make bench`` / ``python -m bench [--quick]``.
+
+Each benchmark is a module here with ``run(...) -> dict`` — ``{"name": ..., "rows": [{...}, ...], "notes": ...}``
+and optionally ``"ratios"`` (name -> value) and ``"targets"`` — that compares against a baseline in the same run:
+
+- ``bench.ingestion``: recordings/second from Azurite into Postgres, job vs the one-at-a-time baseline;
+- ``bench.classify``: throughput and latency of gateway, inference service, raw onnxruntime, Flask + Keras;
+- ``bench.training``: samples/second of the training input pipeline and of one epoch per model family.
+
+The runner (``bench/__main__.py``) runs each in its own process, then ``bench/report.py`` writes
+``bench/results/latest.json`` and ``latest.md`` (machine, versions, each benchmark's rows and ratios) and the
+README's Benchmarks section.
+"""
+
+BENCHMARKS = ("ingestion", "classify", "training")
