@@ -1,0 +1,326 @@
+"""Running an ingestion job: list or read the manifest, skip what is stored, download, decode, store in batches.
+
+The pipeline, in one asyncio event loop::
+
+    list blobs / read manifest ─► plan ─► skip (dataset, URL, etag) already stored
+        ─► N download coroutines (async Azure SDK, aiohttp; N = ECG_INGEST_CONCURRENCY blobs in flight)
+        ─► decode in a process pool (ECG_INGEST_DECODE_WORKERS)
+        ─► one storer: batches of ECG_INGEST_BATCH_SIZE, one INSERT ... ON CONFLICT DO NOTHING and the job's counts
+           in one transaction (in a thread, so downloads go on meanwhile)
+
+Exactly once: rows are unique by (dataset, source URL, etag) and each batch commits with the counts, so a job killed
+at any point and run again stores each recording once, and skips (before downloading) what an earlier run stored.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import time
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import UTC, datetime
+
+from azure.core import MatchConditions
+from azure.core.exceptions import AzureError
+from sqlalchemy import select, update
+from sqlalchemy.exc import OperationalError
+
+from ecg_ingestion.decode import Decoded, decode_parts, decode_pool, decode_workers
+from ecg_ingestion.manifest import ManifestError, read_manifest
+from ecg_ingestion.plan import (
+    BlobInfo,
+    Plan,
+    WorkItem,
+    listing_prefix,
+    parse_reference,
+    plan_manifest,
+    plan_prefix,
+    reference_blobs,
+)
+from ecg_ingestion.storage import BlobSource, StorageAccessError, access_error, blob_error
+from ecg_shared.db import Recording, session_scope
+from ecg_shared.db.store import StoreItem, store_recordings
+from ecg_shared.formats import EcgFormatError
+from ecg_shared.jobs.ingestion import (
+    CredentialUnavailable,
+    IngestionFailure,
+    IngestionJob,
+    IngestionJobView,
+    ManifestRow,
+    StorageCredential,
+    finish_job,
+    get_ingestion_job,
+    ingestion_job_view,
+    job_credential,
+    redact,
+    start_attempt,
+)
+from ecg_shared.settings import get_settings
+
+log = logging.getLogger(__name__)
+
+FLUSH_INTERVAL_S = 1.0  # a partial batch is stored after this long, so progress shows on slow jobs
+DB_RETRIES = 5  # a batch that cannot reach Postgres is retried (1, 2, 4, 8 s apart) before the job fails
+
+
+@dataclass
+class Counts:
+    listed: int = 0
+    downloaded: int = 0
+    stored: int = 0
+    skipped: int = 0
+    failed: int = 0
+
+
+Progress = Callable[[Counts], None]
+
+
+@dataclass
+class _Failure:
+    blob: str
+    reason: str
+
+
+_DONE = object()
+
+
+def run_ingestion_job(job_id: int, credential: StorageCredential | None = None,
+                      progress: Progress | None = None) -> IngestionJobView:
+    """Run (or resume) job ``job_id`` to the end and return its view. ``credential``: the foreground caller's, kept
+    in memory; None: the one the queued job keeps encrypted. Errors that end the job are recorded on it, not raised.
+    """
+    with session_scope() as session:
+        job = get_ingestion_job(session, job_id)
+        try:
+            credential = credential or job_credential(job)
+        except CredentialUnavailable as exc:
+            finish_job(session, job, str(exc))
+            return ingestion_job_view(job, session)
+        start_attempt(session, job)
+        source = BlobSource(job.account_url, job.container, credential)
+        run = JobRun(job.id, job.dataset, source, dict(job.spec), progress)
+    log.info("ingestion job %s: attempt started (dataset %s, source %s/%s)", job_id, run.dataset,
+             source.account_url, source.container)
+    error = None
+    try:
+        asyncio.run(run.run())
+    except (StorageAccessError, ManifestError, CredentialUnavailable) as exc:
+        error = str(exc)
+    except Exception as exc:
+        log.exception("ingestion job %s: unexpected error", job_id)
+        error = f"internal error: {type(exc).__name__}: {exc}"
+    with session_scope() as session:
+        job = get_ingestion_job(session, job_id)
+        finish_job(session, job, error)
+        view = ingestion_job_view(job, session)
+    log.info("ingestion job %s %s: listed %d, downloaded %d, stored %d, skipped %d, failed %d%s", job_id,
+             view.status, view.listed, view.downloaded, view.stored, view.skipped, view.failed,
+             f" ({redact(error)})" if error else "")
+    return view
+
+
+class JobRun:
+    """One attempt at a job."""
+
+    def __init__(self, job_id: int, dataset: str, source: BlobSource, spec: dict, progress: Progress | None) -> None:
+        settings = get_settings()
+        self.job_id, self.dataset, self.source, self.spec = job_id, dataset, source, spec
+        self.progress = progress
+        self.concurrency = max(1, settings.ingest_concurrency)
+        self.batch_size = max(1, settings.ingest_batch_size)
+        self.workers = decode_workers(settings.ingest_decode_workers)
+        self.counts = Counts()
+        self._downloaded_since_flush = 0
+
+    async def run(self) -> None:
+        async with self.source.async_container() as container:
+            plan = await self._plan(container)
+            existing = await asyncio.to_thread(stored_versions, self.dataset, [i.source_uri for i in plan.items])
+            todo = [i for i in plan.items if (i.source_uri, i.source_version) not in existing]
+            self.counts.listed = len(plan.items) + len(plan.failures) + plan.duplicates
+            already = len(plan.items) - len(todo) + plan.duplicates
+            await asyncio.to_thread(self._flush, [], [_Failure(b, r) for b, r in plan.failures], 0, already,
+                                    self.counts.listed)
+            log.info("ingestion job %s: %d listed, %d already stored, %d to download", self.job_id,
+                     self.counts.listed, already, len(todo))
+            if todo:
+                await self._ingest(container, todo)
+
+    # --- planning --------------------------------------------------------------------------------------------------
+
+    async def _plan(self, container) -> Plan:
+        if self.spec.get("prefix") is not None or not (self.spec.get("manifest") or self.spec.get("rows")):
+            listing = await self._list(container, self.spec.get("prefix") or "")
+            labels = {}
+            for name in reference_blobs(listing):
+                data = await self._download(container, listing[name])
+                labels[name.rpartition("/")[0]] = parse_reference(data)
+            return plan_prefix(listing, self.source, labels)
+        rows = await self._manifest_rows(container)
+        names = []
+        for row in rows:
+            try:
+                names.append(self.source.blob_name(row.blob))
+            except ValueError:
+                continue
+        listing = await self._list(container, listing_prefix(names))
+        return plan_manifest(rows, listing, self.source)
+
+    async def _manifest_rows(self, container) -> list[ManifestRow]:
+        if self.spec.get("rows"):
+            return [ManifestRow(**row) for row in self.spec["rows"]]
+        name = self.spec["manifest"]
+        try:
+            data = await (await container.download_blob(name)).readall()
+        except AzureError as exc:
+            error = access_error(exc, self.source, f"reading the manifest {name}")
+            if error:
+                raise error from None
+            raise ManifestError(f"manifest {name!r}: {blob_error(exc)} in container {self.source.container}") from None
+        return read_manifest(data, name, self.spec.get("sheet"), self.spec.get("blob_column") or "blob",
+                             self.spec.get("label_column"))
+
+    async def _list(self, container, prefix: str) -> dict[str, BlobInfo]:
+        try:
+            return {blob.name: BlobInfo(blob.name, blob.etag, blob.size)
+                    async for blob in container.list_blobs(name_starts_with=prefix or None)}
+        except AzureError as exc:
+            raise access_error(exc, self.source, "listing blobs") or StorageAccessError(
+                f"listing blobs failed: {blob_error(exc)}") from None
+
+    async def _download(self, container, blob: BlobInfo) -> bytes:
+        """The blob's bytes, as long as it still has the listed etag."""
+        stream = await container.download_blob(blob.name, etag=blob.etag, match_condition=MatchConditions.IfNotModified)
+        return await stream.readall()
+
+    # --- the pipeline ----------------------------------------------------------------------------------------------
+
+    async def _ingest(self, container, todo: list[WorkItem]) -> None:
+        loop = asyncio.get_running_loop()
+        results: asyncio.Queue = asyncio.Queue(maxsize=self.batch_size)
+        pending = iter(todo)
+        fmt = self.spec.get("format")
+
+        with decode_pool(min(self.workers, len(todo))) as pool:
+
+            async def download_and_decode() -> None:
+                for item in pending:  # the coroutines share one iterator: each item is taken once
+                    try:
+                        parts = [(blob.name, await self._download(container, blob)) for blob in item.parts]
+                    except AzureError as exc:
+                        error = access_error(exc, self.source, f"downloading {item.name}")
+                        if error:
+                            raise error from None
+                        await results.put(_Failure(item.name, blob_error(exc)))
+                        continue
+                    self._downloaded_since_flush += 1
+                    try:
+                        decoded = await loop.run_in_executor(pool, decode_parts, parts, fmt, item.source_uri)
+                    except EcgFormatError as exc:
+                        await results.put(_Failure(item.name, f"cannot decode: {exc}"))
+                        continue
+                    await results.put((item, decoded))
+
+            async def downloads() -> None:
+                async with asyncio.TaskGroup() as group:
+                    for _ in range(min(self.concurrency, len(todo))):
+                        group.create_task(download_and_decode())
+                await results.put(_DONE)
+
+            try:
+                async with asyncio.TaskGroup() as group:
+                    group.create_task(downloads())
+                    group.create_task(self._store(results))
+            except BaseExceptionGroup as group_error:
+                raise _first_error(group_error) from None
+
+    async def _store(self, results: asyncio.Queue) -> None:
+        items: list[StoreItem] = []
+        failures: list[_Failure] = []
+        last_flush = time.monotonic()
+        while True:
+            entry = await results.get()
+            if entry is _DONE:
+                break
+            if isinstance(entry, _Failure):
+                failures.append(entry)
+            else:
+                items.append(_store_item(*entry))
+            full = len(items) + len(failures) >= self.batch_size
+            if full or (results.empty() and time.monotonic() - last_flush > FLUSH_INTERVAL_S):
+                await self._flush_async(items, failures)
+                items, failures, last_flush = [], [], time.monotonic()
+        await self._flush_async(items, failures)
+
+    async def _flush_async(self, items: list[StoreItem], failures: list[_Failure]) -> None:
+        downloaded, self._downloaded_since_flush = self._downloaded_since_flush, 0
+        await asyncio.to_thread(self._flush, items, failures, downloaded, 0, None)
+
+    def _flush(self, items: list[StoreItem], failures: list[_Failure], downloaded: int, skipped: int,
+               listed: int | None) -> None:
+        """Store a batch, its failures and the count changes in one transaction (retried while Postgres is away)."""
+        for attempt in range(DB_RETRIES):
+            try:
+                stored = self._flush_once(items, failures, downloaded, skipped, listed)
+                break
+            except OperationalError as exc:
+                if attempt == DB_RETRIES - 1:
+                    raise
+                log.warning("ingestion job %s: database unavailable (%s); retrying", self.job_id,
+                            type(exc.orig).__name__)
+                time.sleep(2**attempt)
+        self.counts.downloaded += downloaded
+        self.counts.stored += stored
+        self.counts.skipped += skipped + len(items) - stored
+        self.counts.failed += len(failures)
+        if self.progress:
+            self.progress(self.counts)
+
+    def _flush_once(self, items, failures, downloaded, skipped, listed) -> int:
+        with session_scope() as session:
+            ids = store_recordings(session, self.dataset, items)
+            stored = sum(i is not None for i in ids)
+            session.add_all(IngestionFailure(job_id=self.job_id, blob=f.blob, reason=f.reason) for f in failures)
+            changes = {
+                "downloaded": IngestionJob.downloaded + downloaded, "stored": IngestionJob.stored + stored,
+                "skipped": IngestionJob.skipped + skipped + len(items) - stored,
+                "failed": IngestionJob.failed + len(failures), "updated_at": datetime.now(UTC),
+            }
+            if listed is not None:
+                changes["listed"] = listed
+            session.execute(update(IngestionJob).where(IngestionJob.id == self.job_id).values(**changes))
+        return stored
+
+
+def _store_item(item: WorkItem, decoded: Decoded) -> StoreItem:
+    record = decoded.record
+    record.metadata.update(item.metadata)
+    return StoreItem(record, item.source_uri, item.source_version, decoded.sha256, label=item.label)
+
+
+def _first_error(group: BaseExceptionGroup) -> BaseException:
+    """The first leaf of an exception group, job-ending storage errors first."""
+    leaves: list[BaseException] = []
+
+    def walk(error: BaseException) -> None:
+        if isinstance(error, BaseExceptionGroup):
+            for inner in error.exceptions:
+                walk(inner)
+        else:
+            leaves.append(error)
+
+    walk(group)
+    return next((e for e in leaves if isinstance(e, StorageAccessError)), leaves[0])
+
+
+def stored_versions(dataset: str, uris: list[str], chunk: int = 5000) -> set[tuple[str, str]]:
+    """(source URL, version) pairs of ``dataset`` already stored among ``uris``."""
+    found: set[tuple[str, str]] = set()
+    with session_scope() as session:
+        for start in range(0, len(uris), chunk):
+            rows = session.execute(
+                select(Recording.source_uri, Recording.source_version)
+                .where(Recording.dataset == dataset, Recording.source_uri.in_(uris[start:start + chunk])))
+            found.update((uri, version) for uri, version in rows)
+    return found

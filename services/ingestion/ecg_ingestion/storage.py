@@ -1,0 +1,141 @@
+"""Azure Blob Storage access for ingestion: clients from a job's source, blob identities, and clear errors.
+
+A blob's identity is its URL without any query string (a SAS token lives in the query), its version the etag.
+Every storage failure that ends a job becomes a :class:`StorageAccessError` whose message names the problem and
+never the credential.
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from contextlib import asynccontextmanager
+from dataclasses import dataclass
+from urllib.parse import quote, unquote, urlsplit
+
+from azure.core.exceptions import (
+    ClientAuthenticationError,
+    HttpResponseError,
+    ResourceNotFoundError,
+    ServiceRequestError,
+    ServiceResponseError,
+)
+from azure.storage.blob import ExponentialRetry
+
+from ecg_shared.jobs.ingestion import StorageCredential, strip_query
+
+# The SDK's exponential retry, with a shorter first wait than its default (15 s): about 1 + 3 + 9 + 27 s before a
+# request gives up, so a storage outage of up to a minute only slows a job down.
+RETRY = {"initial_backoff": 1, "increment_base": 3, "retry_total": 4}
+AUTH_ERROR_CODES = ("AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch",
+                    "AuthorizationResourceTypeMismatch", "AuthorizationSourceIPMismatch", "InvalidAuthenticationInfo")
+
+
+class StorageAccessError(RuntimeError):
+    """The source cannot be used: access denied, container missing, storage unreachable. Ends the job."""
+
+
+@dataclass(frozen=True)
+class BlobSource:
+    account_url: str  # no query string
+    container: str
+    credential: StorageCredential
+
+    def blob_url(self, name: str) -> str:
+        """The blob's identity: its URL without any SAS token."""
+        return f"{self.account_url}/{self.container}/{quote(name, safe='/~')}"
+
+    def blob_name(self, reference: str) -> str:
+        """A manifest's blob reference (a name, or a URL into this container, with or without SAS) as a blob name."""
+        reference = reference.strip()
+        if not reference.lower().startswith(("http://", "https://")):
+            return reference.lstrip("/")
+        url = strip_query(reference)
+        container_url = f"{self.account_url}/{self.container}/"
+        if not url.startswith(container_url):
+            # compare without scheme/port differences in the account part only when the path matches
+            raise ValueError(f"blob URL {url} is outside the job's container {self.account_url}/{self.container}")
+        return unquote(url[len(container_url):])
+
+    @staticmethod
+    def _client_kwargs(retry_class=ExponentialRetry) -> dict:
+        return {"retry_policy": retry_class(**RETRY), "logging_enable": False}
+
+    @asynccontextmanager
+    async def async_container(self) -> AsyncIterator:
+        """An async ``ContainerClient`` (aiohttp), its service client closed on exit."""
+        from azure.storage.blob.aio import BlobServiceClient
+        from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
+
+        kwargs = self._client_kwargs(AsyncExponentialRetry)
+        if self.credential.connection_string is not None:
+            service = BlobServiceClient.from_connection_string(self.credential.connection_string.get_secret_value(),
+                                                               **kwargs)
+        else:
+            service = BlobServiceClient(self.account_url, credential=self._sas(), **kwargs)
+        async with service:
+            yield service.get_container_client(self.container)
+
+    def sync_container(self):
+        """A synchronous ``ContainerClient`` (uploads, the benchmark's baseline)."""
+        from azure.storage.blob import BlobServiceClient
+
+        if self.credential.connection_string is not None:
+            service = BlobServiceClient.from_connection_string(
+                self.credential.connection_string.get_secret_value(), **self._client_kwargs())
+        else:
+            service = BlobServiceClient(self.account_url, credential=self._sas(), **self._client_kwargs())
+        return service.get_container_client(self.container)
+
+    def _sas(self) -> str:
+        if self.credential.sas_token is None:
+            raise StorageAccessError("credentials missing: give a SAS token or a connection string")
+        return self.credential.sas_token.get_secret_value()
+
+    @property
+    def auth_description(self) -> str:
+        return "connection string" if self.credential.connection_string is not None else "SAS token"
+
+
+def source_from_job(job, credential: StorageCredential) -> BlobSource:
+    return BlobSource(job.account_url, job.container, credential)
+
+
+def access_error(exc: Exception, source: BlobSource, what: str) -> StorageAccessError | None:
+    """The job-ending error ``exc`` stands for while doing ``what``, or None if it concerns one blob only."""
+    code = getattr(exc, "error_code", None) or ""
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, ClientAuthenticationError) or code in AUTH_ERROR_CODES or status in (401, 403):
+        if source.credential.connection_string is not None:
+            reason = "the connection string's account name or key is wrong"
+        else:
+            reason = "the SAS token is invalid or expired, or lacks the read and list permissions"
+        return StorageAccessError(f"access denied while {what}: {reason} ({code or status})")
+    if isinstance(exc, ResourceNotFoundError) and code == "ContainerNotFound":
+        return StorageAccessError(f"container {source.container!r} not found at {source.account_url}")
+    if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
+        return StorageAccessError(f"storage unreachable at {source.account_url} while {what} "
+                                  f"(after retries): {type(exc).__name__}")
+    if isinstance(exc, HttpResponseError) and (status or 0) >= 500:
+        return StorageAccessError(f"storage error while {what}: HTTP {status} {code}".rstrip())
+    return None
+
+
+def blob_error(exc: Exception) -> str:
+    """A one-line reason for a failure that concerns one blob."""
+    code = getattr(exc, "error_code", None)
+    status = getattr(exc, "status_code", None)
+    if isinstance(exc, ResourceNotFoundError):
+        return "blob not found"
+    if status == 412 or code == "ConditionNotMet":
+        return "blob changed while the job ran (etag differs): run the job again"
+    if isinstance(exc, HttpResponseError):
+        return f"download failed: HTTP {status} {code or ''}".rstrip()
+    return f"download failed: {type(exc).__name__}"
+
+
+def blob_version(etag: str | None) -> str:
+    return (etag or "").strip('"')
+
+
+def is_url(reference: str) -> bool:
+    return urlsplit(reference).scheme in ("http", "https")
