@@ -1,8 +1,12 @@
-"""Reading an upload without trusting its size: the limit is checked before and while the body streams in."""
+"""Reading a classify body without trusting its size: the limit is checked before and while the body streams in.
+
+Accepted as the inference service accepts them: multipart/form-data with a ``file`` field (plus optional ``format``
+and ``fs`` fields), or application/json samples. The body is kept as received, to be forwarded unchanged.
+"""
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 
 from fastapi import HTTPException, Request, status
 from starlette.datastructures import UploadFile
@@ -14,58 +18,64 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 
 @dataclass
-class Upload:
-    body: bytes               # the whole request body, to forward unchanged
-    content_type: str         # with its multipart boundary
-    filename: str
-    data: bytes               # the uploaded file's content
-    fields: dict[str, str]    # the other form fields (format, fs, ...)
+class ClassifyBody:
+    body: bytes                       # the whole request body, forwarded unchanged
+    content_type: str                 # as received (with the multipart boundary)
+    filename: str | None = None       # multipart only: the uploaded file
+    data: bytes | None = None
+    fields: dict[str, str] = field(default_factory=dict)  # multipart only: the other form fields (format, fs)
 
 
 def _too_large(limit: int) -> HTTPException:
     return HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                         f"upload too large: the limit is {limit} bytes ({limit / 1048576:.1f} MiB)")
+                         f"upload too large: the limit is {limit} bytes ({limit / 1048576:.1f} MiB, "
+                         "setting ECG_MAX_UPLOAD_BYTES)")
 
 
-async def read_body_limited(request: Request, limit: int) -> bytes:
-    """The request body, refusing with 413 by Content-Length up front, or as soon as the stream passes ``limit``."""
+async def read_body_limited(request: Request, body_limit: int, file_limit: int) -> bytes:
+    """The request body, refused with 413 by Content-Length up front, or as soon as the stream passes the limit."""
     declared = request.headers.get("content-length")
     if declared is not None:
         if not declared.isdigit():
             raise HTTPException(status.HTTP_400_BAD_REQUEST, "invalid Content-Length header")
-        if int(declared) > limit:
-            raise _too_large(limit - MULTIPART_OVERHEAD_BYTES)
+        if int(declared) > body_limit:
+            raise _too_large(file_limit)
     chunks: list[bytes] = []
     received = 0
     async for chunk in request.stream():
         received += len(chunk)
-        if received > limit:
-            raise _too_large(limit - MULTIPART_OVERHEAD_BYTES)
+        if received > body_limit:
+            raise _too_large(file_limit)
         chunks.append(chunk)
     return b"".join(chunks)
 
 
-async def read_ecg_upload(request: Request) -> Upload:
-    """Check type and size, then parse the multipart body; the file is the form's one file field."""
+async def read_classify_body(request: Request) -> ClassifyBody:
     content_type = request.headers.get("content-type", "")
-    if not content_type.lower().startswith("multipart/form-data"):
+    kind = content_type.split(";")[0].strip().lower()
+    limit = get_settings().max_upload_bytes
+    if kind == "application/json":
+        body = await read_body_limited(request, limit, limit)
+        if not body:
+            raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the JSON body is empty")
+        return ClassifyBody(body, content_type)
+    if kind != "multipart/form-data":
         raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            "send the ECG file as multipart/form-data (a form with a 'file' field)")
-    max_file = get_settings().max_upload_bytes
-    body = await read_body_limited(request, max_file + MULTIPART_OVERHEAD_BYTES)
-    request._body = body  # Starlette's form parser reads a cached body instead of the (consumed) stream
+                            f"unsupported content type {kind or 'none'!r}: send multipart/form-data with a 'file' "
+                            "field, or application/json samples")
+    body = await read_body_limited(request, limit + MULTIPART_OVERHEAD_BYTES, limit)
+    request._body = body  # Starlette's form parser then reads this instead of the consumed stream
     try:
-        form = await request.form()
-    except Exception as exc:  # malformed multipart framing
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed multipart form: {exc}") from None
-    files = [value for value in form.values() if isinstance(value, UploadFile)]
-    if len(files) != 1:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST,
-                            f"the form must hold exactly one file (field 'file'); it holds {len(files)}")
-    data = await files[0].read()
-    if len(data) > max_file:
-        raise _too_large(max_file)
+        form = await request.form(max_files=1, max_fields=10)
+    except Exception as exc:  # malformed framing, too many parts
+        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"malformed multipart body: {exc}") from None
+    upload = form.get("file")
+    if not isinstance(upload, UploadFile):
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "multipart field 'file' (the ECG file) is missing")
+    data = await upload.read()
+    if len(data) > limit:
+        raise _too_large(limit)
     if not data:
-        raise HTTPException(status.HTTP_400_BAD_REQUEST, f"the uploaded file {files[0].filename!r} is empty")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"the uploaded file {upload.filename!r} is empty")
     fields = {key: value for key, value in form.items() if isinstance(value, str)}
-    return Upload(body, content_type, files[0].filename or "upload", data, fields)
+    return ClassifyBody(body, content_type, upload.filename or "upload", data, fields)

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import io
 import logging
 
 from fastapi import APIRouter, Depends, Query, Request
@@ -11,60 +12,70 @@ from fastapi.responses import JSONResponse
 
 from ecg_gateway.plotting import plot_trace
 from ecg_gateway.security import classify_access
-from ecg_gateway.uploads import Upload, read_ecg_upload
-from ecg_shared.formats import EcgFormatError, read_ecg
+from ecg_gateway.uploads import ClassifyBody, read_classify_body
+from ecg_shared.formats import FORMATS, EcgFormatError, read_ecg
+from ecg_shared.schemas import ClassifyJsonRequest, ClassifyResponse
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["classify"])
 
-_UPLOAD_BODY = {
+_REQUEST_BODY = {
     "requestBody": {
         "required": True,
-        "content": {"multipart/form-data": {"schema": {
-            "type": "object",
-            "required": ["file"],
-            "properties": {
-                "file": {"type": "string", "format": "binary",
-                         "description": "Wellnest raw, WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz"},
-            },
-        }}},
+        "content": {
+            "multipart/form-data": {"schema": {
+                "type": "object", "required": ["file"],
+                "properties": {
+                    "file": {"type": "string", "format": "binary",
+                             "description": "Wellnest raw, WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz"},
+                    "format": {"type": "string", "enum": list(FORMATS), "description": "skip format detection"},
+                    "fs": {"type": "number", "description": "sampling rate (Hz) for formats that carry none"},
+                }}},
+            "application/json": {"schema": ClassifyJsonRequest.model_json_schema()},
+        },
     }
 }
 
 
-def _trace_for(upload: Upload, hints: dict[str, str]) -> dict | None:
+def _trace_for(upload: ClassifyBody, hints: dict[str, str]) -> dict | None:
     """The recording as the page draws it, or None when the gateway cannot read it (inference then says why)."""
-    kwargs: dict = {"source": upload.filename}
+    if upload.data is None:
+        return None
+    kwargs: dict = {}
     if hints.get("fs"):
         try:
             kwargs["fs"] = float(hints["fs"])
         except ValueError:
             return None
     try:
-        record = read_ecg(upload.data, format=hints.get("format") or None, **kwargs)
+        named = io.BytesIO(upload.data)
+        named.name = upload.filename  # read_ecg detects by content and name
+        record = read_ecg(named, format=hints.get("format") or None, **kwargs)
     except EcgFormatError:
         return None
     return plot_trace(record)
 
 
-@router.post("/classify", dependencies=[Depends(classify_access)], openapi_extra=_UPLOAD_BODY,
+@router.post("/classify", dependencies=[Depends(classify_access)], openapi_extra=_REQUEST_BODY,
+             responses={200: {"model": ClassifyResponse}},
              summary="Classify an ECG file (forwarded to the inference service)")
 async def classify(
     request: Request,
     trace: bool = Query(False, description="Add the recording's display trace (filtered, decimated) for plotting"),
 ) -> JSONResponse:
-    """Same contract as the inference service's ``POST /classify``: its answer and status are passed through.
+    """Same contract as the inference service's ``POST /classify`` (a multipart ``file`` with optional ``format``
+    and ``fs`` fields, or JSON samples; query ``explain``, ``model``): its answer and status are passed through.
 
     Uploads over ECG_MAX_UPLOAD_BYTES are refused with 413 before being read whole. With ``trace=true`` the answer
     gains ``trace``: ``{sampling_rate, duration_s, units, lead_names, leads: {name: [mV...]}}``.
     """
-    upload = await read_ecg_upload(request)
+    upload = await read_classify_body(request)
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "trace"]
     forwarded = request.app.state.inference.request(
         "POST", "/classify", content=upload.body, headers={"content-type": upload.content_type}, params=params,
     )
     if trace:
-        hints = {**upload.fields, **dict(params)}
+        hints = upload.fields
         response, drawn = await asyncio.gather(forwarded, run_in_threadpool(_trace_for, upload, hints))
     else:
         response, drawn = await forwarded, None

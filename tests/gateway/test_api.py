@@ -1,0 +1,147 @@
+"""The gateway's REST API against real processes (Procfile entries): forwarding, limits, keys, registry, data."""
+
+from __future__ import annotations
+
+import io
+import socket
+
+import httpx
+import numpy as np
+import pytest
+
+from ecg_shared.formats import Record, write_wellnest
+from tests.gateway.conftest import API_KEY
+from tests.support.stack import start_stack
+
+KEY = {"X-API-Key": API_KEY}
+
+
+@pytest.fixture(scope="module")
+def client(gateway_url) -> httpx.Client:
+    with httpx.Client(base_url=gateway_url, timeout=30) as http:
+        yield http
+
+
+def test_health_ready_and_openapi(client):
+    assert client.get("/healthz").json() == {"status": "ok"}
+    ready = client.get("/readyz")
+    assert ready.status_code == 200, ready.text
+    assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "inference": "ok"}
+    paths = client.get("/openapi.json").json()["paths"]
+    for path in ("/classify", "/api/training-jobs", "/api/ingestion-jobs", "/api/models", "/api/recordings",
+                 "/api/recordings/{recording_id}/signal", "/api/models/{name}/versions/{version}/promote"):
+        assert path in paths
+    assert client.get("/docs").status_code == 200
+
+
+def test_classify_real_wellnest_recording_is_forwarded_with_a_trace(client, stack, wellnest_sample):
+    data = wellnest_sample.read_bytes()
+    direct = httpx.post(stack.url("inference") + "/classify", files={"file": ("sample-10s.raw", data)}, timeout=30)
+    assert direct.status_code == 200, direct.text
+    response = client.post("/classify", params={"trace": "true"}, files={"file": ("sample-10s.raw", data)})
+    assert response.status_code == 200, response.text
+    body = response.json()
+    assert body["verdict"]["label"] in ("normal", "abnormal", "unreadable")
+    assert 0.0 <= body["verdict"]["probability"] <= 1.0
+    assert {m["name"] for m in body["models"]} == {"rhythm-1lead", "normal-12lead"}
+    assert body["recording"]["format"] == "wellnest"
+    trace = body["trace"]
+    assert trace["lead_names"] == body["recording"]["leads"] and len(trace["lead_names"]) == 12
+    n = len(trace["leads"]["II"])
+    assert abs(n / trace["sampling_rate"] - trace["duration_s"]) < 0.05
+    assert 0.2 < np.ptp(np.array(trace["leads"]["II"])) < 10, "lead II should show mV-scale R waves"
+    # Apart from the trace, the answer is the inference service's own.
+    expected = direct.json()
+    del body["trace"]
+    for part in ("timings",):
+        expected.pop(part), body.pop(part)
+    assert body == expected
+
+
+def test_classify_json_samples_are_forwarded(client):
+    t = np.arange(0, 10, 1 / 300)
+    body = {"samples": (0.8 * np.sin(2 * np.pi * 1.2 * t) ** 31).round(4).tolist(), "sampling_rate": 300,
+            "leads": ["II"]}
+    response = client.post("/classify", json=body)
+    assert response.status_code == 200, response.text
+    assert [m["name"] for m in response.json()["models"]] == ["rhythm-1lead"]
+
+
+@pytest.mark.parametrize(
+    ("files", "content", "status", "words"),
+    [
+        ({"file": ("broken.raw", b"\x00\x01 this is not an ECG recording at all " * 20)}, None, 422, "format"),
+        ({"file": ("empty.csv", b"")}, None, 422, "empty"),
+        ({"other": ("x.raw", b"abc")}, None, 422, "'file'"),
+        (None, b"plain text", 415, "multipart/form-data"),
+    ],
+)
+def test_bad_uploads_get_a_clear_4xx(client, files, content, status, words):
+    if files is not None:
+        response = client.post("/classify", files=files)
+    else:
+        response = client.post("/classify", content=content, headers={"content-type": "text/plain"})
+    assert response.status_code == status, response.text
+    assert words in response.json()["detail"]
+
+
+def test_oversized_upload_is_refused_before_it_is_read(client, stack):
+    limit = int(stack.env["ECG_MAX_UPLOAD_BYTES"])
+    response = client.post("/classify", files={"file": ("big.raw", b"\0" * (limit + 1))})
+    assert response.status_code == 413
+    assert "upload too large" in response.json()["detail"]
+
+    # A chunked upload (no Content-Length) is cut off as it streams: the gateway answers 413 long before the
+    # client has sent everything (here a 'file' ten times the limit).
+    def chunks():
+        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.raw\"\r\n\r\n"
+        for _ in range(10 * limit // 65536):
+            yield b"\0" * 65536
+        yield b"\r\n--b--\r\n"
+
+    response = client.post("/classify", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+    assert response.status_code == 413
+
+
+def test_classify_answers_503_when_inference_is_down(database_url, azurite, active_models):
+    # The gateway alone: its ECG_INFERENCE_URL points at the stack's inference port, where nothing listens.
+    with start_stack(["gateway"], database_url=database_url, artifact_connection_string=azurite.connection_string,
+                     env={"ECG_INFERENCE_CONNECT_TIMEOUT_S": "1"}) as alone:
+        with socket.socket() as probe:
+            assert probe.connect_ex(("127.0.0.1", alone.port("inference"))) != 0
+        record = Record(np.zeros((5000, 8), np.float32), 500.0, [f"ch{i}" for i in range(8)], {})
+        response = httpx.post(alone.url("gateway") + "/classify", timeout=10,
+                              files={"file": ("x.raw", io.BytesIO(write_wellnest(_wellnest_like(record))))})
+        assert response.status_code == 503
+        assert "inference service is unavailable" in response.json()["detail"]
+        ready = httpx.get(alone.url("gateway") + "/readyz", timeout=10)
+        assert ready.status_code == 503 and ready.json()["checks"]["inference"] != "ok"
+        metrics = httpx.get(alone.url("gateway") + "/metrics", timeout=10).text
+        assert 'ecg_gateway_downstream_failures_total{reason="unreachable",service="inference"} 1.0' in metrics
+
+
+def _wellnest_like(record: Record) -> Record:
+    """A record with the eight leads the Wellnest writer stores."""
+    return Record(record.signal, record.sampling_rate, ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6"], {})
+
+
+def test_state_changing_endpoints_need_the_api_key(client):
+    path = "/api/models/rhythm-1lead/versions/1/promote"
+    missing = client.post(path)
+    assert missing.status_code == 401 and "X-API-Key" in missing.json()["detail"]
+    wrong = client.post(path, headers={"X-API-Key": "not-the-key"})
+    assert wrong.status_code == 403
+    assert API_KEY not in wrong.text
+    for path, body in (("/api/training-jobs", {"dataset": "x", "normal_classes": ["N"]}),
+                       ("/api/ingestion-jobs", {"dataset": "x", "container": "c"})):
+        assert client.post(path, json=body).status_code == 401
+        assert client.post(path, json=body, headers={"X-API-Key": "nope"}).status_code == 403
+
+
+def test_without_a_configured_key_state_changes_are_refused(database_url, azurite, active_models):
+    with start_stack(["gateway"], database_url=database_url, artifact_connection_string=azurite.connection_string,
+                     env={"ECG_API_KEY": ""}) as keyless:
+        response = httpx.post(keyless.url("gateway") + "/api/models/rhythm-1lead/versions/1/promote",
+                              headers={"X-API-Key": ""}, timeout=10)
+        assert response.status_code == 503
+        assert "ECG_API_KEY" in response.json()["detail"]
