@@ -1,7 +1,7 @@
 """All configuration in one place.
 
 Every field is read from an environment variable named ``ECG_<FIELD>`` (upper case), or from a ``.env`` file in the
-working directory. The README lists each variable; ``tests/test_settings_documented.py`` keeps the two in step.
+working directory. The README lists each variable; ``tests/deploy/test_documentation.py`` keeps the two in step.
 Services import :func:`get_settings` and never read ``os.environ`` themselves.
 """
 
