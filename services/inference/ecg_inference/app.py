@@ -17,12 +17,12 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
-from ecg_shared.schemas import ClassifyResponse
-from ecg_shared.settings import get_settings
 from ecg_inference.batcher import MicroBatcher
 from ecg_inference.classify import ClassificationError, PreparedRecording, build_response, prepare_recording
 from ecg_inference.request_body import CLASSIFY_REQUEST_BODY, ClassifyInput, read_classify_input
 from ecg_inference.watcher import ModelWatcher
+from ecg_shared.schemas import ClassifyResponse
+from ecg_shared.settings import get_settings
 
 log = logging.getLogger("ecg_inference")
 

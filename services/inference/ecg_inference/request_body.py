@@ -12,9 +12,9 @@ from fastapi import Request
 from pydantic import ValidationError
 from starlette.formparsers import MultiPartException, MultiPartParser
 
+from ecg_inference.classify import ClassificationError, read_upload, record_from_json
 from ecg_shared.formats import FORMATS, Record
 from ecg_shared.schemas import ClassifyJsonRequest
-from ecg_inference.classify import ClassificationError, read_upload, record_from_json
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields beside the file
 

@@ -12,8 +12,8 @@ import logging
 
 from prometheus_client import Counter, Gauge
 
-from ecg_shared.settings import get_settings
 from ecg_inference.models import ModelSet, load_bundled, load_registry
+from ecg_shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
