@@ -52,8 +52,10 @@ class Plan:
 
 
 def listing_prefix(names: list[str]) -> str:
-    """The longest prefix all ``names`` share: what to list to learn their etags."""
-    return os.path.commonprefix(names) if names else ""  # noqa: RUF071 - a string prefix, as blob listing wants
+    """The longest prefix all ``names`` share (a header's without ``.hea``, so its samples blob is listed too):
+    what to list to learn their etags."""
+    bases = [name[: -len(".hea")] if name.lower().endswith(".hea") else name for name in names]
+    return os.path.commonprefix(bases) if bases else ""  # noqa: RUF071 - a string prefix, as blob listing wants
 
 
 def _wfdb_data(name: str, listing: dict[str, BlobInfo]) -> BlobInfo | None:

@@ -1,0 +1,277 @@
+"""Ingestion jobs end to end: real recordings in Azurite, real SAS tokens, real Postgres, real processes."""
+
+from __future__ import annotations
+
+import os
+import signal
+import subprocess
+import sys
+from datetime import timedelta
+from pathlib import Path
+
+import pytest
+from sqlalchemy import func, select
+
+from ecg_ingestion.runner import run_ingestion_job
+from ecg_ingestion.upload import upload_dataset
+from ecg_shared.db import Recording, session_scope
+from ecg_shared.formats import read_ecg
+from ecg_shared.jobs.ingestion import (
+    IngestionJob,
+    IngestionJobRequest,
+    create_ingestion_job,
+    get_ingestion_job,
+    ingestion_job_view,
+)
+from tests.ingestion.conftest import (
+    connection_source,
+    make_sas,
+    reference_labels,
+    unique_name,
+    wait_until,
+)
+
+ECG = [str(Path(sys.executable).parent / "ecg")]
+
+
+def run_job(**fields):
+    """Create a foreground job (credential in memory only) and run it in this process."""
+    request = IngestionJobRequest(**fields)
+    with session_scope() as session:
+        job_id = create_ingestion_job(session, request, keep_credential=False).id
+    return run_ingestion_job(job_id, request.credential())
+
+
+def stored(dataset: str) -> list[Recording]:
+    with session_scope() as session:
+        return list(session.scalars(select(Recording).where(Recording.dataset == dataset).order_by(Recording.id)))
+
+
+def duplicates(dataset: str) -> int:
+    with session_scope() as session:
+        per_source = (select(Recording.source_uri, func.count().label("n"))
+                      .where(Recording.dataset == dataset).group_by(Recording.source_uri).subquery())
+        return session.scalar(select(func.count()).select_from(per_source).where(per_source.c.n > 1))
+
+
+def test_xlsx_manifest_job_with_sas_token_stores_labels_once_and_rerun_skips(azurite, cinc_container, data_dir):
+    dataset = unique_name("xlsx")
+    sas = make_sas(azurite, cinc_container)
+    view = run_job(dataset=dataset, account_url=azurite.account_url, container=cinc_container, sas_token=sas,
+                   manifest="manifest.xlsx")
+    assert view.status == "succeeded", view.error
+    assert (view.listed, view.downloaded, view.stored, view.skipped, view.failed) == (20, 20, 20, 0, 0)
+
+    rows = stored(dataset)
+    truth = reference_labels(data_dir)
+    assert len(rows) == 20
+    for row in rows:
+        name = row.metadata_["record"]
+        assert row.label == truth[name]  # the manifest's label column, carried through
+        assert row.source_uri == f"{azurite.account_url}/{cinc_container}/{name}.hea"  # identity: URL without SAS
+        assert "sig=" not in row.source_uri and "," in row.source_version  # header and samples etags
+        local = read_ecg(data_dir / "cinc2017" / f"{name}.hea")
+        assert row.n_samples == local.n_samples and row.sampling_rate == 300
+        assert row.to_record().signal.tobytes() == local.signal.tobytes()
+
+    again = run_job(dataset=dataset, account_url=azurite.account_url, container=cinc_container, sas_token=sas,
+                    manifest="manifest.xlsx")
+    assert (again.status, again.listed, again.downloaded, again.stored, again.skipped) == ("succeeded", 20, 0, 0, 20)
+    assert len(stored(dataset)) == 20 and duplicates(dataset) == 0
+
+
+def test_csv_manifest_with_blob_urls_custom_columns_and_metadata(azurite, cinc_container, data_dir):
+    """A clinic's CSV: semicolons, its own column names, blob URLs (with a SAS query), extra metadata columns."""
+    sas = make_sas(azurite, cinc_container)
+    truth = reference_labels(data_dir)
+    names = ["A00001", "A00002", "A00003", "A00004"]
+    lines = ["Recording URL;Diagnosis;Site"]
+    lines += [f"{azurite.account_url}/{cinc_container}/{n}.hea?{sas};{truth[n]}-checked;ward {i}"
+              for i, n in enumerate(names)]
+    csv_blob = unique_name("clinic") + ".csv"
+    container = connection_source(azurite, cinc_container).sync_container()
+    container.upload_blob(csv_blob, "\n".join(lines).encode())
+
+    dataset = unique_name("csv")
+    view = run_job(dataset=dataset, account_url=azurite.account_url, container=cinc_container, sas_token=sas,
+                   manifest=csv_blob, blob_column="recording url", label_column="Diagnosis")
+    assert view.status == "succeeded", view.error
+    assert (view.stored, view.failed) == (4, 0)
+    by_record = {row.metadata_["record_name"]: row for row in stored(dataset)}
+    assert sorted(by_record) == names
+    for i, name in enumerate(names):
+        assert by_record[name].label == f"{truth[name]}-checked"
+        assert by_record[name].metadata_["Site"] == f"ward {i}"
+
+
+def test_manifest_with_missing_column_fails_the_job_with_the_columns_it_has(azurite, cinc_container):
+    view = run_job(dataset=unique_name("nocol"), account_url=azurite.account_url, container=cinc_container,
+                   sas_token=make_sas(azurite, cinc_container), manifest="manifest.xlsx", blob_column="filename")
+    assert view.status == "failed"
+    assert "no column 'filename'" in view.error and "blob" in view.error and "label" in view.error
+
+
+def test_prefix_job_takes_every_recording_and_reference_csv_labels(azurite, data_dir):
+    container = unique_name("prefix")
+    source = connection_source(azurite, container)
+    upload_dataset(data_dir / "cinc2017", source, "wfdb", limit=8, prefix="site-a")
+    reference = (data_dir / "cinc2017" / "REFERENCE.csv").read_bytes()
+    source.sync_container().upload_blob("site-a/REFERENCE.csv", reference)
+    upload_dataset(data_dir / "cinc2017", source, "wfdb", limit=3, prefix="site-b")
+
+    dataset = unique_name("prefix")
+    view = run_job(dataset=dataset, connection_string=azurite.connection_string, container=container,
+                   prefix="site-a/")
+    assert view.status == "succeeded", view.error
+    assert (view.listed, view.stored, view.failed) == (8, 8, 0)  # manifest.xlsx, REFERENCE.csv are not recordings
+    truth = reference_labels(data_dir)
+    rows = stored(dataset)
+    assert all(row.source_uri.startswith(f"{azurite.account_url}/{container}/site-a/") for row in rows)
+    assert {row.label for row in rows} <= set(truth.values())
+    assert all(row.label == truth[row.metadata_["record_name"]] for row in rows)
+
+
+def test_corrupt_blobs_are_failures_with_reasons_and_the_job_goes_on(azurite, cinc_container, wellnest_sample):
+    container = connection_source(azurite, cinc_container).sync_container()
+    prefix = unique_name("mixed")
+    container.upload_blob(f"{prefix}/device-ok", wellnest_sample.read_bytes())
+    container.upload_blob(f"{prefix}/device-garbage", bytes(range(256)) * 40)
+    container.upload_blob(f"{prefix}/truncated.hea", b"A99999 1 300 9000\nA99999.mat 16+24 1000/mV 16 0 0 0 0 ECG\n")
+    rows = [{"blob": f"{prefix}/device-ok", "label": "N"}, {"blob": f"{prefix}/device-garbage", "label": "N"},
+            {"blob": f"{prefix}/truncated.hea"}, {"blob": f"{prefix}/never-uploaded", "label": "A"},
+            {"blob": "A00001.hea", "label": "N"}]
+    dataset = unique_name("mixed")
+    view = run_job(dataset=dataset, account_url=azurite.account_url, container=cinc_container,
+                   sas_token=make_sas(azurite, cinc_container), rows=rows)
+    assert view.status == "succeeded"
+    assert (view.listed, view.stored, view.failed) == (5, 2, 3)
+    reasons = {failure.blob: failure.reason for failure in view.failures}
+    assert reasons[f"{prefix}/device-garbage"].startswith("cannot decode:")
+    assert "without its samples" in reasons[f"{prefix}/truncated.hea"]
+    assert reasons[f"{prefix}/never-uploaded"] == "blob not found"
+    formats = sorted(row.format for row in stored(dataset))
+    assert formats == ["wellnest", "wfdb"]
+
+
+@pytest.mark.parametrize("problem", ["wrong key", "expired"])
+def test_bad_sas_token_fails_the_job_with_a_clear_reason_and_no_secret(azurite, cinc_container, problem):
+    if problem == "expired":
+        sas = make_sas(azurite, cinc_container, expires_in=-timedelta(minutes=5))
+    else:
+        sas = make_sas(azurite, cinc_container, key="d3JvbmcgYWNjb3VudCBrZXkgZm9yIHRoZSB0ZXN0cyAxMjM0NTY3ODkwMTI=")
+    view = run_job(dataset=unique_name("badsas"), account_url=azurite.account_url, container=cinc_container,
+                   sas_token=sas, manifest="manifest.xlsx")
+    assert view.status == "failed"
+    assert view.error.startswith("access denied while reading the manifest manifest.xlsx: the SAS token is invalid "
+                                 "or expired")
+    signature = sas.split("sig=")[1].split("&")[0]
+    assert signature not in view.model_dump_json()
+
+
+def test_resume_after_the_job_process_is_killed_stores_every_recording_once(azurite, data_dir, cli_env,
+                                                                            ingest_settings):
+    container = unique_name("resume")
+    total = 240
+    upload_dataset(data_dir / "cinc2017", connection_source(azurite, container), "wfdb", limit=total)
+    dataset = unique_name("resume")
+    env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": azurite.connection_string, "ECG_INGEST_BATCH_SIZE": "5",
+           "ECG_INGEST_CONCURRENCY": "1", "ECG_INGEST_DECODE_WORKERS": "1"}
+    process = subprocess.Popen([*ECG, "ingest", "-d", dataset, "-c", container, "--manifest", "manifest.xlsx"],
+                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    try:
+        wait_until(lambda: len(stored(dataset)) >= 15, timeout=60, what="the first batches to be stored")
+        os.killpg(process.pid, signal.SIGKILL)  # a crash: the process and its decoding processes
+        process.wait(timeout=10)
+    finally:
+        if process.poll() is None:
+            os.killpg(process.pid, signal.SIGKILL)
+    before = len(stored(dataset))
+    assert 15 <= before < total, f"the job was not killed mid-way ({before} of {total} stored)"
+    with session_scope() as session:
+        job = session.scalars(select(IngestionJob).where(IngestionJob.dataset == dataset)).one()
+        assert job.status == "running" and job.stored == before  # counts commit with each batch
+        job_id = job.id
+
+    ingest_settings(INGEST_BATCH_SIZE=50)
+    result = subprocess.run([*ECG, "ingest", "--resume", str(job_id), "--json"], env=env, capture_output=True,
+                            text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    rows = stored(dataset)
+    assert len(rows) == total and duplicates(dataset) == 0
+    with session_scope() as session:
+        view = ingestion_job_view(get_ingestion_job(session, job_id), session)
+    assert (view.status, view.attempts, view.listed) == ("succeeded", 2, total)
+    assert view.skipped == before and view.stored == total - before and view.downloaded == total - before
+
+
+def test_dataset_upload_cli_ptbxl_as_wellnest_blobs_then_ingest(azurite, data_dir, cli_env):
+    container = unique_name("wellnest")
+    env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": azurite.connection_string}
+    upload = subprocess.run([*ECG, "dataset", "upload", str(data_dir / "ptbxl"), "--container", container,
+                             "--format", "wellnest", "--limit", "6"], env=env, capture_output=True, text=True,
+                            timeout=120)
+    assert upload.returncode == 0, upload.stderr
+    assert "uploaded 6 recordings" in upload.stdout and "manifest: manifest.xlsx" in upload.stdout
+    source = connection_source(azurite, container)
+    names = [blob.name for blob in source.sync_container().list_blobs()]
+    devices = [n for n in names if n != "manifest.xlsx"]
+    assert len(devices) == 6 and "manifest.xlsx" in names
+    assert all(len(n) == 32 and "." not in n for n in devices)  # UUID names, no extension, as the device writes
+
+    dataset = unique_name("wellnest")
+    run = subprocess.run([*ECG, "ingest", "-d", dataset, "-c", container, "--manifest", "manifest.xlsx",
+                          "--format", "wellnest"], env=env, capture_output=True, text=True, timeout=120)
+    assert run.returncode == 0, run.stderr
+    assert "stored 6" in run.stdout
+    truth = {p.stem: read_ecg(p).label for p in sorted((data_dir / "ptbxl").glob("*.hea"))[:6]}
+    rows = stored(dataset)
+    assert {row.metadata_["record"]: row.label for row in rows} == truth
+    assert all(row.format == "wellnest" and row.sampling_rate == 500 and len(row.lead_names) == 12 for row in rows)
+
+
+def test_local_manifest_file_is_sent_as_rows(azurite, cinc_container, cli_env, tmp_path):
+    """`ecg ingest --manifest ./file.xlsx`: the local sheet is read by the CLI; its rows travel with the job."""
+    from ecg_ingestion.manifest import write_manifest_xlsx
+    from ecg_shared.jobs.ingestion import ManifestRow
+
+    sheet = tmp_path / "clinic.xlsx"
+    sheet.write_bytes(write_manifest_xlsx([ManifestRow(blob="A00006.hea", label="X", metadata={"bed": 3})],
+                                          blob_column="File", label_column="Rhythm"))
+    dataset = unique_name("local")
+    env = {**cli_env, "ECG_INGEST_SAS_TOKEN": make_sas(azurite, cinc_container)}
+    result = subprocess.run([*ECG, "ingest", "-d", dataset, "-c", cinc_container, "--account-url",
+                             azurite.account_url, "--manifest", str(sheet), "--sheet", "recordings",
+                             "--blob-column", "File", "--label-column", "Rhythm", "--json"],
+                            env=env, capture_output=True, text=True, timeout=120)
+    assert result.returncode == 0, result.stderr
+    assert "\"manifest_rows\":1" in result.stdout, result.stdout
+    assert "\"stored\":1" in result.stdout, result.stdout
+    (row,) = stored(dataset)
+    assert row.label == "X" and row.metadata_["bed"] == 3
+
+
+def test_cli_reports_bad_input_without_a_traceback(azurite, cli_env, tmp_path):
+    env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": "AccountKey=not-a-connection-string-secret"}
+    result = subprocess.run([*ECG, "ingest", "-d", "x", "-c", "some-container"], env=env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2
+    assert "connection_string is not a valid Azure Storage connection string" in result.stderr
+    assert "Traceback" not in result.stderr and "not-a-connection-string-secret" not in result.stderr
+
+    empty = tmp_path / "empty.csv"
+    empty.write_text("blob,label\n")
+    result = subprocess.run([*ECG, "ingest", "-d", "x", "-c", "some-container", "--manifest", str(empty),
+                             "--connection-string", azurite.connection_string], env=cli_env, capture_output=True,
+                            text=True, timeout=60)
+    assert result.returncode == 2 and "has a header row but no recordings" in result.stderr
+
+
+def test_decoded_signal_read_from_a_zip_equals_wfdb_reader(data_dir):
+    """The pair decoding the job uses gives the same samples as reading the files."""
+    from ecg_ingestion.decode import decode_parts
+
+    base = data_dir / "cinc2017" / "A00001"
+    parts = [(f"x/A00001{suffix}", base.with_suffix(suffix).read_bytes()) for suffix in (".hea", ".mat")]
+    decoded = decode_parts(parts, None, "http://example/x/A00001.hea")
+    assert decoded.record.signal.tobytes() == read_ecg(base.with_suffix(".hea")).signal.tobytes()
+    assert decoded.record.metadata["source"] == "http://example/x/A00001.hea"
