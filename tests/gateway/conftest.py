@@ -11,6 +11,8 @@ from tests.inference.onnx_models import rhythm_metadata, tiny_model, twelve_lead
 from tests.support.stack import Stack, start_stack
 
 API_KEY = "gateway-test-key-0123456789"
+# A Fernet key: queued ingestion jobs keep their storage credential encrypted with it.
+SECRET_KEY = "pT0H4M3i3FJ0ZJ2mTQ2Vd4vtuHnH6ZrUPz2m8E1Jc0E="
 
 
 @pytest.fixture(scope="session")
@@ -34,7 +36,8 @@ def stack(database_url, azurite, active_models) -> Iterator[Stack]:
     """inference + gateway, started from the Procfile, the gateway pointed at this inference service."""
     with start_stack(["inference", "gateway"], database_url=database_url,
                      artifact_connection_string=azurite.connection_string, api_key=API_KEY,
-                     env={"ECG_MODEL_POLL_INTERVAL_S": "1", "ECG_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024)}) as running:
+                     env={"ECG_MODEL_POLL_INTERVAL_S": "1", "ECG_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+                          "ECG_SECRET_KEY": SECRET_KEY}) as running:
         yield running
 
 

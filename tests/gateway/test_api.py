@@ -145,3 +145,136 @@ def test_without_a_configured_key_state_changes_are_refused(database_url, azurit
                               headers={"X-API-Key": ""}, timeout=10)
         assert response.status_code == 503
         assert "ECG_API_KEY" in response.json()["detail"]
+
+
+def test_ingestion_jobs_without_a_secret_key_are_refused_clearly(database_url, azurite, active_models):
+    with start_stack(["gateway"], database_url=database_url, artifact_connection_string=azurite.connection_string,
+                     api_key=API_KEY, env={"ECG_SECRET_KEY": ""}) as no_secret:
+        response = httpx.post(no_secret.url("gateway") + "/api/ingestion-jobs", headers=KEY, timeout=10, json={
+            "dataset": "x", "container": "recordings", "account_url": azurite.account_url, "sas_token": "sv=1&sig=x"})
+        assert response.status_code == 503
+        assert "ECG_SECRET_KEY" in response.json()["detail"] and "sig=x" not in response.text
+
+
+# --- Recordings ----------------------------------------------------------------------------------------------------
+
+
+@pytest.fixture(scope="module")
+def stored_recordings(database_url) -> dict[str, list[int]]:
+    """Synthetic recordings in two datasets, with labels, stored through the shared store."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.db.store import StoreItem, content_hash, store_recordings
+
+    ids: dict[str, list[int]] = {}
+    rng = np.random.default_rng(1)
+    with session_scope(database_url) as session:
+        for dataset, count, rate in (("paging-a", 7, 300.0), ("paging-b", 3, 500.0)):
+            items = []
+            for i in range(count):
+                signal = (rng.standard_normal((int(rate * 20), 1)) * 0.1).astype(np.float32)
+                label = "N" if i % 2 == 0 else "A"
+                items.append(StoreItem(Record(signal, rate, ["II"], {}), f"mem://{dataset}/{i}", "1",
+                                       content_hash(signal.tobytes()), label))
+            ids[dataset] = [i for i in store_recordings(session, dataset, items) if i is not None]
+    return ids
+
+
+def test_recordings_are_paged_and_filtered(client, stored_recordings):
+    first = client.get("/api/recordings", params={"dataset": "paging-a", "limit": 4}).json()
+    second = client.get("/api/recordings", params={"dataset": "paging-a", "limit": 4, "offset": 4}).json()
+    assert first["total"] == second["total"] == 7
+    assert len(first["items"]) == 4 and len(second["items"]) == 3
+    seen = [r["id"] for r in first["items"] + second["items"]]
+    assert sorted(seen) == sorted(stored_recordings["paging-a"]) and len(set(seen)) == 7
+    labelled = client.get("/api/recordings", params={"dataset": "paging-a", "label": "A"}).json()
+    assert labelled["total"] == 3 and {r["label"] for r in labelled["items"]} == {"A"}
+    other = client.get("/api/recordings", params={"dataset": "paging-b"}).json()["items"][0]
+    assert other["dataset"] == "paging-b" and other["duration_s"] == pytest.approx(20.0)
+    assert client.get("/api/recordings", params={"limit": 0}).status_code == 422
+
+
+def test_one_recording_and_its_plot_signal(client, stored_recordings):
+    recording_id = stored_recordings["paging-b"][0]
+    detail = client.get(f"/api/recordings/{recording_id}").json()
+    assert detail["sampling_rate"] == 500.0 and detail["lead_names"] == ["II"] and detail["n_samples"] == 10000
+    full = client.get(f"/api/recordings/{recording_id}/signal").json()
+    assert len(full["leads"]["II"]) == 5000 and full["sampling_rate"] == pytest.approx(250.0)  # ECG_PLOT_MAX_POINTS
+    small = client.get(f"/api/recordings/{recording_id}/signal", params={"max_points": 1000}).json()
+    assert len(small["leads"]["II"]) == 1000 and small["duration_s"] == pytest.approx(20.0)
+    missing = client.get("/api/recordings/999999999")
+    assert missing.status_code == 404 and "999999999" in missing.json()["detail"]
+    assert client.get("/api/recordings/999999999/signal").status_code == 404
+
+
+# --- Models --------------------------------------------------------------------------------------------------------
+
+
+def test_models_are_listed_and_a_version_promoted(client, database_url, active_models):
+    from ecg_shared import registry
+    from ecg_shared.db import session_scope
+    from tests.inference.onnx_models import tiny_model, twelve_lead_metadata
+
+    with session_scope(database_url) as session:
+        metadata = twelve_lead_metadata()
+        candidate = registry.register_version(session, metadata, tiny_model(metadata, seed=5),
+                                              model_card={"intended_use": "promotion test"}).version
+    listed = {m["name"]: m for m in client.get("/api/models").json()["models"]}
+    assert {"rhythm-1lead", "normal-12lead"} <= set(listed)
+    twelve = listed["normal-12lead"]
+    previous = twelve["active_version"]
+    assert {v["version"]: v["stage"] for v in twelve["versions"]}[candidate] == "candidate"
+    assert twelve["versions"][0]["classes"] == ["Normal", "Abnormal"] and len(twelve["versions"][0]["leads"]) == 12
+
+    promoted = client.post(f"/api/models/normal-12lead/versions/{candidate}/promote", headers=KEY)
+    assert promoted.status_code == 200, promoted.text
+    assert promoted.json()["stage"] == "active"
+    after = client.get("/api/models/normal-12lead").json()
+    stages = {v["version"]: v["stage"] for v in after["versions"]}
+    assert after["active_version"] == candidate and stages[previous] == "archived"
+
+    unknown = client.post("/api/models/normal-12lead/versions/999/promote", headers=KEY)
+    assert unknown.status_code == 404 and "999" in unknown.json()["detail"]
+    assert client.get("/api/models/no-such-model").status_code == 404
+
+
+# --- Jobs ----------------------------------------------------------------------------------------------------------
+
+
+def test_training_job_is_created_listed_and_cancelled(client):
+    bad = client.post("/api/training-jobs", headers=KEY,
+                      json={"dataset": "x", "normal_classes": ["N"], "window_s": 0.1, "sampling_rate": 100})
+    assert bad.status_code == 422 and "need >= 64" in bad.text
+    created = client.post("/api/training-jobs", headers=KEY,
+                          json={"dataset": "no-such-dataset", "normal_classes": ["N"], "epochs": 1})
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["status"] in ("queued", "running", "failed") and job["dataset"] == "no-such-dataset"
+    assert client.get(f"/api/training-jobs/{job['id']}").json()["id"] == job["id"]
+    assert job["id"] in [j["id"] for j in client.get("/api/training-jobs").json()["jobs"]]
+    cancelled = client.post(f"/api/training-jobs/{job['id']}/cancel", headers=KEY)
+    if cancelled.status_code == 200:  # still queued (no training worker in this stack): cancelled at once
+        assert cancelled.json()["status"] == "cancelled"
+        again = client.post(f"/api/training-jobs/{job['id']}/cancel", headers=KEY)
+        assert again.status_code == 409 and "already cancelled" in again.json()["detail"]
+    else:
+        assert cancelled.status_code == 409
+    assert client.get("/api/training-jobs/999999").status_code == 404
+    assert client.post("/api/training-jobs/999999/cancel", headers=KEY).status_code == 404
+
+
+def test_ingestion_job_is_created_without_echoing_its_secret(client, azurite):
+    sas = "sv=2024-01-01&ss=b&srt=co&sp=rl&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D"
+    created = client.post("/api/ingestion-jobs", headers=KEY, json={
+        "dataset": "gateway-ingest", "container": "recordings", "account_url": azurite.account_url,
+        "sas_token": sas, "prefix": "none/"})
+    assert created.status_code == 201, created.text
+    job = created.json()
+    assert job["status"] == "queued" and job["auth"] == "sas_token"
+    fetched = client.get(f"/api/ingestion-jobs/{job['id']}")
+    listed = client.get("/api/ingestion-jobs")
+    for response in (created, fetched, listed):
+        assert "c2VjcmV0" not in response.text and "sig=" not in response.text
+    assert job["id"] in [j["id"] for j in listed.json()["jobs"]]
+    missing = client.post("/api/ingestion-jobs", headers=KEY, json={"dataset": "x", "container": "recordings"})
+    assert missing.status_code == 422 and "credentials missing" in missing.text
+    assert client.get("/api/ingestion-jobs/999999").status_code == 404

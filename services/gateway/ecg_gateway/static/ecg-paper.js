@@ -49,10 +49,11 @@ const EcgPaper = (() => {
     ctx.fillRect(0, 0, widthMm, heightMm);
 
     // Important segments first, under the grid and the trace.
+    // Only the segments that matter most (at least half the strongest one's importance) are shaded.
     const strongest = Math.max(1e-9, ...segments.map((s) => s.importance));
     for (const seg of segments) {
-      if (!(seg.importance > 0)) continue;
-      const alpha = 0.08 + 0.32 * (seg.importance / strongest);
+      if (!(seg.importance >= 0.5 * strongest)) continue;
+      const alpha = 0.12 + 0.28 * (seg.importance / strongest);
       ctx.fillStyle = `rgba(${COLORS.highlight}, ${alpha.toFixed(3)})`;
       const x0 = LABEL_MM + seg.start_s * speed, x1 = LABEL_MM + Math.min(seg.end_s, trace.duration_s) * speed;
       ctx.fillRect(x0, 0, Math.max(0.5, x1 - x0), heightMm - AXIS_MM);
@@ -117,5 +118,10 @@ const EcgPaper = (() => {
     return { pxPerMm, widthMm, heightMm };
   }
 
-  return { draw };
+  // The px/mm at which a strip fills ``availablePx`` at ``speed`` (for the initial zoom).
+  function fitPxPerMm(durationS, speed, availablePx) {
+    return availablePx / (LABEL_MM + durationS * speed + 4);
+  }
+
+  return { draw, fitPxPerMm };
 })();

@@ -58,6 +58,12 @@
     const explanation = pickExplanation(result);
     current = { result, explanation, segments: explanation ? explanation.segments : [] };
     results.hidden = false;
+    if (result.trace) {  // start with the strip filling the card (at most 12 px/mm, at least 2)
+      const zoom = document.getElementById("zoom");
+      const fit = EcgPaper.fitPxPerMm(result.trace.duration_s, Number(document.getElementById("speed").value),
+        document.getElementById("trace-scroll").clientWidth - 2);
+      zoom.value = String(Math.min(12, Math.max(2, Math.floor(fit * 4) / 4)));
+    }
     renderTrace();
   }
 
@@ -149,7 +155,7 @@
     legend.textContent = `${trace.lead_names.length} lead${trace.lead_names.length === 1 ? "" : "s"}, `
       + `${trace.duration_s.toFixed(1)} s · grid 1 mm / 5 mm · ${document.getElementById("speed").value} mm/s · `
       + `${document.getElementById("gain").value} mm/mV · 1 mV calibration pulse at the start of each lead`
-      + (exp && segments.length ? ` · shaded: segments that most support "${exp.target_class}" (${exp.model})` : "")
+      + (exp && segments.length ? ` · shaded: the time segments that most support "${exp.target_class}" (${exp.model})` : "")
       + (layout.pxPerMm < Number(document.getElementById("zoom").value) ? " · zoom limited by the strip length" : "");
   }
 
