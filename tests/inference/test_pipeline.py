@@ -1,0 +1,137 @@
+"""The classification steps in process: occlusion importances are exact, the verdict rule, batching helpers."""
+
+from __future__ import annotations
+
+import asyncio
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_inference.batcher import MicroBatcher
+from ecg_inference.classify import (
+    ClassificationError,
+    classify_prepared,
+    combine,
+    prepare_recording,
+    run_batched,
+)
+from ecg_inference.cli import expand_files
+from ecg_inference.models import ModelSet, load_model
+from ecg_shared.formats import Record, read_ecg
+from ecg_shared.quality import QualityReport
+from ecg_shared.schemas import ModelResult
+from tests.inference.onnx_models import rhythm_metadata, tiny_model, twelve_lead_metadata
+
+
+@pytest.fixture(scope="module")
+def models() -> ModelSet:
+    loaded = {m.name: load_model(tiny_model(m, seed=2), version=1) for m in (rhythm_metadata(), twelve_lead_metadata())}
+    return ModelSet(loaded, "test")
+
+
+def test_segment_and_lead_importance_are_the_drop_of_the_predicted_class(models, data_dir):
+    record = read_ecg(data_dir / "ptbxl" / "00003_lr.hea")
+    prepared = prepare_recording(record, models, explain=True, only="normal-12lead")
+    answer = classify_prepared([prepared], [time.perf_counter()])[0]
+    (run,), (explanation,) = prepared.runs, answer.explanation
+    model = run.model
+    base = model.predict(run.windows)[0]
+    target = model.metadata.classes.index(explanation.target_class)
+    assert target == int(np.argmax(base))
+    for segment in explanation.segments[:3] + explanation.segments[-1:]:
+        occluded = run.windows.copy()
+        occluded[0, round(segment.start_s * 100) : round(segment.end_s * 100)] = 0
+        drop = base[target] - model.predict(occluded)[0, target]
+        assert segment.importance == pytest.approx(drop, abs=1e-5)
+    for lead in ("I", "V6"):
+        occluded = run.windows.copy()
+        occluded[0, :, run.lead_names.index(lead)] = 0
+        assert explanation.leads[lead] == pytest.approx(base[target] - model.predict(occluded)[0, target], abs=1e-5)
+
+
+def test_segments_cover_only_the_real_signal(models, data_dir):
+    """A 9.5 s recording padded into a 30 s rhythm window: segments end at 9.5 s, not in the padding."""
+    record = read_ecg(data_dir / "cinc2017" / "A00001.hea")
+    short = Record(record.signal[: int(9.5 * 300)], 300, ["II"])
+    prepared = prepare_recording(short, models, explain=True)
+    answer = classify_prepared([prepared], [time.perf_counter()])[0]
+    segments = answer.explanation[0].segments
+    assert len(segments) == 10 and segments[-1].end_s == pytest.approx(9.5)
+
+
+def test_too_short_flat_and_nan_are_refused(models):
+    t = np.arange(0, 4, 1 / 300)
+    with pytest.raises(ClassificationError, match=r"too short: 4\.00 s; rhythm-1lead needs at least 5 s"):
+        prepare_recording(Record(np.sin(7 * t), 300, ["II"]), models, explain=False)
+    with pytest.raises(ClassificationError, match="flat line"):
+        prepare_recording(Record(np.full(3000, 0.3), 300, ["II"]), models, explain=False)
+    signal = np.sin(np.arange(0, 10, 1 / 300)).astype(np.float32)
+    signal[5] = np.inf
+    with pytest.raises(ClassificationError, match="1 NaN or infinite samples"):
+        prepare_recording(Record(signal, 300, ["II"]), models, explain=False)
+
+
+def _result(name, call, p_abnormal, probabilities=None, predicted="N"):
+    return ModelResult(name=name, version=1, family="x", leads=["II"], probabilities=probabilities or {},
+                       predicted_class=predicted, call=call, p_abnormal=p_abnormal, threshold=0.5, windows=1)
+
+
+def test_verdict_rule(models):
+    rhythm, twelve = models.models["rhythm-1lead"], models.models["normal-12lead"]
+    good = QualityReport(True)
+    verdict = combine(good, [_result("a", "normal", 0.2), _result("b", "abnormal", 0.7)], [rhythm, twelve])
+    assert (verdict.label, verdict.probability) == ("abnormal", 0.7)
+    verdict = combine(good, [_result("a", "normal", 0.2), _result("b", "normal", 0.4)], [rhythm, twelve])
+    assert verdict.label == "normal" and verdict.probability == pytest.approx(0.6)
+    noisy = _result("rhythm-1lead", "unreadable", 0.1, {"N": 0.2, "A": 0.05, "O": 0.05, "~": 0.7}, predicted="~")
+    verdict = combine(good, [noisy, _result("b", "abnormal", 0.9)], [rhythm, twelve])
+    assert verdict.label == "unreadable" and verdict.probability == pytest.approx(0.7)
+    verdict = combine(QualityReport(False, ["the lead is not clean enough to read"]), [_result("a", "normal", 0.1)],
+                      [rhythm])
+    assert verdict.label == "unreadable" and "not clean enough" in verdict.rule
+
+
+def test_run_batched_equals_one_call_per_array(models):
+    model = models.models["normal-12lead"]
+    rng = np.random.default_rng(0)
+    arrays = [rng.standard_normal((n, 1000, 12)).astype(np.float32) for n in (1, 3, 2, 5)]
+    together = run_batched(model, arrays, max_rows=4)
+    for array, output in zip(arrays, together, strict=True):
+        np.testing.assert_allclose(output, model.predict(array), atol=1e-6)
+
+
+def test_micro_batcher_groups_concurrent_calls_and_keeps_order(models):
+    model = models.models["rhythm-1lead"]
+    rng = np.random.default_rng(1)
+    arrays = [rng.standard_normal((int(n), 9000, 1)).astype(np.float32) for n in rng.integers(1, 4, 20)]
+    calls = []
+    original = model.predict
+
+    def counting_predict(inputs):
+        calls.append(len(inputs))
+        return original(inputs)
+
+    async def main():
+        batcher = MicroBatcher(max_size=16, wait_ms=5)
+        try:
+            return await asyncio.gather(*(batcher.run(model, a) for a in arrays))
+        finally:
+            batcher.close()
+
+    model.predict = counting_predict
+    try:
+        outputs = asyncio.run(main())
+    finally:
+        del model.predict
+    assert sum(calls) == sum(len(a) for a in arrays) and len(calls) < len(arrays)
+    assert max(calls) <= 16
+    for array, output in zip(arrays, outputs, strict=True):
+        np.testing.assert_allclose(output, original(array), atol=1e-6)
+
+
+def test_expand_files_names_a_wfdb_record_once(tmp_path):
+    hea, mat, other = tmp_path / "A1.hea", tmp_path / "A1.mat", tmp_path / "B2.mat"
+    assert expand_files([hea, mat, other, hea]) == [hea, other]
+    assert expand_files([Path(mat)]) == [mat]
