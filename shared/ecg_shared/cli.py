@@ -12,6 +12,8 @@ from pathlib import Path
 
 import typer
 
+from ecg_shared.registry_cli import models_app
+
 app = typer.Typer(
     help="ECG classification platform: inspect, ingest, train and classify ECG recordings.",
     no_args_is_help=True,
@@ -21,6 +23,7 @@ db_app = typer.Typer(help="Database schema.", no_args_is_help=True)
 app.add_typer(db_app, name="db")
 dataset_app = typer.Typer(help="Data sets: import local folders, upload to blob storage.", no_args_is_help=True)
 app.add_typer(dataset_app, name="dataset")
+app.add_typer(models_app, name="models")
 
 
 def describe(path: Path, fmt: str | None = None, fs: float | None = None) -> dict:

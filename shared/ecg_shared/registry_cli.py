@@ -1,0 +1,168 @@
+"""``ecg models``: list, show, promote and archive registered model versions, and seed the bundled models."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import dataclass
+from pathlib import Path
+
+import typer
+
+models_app = typer.Typer(help="Model registry: versions, stages, promotion, bundled models.", no_args_is_help=True)
+
+
+@dataclass
+class SeedResult:
+    name: str
+    version: int
+    registered: bool  # False: a version with the same file was already registered
+    promoted: bool
+
+
+def read_bundled_model(path: Path):
+    """(ModelMetadata, ONNX bytes, model card) of a bundled ``NAME.onnx`` (card from ``NAME.card.json`` beside it).
+
+    The metadata is read the way the inference service reads it: from an onnxruntime session, which also proves the
+    file loads.
+    """
+    import onnxruntime
+
+    from ecg_shared.model_metadata import ModelMetadata
+
+    data = path.read_bytes()
+    try:
+        session = onnxruntime.InferenceSession(data, providers=["CPUExecutionProvider"])
+    except Exception as exc:  # onnxruntime raises its own Fail/InvalidProtobuf types
+        raise ValueError(f"{path}: not a loadable ONNX model ({exc})") from None
+    try:
+        metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
+    except (ValueError, KeyError, TypeError) as exc:
+        raise ValueError(f"{path}: {exc}") from None
+    card_path = path.with_name(path.name.removesuffix(".onnx") + ".card.json")
+    card = json.loads(card_path.read_text()) if card_path.is_file() else {}
+    return metadata, data, card
+
+
+def seed_models(session, models_dir: Path) -> list[SeedResult]:
+    """Register every ``models_dir/*.onnx`` unless a version with the same file exists; promote it if its name has
+    no active version. Idempotent: running it again changes nothing."""
+    from sqlalchemy import select
+
+    from ecg_shared.artifacts import sha256
+    from ecg_shared.db.models import ModelVersion
+    from ecg_shared.registry import active_versions, promote, register_version
+
+    results = []
+    for path in sorted(models_dir.glob("*.onnx")):
+        metadata, data, card = read_bundled_model(path)
+        existing = session.scalar(select(ModelVersion).where(ModelVersion.name == metadata.name,
+                                                             ModelVersion.artifact_sha256 == sha256(data)))
+        row = existing or register_version(session, metadata, data, metrics=card.get("metrics", {}),
+                                           model_card={**card, "bundled_file": path.name})
+        promoted = False
+        if not any(v.name == metadata.name for v in active_versions(session)):
+            promote(session, row.name, row.version)
+            promoted = True
+        results.append(SeedResult(row.name, row.version, existing is None, promoted))
+    return results
+
+
+def _version_line(row) -> str:
+    primary = (row.metrics or {}).get("primary") or {}
+    score = f"{primary['name']} {primary['value']:.3f}" if "value" in primary else ""
+    return f"{row.name:<24} v{row.version:<4} {row.stage:<10} {row.family:<10} {row.created_at:%Y-%m-%d %H:%M}  {score}"
+
+
+@models_app.command("list")
+def list_command(name: str | None = typer.Argument(None, help="Only this model."),
+                 as_json: bool = typer.Option(False, "--json")) -> None:
+    """Registered versions, newest first per model."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.registry import list_versions
+
+    with session_scope() as session:
+        rows = list_versions(session, name)
+        if as_json:
+            for row in rows:
+                typer.echo(json.dumps({"name": row.name, "version": row.version, "stage": row.stage,
+                                       "family": row.family, "primary": (row.metrics or {}).get("primary"),
+                                       "created_at": row.created_at.isoformat()}))
+            return
+        if not rows:
+            typer.echo("no registered models" + (f" named {name!r}" if name else ""))
+        for row in rows:
+            typer.echo(_version_line(row))
+
+
+@models_app.command("show")
+def show_command(name: str, version: int) -> None:
+    """One version: stage, artifact, metadata and model card (JSON)."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.registry import RegistryError, get_version
+
+    with session_scope() as session:
+        try:
+            row = get_version(session, name, version)
+        except RegistryError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        typer.echo(json.dumps({
+            "name": row.name, "version": row.version, "stage": row.stage, "family": row.family,
+            "artifact_uri": row.artifact_uri, "artifact_sha256": row.artifact_sha256,
+            "training_job_id": row.training_job_id, "created_at": row.created_at.isoformat(),
+            "promoted_at": row.promoted_at.isoformat() if row.promoted_at else None,
+            "metadata": row.onnx_metadata, "metrics": row.metrics, "model_card": row.model_card,
+        }, indent=2))
+
+
+@models_app.command("promote")
+def promote_command(name: str, version: int) -> None:
+    """Make NAME vVERSION the active version (the previous active one is archived)."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.registry import RegistryError, promote
+
+    try:
+        with session_scope() as session:
+            row = promote(session, name, version)
+            typer.echo(f"{row.name} v{row.version} is active")
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@models_app.command("archive")
+def archive_command(name: str, version: int) -> None:
+    """Archive NAME vVERSION (an archived active version leaves the model without an active one)."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.registry import RegistryError, archive
+
+    try:
+        with session_scope() as session:
+            row = archive(session, name, version)
+            typer.echo(f"{row.name} v{row.version} archived")
+    except RegistryError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+
+
+@models_app.command("seed")
+def seed_command(models_dir: Path | None = typer.Option(None, "--dir", help="Default: ECG_MODELS_DIR.")) -> None:
+    """Register the bundled models (models/*.onnx) and promote each whose name has no active version."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.settings import get_settings
+
+    folder = models_dir or get_settings().models_dir
+    if not folder.is_dir():
+        typer.echo(f"error: models folder {folder} not found", err=True)
+        raise typer.Exit(1)
+    try:
+        with session_scope() as session:
+            results = seed_models(session, folder)
+    except ValueError as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    if not results:
+        typer.echo(f"no bundled models in {folder}")
+    for result in results:
+        what = "registered" if result.registered else "already registered"
+        typer.echo(f"{result.name} v{result.version}: {what}{', promoted to active' if result.promoted else ''}")
