@@ -88,7 +88,7 @@ def inspect(
 
 
 @db_app.command("upgrade")
-def db_upgrade(revision: str = typer.Argument("heads")) -> None:
+def db_upgrade(revision: str = typer.Argument("head")) -> None:
     """Create the database if needed and apply migrations."""
     from ecg_shared.db.migrate import upgrade
 

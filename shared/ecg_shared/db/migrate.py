@@ -32,7 +32,7 @@ def ensure_database(url: str) -> None:
         admin.dispose()
 
 
-def upgrade(url: str | None = None, revision: str = "heads") -> None:
+def upgrade(url: str | None = None, revision: str = "head") -> None:
     from ecg_shared.settings import get_settings
 
     url = url or get_settings().database_url
