@@ -255,6 +255,17 @@ def test_cpu_and_gpu_inference_images_install_one_onnxruntime_each():
     assert "onnxruntime-gpu" in gpu and "onnxruntime" not in gpu
 
 
+def test_migrate_image_can_seed_the_bundled_models():
+    """`ecg models seed` reads the ONNX files' metadata with onnxruntime, from ECG_MODELS_DIR inside the image."""
+    dockerfile = dockerfile_of(services()["migrate"])
+    assert {"ecg-shared", "onnxruntime"} <= _requirement_closure(_install_roots(dockerfile))
+    runtime = final_stage(dockerfile)
+    copied = [line.split() for line in runtime if line.upper().startswith("COPY ") and " models " in f" {line} "]
+    assert copied, f"{dockerfile.name} does not copy models/ into the runtime image"
+    target = copied[0][-1]
+    assert any(line.startswith("ENV ") and f"ECG_MODELS_DIR={target}" in line for line in runtime)
+
+
 def test_gateway_image_holds_neither_tensorflow_nor_onnxruntime():
     closure = _requirement_closure(_install_roots(dockerfile_of(services()["gateway"])))
     assert not {name for name in closure if name.startswith(("tensorflow", "keras", "onnxruntime"))}
