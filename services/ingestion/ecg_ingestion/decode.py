@@ -51,8 +51,19 @@ def decode_workers(configured: int) -> int:
 
 
 def decode_pool(workers: int) -> ProcessPoolExecutor:
-    """Processes started from a fork server that has the readers imported already (fast, and fork-safe: the server
-    forks before this process has threads or open connections)."""
-    context = multiprocessing.get_context("forkserver")
-    context.set_forkserver_preload(["ecg_ingestion.decode"])
-    return ProcessPoolExecutor(max_workers=workers, mp_context=context)
+    """A pool of ``workers`` forked processes, all started now: call it before the job's event loop and database
+    connections exist, so the children inherit no threads or locks in use (forkserver and spawn would be cleaner,
+    but cannot start from a Celery prefork child, whose process authentication key cannot be sent)."""
+    _allow_child_processes()
+    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    pool.submit(int).result()  # with fork, the first task starts every process
+    return pool
+
+
+def _allow_child_processes() -> None:
+    """Celery's prefork pool marks its children daemonic, and multiprocessing refuses to start processes from a
+    daemonic one (it could not wait for them at exit). The job's pool is shut down, and its processes waited for,
+    before the task returns (and they exit on their own if this process dies), so lift the flag for this process."""
+    process = multiprocessing.current_process()
+    if process.daemon:
+        process._config["daemon"] = False

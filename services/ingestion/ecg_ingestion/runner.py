@@ -104,7 +104,9 @@ def run_ingestion_job(job_id: int, credential: StorageCredential | None = None,
              source.account_url, source.container)
     error = None
     try:
-        asyncio.run(run.run())
+        with decode_pool(run.workers) as pool:
+            run.pool = pool
+            asyncio.run(run.run())
     except (StorageAccessError, ManifestError, CredentialUnavailable) as exc:
         error = str(exc)
     except Exception as exc:
@@ -131,6 +133,7 @@ class JobRun:
         self.batch_size = max(1, settings.ingest_batch_size)
         self.workers = decode_workers(settings.ingest_decode_workers)
         self.counts = Counts()
+        self.pool = None  # the decoding processes, set by run_ingestion_job
         self._downloaded_since_flush = 0
 
     async def run(self) -> None:
@@ -202,38 +205,36 @@ class JobRun:
         pending = iter(todo)
         fmt = self.spec.get("format")
 
-        with decode_pool(min(self.workers, len(todo))) as pool:
+        async def download_and_decode() -> None:
+            for item in pending:  # the coroutines share one iterator: each item is taken once
+                try:
+                    parts = [(blob.name, await self._download(container, blob)) for blob in item.parts]
+                except AzureError as exc:
+                    error = access_error(exc, self.source, f"downloading {item.name}")
+                    if error:
+                        raise error from None
+                    await results.put(_Failure(item.name, blob_error(exc)))
+                    continue
+                self._downloaded_since_flush += 1
+                try:
+                    decoded = await loop.run_in_executor(self.pool, decode_parts, parts, fmt, item.source_uri)
+                except EcgFormatError as exc:
+                    await results.put(_Failure(item.name, f"cannot decode: {exc}"))
+                    continue
+                await results.put((item, decoded))
 
-            async def download_and_decode() -> None:
-                for item in pending:  # the coroutines share one iterator: each item is taken once
-                    try:
-                        parts = [(blob.name, await self._download(container, blob)) for blob in item.parts]
-                    except AzureError as exc:
-                        error = access_error(exc, self.source, f"downloading {item.name}")
-                        if error:
-                            raise error from None
-                        await results.put(_Failure(item.name, blob_error(exc)))
-                        continue
-                    self._downloaded_since_flush += 1
-                    try:
-                        decoded = await loop.run_in_executor(pool, decode_parts, parts, fmt, item.source_uri)
-                    except EcgFormatError as exc:
-                        await results.put(_Failure(item.name, f"cannot decode: {exc}"))
-                        continue
-                    await results.put((item, decoded))
+        async def downloads() -> None:
+            async with asyncio.TaskGroup() as group:
+                for _ in range(min(self.concurrency, len(todo))):
+                    group.create_task(download_and_decode())
+            await results.put(_DONE)
 
-            async def downloads() -> None:
-                async with asyncio.TaskGroup() as group:
-                    for _ in range(min(self.concurrency, len(todo))):
-                        group.create_task(download_and_decode())
-                await results.put(_DONE)
-
-            try:
-                async with asyncio.TaskGroup() as group:
-                    group.create_task(downloads())
-                    group.create_task(self._store(results))
-            except BaseExceptionGroup as group_error:
-                raise _first_error(group_error) from None
+        try:
+            async with asyncio.TaskGroup() as group:
+                group.create_task(downloads())
+                group.create_task(self._store(results))
+        except BaseExceptionGroup as group_error:
+            raise _first_error(group_error) from None
 
     async def _store(self, results: asyncio.Queue) -> None:
         items: list[StoreItem] = []

@@ -255,7 +255,7 @@ def _fernet():
     from ecg_shared.settings import get_settings
 
     key = get_settings().secret_key
-    if key is None:
+    if key is None or not key.get_secret_value():
         raise SecretKeyMissing(
             "ECG_SECRET_KEY is not set: queued ingestion jobs need it to keep the storage credential encrypted "
             "until a worker runs them (generate one with: python -c \"from cryptography.fernet import Fernet; "
