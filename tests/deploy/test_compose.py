@@ -298,6 +298,30 @@ def test_env_example_names_only_real_settings_or_compose_variables():
             assert variable in COMPOSE_ONLY_VARIABLES, f".env.example: {variable} is neither a setting nor used"
 
 
+def test_env_example_is_a_complete_template():
+    missing = sorted(SETTING_NAMES - env_example_variables())
+    assert not missing, f"add these settings to .env.example (commented out, with their defaults): {missing}"
+
+
+def test_init_env_fills_fresh_secrets_into_a_new_env_file(tmp_path):
+    """scripts/init-env.sh: a random API key and a valid Fernet key; an existing .env is left alone."""
+    import shutil as sh
+
+    (tmp_path / "scripts").mkdir()
+    sh.copy(REPO_ROOT / "scripts" / "init-env.sh", tmp_path / "scripts" / "init-env.sh")
+    sh.copy(ENV_EXAMPLE, tmp_path / ".env.example")
+    subprocess.run([str(tmp_path / "scripts" / "init-env.sh")], check=True, capture_output=True)
+    first = (tmp_path / ".env").read_text()
+    values = dict(re.findall(r"^(ECG_API_KEY|ECG_SECRET_KEY)=(.+)$", first, re.M))
+    assert len(values["ECG_API_KEY"]) >= 32 and "change-me" not in first
+    from cryptography.fernet import Fernet
+
+    Fernet(values["ECG_SECRET_KEY"].encode())  # raises if not a Fernet key
+    assert (tmp_path / ".env").stat().st_mode & 0o077 == 0, ".env holds secrets: owner-only permissions"
+    subprocess.run([str(tmp_path / "scripts" / "init-env.sh")], check=True, capture_output=True)
+    assert (tmp_path / ".env").read_text() == first
+
+
 def test_application_services_read_the_optional_env_file():
     for name in ["migrate", *APPLICATION_SERVICES]:
         assert {"path": ".env", "required": False} in services()[name]["env_file"], name
