@@ -1,0 +1,281 @@
+"""Ingestion throughput (issues 3 and 8): real CinC 2017 recordings from Azurite into Postgres, recordings/second.
+
+Contestants, in the same run, on the same blobs, each into a fresh dataset of a fresh database:
+
+- **baseline**, what the original system did: for each manifest row, one synchronous download per blob (a new
+  ``BlobClient`` from the blob URL and SAS token, as a script would write it), the same decoding, one INSERT and
+  commit per recording;
+- **ingestion job**: ``ecg_ingestion.runner.run_ingestion_job`` with the default settings (async downloads, process
+  pool decoding, batched INSERTs), listing and manifest reading included.
+
+Where the job's time goes: each stage alone at full speed on the same data (async downloads only; decoding only,
+in one process and in the pool; batched INSERTs only). ``python -m bench.ingestion [N]`` prints the result as JSON.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import os
+import shutil
+import subprocess
+import sys
+import tempfile
+import time
+import uuid
+from concurrent.futures import ProcessPoolExecutor
+from datetime import UTC, datetime, timedelta
+from pathlib import Path
+from typing import Any
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+AZURITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
+ACCOUNT = "devstoreaccount1"
+CONTAINER = "bench"
+BASELINE_MAX = 500  # the baseline is slow and its rate steady: it runs on the first recordings only
+
+
+def _free_port() -> int:
+    import socket
+
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def _start_azurite() -> tuple[subprocess.Popen, int, Path]:
+    import socket
+
+    if not AZURITE_BIN.exists():
+        raise RuntimeError(f"Azurite is not installed ({AZURITE_BIN} missing): run `make install`")
+    port, location = _free_port(), Path(tempfile.mkdtemp(prefix="bench-azurite-"))
+    process = subprocess.Popen([str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
+                                str(location), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
+                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    deadline = time.monotonic() + 30
+    while time.monotonic() < deadline:
+        try:
+            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
+            return process, port, location
+        except OSError:
+            time.sleep(0.1)
+    process.kill()
+    raise RuntimeError("Azurite did not start")
+
+
+def _sas(account_key: str) -> str:
+    from azure.storage.blob import ContainerSasPermissions, generate_container_sas
+
+    now = datetime.now(UTC)
+    return generate_container_sas(ACCOUNT, CONTAINER, account_key=account_key, start=now - timedelta(minutes=5),
+                                  expiry=now + timedelta(hours=3),
+                                  permission=ContainerSasPermissions(read=True, list=True))
+
+
+def run_baseline(rows, account_url: str, sas: str, dataset: str, database_url: str) -> dict[str, Any]:
+    """The original's loop: per recording, synchronous downloads (a client per blob), decode, INSERT + commit."""
+    from azure.storage.blob import BlobClient
+
+    from ecg_ingestion.decode import decode_parts
+    from ecg_shared.db import Recording, session_scope
+
+    spent = {"download": 0.0, "decode": 0.0, "insert": 0.0}
+    start = time.perf_counter()
+    with session_scope(database_url) as session:
+        for row in rows:
+            names = [row.blob, row.blob[: -len(".hea")] + ".mat"]
+            t0 = time.perf_counter()
+            parts = [(name, BlobClient.from_blob_url(f"{account_url}/{CONTAINER}/{name}?{sas}").download_blob()
+                      .readall()) for name in names]
+            t1 = time.perf_counter()
+            uri = f"{account_url}/{CONTAINER}/{row.blob}"
+            decoded = decode_parts(parts, None, uri)
+            t2 = time.perf_counter()
+            session.add(Recording.from_record(decoded.record, dataset, uri, decoded.sha256, decoded.sha256,
+                                              label=row.label))
+            session.commit()
+            t3 = time.perf_counter()
+            spent["download"] += t1 - t0
+            spent["decode"] += t2 - t1
+            spent["insert"] += t3 - t2
+    elapsed = time.perf_counter() - start
+    return {"recordings": len(rows), "seconds": elapsed, "spent": spent}
+
+
+def run_job(account_url: str, sas: str, dataset: str) -> dict[str, Any]:
+    from ecg_ingestion.runner import run_ingestion_job
+    from ecg_shared.db import session_scope
+    from ecg_shared.jobs.ingestion import IngestionJobRequest, create_ingestion_job
+
+    request = IngestionJobRequest(dataset=dataset, account_url=account_url, container=CONTAINER, sas_token=sas,
+                                  manifest="manifest.xlsx")
+    start = time.perf_counter()
+    with session_scope() as session:
+        job_id = create_ingestion_job(session, request, keep_credential=False).id
+    view = run_ingestion_job(job_id, request.credential())
+    elapsed = time.perf_counter() - start
+    if view.status != "succeeded" or view.failed:
+        raise RuntimeError(f"ingestion job {view.status}: {view.error or view.failures[:3]}")
+    return {"recordings": view.stored, "seconds": elapsed}
+
+
+async def _download_all(account_url: str, sas: str, names: list[str], concurrency: int) -> list[bytes]:
+    from ecg_ingestion.storage import BlobSource
+    from ecg_shared.jobs.ingestion import StorageCredential
+
+    source = BlobSource(account_url, CONTAINER, StorageCredential(sas_token=sas))
+    pending = iter(names)
+    found: dict[str, bytes] = {}
+
+    async def worker(container) -> None:
+        for name in pending:
+            found[name] = await (await container.download_blob(name)).readall()
+
+    async with source.async_container() as container:
+        await asyncio.gather(*(worker(container) for _ in range(concurrency)))
+    return [found[name] for name in names]
+
+
+def stage_capacities(rows, account_url: str, sas: str, dataset: str) -> list[dict[str, Any]]:
+    """Each stage of the job alone, on the same recordings: recordings/second it could sustain."""
+    from ecg_ingestion.decode import decode_parts, decode_workers
+    from ecg_shared.db import session_scope
+    from ecg_shared.db.store import StoreItem, store_recordings
+    from ecg_shared.settings import get_settings
+
+    settings = get_settings()
+    names = [name for row in rows for name in (row.blob, row.blob[: -len(".hea")] + ".mat")]
+    t0 = time.perf_counter()
+    blobs = asyncio.run(_download_all(account_url, sas, names, settings.ingest_concurrency))
+    download_s = time.perf_counter() - t0
+    pairs = [[(names[i], blobs[i]), (names[i + 1], blobs[i + 1])] for i in range(0, len(names), 2)]
+    uris = [f"{account_url}/{CONTAINER}/{row.blob}" for row in rows]
+
+    sample = pairs[: min(len(pairs), 300)]
+    t0 = time.perf_counter()
+    for parts, uri in zip(sample, uris, strict=False):
+        decode_parts(parts, None, uri)
+    decode_one_s = (time.perf_counter() - t0) / len(sample) * len(pairs)
+
+    workers = decode_workers(settings.ingest_decode_workers)
+    with ProcessPoolExecutor(workers) as pool:
+        list(pool.map(int, range(workers)))  # processes started
+        t0 = time.perf_counter()
+        decoded = list(pool.map(decode_parts, pairs, [None] * len(pairs), uris, chunksize=8))
+        decode_pool_s = time.perf_counter() - t0
+
+    items = [StoreItem(d.record, uri, d.sha256, d.sha256, row.label) for d, uri, row in zip(decoded, uris, rows,
+                                                                                          strict=True)]
+    t0 = time.perf_counter()
+    for start in range(0, len(items), settings.ingest_batch_size):
+        with session_scope() as session:
+            store_recordings(session, dataset, items[start:start + settings.ingest_batch_size])
+    insert_s = time.perf_counter() - t0
+    n = len(rows)
+    return [
+        {"stage": f"download only (async, {settings.ingest_concurrency} in flight, 2 blobs each)",
+         "recordings_per_s": round(n / download_s, 1)},
+        {"stage": "decode only, one process (wfdb via a zip)", "recordings_per_s": round(n / decode_one_s, 1)},
+        {"stage": f"decode only, pool of {workers} processes", "recordings_per_s": round(n / decode_pool_s, 1)},
+        {"stage": f"batched INSERT only ({settings.ingest_batch_size} a statement)",
+         "recordings_per_s": round(n / insert_s, 1)},
+    ]
+
+
+def run(n: int = 2000) -> dict[str, Any]:
+    from ecg_ingestion.manifest import read_manifest
+    from ecg_ingestion.storage import BlobSource
+    from ecg_ingestion.upload import upload_dataset
+    from ecg_shared.db.migrate import upgrade
+    from ecg_shared.jobs.ingestion import StorageCredential
+    from ecg_shared.settings import AZURITE_ACCOUNT_KEY, get_settings
+
+    data = get_settings().data_dir / "cinc2017"
+    if not data.is_dir():
+        raise RuntimeError(f"CinC 2017 data not found at {data} (ECG_DATA_DIR)")
+    azurite, port, location = _start_azurite()
+    database_url = get_settings().database_url.rsplit("/", 1)[0] + f"/ecg_bench_{uuid.uuid4().hex[:8]}"
+    previous_url = os.environ.get("ECG_DATABASE_URL")
+    try:
+        os.environ["ECG_DATABASE_URL"] = database_url
+        get_settings.cache_clear()
+        upgrade(database_url)
+        account_url = f"http://127.0.0.1:{port}/{ACCOUNT}"
+        connection = (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={AZURITE_ACCOUNT_KEY};"
+                      f"BlobEndpoint={account_url};")
+        source = BlobSource(account_url, CONTAINER, StorageCredential(connection_string=connection))
+        t0 = time.perf_counter()
+        upload_dataset(data, source, "wfdb", limit=n)
+        upload_s = time.perf_counter() - t0
+        sas = _sas(AZURITE_ACCOUNT_KEY)
+        manifest = source.sync_container().download_blob("manifest.xlsx").readall()
+        rows = read_manifest(manifest, "manifest.xlsx")
+
+        baseline = run_baseline(rows[:BASELINE_MAX], account_url, sas, "bench-baseline", database_url)
+        job = run_job(account_url, sas, "bench-job")
+        stages = stage_capacities(rows, account_url, sas, "bench-stages")
+    finally:
+        azurite.terminate()
+        azurite.wait(timeout=10)
+        shutil.rmtree(location, ignore_errors=True)
+        _drop_database(database_url)
+        if previous_url is None:
+            os.environ.pop("ECG_DATABASE_URL", None)
+        else:
+            os.environ["ECG_DATABASE_URL"] = previous_url
+        get_settings.cache_clear()
+
+    baseline_rate = baseline["recordings"] / baseline["seconds"]
+    job_rate = job["recordings"] / job["seconds"]
+    ratio = job_rate / baseline_rate
+    spent = baseline["spent"]
+    share = {k: f"{100 * v / baseline['seconds']:.0f}%" for k, v in spent.items()}
+    rows_out = [
+        {"method": "baseline: sync download per blob, INSERT + commit per recording",
+         "recordings": baseline["recordings"], "seconds": round(baseline["seconds"], 2),
+         "recordings_per_s": round(baseline_rate, 1),
+         "time_split": ", ".join(f"{k} {v}" for k, v in share.items())},
+        {"method": "ingestion job (async download, process-pool decode, batched INSERT)",
+         "recordings": job["recordings"], "seconds": round(job["seconds"], 2), "recordings_per_s": round(job_rate, 1),
+         "time_split": "see the stage rows"},
+        *({"method": stage["stage"], "recordings": n, "recordings_per_s": stage["recordings_per_s"]}
+          for stage in stages),
+    ]
+    slowest = min(stages, key=lambda s: s["recordings_per_s"])
+    notes = (
+        f"{n} real CinC 2017 recordings (WFDB .hea + .mat, 2 blobs each; uploaded in {upload_s:.1f} s) from a fresh "
+        f"Azurite into a fresh Postgres database, on {os.cpu_count()} CPUs shared by Azurite (Node), Postgres and "
+        f"the job. The baseline ran on the first {baseline['recordings']} recordings. Job/baseline: {ratio:.1f}x. "
+        f"The job is bound by its slowest stage, {slowest['stage']} ({slowest['recordings_per_s']}/s alone), and "
+        "all stages compete for the same two cores: decoding (wfdb parses each header through pandas and reads "
+        "the samples from temporary files) and Azurite's request handling are the next bottleneck; a real Azure "
+        "account takes the serving cost off this machine."
+    )
+    return {
+        "name": "ingestion",
+        "title": "Ingestion: Azure Blob Storage (Azurite) -> Postgres",
+        "rows": rows_out,
+        "ratios": {"ingestion job / baseline (recordings per second)": round(ratio, 1)},
+        "targets": {"job >= 10x baseline": {"target": 10, "measured": round(ratio, 1), "met": ratio >= 10}},
+        "notes": notes,
+    }
+
+
+def _drop_database(url: str) -> None:
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from ecg_shared.db.session import _engine_for
+
+    _engine_for.cache_clear()
+    target = make_url(url)
+    engine = create_engine(target.set(database="postgres"), isolation_level="AUTOCOMMIT")
+    try:
+        with engine.connect() as conn:
+            conn.execute(text(f'DROP DATABASE IF EXISTS "{target.database}" WITH (FORCE)'))
+    finally:
+        engine.dispose()
+
+
+if __name__ == "__main__":
+    print(json.dumps(run(int(sys.argv[1]) if len(sys.argv) > 1 else 2000), indent=2))
