@@ -1,0 +1,431 @@
+"""Classification throughput and latency (issue 8): the gateway, the inference service, the raw onnxruntime session
+(the ceiling) and the original design (Flask calling Keras ``model.predict`` per request), same network, same
+recordings, same run.
+
+Models: Keras models of the bundled models' family, lead set, window and classes (``ecg_training.families``), with
+random weights, exported with ``ecg_training.export.to_onnx``; the services serve that ONNX file and Flask the Keras
+model, so every contestant computes the identical network (weights do not change the cost). Recordings: real
+single-lead CinC 2017 records (WFDB zips) and real 12-lead PTB-XL records and the Wellnest recording, sent as
+uploads. A load generator (an asyncio httpx client) runs in a second process on loopback, each concurrency level
+bounded by time and by request count.
+
+``python -m bench --only classify``; the helpers below are also entry points of this module's own processes:
+``python -m bench.classify flask PORT MODELS_DIR`` and ``python -m bench.classify load ...``.
+"""
+
+from __future__ import annotations
+
+import cProfile
+import io
+import json
+import logging
+import os
+import pickle
+import pstats
+import shutil
+import signal
+import socket
+import subprocess
+import sys
+import tempfile
+import time
+import zipfile
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+CONCURRENCY = (1, 8, 32, 128)
+DEFAULT_SPECS = {  # used when the bundled model files are not there yet
+    "rhythm-1lead": dict(family="resnet", classes=["N", "A", "O", "~"], normal=["N"], unreadable=["~"],
+                         rate=300, window=9000, leads=("II",)),
+    "normal-12lead": dict(family="resnet", classes=["Normal", "Abnormal"], normal=["Normal"], unreadable=[],
+                          rate=100, window=1000,
+                          leads=("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")),
+}
+
+
+# --- models -------------------------------------------------------------------------------------------------------
+
+
+def _bundled_metadata(name: str):
+    from ecg_shared.model_metadata import ModelMetadata
+    from ecg_shared.settings import get_settings
+
+    path = get_settings().models_dir / f"{name}.onnx"
+    if not path.exists():
+        return None
+    import onnx
+
+    props = {p.key: p.value for p in onnx.load(str(path), load_external_data=False).metadata_props}
+    return ModelMetadata.from_onnx_props(props)
+
+
+def build_models(folder: Path) -> list[str]:
+    """``<name>.keras`` and ``<name>.onnx`` (same network, random weights) for both bundled models; returns notes."""
+    from ecg_shared.model_metadata import ModelMetadata
+    from ecg_shared.preprocessing import PreprocessingSpec
+    from ecg_training.export import to_onnx
+    from ecg_training.families import build_model
+
+    notes = []
+    for name, default in DEFAULT_SPECS.items():
+        metadata = _bundled_metadata(name)
+        if metadata is None:
+            metadata = ModelMetadata(
+                name=name, family=default["family"], classes=default["classes"], normal_classes=default["normal"],
+                unreadable_classes=default["unreadable"],
+                preprocessing=PreprocessingSpec(default["rate"], default["window"], default["leads"]))
+            notes.append(f"{name}: bundled model not found; {default['family']} at {default['rate']} Hz, "
+                         f"{default['window']} samples, leads {', '.join(default['leads'])}")
+        else:
+            spec = metadata.preprocessing
+            notes.append(f"{name}: family, window and classes of the bundled model ({metadata.family}, "
+                         f"{spec.window_samples} samples at {spec.sampling_rate:g} Hz)")
+        spec = metadata.preprocessing
+        model = build_model(metadata.family, len(spec.leads), len(metadata.classes), spec.window_samples)
+        model.save(folder / f"{name}.keras")
+        (folder / f"{name}.onnx").write_bytes(to_onnx(model, metadata))
+        notes[-1] += f"; {model.count_params():,} parameters"
+    return notes
+
+
+# --- recordings ---------------------------------------------------------------------------------------------------
+
+
+def _wfdb_zip(header: Path) -> bytes:
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for path in sorted(header.parent.glob(header.stem + ".*")):
+            if path.suffix in (".hea", ".mat", ".dat"):
+                archive.write(path, path.name)
+    return buffer.getvalue()
+
+
+def recordings(n_each: int = 8) -> dict[str, list[tuple[str, bytes]]]:
+    """Uploads: ``single`` (CinC 2017 WFDB zips), ``twelve`` (PTB-XL zips and the Wellnest blob), ``wellnest``."""
+    from ecg_shared.settings import get_settings
+
+    data = get_settings().data_dir
+    cinc = sorted((data / "cinc2017").glob("A0*.hea"))[:n_each]
+    ptbxl = sorted((data / "ptbxl").glob("*_lr.hea"))[: n_each - 1]
+    wellnest = data / "wellnest" / "sample-10s.raw"
+    if not cinc or not ptbxl or not wellnest.exists():
+        raise RuntimeError(f"data sets not found under {data} (set ECG_DATA_DIR)")
+    blob = ("sample-10s.raw", wellnest.read_bytes())
+    return {
+        "single": [(h.stem + ".zip", _wfdb_zip(h)) for h in cinc],
+        "twelve": [(h.stem + ".zip", _wfdb_zip(h)) for h in ptbxl] + [blob],
+        "wellnest": [blob],
+    }
+
+
+# --- processes ----------------------------------------------------------------------------------------------------
+
+
+def free_port() -> int:
+    with socket.socket() as sock:
+        sock.bind(("127.0.0.1", 0))
+        return sock.getsockname()[1]
+
+
+def start(argv: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 120) -> subprocess.Popen:
+    process = subprocess.Popen(argv, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=log.open("ab"),
+                               stderr=subprocess.STDOUT, start_new_session=True)
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(f"{argv[0]} exited ({process.returncode}): {log.read_text()[-1500:]}")
+        try:
+            with socket.create_connection(("127.0.0.1", port), timeout=0.5):
+                return process
+        except OSError:
+            time.sleep(0.2)
+    stop(process)
+    raise RuntimeError(f"{' '.join(argv[:3])} did not listen on {port} within {timeout} s")
+
+
+def stop(process: subprocess.Popen | None) -> None:
+    if process is None or process.poll() is not None:
+        return
+    os.killpg(process.pid, signal.SIGTERM)
+    try:
+        process.wait(timeout=15)
+    except subprocess.TimeoutExpired:
+        os.killpg(process.pid, signal.SIGKILL)
+        process.wait()
+
+
+def load(url: str, concurrency: int, duration_s: float, max_requests: int, payloads: list[tuple[str, bytes]],
+         warmup: int = 4) -> dict[str, Any]:
+    """Run the load generator in its own process; returns its measurement."""
+    with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
+        pickle.dump(payloads, f)
+    try:
+        out = subprocess.run([sys.executable, "-m", "bench.classify", "load", url, str(concurrency), str(duration_s),
+                              str(max_requests), f.name, str(warmup)], cwd=REPO_ROOT, capture_output=True,
+                             text=True, timeout=duration_s * 4 + 120,
+                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+    finally:
+        os.unlink(f.name)
+    if out.returncode != 0:
+        raise RuntimeError(f"load generator failed: {out.stderr[-1500:]}")
+    return json.loads(out.stdout.strip().splitlines()[-1])
+
+
+def _load_main(url: str, concurrency: int, duration_s: float, max_requests: int, payload_file: str,
+               warmup: int) -> None:
+    import asyncio
+
+    import httpx
+
+    payloads = pickle.loads(Path(payload_file).read_bytes())
+
+    async def main() -> dict[str, Any]:
+        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
+        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
+            for i in range(warmup):
+                await client.post(url, files={"file": payloads[i % len(payloads)]})
+            latencies: list[float] = []
+            errors: dict[str, int] = {}
+            counter = iter(range(max_requests))
+            deadline = time.perf_counter() + duration_s
+
+            async def worker() -> None:
+                for i in counter:
+                    if time.perf_counter() > deadline:
+                        return
+                    t = time.perf_counter()
+                    response = await client.post(url, files={"file": payloads[i % len(payloads)]})
+                    if response.status_code == 200:
+                        latencies.append((time.perf_counter() - t) * 1000)
+                    else:
+                        errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+
+            started = time.perf_counter()
+            await asyncio.gather(*(worker() for _ in range(concurrency)))
+            wall = time.perf_counter() - started
+        return {"completed": len(latencies), "errors": errors, "wall_s": wall, "latencies_ms": latencies}
+
+    print(json.dumps(asyncio.run(main())))
+
+
+def _flask_main(port: int, models_dir: str) -> None:
+    """The original design: Flask, one Keras ``model.predict`` per request and model, same preprocessing."""
+    import keras
+    import onnx
+    from flask import Flask, jsonify, request
+
+    from ecg_shared.formats import EcgFormatError, read_ecg
+    from ecg_shared.model_metadata import ModelMetadata
+    from ecg_shared.preprocessing import prepare
+
+    models = []
+    for path in sorted(Path(models_dir).glob("*.keras")):
+        props = {p.key: p.value for p in onnx.load(str(path.with_suffix(".onnx"))).metadata_props}
+        models.append((ModelMetadata.from_onnx_props(props), keras.models.load_model(path)))
+    app = Flask("flask-keras")
+    logging.getLogger("werkzeug").setLevel(logging.WARNING)
+
+    @app.post("/classify")
+    def classify():
+        upload = request.files["file"]
+        data = upload.read()
+        try:
+            record = read_ecg(io.BytesIO(data))
+        except EcgFormatError as exc:
+            return jsonify({"detail": str(exc)}), 422
+        answer = []
+        for metadata, model in models:
+            leads = metadata.preprocessing.leads
+            if not ((len(leads) == 1 and record.n_leads == 1) or all(lead in record.lead_names for lead in leads)):
+                continue
+            probabilities = model.predict(prepare(record, metadata.preprocessing), verbose=0).mean(axis=0)
+            answer.append({"name": metadata.name, "probabilities": dict(zip(metadata.classes,
+                                                                            map(float, probabilities), strict=True))})
+        return jsonify({"models": answer})
+
+    app.run(host="127.0.0.1", port=port, threaded=True)
+
+
+# --- measurements -------------------------------------------------------------------------------------------------
+
+
+def _row(target: str, recordings_kind: str, concurrency: int, measured: dict[str, Any]) -> dict[str, Any]:
+    latencies = np.asarray(measured["latencies_ms"]) if measured["latencies_ms"] else np.asarray([np.nan])
+    row = {
+        "target": target, "recordings": recordings_kind, "concurrency": concurrency,
+        "requests": measured["completed"], "errors": sum(measured["errors"].values()),
+        "throughput_rps": round(measured["completed"] / measured["wall_s"], 1),
+        "p50_ms": round(float(np.percentile(latencies, 50)), 2),
+        "p95_ms": round(float(np.percentile(latencies, 95)), 2),
+        "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+    }
+    print(json.dumps(row), file=sys.stderr, flush=True)  # progress
+    return row
+
+
+def _ratio(a: float, b: float, digits: int = 3) -> float | None:
+    return round(a / b, digits) if b and b == b and a == a else None
+
+
+def raw_onnxruntime(models_dir: Path, payloads: list[tuple[str, bytes]], concurrency: int,
+                    duration_s: float) -> dict[str, Any]:
+    """The ceiling: the service's own sessions on already prepared inputs, ``concurrency`` requests per call."""
+    from ecg_inference.classify import model_applies, read_upload, run_batched
+    from ecg_inference.models import load_bundled
+    from ecg_shared.preprocessing import prepare
+
+    models = load_bundled(models_dir)
+    prepared = []
+    for name, data in payloads:
+        record = read_upload(data, name)
+        prepared.append([(m, prepare(record, m.metadata.preprocessing)) for m in models.models.values()
+                         if model_applies(m, record)])
+    latencies, completed, i = [], 0, 0
+    deadline = time.perf_counter() + duration_s
+    started = time.perf_counter()
+    while time.perf_counter() < deadline:
+        group = [prepared[(i + k) % len(prepared)] for k in range(concurrency)]
+        i += concurrency
+        t = time.perf_counter()
+        for model in models.models.values():
+            arrays = [x for request in group for m, x in request if m is model]
+            if arrays:
+                run_batched(model, arrays)
+        latencies += [(time.perf_counter() - t) * 1000] * concurrency
+        completed += concurrency
+    return {"completed": completed, "errors": {}, "wall_s": time.perf_counter() - started, "latencies_ms": latencies}
+
+
+def profile_hot_path(models_dir: Path, payloads: list[tuple[str, bytes]], seconds: float = 4.0) -> str:
+    """cProfile of the service's per-request work in process: read, prepare, onnxruntime, answer (no HTTP)."""
+    from ecg_inference.classify import classify_prepared, prepare_recording, read_upload
+    from ecg_inference.models import load_bundled
+
+    models = load_bundled(models_dir)
+    for name, data in payloads[:4]:  # first calls import neurokit2 and warm the sessions: not the hot path
+        classify_prepared([prepare_recording(read_upload(data, name), models, explain=False)], [time.perf_counter()])
+    profiler = cProfile.Profile()
+    deadline = time.perf_counter() + seconds
+    i = 0
+    profiler.enable()
+    while time.perf_counter() < deadline:
+        name, data = payloads[i % len(payloads)]
+        i += 1
+        started = time.perf_counter()
+        record = read_upload(data, name)
+        prepared = prepare_recording(record, models, explain=False)
+        classify_prepared([prepared], [started])[0].model_dump(mode="json")
+    profiler.disable()
+    out = io.StringIO()
+    stats = pstats.Stats(profiler, stream=out)
+    stats.sort_stats("tottime").print_stats(14)
+    text = out.getvalue()
+    return f"{i} requests in {seconds:g} s, by own time:\n" + text[text.find("ncalls"):].rstrip()
+
+
+def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
+    duration_s = duration_s or (4.0 if quick else 10.0)
+    concurrencies = CONCURRENCY
+    work = Path(tempfile.mkdtemp(prefix="bench-classify-"))
+    logs = REPO_ROOT / "test-artifacts" / "logs"  # git-ignored, beside the test suite's service logs
+    logs.mkdir(parents=True, exist_ok=True)
+    models_dir = work / "models"
+    models_dir.mkdir()
+    notes = build_models(models_dir)
+    uploads = recordings()
+    mix = [p for pair in zip(uploads["single"], uploads["twelve"], strict=False) for p in pair]
+    rows: list[dict[str, Any]] = []
+    processes: dict[str, subprocess.Popen] = {}
+    env = {"ECG_INFERENCE_MODEL_SOURCE": "bundled", "ECG_MODELS_DIR": str(models_dir), "ECG_LOG_LEVEL": "WARNING",
+           "PYTHONPATH": str(REPO_ROOT)}
+    try:
+        inference_port = free_port()
+        processes["inference"] = start(
+            [sys.executable, "-m", "uvicorn", "ecg_inference.app:app", "--port", str(inference_port),
+             "--log-level", "warning", "--no-access-log"], env, inference_port, logs / "classify-inference.log")
+        inference_url = f"http://127.0.0.1:{inference_port}"
+        targets = {"inference": f"{inference_url}/classify?explain=false"}
+        try:
+            gateway_port = free_port()
+            processes["gateway"] = start(
+                [sys.executable, "-m", "uvicorn", "ecg_gateway.app:app", "--port", str(gateway_port),
+                 "--log-level", "warning", "--no-access-log"],
+                {**env, "ECG_INFERENCE_URL": inference_url}, gateway_port, logs / "classify-gateway.log")
+            targets = {"gateway": f"http://127.0.0.1:{gateway_port}/classify?explain=false", **targets}
+        except Exception as exc:  # the gateway is another service: measure the rest without it
+            notes.append(f"gateway skipped: {exc}")
+        flask_port = free_port()
+        processes["flask"] = start([sys.executable, "-m", "bench.classify", "flask", str(flask_port), str(models_dir)],
+                                   {**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, flask_port, logs / "classify-flask.log")
+        targets["flask+keras"] = f"http://127.0.0.1:{flask_port}/classify"
+
+        # p50 at concurrency 1 for a 10 s 12-lead recording (Wellnest, 500 Hz), preprocessing included.
+        for explain in ("false", "true"):
+            measured = load(f"{inference_url}/classify?explain={explain}", 1, duration_s, 2000, uploads["wellnest"])
+            rows.append(_row("inference" + (" +explain" if explain == "true" else ""), "wellnest 12-lead 10 s", 1,
+                             measured))
+        for concurrency in concurrencies:
+            for target, url in targets.items():
+                limit = 200 if target == "flask+keras" else 20000
+                rows.append(_row(target, "mix", concurrency, load(url, concurrency, duration_s, limit, mix)))
+            rows.append(_row("raw onnxruntime", "mix", concurrency,
+                             raw_onnxruntime(models_dir, mix, concurrency, duration_s)))
+        rows.append(_row("inference +explain", "mix", 32,
+                         load(f"{inference_url}/classify?explain=true", 32, duration_s, 20000, mix)))
+        profile = profile_hot_path(models_dir, mix, seconds=2.0 if quick else 4.0)
+    finally:
+        for process in processes.values():
+            stop(process)
+        shutil.rmtree(work, ignore_errors=True)
+
+    def throughput(target: str, concurrency: int, kind: str = "mix") -> float:
+        return next((r["throughput_rps"] for r in rows if r["target"] == target and r["concurrency"] == concurrency
+                     and r["recordings"] == kind), float("nan"))
+
+    p50_c1 = next(r["p50_ms"] for r in rows if r["target"] == "inference" and r["recordings"].startswith("wellnest"))
+    ratios = {
+        "inference / raw onnxruntime throughput at c=32": _ratio(throughput("inference", 32),
+                                                                 throughput("raw onnxruntime", 32)),
+        "inference / flask+keras throughput at c=32": _ratio(throughput("inference", 32),
+                                                             throughput("flask+keras", 32), 1),
+        "gateway / inference throughput at c=32": _ratio(throughput("gateway", 32), throughput("inference", 32)),
+        "explain / no explain throughput at c=32": _ratio(throughput("inference +explain", 32),
+                                                         throughput("inference", 32)),
+    }
+    targets_table = [
+        {"target": "inference >= 70% of raw onnxruntime at c=32",
+         "measured": ratios["inference / raw onnxruntime throughput at c=32"],
+         "met": (ratios["inference / raw onnxruntime throughput at c=32"] or 0) >= 0.7},
+        {"target": ">= 20x flask+keras at c=32", "measured": ratios["inference / flask+keras throughput at c=32"],
+         "met": (ratios["inference / flask+keras throughput at c=32"] or 0) >= 20},
+        {"target": "p50 at c=1 < 15 ms (10 s 12-lead, preprocessing included)", "measured": p50_c1,
+         "met": p50_c1 < 15},
+    ]
+    notes += [
+        "mix: alternating single-lead CinC 2017 records (WFDB zips, 300 Hz, 9-61 s) and 12-lead PTB-XL records "
+        "(WFDB zips, 100 Hz, 10 s) plus the Wellnest recording (500 Hz, 10 s); 12-lead recordings go through both "
+        "models (the rhythm model on lead II), as in the service.",
+        "raw onnxruntime: the service's own sessions on already prepared inputs, c requests' windows per model in "
+        "one call (the batching ceiling, no HTTP, no preprocessing); latency = that call's duration.",
+        "flask+keras: Flask's threaded server, keras model.predict per request and model, same preprocessing, "
+        "bounded to 200 requests per level.",
+        "explanations are off except in the '+explain' rows (occlusion over 1 s segments and every lead).",
+        f"the load generator runs in its own process on the same {os.cpu_count()} CPUs as the servers, as do other "
+        "jobs on a shared machine: compare ratios within this run.",
+    ]
+    return {"name": "classify", "title": "Classification service", "rows": rows, "ratios": ratios,
+            "targets": targets_table, "notes": notes, "profile": profile}
+
+
+if __name__ == "__main__":
+    command = sys.argv[1]
+    if command == "flask":
+        _flask_main(int(sys.argv[2]), sys.argv[3])
+    elif command == "load":
+        url, concurrency, duration, max_requests, payload_file, warmup = sys.argv[2:8]
+        _load_main(url, int(concurrency), float(duration), int(max_requests), payload_file, int(warmup))
+    else:
+        raise SystemExit(f"unknown command {command!r}: flask PORT MODELS_DIR | load URL C SECONDS MAX FILE WARMUP")
