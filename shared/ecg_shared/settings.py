@@ -54,8 +54,7 @@ class Settings(BaseSettings):
     # for others to join its batch.
     batch_max_size: int = 256
     batch_wait_ms: float = 2.0
-    # Largest accepted upload or JSON body (bytes); larger ones are refused with 413 while streaming.
-    max_upload_bytes: int = 20_000_000
+    # (The upload limit, max_upload_bytes, is shared with the gateway: see its block.)
     # Shortest recording (seconds) a model classifies (or its window, when shorter); shorter ones get 422.
     classify_min_duration_s: float = 5.0
     # Occlusion explanations by default (the `explain` query parameter overrides), and their time resolution.
