@@ -144,15 +144,18 @@ def main(argv: list[str] | None = None) -> int:
         if last and job["status"] == last["status"] and job.get("epoch") == last.get("epoch"):
             return None
         latest = (job.get("progress") or [{}])[-1]
-        shown = {k: v for k, v in latest.items() if isinstance(v, int | float)}
-        return f"{job['status']}, epoch {job.get('epoch', 0)}/{options.epochs} {shown if shown else ''}".rstrip()
+        values = {"loss": latest.get("loss"), **latest.get("validation", {})}
+        shown = ", ".join(f"{k} {v:.3g}" for k, v in values.items() if isinstance(v, float))
+        return f"{job['status']}, epoch {job['epoch']}/{options.epochs} {shown}".rstrip()
 
     job = wait_for_job(client, f"/api/training-jobs/{job['id']}", options.timeout, training_progress)
     if job["status"] != "succeeded":
         fail(f"training job ended {job['status']}: {job.get('error')}")
     version = job["model_version"]
-    metrics = {k: v for k, v in (job.get("metrics") or {}).items() if isinstance(v, int | float)}
-    print(f"    registered {MODEL_NAME} version {version}; test metrics {metrics}")
+    primary, test = job["metrics"].get("primary", {}), job["metrics"].get("test", {})
+    print(f"    registered {MODEL_NAME} version {version} (a candidate); on its held-out test split "
+          f"(n={test.get('n')}): {primary.get('name')} {primary.get('value', float('nan')):.3f}, "
+          f"accuracy {test.get('accuracy', float('nan')):.3f}")
 
     step(4, f"promote {MODEL_NAME} version {version}")
     promoted = check(client.post(f"/api/models/{MODEL_NAME}/versions/{version}/promote"), "promote")
