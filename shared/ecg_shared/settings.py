@@ -89,8 +89,8 @@ class Settings(BaseSettings):
     # Seconds the gateway waits for the inference service to connect / to answer before giving up with 503.
     inference_connect_timeout_s: float = 2.0
     inference_timeout_s: float = 30.0
-    # Samples per lead at most in traces sent to the browser for plotting (larger ones are decimated).
-    plot_max_points: int = 5000
+    # Samples at most (all leads together) in a trace sent to the browser for plotting; longer ones are resampled.
+    plot_max_points: int = 60000
 
     # --- Ingestion (services/ingestion): Azure Blob Storage -> Postgres --------------------------------------------
     # Fernet key (Fernet.generate_key()) encrypting the storage credential of queued ingestion jobs until they finish.

@@ -198,9 +198,10 @@ def test_one_recording_and_its_plot_signal(client, stored_recordings):
     detail = client.get(f"/api/recordings/{recording_id}").json()
     assert detail["sampling_rate"] == 500.0 and detail["lead_names"] == ["II"] and detail["n_samples"] == 10000
     full = client.get(f"/api/recordings/{recording_id}/signal").json()
-    assert len(full["leads"]["II"]) == 5000 and full["sampling_rate"] == pytest.approx(250.0)  # ECG_PLOT_MAX_POINTS
+    assert len(full["leads"]["II"]) == 10000 and full["sampling_rate"] == 500.0  # within ECG_PLOT_MAX_POINTS
     small = client.get(f"/api/recordings/{recording_id}/signal", params={"max_points": 1000}).json()
     assert len(small["leads"]["II"]) == 1000 and small["duration_s"] == pytest.approx(20.0)
+    assert small["sampling_rate"] == pytest.approx(50.0)
     missing = client.get("/api/recordings/999999999")
     assert missing.status_code == 404 and "999999999" in missing.json()["detail"]
     assert client.get("/api/recordings/999999999/signal").status_code == 404
@@ -278,3 +279,37 @@ def test_ingestion_job_is_created_without_echoing_its_secret(client, azurite):
     missing = client.post("/api/ingestion-jobs", headers=KEY, json={"dataset": "x", "container": "recordings"})
     assert missing.status_code == 422 and "credentials missing" in missing.text
     assert client.get("/api/ingestion-jobs/999999").status_code == 404
+
+
+def test_a_silent_inference_service_gives_503_after_the_timeout_and_classify_can_require_the_key(
+        database_url, azurite, active_models, wellnest_sample):
+    import time
+
+    with socket.socket() as silent:  # accepts connections (kernel backlog) but never answers
+        silent.bind(("127.0.0.1", 0))
+        silent.listen(8)
+        env = {"ECG_INFERENCE_URL": f"http://127.0.0.1:{silent.getsockname()[1]}", "ECG_INFERENCE_TIMEOUT_S": "1",
+               "ECG_CLASSIFY_REQUIRES_KEY": "true"}
+        with start_stack(["gateway"], database_url=database_url, api_key=API_KEY,
+                         artifact_connection_string=azurite.connection_string, env=env) as keyed:
+            url = keyed.url("gateway") + "/classify"
+            files = {"file": ("sample-10s.raw", wellnest_sample.read_bytes())}
+            assert httpx.post(url, files=files, timeout=10).status_code == 401
+            assert httpx.post(url, files=files, headers={"X-API-Key": "wrong"}, timeout=10).status_code == 403
+            started = time.monotonic()
+            response = httpx.post(url, files=files, headers=KEY, timeout=30)
+            assert response.status_code == 503
+            assert "did not answer in time" in response.json()["detail"]
+            assert time.monotonic() - started < 15, "the gateway must give up after its timeout, not hang"
+
+
+def test_metrics_count_requests_by_route_template(client, stored_recordings):
+    recording_id = stored_recordings["paging-a"][0]
+    for _ in range(3):
+        assert client.get(f"/api/recordings/{recording_id}").status_code == 200
+    text = client.get("/metrics").text
+    line = next(line for line in text.splitlines() if line.startswith("ecg_gateway_requests_total{")
+                and 'route="/api/recordings/{recording_id}"' in line and 'status="200"' in line)
+    assert float(line.rsplit(" ", 1)[1]) >= 3
+    assert f"/api/recordings/{recording_id}\"" not in text  # no label per id
+    assert "ecg_gateway_request_duration_seconds_bucket" in text

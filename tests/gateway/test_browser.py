@@ -82,6 +82,29 @@ def test_upload_real_wellnest_recording_shows_verdict_models_and_12_lead_trace(p
     assert canvas.bounding_box()["width"] > 1.5 * width
 
 
+def test_long_single_lead_strip_scrolls_and_zooms(page, data_dir, tmp_path):
+    """A 30 s CinC 2017 recording (WFDB zipped): one lead on a strip wider than the page, widened by the zoom."""
+    import zipfile
+
+    archive = tmp_path / "A00001.zip"
+    with zipfile.ZipFile(archive, "w") as bundle:
+        for suffix in (".hea", ".mat"):
+            bundle.write(data_dir / "cinc2017" / f"A00001{suffix}", f"A00001{suffix}")
+    page.goto("/")
+    page.set_input_files("#file-input", str(archive))
+    page.locator("#ecg-canvas[data-leads='1']").wait_for(timeout=20_000)
+    assert page.locator(".model-card").count() == 1  # the 12-lead model cannot read one lead
+    scroller = page.locator("#trace-scroll")
+    scroll_width, client_width = scroller.evaluate("e => [e.scrollWidth, e.clientWidth]")
+    assert scroll_width > client_width, "30 s at 25 mm/s does not fit: the strip scrolls"
+    page.locator("#zoom").fill("10")
+    zoomed = page.locator("#ecg-canvas").bounding_box()["width"]
+    assert zoomed > 2 * scroll_width
+    assert zoomed == pytest.approx((14 + 30 * 25 + 4) * 10, rel=0.01)  # 10 px per mm, label margin + strip
+    scroller.evaluate("e => { e.scrollLeft = 2000; }")
+    page.locator("#trace-scroll").screenshot(path=str(SCREENSHOTS / "long-strip-zoomed.png"))
+
+
 def test_broken_file_shows_a_clear_error_next_to_the_upload(page, tmp_path):
     broken = tmp_path / "broken.raw"
     broken.write_bytes(b"\x13\x37 definitely not an ECG " * 40)
@@ -132,12 +155,12 @@ def test_start_a_short_training_job_and_watch_it_finish(page, stack, cinc_datase
     form.locator("[name=sampling_rate]").fill("100")
     form.locator("[name=batch_size]").fill("16")
     form.locator("button[type=submit]").click()
-    status = page.locator("#training-detail [data-status]")
-    status.wait_for(timeout=15_000)
+    page.locator("#training-detail[data-model='browser-test-model']").wait_for(timeout=15_000)
     assert page.locator("#training-error").is_hidden(), page.locator("#training-error").inner_text()
+    status = page.locator("#training-detail[data-model='browser-test-model'] [data-status]")
     page.wait_for_function(
-        "() => ['succeeded', 'failed', 'cancelled'].includes("
-        "document.querySelector('#training-detail [data-status]')?.dataset.status)", timeout=300_000)
+        "() => ['succeeded', 'failed', 'cancelled'].includes(document.querySelector("
+        "\"#training-detail[data-model='browser-test-model'] [data-status]\")?.dataset.status)", timeout=300_000)
     page.screenshot(path=str(SCREENSHOTS / "training-finished.png"), full_page=True)
     assert status.get_attribute("data-status") == "succeeded", page.locator("#training-detail").inner_text()
     detail = page.locator("#training-detail")

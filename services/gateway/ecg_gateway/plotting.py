@@ -1,8 +1,9 @@
 """Traces for the browser: a recording filtered like an ECG machine's display and sized for plotting.
 
 The page draws them on ECG paper (25 mm/s, 10 mm/mV). Display filtering is 0.5 Hz high-pass (baseline wander off)
-and a low-pass at 100 Hz or below Nyquist, with the powerline notch; recordings longer than ECG_PLOT_MAX_POINTS
-samples per lead are resampled (polyphase, anti-aliased) to fit.
+and a low-pass at 100 Hz or below Nyquist, with the powerline notch; a trace with more than ECG_PLOT_MAX_POINTS
+samples (all leads together: a 12-lead strip gets a twelfth each, a single lead the lot, for zooming into long
+strips) is resampled (polyphase, anti-aliased) to fit.
 """
 
 from __future__ import annotations
@@ -18,9 +19,12 @@ DISPLAY_LOWPASS_HZ = 100.0
 
 
 def plot_trace(record: Record, max_points: int | None = None) -> dict:
-    """``{sampling_rate, duration_s, units, lead_names, leads: {name: [mV, ...]}}``; NaN/inf become null."""
+    """``{sampling_rate, duration_s, units, lead_names, leads: {name: [mV, ...]}}``; NaN/inf become null.
+
+    ``max_points``: samples per lead at most (default: ECG_PLOT_MAX_POINTS shared among the leads).
+    """
     settings = get_settings()
-    max_points = max_points or settings.plot_max_points
+    max_points = max_points or max(100, settings.plot_max_points // max(1, record.n_leads))
     fs = float(record.sampling_rate)
     signal = np.asarray(record.signal, dtype=np.float32)
     finite = np.isfinite(signal)

@@ -7,12 +7,10 @@ from typing import Any
 
 from fastapi import APIRouter, Depends, HTTPException, status
 from pydantic import BaseModel
-from sqlalchemy.orm import Session
 
-from ecg_gateway.database import db_session
 from ecg_gateway.security import require_api_key
 from ecg_shared import registry
-from ecg_shared.db import ModelVersion
+from ecg_shared.db import ModelVersion, session_scope
 
 router = APIRouter(prefix="/api/models", tags=["models"])
 
@@ -68,13 +66,15 @@ def _models(rows: list[ModelVersion]) -> list[ModelView]:
 
 
 @router.get("", response_model=ModelList, summary="Every registered model with its versions, newest first")
-def list_models(session: Session = Depends(db_session)) -> ModelList:
-    return ModelList(models=_models(registry.list_versions(session)))
+def list_models() -> ModelList:
+    with session_scope() as session:
+        return ModelList(models=_models(registry.list_versions(session)))
 
 
 @router.get("/{name}", response_model=ModelView, summary="One model's versions")
-def get_model(name: str, session: Session = Depends(db_session)) -> ModelView:
-    models = _models(registry.list_versions(session, name))
+def get_model(name: str) -> ModelView:
+    with session_scope() as session:
+        models = _models(registry.list_versions(session, name))
     if not models:
         raise HTTPException(status.HTTP_404_NOT_FOUND, f"no model named {name!r}")
     return models[0]
@@ -83,9 +83,12 @@ def get_model(name: str, session: Session = Depends(db_session)) -> ModelView:
 @router.post("/{name}/versions/{version}/promote", response_model=ModelVersionView,
              dependencies=[Depends(require_api_key)],
              summary="Make this version the active one (the previous active version is archived)")
-def promote_version(name: str, version: int, session: Session = Depends(db_session)) -> ModelVersionView:
+def promote_version(name: str, version: int) -> ModelVersionView:
+    """Committed before the answer is sent: a 200 means the inference service will pick the version up."""
     try:
-        row = registry.promote(session, name, version)
+        with session_scope() as session:
+            row = registry.promote(session, name, version)
+            view = version_view(row)
     except registry.RegistryError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    return version_view(row)
+    return view

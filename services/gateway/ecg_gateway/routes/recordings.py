@@ -5,14 +5,13 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Query, status
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
-from ecg_gateway.database import db_session
 from ecg_gateway.plotting import plot_trace
-from ecg_shared.db import Recording
+from ecg_shared.db import Recording, session_scope
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 
@@ -58,17 +57,17 @@ def list_recordings(
     label: str | None = Query(None, description="only this label (e.g. N, A, Normal)"),
     limit: int = Query(50, ge=1, le=500),
     offset: int = Query(0, ge=0),
-    session: Session = Depends(db_session),
 ) -> RecordingPage:
     filters = []
     if dataset is not None:
         filters.append(Recording.dataset == dataset)
     if label is not None:
         filters.append(Recording.label == label)
-    total = session.scalar(select(func.count()).select_from(Recording).where(*filters)) or 0
-    rows = session.execute(
-        select(*_SUMMARY_COLUMNS).where(*filters).order_by(Recording.id.desc()).limit(limit).offset(offset)
-    ).all()
+    with session_scope() as session:
+        total = session.scalar(select(func.count()).select_from(Recording).where(*filters)) or 0
+        rows = session.execute(
+            select(*_SUMMARY_COLUMNS).where(*filters).order_by(Recording.id.desc()).limit(limit).offset(offset)
+        ).all()
     return RecordingPage(total=total, limit=limit, offset=offset, items=[_summary(row) for row in rows])
 
 
@@ -80,16 +79,19 @@ def _get(session: Session, recording_id: int) -> Recording:
 
 
 @router.get("/{recording_id}", response_model=RecordingDetail, summary="One recording's metadata")
-def get_recording(recording_id: int, session: Session = Depends(db_session)) -> RecordingDetail:
-    row = _get(session, recording_id)
-    return RecordingDetail(**_summary(row), source_version=row.source_version, content_sha256=row.content_sha256,
-                           metadata=row.metadata_ or {})
+def get_recording(recording_id: int) -> RecordingDetail:
+    with session_scope() as session:
+        row = _get(session, recording_id)
+        return RecordingDetail(**_summary(row), source_version=row.source_version,
+                               content_sha256=row.content_sha256, metadata=row.metadata_ or {})
 
 
 @router.get("/{recording_id}/signal", summary="One recording's trace for plotting (filtered, decimated, mV)")
 def get_recording_signal(
     recording_id: int,
-    max_points: int | None = Query(None, ge=100, le=100_000, description="samples per lead at most"),
-    session: Session = Depends(db_session),
+    max_points: int | None = Query(None, ge=100, le=100_000,
+                                   description="samples per lead at most (default: ECG_PLOT_MAX_POINTS / leads)"),
 ) -> dict:
-    return {"id": recording_id, **plot_trace(_get(session, recording_id).to_record(), max_points)}
+    with session_scope() as session:
+        record = _get(session, recording_id).to_record()
+    return {"id": recording_id, **plot_trace(record, max_points)}

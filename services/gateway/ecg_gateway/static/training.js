@@ -64,6 +64,8 @@
 
   function renderDetail(job) {
     detail.hidden = false;
+    detail.dataset.job = job.id;
+    detail.dataset.model = job.model_name;
     const parts = [
       el("h2", {}, `Job ${job.id}: ${job.model_name} `, el("span", { class: `badge badge-${job.status}`, "data-status": job.status, text: job.status })),
       el("div", { class: "progress", title: progressText(job) },
