@@ -79,6 +79,13 @@ def test_xlsx_manifest_job_with_sas_token_stores_labels_once_and_rerun_skips(azu
     assert (again.status, again.listed, again.downloaded, again.stored, again.skipped) == ("succeeded", 20, 0, 0, 20)
     assert len(stored(dataset)) == 20 and duplicates(dataset) == 0
 
+    # the Celery task delivered again for a job that succeeded leaves it alone (it keeps no credential to run with)
+    from ecg_ingestion.worker import run_ingestion_job_task
+
+    assert run_ingestion_job_task(again.id) == {"job_id": again.id, "status": "succeeded"}
+    with session_scope() as session:
+        assert ingestion_job_view(get_ingestion_job(session, again.id), session).attempts == 1
+
 
 def test_csv_manifest_with_blob_urls_custom_columns_and_metadata(azurite, cinc_container, data_dir):
     """A clinic's CSV: semicolons, its own column names, blob URLs (with a SAS query), extra metadata columns."""
