@@ -1,0 +1,114 @@
+"""The real bundled models (models/*.onnx, trained by `ecg train`) served and run in process on real recordings.
+
+Skipped until the model files exist. The accuracy floors are sanity checks that serving matches training (same
+preprocessing, classes in the same order), far below the model cards' held-out metrics, not a re-evaluation.
+"""
+
+from __future__ import annotations
+
+import csv
+import json
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import httpx
+import pytest
+
+from ecg_inference.classify import classify_prepared, prepare_recording
+from ecg_inference.models import load_bundled
+from ecg_shared.formats import read_ecg
+from ecg_shared.settings import REPO_ROOT
+from tests.inference.conftest import wfdb_zip
+from tests.support.ports import free_port
+from tests.support.processes import start_process
+
+MODELS_DIR = REPO_ROOT / "models"
+NAMES = ("rhythm-1lead", "normal-12lead")
+
+pytestmark = pytest.mark.skipif(
+    not all((MODELS_DIR / f"{name}.onnx").exists() for name in NAMES),
+    reason="bundled models not trained yet (models/rhythm-1lead.onnx, models/normal-12lead.onnx)",
+)
+
+
+@pytest.fixture(scope="module")
+def bundled():
+    return load_bundled(MODELS_DIR)
+
+
+def classify_files(models, paths: list[Path]):
+    prepared = [prepare_recording(read_ecg(p), models, explain=False) for p in paths]
+    return classify_prepared(prepared, [time.perf_counter()] * len(prepared))
+
+
+def test_model_cards_and_metadata(bundled):
+    for name in NAMES:
+        card = json.loads((MODELS_DIR / f"{name}.card.json").read_text())
+        assert card, f"{name}.card.json is empty"
+    rhythm, twelve = bundled.models["rhythm-1lead"], bundled.models["normal-12lead"]
+    assert rhythm.metadata.classes == ["N", "A", "O", "~"] and rhythm.leads == ("II",)
+    assert set(twelve.metadata.classes) == {"Normal", "Abnormal"} and len(twelve.leads) == 12
+
+
+def test_rhythm_model_on_cinc_records(bundled, data_dir):
+    labels = dict(csv.reader((data_dir / "cinc2017" / "REFERENCE.csv").open()))
+    names = [n for n in sorted(labels) if labels[n] != "~"][:80]
+    answers = classify_files(bundled, [data_dir / "cinc2017" / f"{n}.hea" for n in names])
+    agree = sum((a.models[0].call == "normal") == (labels[n] == "N") for n, a in zip(names, answers, strict=True))
+    assert agree / len(names) >= 0.7, f"normal vs abnormal agreement {agree}/{len(names)}"
+
+
+def test_twelve_lead_model_on_ptbxl_records(bundled, data_dir):
+    headers = sorted((data_dir / "ptbxl").glob("*_lr.hea"))[:60]
+    answers = classify_files(bundled, headers)
+    agree = 0
+    for header, answer in zip(headers, answers, strict=True):
+        label = read_ecg(header).label
+        twelve = next(m for m in answer.models if m.name == "normal-12lead")
+        agree += (twelve.call == "normal") == (label == "Normal")
+    assert agree / len(headers) >= 0.65, f"normal vs abnormal agreement {agree}/{len(headers)}"
+
+
+def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
+    port = free_port()
+    service = start_process("inference-bundled-real", ["uvicorn", "ecg_inference.app:app", "--port", str(port)],
+                            env={"ECG_INFERENCE_MODEL_SOURCE": "bundled", "ECG_MODELS_DIR": str(MODELS_DIR)},
+                            port=port)
+    try:
+        with httpx.Client(base_url=service.url, timeout=60) as client:
+            health = client.get("/healthz").json()
+            assert set(health["providers"]) == set(NAMES)
+            uploads = {
+                "wellnest": ("sample-10s.raw", wellnest_sample.read_bytes(), read_ecg(wellnest_sample)),
+                "cinc": ("A00001.zip", wfdb_zip(data_dir / "cinc2017" / "A00001.hea"),
+                         read_ecg(data_dir / "cinc2017" / "A00001.hea")),
+                "ptbxl": ("00001_lr.zip", wfdb_zip(data_dir / "ptbxl" / "00001_lr.hea"),
+                          read_ecg(data_dir / "ptbxl" / "00001_lr.hea")),
+            }
+            for kind, (name, data, record) in uploads.items():
+                response = client.post("/classify", files={"file": (name, data)})
+                assert response.status_code == 200, (kind, response.text)
+                answer = response.json()
+                expected = classify_prepared([prepare_recording(record, bundled, explain=True)],
+                                             [time.perf_counter()])[0]
+                assert answer["verdict"]["label"] == expected.verdict.label
+                for got, want in zip(answer["models"], expected.models, strict=True):
+                    assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
+                assert answer["explanation"] and answer["explanation"][0]["segments"]
+            wellnest = client.post("/classify", files={"file": uploads["wellnest"][:2]}).json()
+            assert {m["name"] for m in wellnest["models"]} == set(NAMES)
+    finally:
+        service.stop()
+
+
+def test_cli_on_bundled_models(data_dir, tmp_path):
+    report = tmp_path / "report.csv"
+    files = [str(data_dir / "cinc2017" / "A00001.hea"), str(data_dir / "ptbxl" / "00001_lr.hea")]
+    result = subprocess.run([str(Path(sys.executable).parent / "ecg"), "classify", *files, "--json", "--csv",
+                             str(report)], capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    lines = [json.loads(line) for line in result.stdout.splitlines()]
+    assert [line["file"] for line in lines] == files
+    assert len(list(csv.DictReader(report.open()))) == 2
