@@ -8,6 +8,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecg_inference.batcher import MicroBatcher
 from ecg_inference.classify import (
@@ -71,6 +73,31 @@ def test_too_short_flat_and_nan_are_refused(models):
     signal[5] = np.inf
     with pytest.raises(ClassificationError, match="1 NaN or infinite samples"):
         prepare_recording(Record(signal, 300, ["II"]), models, explain=False)
+    with pytest.raises(ClassificationError, match="sampling rate 10 Hz is too low"):
+        prepare_recording(Record(signal[:300], 10, ["II"]), models, explain=False)
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(rate=st.floats(1, 5000), seconds=st.floats(0.01, 40), n_leads=st.sampled_from([1, 2, 12]),
+       kind=st.sampled_from(["ecg", "noise", "constant", "spikes", "huge"]), seed=st.integers(0, 2**16))
+def test_any_signal_is_answered_or_refused_with_a_4xx(models, rate, seconds, n_leads, kind, seed):
+    """Whatever arrives as samples: an answer, or a ClassificationError with a 4xx status; no other exception."""
+    n = max(1, min(int(rate * seconds), 200_000))
+    rng = np.random.default_rng(seed)
+    t = np.arange(n) / rate
+    base = {"ecg": np.sin(2 * np.pi * 1.2 * t) ** 15, "noise": rng.standard_normal(n), "constant": np.full(n, 0.7),
+            "spikes": (rng.random(n) > 0.999) * 5.0, "huge": rng.standard_normal(n) * 1e30}[kind]
+    leads = ["II"] if n_leads == 1 else (["I", "V1"] if n_leads == 2 else
+                                         ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"])
+    record = Record(np.tile(base[:, None], (1, n_leads)), rate, leads)
+    try:
+        prepared = prepare_recording(record, models, explain=True)
+    except ClassificationError as exc:
+        assert 400 <= exc.status < 500 and exc.message
+        return
+    answer = classify_prepared([prepared], [time.perf_counter()])[0]
+    assert answer.verdict.label in ("normal", "abnormal", "unreadable")
+    assert all(np.isfinite(list(m.probabilities.values())).all() for m in answer.models)
 
 
 def _result(name, call, p_abnormal, probabilities=None, predicted="N"):

@@ -10,6 +10,7 @@
 from __future__ import annotations
 
 import io
+import logging
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -33,11 +34,16 @@ from ecg_shared.schemas import (
 )
 from ecg_shared.settings import get_settings
 
+log = logging.getLogger(__name__)
+
 VERDICT_RULE = (
     "unreadable if the quality check fails or a model's most likely class means 'too noisy to judge'; otherwise "
     "abnormal if any applicable model calls abnormal (probability: the highest p_abnormal among them); otherwise "
     "normal (probability: 1 - the highest p_abnormal)"
 )
+
+
+MIN_SAMPLING_RATE_HZ = 50  # below this a QRS complex (about 100 ms) is a sample or two
 
 
 class ClassificationError(Exception):
@@ -132,7 +138,10 @@ def applicable_models(record: Record, models: ModelSet, only: str | None = None)
 
 
 def check_signal(record: Record, quality: QualityReport, models: list[LoadedModel]) -> None:
-    """Refuse what no model can read: NaN/inf samples, a flat line on every lead, too short for a model."""
+    """Refuse what no model can read: too low a rate, NaN/inf, a flat line on every lead, too short for a model."""
+    if record.sampling_rate < MIN_SAMPLING_RATE_HZ:
+        raise ClassificationError(422, f"sampling rate {record.sampling_rate:g} Hz is too low for an ECG "
+                                       f"(at least {MIN_SAMPLING_RATE_HZ} Hz)")
     bad = ~np.isfinite(record.signal)
     if bad.any():
         leads = [name for name, column in zip(record.lead_names, bad.T, strict=True) if column.any()]
@@ -146,6 +155,15 @@ def check_signal(record: Record, quality: QualityReport, models: list[LoadedMode
         if record.duration_s < minimum:
             raise ClassificationError(422, f"recording too short: {record.duration_s:.2f} s; {model.name} needs at "
                                            f"least {minimum:g} s (shorter recordings are not padded)")
+
+
+def _heart_rate_bpm(record: Record) -> float | None:
+    """Heart rate for the answer; a detector failure on odd input leaves it unknown rather than failing the request."""
+    try:
+        return heart_rate(record).bpm
+    except (TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
+        log.warning("heart rate detection failed on a %.0f Hz recording: %s", record.sampling_rate, exc)
+        return None
 
 
 def prepare_run(model: LoadedModel, record: Record, explain_segment_s: float | None) -> tuple[ModelRun, float]:
@@ -173,7 +191,7 @@ def prepare_recording(record: Record, models: ModelSet, explain: bool, only: str
     chosen = applicable_models(record, models, only)
     quality = assess_quality(record)
     check_signal(record, quality, chosen)
-    bpm = heart_rate(record).bpm
+    bpm = _heart_rate_bpm(record)
     segment_s = get_settings().explain_segment_s if explain else None
     runs, explain_ms = [], 0.0
     for model in chosen:
