@@ -173,3 +173,36 @@ def test_start_a_short_training_job_and_watch_it_finish(page, stack, cinc_datase
     section.wait_for(timeout=10_000)
     assert "candidate" in section.inner_text()
     page.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
+
+
+def test_start_an_ingestion_job_and_see_its_progress_and_failures(page, stack, azurite, wellnest_sample):
+    """Two blobs in Azurite, one a real Wellnest recording, one broken: one stored, one failure with its reason."""
+    from azure.storage.blob import BlobServiceClient
+
+    service = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container = service.create_container("browser-ingest")
+    container.upload_blob("batch/sample-10s.raw", wellnest_sample.read_bytes())
+    container.upload_blob("batch/broken.raw", b"\x00 not an ECG " * 50)
+    stack.start("ingestion-worker", timeout=120)
+
+    page.goto("/ingestion")
+    page.fill("#api-key", API_KEY)
+    page.locator("#api-key").dispatch_event("change")
+    form = page.locator("#ingestion-form")
+    form.locator("[name=dataset]").fill("browser-ingest")
+    form.locator("[name=container]").fill("browser-ingest")
+    form.locator("[name=connection_string]").fill(azurite.connection_string)
+    form.locator("[name=prefix]").fill("batch/")
+    form.locator("button[type=submit]").click()
+    detail = page.locator("#ingestion-detail[data-dataset='browser-ingest']")
+    detail.wait_for(timeout=15_000)
+    assert page.locator("#ingestion-error").is_hidden(), page.locator("#ingestion-error").inner_text()
+    assert form.locator("[name=connection_string]").input_value() == ""  # the secret leaves the page once sent
+    page.wait_for_function(
+        "() => ['succeeded', 'failed'].includes(document.querySelector("
+        "\"#ingestion-detail[data-dataset='browser-ingest'] [data-status]\")?.dataset.status)", timeout=120_000)
+    text = detail.inner_text()
+    page.screenshot(path=str(SCREENSHOTS / "ingestion-finished.png"), full_page=True)
+    assert "2 of 2 handled: 1 stored, 0 already there, 1 failed" in text, text
+    assert "batch/broken.raw" in detail.locator("table").inner_text()
+    assert azurite.account_key not in page.content()

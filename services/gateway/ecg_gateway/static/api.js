@@ -69,7 +69,9 @@ function el(tag, attrs = {}, ...children) {
 }
 
 function percent(p, digits = 1) { return `${(100 * p).toFixed(digits)} %`; }
-function formatTime(iso) { return iso ? new Date(iso).toLocaleString() : "–"; }
+function formatTime(iso) {
+  return iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) : "–";
+}
 function formatNumber(value) {
   if (typeof value !== "number") return String(value);
   return Number.isInteger(value) ? String(value) : value.toFixed(Math.abs(value) < 10 ? 3 : 1);

@@ -48,9 +48,11 @@
 
   function renderDetail(job) {
     detail.hidden = false;
+    detail.dataset.job = job.id;
+    detail.dataset.dataset = job.dataset;
     const done = job.stored + job.skipped + job.failed;
     const parts = [
-      el("h2", {}, `Job ${job.id}: ${job.dataset} `, el("span", { class: `badge badge-${job.status}`, text: job.status })),
+      el("h2", {}, `Job ${job.id}: ${job.dataset} `, el("span", { class: `badge badge-${job.status}`, "data-status": job.status, text: job.status })),
       el("div", { class: "progress" }, el("span", { style: `width:${job.listed ? (100 * done / job.listed).toFixed(0) : 0}%` })),
       el("dl", { class: "kv" },
         el("dt", { text: "source" }), el("dd", { text: job.source }),
