@@ -55,10 +55,12 @@ def seed_models(session, models_dir: Path) -> list[SeedResult]:
     results = []
     for path in sorted(models_dir.glob("*.onnx")):
         metadata, data, card = read_bundled_model(path)
-        existing = session.scalar(select(ModelVersion).where(ModelVersion.name == metadata.name,
-                                                             ModelVersion.artifact_sha256 == sha256(data)))
-        row = existing or register_version(session, metadata, data, metrics=card.get("metrics", {}),
-                                           model_card={**card, "bundled_file": path.name})
+        existing = session.scalar(
+            select(ModelVersion).where(ModelVersion.name == metadata.name, ModelVersion.artifact_sha256 == sha256(data))
+        )
+        row = existing or register_version(
+            session, metadata, data, metrics=card.get("metrics", {}), model_card={**card, "bundled_file": path.name}
+        )
         promoted = False
         if not any(v.name == metadata.name for v in active_versions(session)):
             promote(session, row.name, row.version)
@@ -74,8 +76,9 @@ def _version_line(row) -> str:
 
 
 @models_app.command("list")
-def list_command(name: str | None = typer.Argument(None, help="Only this model."),
-                 as_json: bool = typer.Option(False, "--json")) -> None:
+def list_command(
+    name: str | None = typer.Argument(None, help="Only this model."), as_json: bool = typer.Option(False, "--json")
+) -> None:
     """Registered versions, newest first per model."""
     from ecg_shared.db import session_scope
     from ecg_shared.registry import list_versions
@@ -84,9 +87,18 @@ def list_command(name: str | None = typer.Argument(None, help="Only this model."
         rows = list_versions(session, name)
         if as_json:
             for row in rows:
-                typer.echo(json.dumps({"name": row.name, "version": row.version, "stage": row.stage,
-                                       "family": row.family, "primary": (row.metrics or {}).get("primary"),
-                                       "created_at": row.created_at.isoformat()}))
+                typer.echo(
+                    json.dumps(
+                        {
+                            "name": row.name,
+                            "version": row.version,
+                            "stage": row.stage,
+                            "family": row.family,
+                            "primary": (row.metrics or {}).get("primary"),
+                            "created_at": row.created_at.isoformat(),
+                        }
+                    )
+                )
             return
         if not rows:
             typer.echo("no registered models" + (f" named {name!r}" if name else ""))
@@ -106,13 +118,25 @@ def show_command(name: str, version: int) -> None:
         except RegistryError as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(1) from None
-        typer.echo(json.dumps({
-            "name": row.name, "version": row.version, "stage": row.stage, "family": row.family,
-            "artifact_uri": row.artifact_uri, "artifact_sha256": row.artifact_sha256,
-            "training_job_id": row.training_job_id, "created_at": row.created_at.isoformat(),
-            "promoted_at": row.promoted_at.isoformat() if row.promoted_at else None,
-            "metadata": row.onnx_metadata, "metrics": row.metrics, "model_card": row.model_card,
-        }, indent=2))
+        typer.echo(
+            json.dumps(
+                {
+                    "name": row.name,
+                    "version": row.version,
+                    "stage": row.stage,
+                    "family": row.family,
+                    "artifact_uri": row.artifact_uri,
+                    "artifact_sha256": row.artifact_sha256,
+                    "training_job_id": row.training_job_id,
+                    "created_at": row.created_at.isoformat(),
+                    "promoted_at": row.promoted_at.isoformat() if row.promoted_at else None,
+                    "metadata": row.onnx_metadata,
+                    "metrics": row.metrics,
+                    "model_card": row.model_card,
+                },
+                indent=2,
+            )
+        )
 
 
 @models_app.command("promote")

@@ -44,11 +44,12 @@ def train(
     lowpass_hz: float | None = typer.Option(40.0, "--lowpass"),
     notch_hz: float | None = typer.Option(None, "--notch"),
     seed: int = typer.Option(0, "--seed"),
-    mixed_precision: bool = typer.Option(True, "--mixed-precision/--float32", help="Train in mixed_bfloat16."),
+    mixed_precision: bool = typer.Option(False, "--mixed-precision/--float32", help="Train under mixed_bfloat16."),
     auto_promote: bool = typer.Option(False, "--auto-promote", help="Promote if it beats the active version."),
     queue: bool = typer.Option(False, "--queue", help="Enqueue for a training worker instead of running here."),
-    output: Path | None = typer.Option(None, "--output", file_okay=False,
-                                       help="Also write NAME.onnx and NAME.card.json into this folder."),
+    output: Path | None = typer.Option(
+        None, "--output", file_okay=False, help="Also write NAME.onnx and NAME.card.json into this folder."
+    ),
 ) -> None:
     """Train a model on a dataset in Postgres; it ends as a registered (candidate) ONNX model version."""
     from pydantic import ValidationError
@@ -58,12 +59,26 @@ def train(
 
     try:
         request = TrainingJobRequest(
-            dataset=dataset, name=name, family=family, normal_classes=_split(normal) or [],
-            unreadable_classes=_split(unreadable) or [], classes=_split(classes), label_mapping=_mapping(label_map),
+            dataset=dataset,
+            name=name,
+            family=family,
+            normal_classes=_split(normal) or [],
+            unreadable_classes=_split(unreadable) or [],
+            classes=_split(classes),
+            label_mapping=_mapping(label_map),
             filters={"labels": _split(labels), "max_recordings": max_recordings, "min_duration_s": min_duration_s},
-            leads=_split(leads) or [], epochs=epochs, batch_size=batch_size, learning_rate=learning_rate,
-            window_s=window_s, sampling_rate=sampling_rate, normalisation=normalisation, highpass_hz=highpass_hz,
-            lowpass_hz=lowpass_hz, notch_hz=notch_hz, seed=seed, mixed_precision=mixed_precision,
+            leads=_split(leads) or [],
+            epochs=epochs,
+            batch_size=batch_size,
+            learning_rate=learning_rate,
+            window_s=window_s,
+            sampling_rate=sampling_rate,
+            normalisation=normalisation,
+            highpass_hz=highpass_hz,
+            lowpass_hz=lowpass_hz,
+            notch_hz=notch_hz,
+            seed=seed,
+            mixed_precision=mixed_precision,
             auto_promote=auto_promote,
         )
     except ValidationError as exc:
@@ -86,9 +101,11 @@ def train(
             typer.echo(f"training job {job_id} {job.status}: {job.error}", err=True)
             raise typer.Exit(1)
         primary = job.metrics["primary"]
-        typer.echo(f"training job {job_id} succeeded: {job.model_name} v{job.model_version} "
-                   f"(test {primary['name']} {primary['value']:.3f}"
-                   f"{', promoted' if job.metrics.get('promoted') else ''})")
+        typer.echo(
+            f"training job {job_id} succeeded: {job.model_name} v{job.model_version} "
+            f"(test {primary['name']} {primary['value']:.3f}"
+            f"{', promoted' if job.metrics.get('promoted') else ''})"
+        )
         if output is not None:
             _write_bundle(session, job.model_name, job.model_version, output)
 
@@ -98,8 +115,9 @@ def _run_with_progress(job_id: int, epochs: int) -> str:
 
     from ecg_training.runner import run_training_job
 
-    with Progress(TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(),
-                  transient=False) as bar:
+    with Progress(
+        TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeElapsedColumn(), transient=False
+    ) as bar:
         epoch_task = bar.add_task(f"job {job_id}: epochs", total=epochs)
         batch_task = bar.add_task("batches", total=None)
 
@@ -108,10 +126,14 @@ def _run_with_progress(job_id: int, epochs: int) -> str:
 
         def on_epoch(progress) -> None:
             scores = " ".join(f"{k} {v:.3f}" for k, v in progress.validation.items())
-            bar.update(epoch_task, completed=progress.epoch,
-                       description=f"job {job_id}: epoch {progress.epoch} loss {progress.loss:.3f} {scores}")
-            bar.console.log(f"epoch {progress.epoch}/{epochs} loss {progress.loss:.4f} {scores} "
-                            f"({progress.seconds:.0f} s)")
+            bar.update(
+                epoch_task,
+                completed=progress.epoch,
+                description=f"job {job_id}: epoch {progress.epoch} loss {progress.loss:.3f} {scores}",
+            )
+            bar.console.log(
+                f"epoch {progress.epoch}/{epochs} loss {progress.loss:.4f} {scores} ({progress.seconds:.0f} s)"
+            )
 
         return run_training_job(job_id, on_epoch=on_epoch, on_batch=on_batch)
 

@@ -36,8 +36,12 @@ class TrainingDataError(ValueError):
 
 def preprocessing_spec(request: TrainingJobRequest) -> PreprocessingSpec:
     return PreprocessingSpec(
-        sampling_rate=request.sampling_rate, window_samples=request.window_samples, leads=tuple(request.leads),
-        highpass_hz=request.highpass_hz, lowpass_hz=request.lowpass_hz, notch_hz=request.notch_hz,
+        sampling_rate=request.sampling_rate,
+        window_samples=request.window_samples,
+        leads=tuple(request.leads),
+        highpass_hz=request.highpass_hz,
+        lowpass_hz=request.lowpass_hz,
+        notch_hz=request.notch_hz,
         normalisation=request.normalisation,
     )
 
@@ -84,7 +88,8 @@ class TrainingData:
 def _select_candidates(session: Session, request: TrainingJobRequest) -> list[tuple[int, str, str]]:
     """(id, class, content hash) of every recording the request covers, before any signal is read."""
     query = select(Recording.id, Recording.label, Recording.content_sha256).where(
-        Recording.dataset == request.dataset, Recording.label.is_not(None))
+        Recording.dataset == request.dataset, Recording.label.is_not(None)
+    )
     filters = request.filters
     if filters.labels:
         query = query.where(Recording.label.in_(filters.labels))
@@ -124,8 +129,9 @@ def _split_indices(y: np.ndarray, request: TrainingJobRequest) -> tuple[np.ndarr
     stratify = y if min(Counter(y.tolist()).values()) >= 4 else None
     train, rest = train_test_split(indices, test_size=held_out, random_state=request.seed, stratify=stratify)
     rest_stratify = y[rest] if stratify is not None and min(Counter(y[rest].tolist()).values()) >= 2 else None
-    validation, test = train_test_split(rest, test_size=request.test_fraction / held_out,
-                                        random_state=request.seed, stratify=rest_stratify)
+    validation, test = train_test_split(
+        rest, test_size=request.test_fraction / held_out, random_state=request.seed, stratify=rest_stratify
+    )
     return np.sort(train), np.sort(validation), np.sort(test)
 
 
@@ -151,8 +157,10 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
         session.expunge_all()
     if len(signals) < 10:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in skipped.most_common(3))
-        raise TrainingDataError(f"only {len(signals)} usable recordings in {request.dataset!r}; need at least 10"
-                                + (f" (skipped: {reasons})" if reasons else ""))
+        raise TrainingDataError(
+            f"only {len(signals)} usable recordings in {request.dataset!r}; need at least 10"
+            + (f" (skipped: {reasons})" if reasons else "")
+        )
     y = np.array(labels, dtype=np.int64)
     present = sorted(set(y.tolist()))
     if len(present) < 2:

@@ -22,8 +22,9 @@ def _readable_abnormal(y: np.ndarray, classes: list[str], normal: list[str], unr
     return readable, is_abnormal
 
 
-def choose_threshold(probabilities: np.ndarray, y: np.ndarray, classes: list[str], normal: list[str],
-                     unreadable: list[str]) -> float:
+def choose_threshold(
+    probabilities: np.ndarray, y: np.ndarray, classes: list[str], normal: list[str], unreadable: list[str]
+) -> float:
     """The P(abnormal) threshold maximising Youden's J (sensitivity + specificity - 1); 0.5 if undefined."""
     abnormal = [c for c in classes if c not in normal and c not in unreadable]
     readable, is_abnormal = _readable_abnormal(y, classes, normal, unreadable)
@@ -41,8 +42,14 @@ def _safe_auc(truth: np.ndarray, score: np.ndarray) -> float | None:
     return float(roc_auc_score(truth, score))
 
 
-def evaluate(probabilities: np.ndarray, y: np.ndarray, classes: list[str], normal: list[str],
-             unreadable: list[str], threshold: float) -> dict:
+def evaluate(
+    probabilities: np.ndarray,
+    y: np.ndarray,
+    classes: list[str],
+    normal: list[str],
+    unreadable: list[str],
+    threshold: float,
+) -> dict:
     """All figures for one split; ``y`` holds class indices into ``classes``."""
     probabilities = np.asarray(probabilities, dtype=np.float64)
     predicted = probabilities.argmax(axis=1)
@@ -51,8 +58,11 @@ def evaluate(probabilities: np.ndarray, y: np.ndarray, classes: list[str], norma
     per_class = {}
     for i, name in enumerate(classes):
         per_class[name] = {
-            "precision": float(precision[i]), "recall": float(recall[i]), "f1": float(f1[i]),
-            "auc": _safe_auc(y == i, probabilities[:, i]), "support": int(support[i]),
+            "precision": float(precision[i]),
+            "recall": float(recall[i]),
+            "f1": float(f1[i]),
+            "auc": _safe_auc(y == i, probabilities[:, i]),
+            "support": int(support[i]),
         }
     aucs = [v["auc"] for v in per_class.values() if v["auc"] is not None]
     readable_classes = [c for c in classes if c not in unreadable]
@@ -61,13 +71,14 @@ def evaluate(probabilities: np.ndarray, y: np.ndarray, classes: list[str], norma
         "accuracy": float(np.mean(predicted == y)) if len(y) else 0.0,
         "per_class": per_class,
         "macro": {
-            "precision": float(np.mean(precision)), "recall": float(np.mean(recall)), "f1": float(np.mean(f1)),
+            "precision": float(np.mean(precision)),
+            "recall": float(np.mean(recall)),
+            "f1": float(np.mean(f1)),
             "auc": float(np.mean(aucs)) if aucs else None,
         },
         # Mean F1 over the classes that are not "unreadable": the CinC 2017 challenge score for N, A, O, ~.
         "mean_f1_readable": float(np.mean([per_class[c]["f1"] for c in readable_classes])),
-        "confusion_matrix": {"classes": classes,
-                             "matrix": confusion_matrix(y, predicted, labels=labels).tolist()},
+        "confusion_matrix": {"classes": classes, "matrix": confusion_matrix(y, predicted, labels=labels).tolist()},
     }
     abnormal = [c for c in classes if c not in normal and c not in unreadable]
     readable, is_abnormal = _readable_abnormal(y, classes, normal, unreadable)

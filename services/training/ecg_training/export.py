@@ -69,8 +69,9 @@ def check_parity(model, onnx_bytes: bytes, inputs: np.ndarray, tolerance: float 
         raise ParityError(f"ONNX model has inputs/outputs {names}, expected ([{INPUT_NAME!r}], [{OUTPUT_NAME!r}])")
     inputs = np.asarray(inputs, dtype=np.float32)
     expected = np.asarray(model.predict(inputs, batch_size=64, verbose=0), dtype=np.float64)
-    actual = np.concatenate([session.run([OUTPUT_NAME], {INPUT_NAME: inputs[i : i + 64]})[0]
-                             for i in range(0, len(inputs), 64)]).astype(np.float64)
+    actual = np.concatenate(
+        [session.run([OUTPUT_NAME], {INPUT_NAME: inputs[i : i + 64]})[0] for i in range(0, len(inputs), 64)]
+    ).astype(np.float64)
     if expected.shape != actual.shape:
         raise ParityError(f"ONNX output shape {actual.shape} differs from Keras {expected.shape}")
     difference = float(np.max(np.abs(expected - actual)))

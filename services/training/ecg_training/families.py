@@ -1,8 +1,8 @@
 """The three model families, as Keras 3 functional models over (window, n_leads) input of any length and lead count.
 
 - ``cnn``: a compact 1-D CNN (four conv-batchnorm-ReLU-pool stages, global average pooling).
-- ``resnet``: a 1-D residual network in the spirit of Ribeiro et al. 2020 (Nat. Commun. 11, 1760): a convolutional
-  stem and four residual blocks that each downsample by 4, pre-activation style, max-pool + 1x1 conv skips.
+- ``resnet``: a 1-D residual network in the spirit of Ribeiro et al. 2020 (Nat. Commun. 11, 1760): a strided
+  convolutional stem and four residual blocks that each downsample by 4, max-pool + 1x1 conv skips.
 - ``inception``: InceptionTime (Fawaz et al. 2020): inception modules (bottleneck, three kernel sizes and a max-pool
   branch), a residual shortcut every three modules; a strided stem keeps it affordable on CPU for long windows.
 
@@ -65,17 +65,20 @@ def _residual_block(x, skip, filters: int, kernel: int, downsample: int, dropout
 
 def build_resnet(n_leads: int, n_classes: int, window: int | None = None) -> keras.Model:
     inputs = keras.Input((window, n_leads), name=INPUT_NAME)
-    x = _conv_bn_relu(inputs, 32, 15, name="stem")
+    # The stem halves the rate (Ribeiro et al. run their first block at full rate; halving it keeps the network
+    # three times cheaper on CPU at the same receptive field in seconds, with little effect on accuracy).
+    x = _conv_bn_relu(inputs, 32, 15, strides=2, name="stem")
     skip = x
-    for i, filters in enumerate([48, 64, 96, 128]):
+    for i, filters in enumerate([32, 64, 96, 128]):
         x, skip = _residual_block(x, skip, filters, kernel=15, downsample=4, dropout=0.2, name=f"block{i}")
     return keras.Model(inputs, _head(x, n_classes), name="resnet")
 
 
 def _inception_module(x, filters: int, kernels: tuple[int, ...], name: str):
     bottleneck = layers.Conv1D(filters, 1, padding="same", use_bias=False, name=f"{name}_bottleneck")(x)
-    branches = [layers.Conv1D(filters, k, padding="same", use_bias=False, name=f"{name}_conv{k}")(bottleneck)
-                for k in kernels]
+    branches = [
+        layers.Conv1D(filters, k, padding="same", use_bias=False, name=f"{name}_conv{k}")(bottleneck) for k in kernels
+    ]
     pooled = layers.MaxPooling1D(3, strides=1, padding="same", name=f"{name}_maxpool")(x)
     branches.append(layers.Conv1D(filters, 1, padding="same", use_bias=False, name=f"{name}_poolconv")(pooled))
     x = layers.Concatenate(name=f"{name}_concat")(branches)
@@ -117,8 +120,9 @@ def dtype_policy(name: str):
         keras.config.set_dtype_policy(previous)
 
 
-def build_model(family: str, n_leads: int, n_classes: int, window: int | None = None,
-                mixed_precision: bool = False) -> keras.Model:
+def build_model(
+    family: str, n_leads: int, n_classes: int, window: int | None = None, mixed_precision: bool = False
+) -> keras.Model:
     """A fresh, uncompiled model of ``family``; under ``mixed_bfloat16`` if asked (variables stay float32)."""
     if family not in FAMILIES:
         raise ValueError(f"unknown model family {family!r}; choose one of {', '.join(FAMILIES)}")

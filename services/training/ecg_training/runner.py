@@ -63,13 +63,25 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bo
         job = lock_running_attempt(session, job_id, attempt)
         if job.cancel_requested:
             raise TrainingCancelled("cancelled before registration")
-        row = register_version(session, trained.metadata, trained.onnx_bytes, metrics=trained.metrics,
-                               model_card={**trained.model_card, "version": trained.metadata.version})
+        row = register_version(
+            session,
+            trained.metadata,
+            trained.onnx_bytes,
+            metrics=trained.metrics,
+            model_card={**trained.model_card, "version": trained.metadata.version},
+        )
         promoted = auto_promote and _beats_active(session, row.name, trained.metrics["primary"])
         if promoted:
             promote(session, row.name, row.version)
-        finish_training_job(session, job_id, attempt, "succeeded", model_name=row.name, model_version=row.version,
-                            metrics={**trained.metrics, "promoted": promoted})
+        finish_training_job(
+            session,
+            job_id,
+            attempt,
+            "succeeded",
+            model_name=row.name,
+            model_version=row.version,
+            metrics={**trained.metrics, "promoted": promoted},
+        )
         return row.name, row.version, promoted
 
 
@@ -82,14 +94,18 @@ def _beats_active(session, name: str, primary: dict) -> bool:
     return theirs.get("name") != primary["name"] or float(theirs.get("value", 0.0)) < primary["value"]
 
 
-def run_training_job(job_id: int, on_epoch: Callable[[EpochProgress], None] | None = None,
-                     on_batch: Callable[[int, int], None] | None = None) -> str:
+def run_training_job(
+    job_id: int,
+    on_epoch: Callable[[EpochProgress], None] | None = None,
+    on_batch: Callable[[int, int], None] | None = None,
+) -> str:
     """Run job ``job_id`` to a final state and return it (or 'skipped' when it must not run here)."""
     settings = get_settings()
     hostname = socket.gethostname()
     with session_scope() as session:
-        job = claim_training_job(session, job_id, hostname, settings.training_stale_after_s,
-                                 settings.training_max_attempts)
+        job = claim_training_job(
+            session, job_id, hostname, settings.training_stale_after_s, settings.training_max_attempts
+        )
         if job is None:
             log.info("training job %s not run: already finished, cancelled or running elsewhere", job_id)
             return "skipped"

@@ -33,7 +33,7 @@ class TrainingCancelled(Exception):
 class TrainedModel:
     metadata: ModelMetadata
     onnx_bytes: bytes
-    metrics: dict          # test split, plus validation and parity figures
+    metrics: dict  # test split, plus validation and parity figures
     model_card: dict
     keras_model: keras.Model  # float32, fixed window (the exported network)
 
@@ -43,7 +43,7 @@ class TrainingHooks:
     """How a run reports and is stopped: called at epoch ends / polled at batch ends."""
 
     on_epoch: Callable[[EpochProgress], None] | None = None
-    on_batch: Callable[[int, int], None] | None = None       # (batch index within epoch, batches per epoch)
+    on_batch: Callable[[int, int], None] | None = None  # (batch index within epoch, batches per epoch)
     cancelled: threading.Event | None = None
 
 
@@ -78,20 +78,30 @@ class _Monitor(keras.callbacks.Callback):
             return
         request, data = self.request, self.data
         probabilities = predict_recordings(self.model, data.validation, data)
-        metrics = evaluate(probabilities, data.validation.y, data.classes, request.normal_classes,
-                           request.unreadable_classes, threshold=0.5)
+        metrics = evaluate(
+            probabilities,
+            data.validation.y,
+            data.classes,
+            request.normal_classes,
+            request.unreadable_classes,
+            threshold=0.5,
+        )
         name, score = primary_metric(metrics, len(data.classes))
         validation = {name: score, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1"]}
         if metrics["normal_vs_abnormal"]["auc"] is not None:
             validation["auc_abnormal"] = metrics["normal_vs_abnormal"]["auc"]
         if score > self.best_score:
             self.best_score, self.best_weights, self.best_epoch = score, self.model.get_weights(), epoch + 1
-        progress = EpochProgress(epoch=epoch + 1, loss=float((logs or {}).get("loss", float("nan"))),
-                                 seconds=round(time.monotonic() - self.started, 2),
-                                 validation={k: round(float(v), 5) for k, v in validation.items()})
+        progress = EpochProgress(
+            epoch=epoch + 1,
+            loss=float((logs or {}).get("loss", float("nan"))),
+            seconds=round(time.monotonic() - self.started, 2),
+            validation={k: round(float(v), 5) for k, v in validation.items()},
+        )
         self.history.append(progress)
-        log.info("epoch %d/%d loss %.4f validation %s", progress.epoch, request.epochs, progress.loss,
-                 progress.validation)
+        log.info(
+            "epoch %d/%d loss %.4f validation %s", progress.epoch, request.epochs, progress.loss, progress.validation
+        )
         if self.hooks.on_epoch:
             self.hooks.on_epoch(progress)
 
@@ -102,8 +112,9 @@ def fit(data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks) -
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
     model = build_model(request.family, n_leads, n_classes, mixed_precision=request.mixed_precision)
     batches = RandomCrops(data.train, data.spec, n_classes, request.batch_size, request.seed)
-    schedule = keras.optimizers.schedules.CosineDecay(request.learning_rate, decay_steps=request.epochs * len(batches),
-                                                      alpha=0.05)
+    schedule = keras.optimizers.schedules.CosineDecay(
+        request.learning_rate, decay_steps=request.epochs * len(batches), alpha=0.05
+    )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", jit_compile=False)
     monitor = _Monitor(data, request, hooks, len(batches))
     model.fit(batches, epochs=request.epochs, callbacks=[monitor], verbose=0)
@@ -114,8 +125,9 @@ def fit(data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks) -
     return model, monitor
 
 
-def train_and_export(data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks | None = None,
-                     job_id: int | None = None) -> TrainedModel:
+def train_and_export(
+    data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks | None = None, job_id: int | None = None
+) -> TrainedModel:
     """The whole run up to (not including) registration."""
     hooks = hooks or TrainingHooks()
     started = time.monotonic()
@@ -125,21 +137,43 @@ def train_and_export(data: TrainingData, request: TrainingJobRequest, hooks: Tra
     exported = float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples)
 
     validation_probabilities = predict_recordings(exported, data.validation, data)
-    threshold = choose_threshold(validation_probabilities, data.validation.y, data.classes, request.normal_classes,
-                                 request.unreadable_classes)
-    validation = evaluate(validation_probabilities, data.validation.y, data.classes, request.normal_classes,
-                          request.unreadable_classes, threshold)
-    test = evaluate(predict_recordings(exported, data.test, data), data.test.y, data.classes,
-                    request.normal_classes, request.unreadable_classes, threshold)
+    threshold = choose_threshold(
+        validation_probabilities, data.validation.y, data.classes, request.normal_classes, request.unreadable_classes
+    )
+    validation = evaluate(
+        validation_probabilities,
+        data.validation.y,
+        data.classes,
+        request.normal_classes,
+        request.unreadable_classes,
+        threshold,
+    )
+    test = evaluate(
+        predict_recordings(exported, data.test, data),
+        data.test.y,
+        data.classes,
+        request.normal_classes,
+        request.unreadable_classes,
+        threshold,
+    )
     metric_name, metric_value = primary_metric(test, n_classes)
 
     metadata = ModelMetadata(
-        name=request.model_name, family=request.family, classes=list(data.classes),
-        normal_classes=list(request.normal_classes), preprocessing=data.spec,
-        unreadable_classes=list(request.unreadable_classes), threshold=round(threshold, 6), training_job_id=job_id,
+        name=request.model_name,
+        family=request.family,
+        classes=list(data.classes),
+        normal_classes=list(request.normal_classes),
+        preprocessing=data.spec,
+        unreadable_classes=list(request.unreadable_classes),
+        threshold=round(threshold, 6),
+        training_job_id=job_id,
         dataset_fingerprint=data.fingerprint,
-        extra={"dataset": request.dataset, "abnormal_score": "sum of the abnormal classes' probabilities",
-               "window_combination": "mean of window probabilities", "created_at": datetime.now(UTC).isoformat()},
+        extra={
+            "dataset": request.dataset,
+            "abnormal_score": "sum of the abnormal classes' probabilities",
+            "window_combination": "mean of window probabilities",
+            "created_at": datetime.now(UTC).isoformat(),
+        },
     )
     if hooks.cancelled is not None and hooks.cancelled.is_set():
         raise TrainingCancelled("cancelled during evaluation")
@@ -168,8 +202,14 @@ def _parity_inputs(data: TrainingData) -> np.ndarray:
     return np.concatenate([picked, noise])
 
 
-def model_card(request: TrainingJobRequest, data: TrainingData, metadata: ModelMetadata, metrics: dict,
-               history: list, n_parameters: int) -> dict:
+def model_card(
+    request: TrainingJobRequest,
+    data: TrainingData,
+    metadata: ModelMetadata,
+    metrics: dict,
+    history: list,
+    n_parameters: int,
+) -> dict:
     import onnx
     import onnxruntime
     import tensorflow as tf
@@ -179,44 +219,70 @@ def model_card(request: TrainingJobRequest, data: TrainingData, metadata: ModelM
     return {
         "name": metadata.name,
         "family": request.family,
-        "summary": (f"{request.family} classifier of {len(data.spec.leads)}-lead ECG ({', '.join(data.spec.leads)}) "
-                    f"into {', '.join(data.classes)}; normal = {', '.join(request.normal_classes)}"
-                    + unreadable),
+        "summary": (
+            f"{request.family} classifier of {len(data.spec.leads)}-lead ECG ({', '.join(data.spec.leads)}) "
+            f"into {', '.join(data.classes)}; normal = {', '.join(request.normal_classes)}" + unreadable
+        ),
         "data": {
-            "dataset": request.dataset, "filters": request.filters.model_dump(), "label_mapping": request.label_mapping,
+            "dataset": request.dataset,
+            "filters": request.filters.model_dump(),
+            "label_mapping": request.label_mapping,
             **data.summary(),
-            "split": (f"by recording, stratified by class, seed {request.seed}: "
-                      f"{1 - request.validation_fraction - request.test_fraction:.0%} train, "
-                      f"{request.validation_fraction:.0%} validation, {request.test_fraction:.0%} test"),
+            "split": (
+                f"by recording, stratified by class, seed {request.seed}: "
+                f"{1 - request.validation_fraction - request.test_fraction:.0%} train, "
+                f"{request.validation_fraction:.0%} validation, {request.test_fraction:.0%} test"
+            ),
         },
         "classes": data.classes,
         "normal_classes": request.normal_classes,
         "unreadable_classes": request.unreadable_classes,
         "preprocessing": metadata.to_dict()["preprocessing"],
         "hyperparameters": {
-            k: getattr(request, k) for k in ("family", "epochs", "batch_size", "learning_rate", "window_s",
-                                             "sampling_rate", "seed", "mixed_precision")
-        } | {"optimizer": "Adam, cosine decay to 5%", "loss": "categorical cross-entropy, balanced class weights",
-             "augmentation": "one random window crop per recording and epoch", "parameters": n_parameters,
-             "epoch_selection": f"best validation {metrics['primary']['name']} (epoch {metrics['best_epoch']})"},
+            k: getattr(request, k)
+            for k in (
+                "family",
+                "epochs",
+                "batch_size",
+                "learning_rate",
+                "window_s",
+                "sampling_rate",
+                "seed",
+                "mixed_precision",
+            )
+        }
+        | {
+            "optimizer": "Adam, cosine decay to 5%",
+            "loss": "categorical cross-entropy, balanced class weights",
+            "augmentation": "one random window crop per recording and epoch",
+            "parameters": n_parameters,
+            "epoch_selection": f"best validation {metrics['primary']['name']} (epoch {metrics['best_epoch']})",
+        },
         "metrics": {
             "split": "test (held out, never used for training or selection)",
             "primary": metrics["primary"],
             "test": metrics["test"],
             "validation": metrics["validation"],
-            "threshold": {"value": metadata.threshold,
-                          "chosen_on": "validation split, maximising sensitivity + specificity"},
+            "threshold": {
+                "value": metadata.threshold,
+                "chosen_on": "validation split, maximising sensitivity + specificity",
+            },
             "mean_f1_readable_means": f"mean F1 over {', '.join(readable)}"
             + (" (the CinC 2017 challenge score)" if set(readable) == {"N", "A", "O"} else ""),
         },
         "history": [h.model_dump() for h in history],
-        "export": {"format": "ONNX", "opset": 17, "input": "ecg (batch, window, leads) float32",
-                   "output": "probabilities (batch, classes) float32",
-                   "parity_max_abs_diff": metrics["parity_max_abs_diff"],
-                   "parity_samples": metrics["parity_samples"]},
+        "export": {
+            "format": "ONNX",
+            "opset": 17,
+            "input": "ecg (batch, window, leads) float32",
+            "output": "probabilities (batch, classes) float32",
+            "parity_max_abs_diff": metrics["parity_max_abs_diff"],
+            "parity_samples": metrics["parity_samples"],
+        },
         "intended_use": (
             "Decision support and triage research: flags recordings for review by a clinician. Probabilities are "
-            "per recording, the mean over non-overlapping windows. Not a medical device; not for diagnosis."),
+            "per recording, the mean over non-overlapping windows. Not a medical device; not for diagnosis."
+        ),
         "limitations": [
             f"Trained on {request.dataset} only ({sum(len(s) for s in data.splits().values())} recordings); "
             "performance on other devices, populations and lead placements is unknown until measured.",
@@ -225,8 +291,16 @@ def model_card(request: TrainingJobRequest, data: TrainingData, metadata: ModelM
             "normalisation per window.",
             "Metrics come from one held-out split of the data set; small classes have wide confidence intervals.",
         ],
-        "training": {"job_id": metadata.training_job_id, "seconds": metrics["training_seconds"],
-                     "host": platform.node(), "created_at": metadata.extra.get("created_at")},
-        "software": {"tensorflow": tf.__version__, "keras": keras.__version__, "onnx": onnx.__version__,
-                     "onnxruntime": onnxruntime.__version__},
+        "training": {
+            "job_id": metadata.training_job_id,
+            "seconds": metrics["training_seconds"],
+            "host": platform.node(),
+            "created_at": metadata.extra.get("created_at"),
+        },
+        "software": {
+            "tensorflow": tf.__version__,
+            "keras": keras.__version__,
+            "onnx": onnx.__version__,
+            "onnxruntime": onnxruntime.__version__,
+        },
     }

@@ -38,7 +38,7 @@ def reap_lost_jobs() -> list[int]:
 
 
 def _reaper_loop() -> None:
-    interval = max(30.0, get_settings().training_job_lost_after_s / 3)
+    interval = min(300.0, max(1.0, get_settings().training_job_lost_after_s / 3))
     while True:
         try:
             reap_lost_jobs()

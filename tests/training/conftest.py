@@ -1,0 +1,91 @@
+"""Fixtures for the training tests: a small real PTB-XL slice in Postgres, a Redis database of our own, and a real
+Celery training worker process."""
+
+from __future__ import annotations
+
+import os
+import random
+import uuid
+from pathlib import Path
+
+import pytest
+
+from ecg_shared.settings import REPO_ROOT
+
+PTBXL_SLICE_SIZE = 60
+ECG = str(REPO_ROOT / ".venv" / "bin" / "ecg")
+
+
+def unique_name(prefix: str) -> str:
+    return f"{prefix}-{uuid.uuid4().hex[:8]}"
+
+
+def store_ptbxl_slice(session, data_dir: Path, dataset: str, n: int = PTBXL_SLICE_SIZE) -> int:
+    """The first ``n`` PTB-XL records (about half Normal, half Abnormal) stored as ``dataset``."""
+    from ecg_shared.db.store import StoreItem, content_hash, store_recordings
+    from ecg_shared.formats import read_ecg
+
+    headers = sorted((data_dir / "ptbxl").glob("*.hea"))[:n]
+    items = []
+    for header in headers:
+        record = read_ecg(header)
+        digest = content_hash(header.read_bytes() + header.with_suffix(".dat").read_bytes())
+        items.append(StoreItem(record, header.with_suffix("").as_uri(), digest, digest))
+    store_recordings(session, dataset, items)
+    session.commit()
+    return len(items)
+
+
+@pytest.fixture(scope="session")
+def ptbxl_slice(data_dir: Path, database_url: str) -> str:
+    """Dataset name of a 60-record real PTB-XL slice in the test database."""
+    from ecg_shared.db import session_scope
+
+    dataset = "ptbxl-slice"
+    with session_scope(database_url) as session:
+        assert store_ptbxl_slice(session, data_dir, dataset) == PTBXL_SLICE_SIZE
+    return dataset
+
+
+@pytest.fixture(scope="session")
+def training_env(database_url: str, azurite) -> dict[str, str]:
+    """Environment of the worker and of ``ecg`` subprocesses: test database, Azurite, our own Redis database."""
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ECG_")}
+    env.update(
+        ECG_DATABASE_URL=database_url,
+        ECG_ARTIFACT_CONNECTION_STRING=azurite.connection_string,
+        ECG_REDIS_URL=f"redis://127.0.0.1:6379/{random.randint(1, 15)}",
+        ECG_TRAINING_HEARTBEAT_S="0.5",
+        TF_CPP_MIN_LOG_LEVEL="2",
+        CUDA_VISIBLE_DEVICES="",
+    )
+    return env
+
+
+@pytest.fixture(scope="module")
+def training_worker(training_env):
+    """A real ``celery -A ecg_training.worker`` process on the training queue."""
+    from tests.support.processes import start_process
+
+    worker = start_process(
+        unique_name("training-worker"),
+        [
+            "celery",
+            "-A",
+            "ecg_training.worker",
+            "worker",
+            "-Q",
+            "training",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "INFO",
+            "-n",
+            f"{unique_name('training')}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=training_env,
+    )
+    yield worker
+    worker.stop()

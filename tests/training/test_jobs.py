@@ -1,0 +1,128 @@
+"""Training job requests and state changes on the real database (no TensorFlow)."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+
+import pytest
+from pydantic import ValidationError
+
+from ecg_shared.jobs.training import (
+    EpochProgress,
+    TrainingJobNotFound,
+    TrainingJobRequest,
+    TrainingJobStateError,
+    cancel_training_job,
+    claim_training_job,
+    create_training_job,
+    fail_stale_training_jobs,
+    finish_training_job,
+    get_training_job,
+    heartbeat_training_job,
+    list_training_jobs,
+    lock_running_attempt,
+    record_epoch,
+    training_job_view,
+)
+
+
+def request(**fields) -> TrainingJobRequest:
+    return TrainingJobRequest(**{"dataset": "cinc2017", "normal_classes": ["N"], **fields})
+
+
+def test_request_defaults_and_derived_name():
+    r = request(family="inception", leads=["ii", "AVR"])
+    assert (r.epochs, r.batch_size, r.sampling_rate, r.window_s, r.seed) == (10, 32, 100.0, 10.0, 0)
+    assert r.model_name == "cinc2017-inception" and r.leads == ["II", "aVR"] and r.window_samples == 1000
+
+
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({"family": "transformer"}, "family"),
+        ({"epochs": 0}, "epochs"),
+        ({"learning_rate": 0}, "learning_rate"),
+        ({"normal_classes": []}, "normal_classes"),
+        ({"window_s": 0.2}, "need >= 64"),
+        ({"leads": ["II", "ii"]}, "leads repeat"),
+        ({"classes": ["N", "A"], "normal_classes": ["X"]}, "not among classes"),
+        ({"unreadable_classes": ["N"]}, "both normal and unreadable"),
+        ({"highpass_hz": 50.0, "lowpass_hz": 40.0}, "highpass_hz must be below"),
+        ({"name": "Bad Name!"}, "name"),
+        ({"validation_fraction": 0.4, "test_fraction": 0.4}, "at least 30%"),
+        ({"unknown_field": 1}, "unknown_field"),
+    ],
+)
+def test_invalid_requests_name_the_problem(fields, message):
+    with pytest.raises(ValidationError) as error:
+        request(**fields)
+    assert message in str(error.value)
+
+
+def test_create_list_view_and_cancel_a_queued_job(db_session):
+    job = create_training_job(db_session, request(epochs=3))
+    db_session.commit()
+    assert job.status == "queued" and job.model_name == "cinc2017-resnet"
+    assert job.id in [j.id for j in list_training_jobs(db_session)]
+    view = training_job_view(get_training_job(db_session, job.id))
+    assert (view.status, view.epochs, view.dataset, view.family, view.progress) == (
+        "queued",
+        3,
+        "cinc2017",
+        "resnet",
+        [],
+    )
+    cancelled = cancel_training_job(db_session, job.id)
+    assert cancelled.status == "cancelled" and cancelled.finished_at is not None
+    with pytest.raises(TrainingJobStateError, match="already cancelled"):
+        cancel_training_job(db_session, job.id)
+    with pytest.raises(TrainingJobNotFound):
+        cancel_training_job(db_session, 10**12)
+    assert get_training_job(db_session, 10**12) is None
+    # a redelivered task of a cancelled job does nothing
+    assert claim_training_job(db_session, job.id, "host", 60, 2) is None
+
+
+def test_running_job_progress_heartbeat_and_cancel_request(db_session):
+    job = create_training_job(db_session, request())
+    claimed = claim_training_job(db_session, job.id, "worker-a", 60, 2)
+    assert (claimed.status, claimed.attempts, claimed.worker_hostname) == ("running", 1, "worker-a")
+    record_epoch(db_session, job.id, 1, EpochProgress(epoch=1, loss=0.9, seconds=2.0, validation={"auc": 0.7}))
+    assert not heartbeat_training_job(db_session, job.id, 1)
+    # a second delivery while the first worker is alive (fresh heartbeat) is skipped
+    assert claim_training_job(db_session, job.id, "worker-b", 60, 2) is None
+    assert cancel_training_job(db_session, job.id).status == "running"
+    assert heartbeat_training_job(db_session, job.id, 1)  # the worker learns of the cancellation
+    finish_training_job(db_session, job.id, 1, "cancelled", "cancelled during training")
+    view = training_job_view(get_training_job(db_session, job.id))
+    assert view.status == "cancelled" and view.progress[0].validation == {"auc": 0.7} and view.epoch == 1
+
+
+def test_redelivered_job_with_a_dead_worker_is_taken_over_then_given_up(db_session):
+    job = create_training_job(db_session, request())
+    claim_training_job(db_session, job.id, "worker-a", 60, 2)
+    job.heartbeat_at = datetime.now(UTC) - timedelta(minutes=5)
+    db_session.flush()
+    taken = claim_training_job(db_session, job.id, "worker-b", 60, 2)
+    assert (taken.status, taken.attempts, taken.worker_hostname) == ("running", 2, "worker-b")
+    # the first worker, if it comes back, no longer owns the job: it can neither register nor finish it
+    with pytest.raises(TrainingJobStateError, match="no longer owns"):
+        lock_running_attempt(db_session, job.id, 1)
+    finish_training_job(db_session, job.id, 1, "failed", "late")
+    assert get_training_job(db_session, job.id).status == "running"
+    job.heartbeat_at = datetime.now(UTC) - timedelta(minutes=5)
+    db_session.flush()
+    assert claim_training_job(db_session, job.id, "worker-c", 60, 2) is None
+    assert job.status == "failed" and "gave up after 2 attempts" in job.error
+
+
+def test_lost_jobs_are_marked_failed(db_session):
+    fresh = create_training_job(db_session, request())
+    stale = create_training_job(db_session, request())
+    claim_training_job(db_session, fresh.id, "alive", 60, 2)
+    claim_training_job(db_session, stale.id, "gone", 60, 2)
+    stale.heartbeat_at = datetime.now(UTC) - timedelta(hours=1)
+    db_session.flush()
+    assert stale.id in fail_stale_training_jobs(db_session, 900)
+    assert fresh.id not in fail_stale_training_jobs(db_session, 900)
+    assert stale.status == "failed" and "gone lost: no heartbeat" in stale.error and fresh.status == "running"
