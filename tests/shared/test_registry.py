@@ -1,0 +1,146 @@
+"""The model registry on real Postgres and Azurite: versions, promotion, archive, and seeding the bundled models."""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+import pytest
+from onnx import TensorProto, helper, numpy_helper
+from typer.testing import CliRunner
+
+from ecg_shared.artifacts import ArtifactStore, sha256
+from ecg_shared.cli import app
+from ecg_shared.model_metadata import ModelMetadata
+from ecg_shared.preprocessing import PreprocessingSpec
+from ecg_shared.registry import (
+    RegistryError,
+    active_versions,
+    archive,
+    get_version,
+    list_versions,
+    promote,
+    register_version,
+    registry_revision,
+)
+from ecg_shared.registry_cli import read_bundled_model, seed_models
+
+
+def tiny_onnx(name: str, classes: list[str], leads: tuple[str, ...], scale: float = 1.0) -> bytes:
+    """A real (if trivial) classifier: mean over time, a linear layer, softmax; with the platform's metadata."""
+    window, n_leads, n_classes = 200, len(leads), len(classes)
+    weights = (np.arange(n_leads * n_classes, dtype=np.float32).reshape(n_leads, n_classes) - 1) * scale
+    graph = helper.make_graph(
+        [
+            helper.make_node("ReduceMean", ["ecg"], ["mean"], axes=[1], keepdims=0),
+            helper.make_node("MatMul", ["mean", "weights"], ["logits"]),
+            helper.make_node("Softmax", ["logits"], ["probabilities"], axis=-1),
+        ],
+        "tiny",
+        [helper.make_tensor_value_info("ecg", TensorProto.FLOAT, ["batch", window, n_leads])],
+        [helper.make_tensor_value_info("probabilities", TensorProto.FLOAT, ["batch", n_classes])],
+        initializer=[
+            numpy_helper.from_array(weights, "weights"),
+        ],
+    )
+    model = helper.make_model(graph, opset_imports=[helper.make_opsetid("", 17)])
+    model.ir_version = 8
+    metadata = ModelMetadata(name, "cnn", classes, classes[:1], PreprocessingSpec(100, window, leads))
+    for key, value in metadata.to_onnx_props().items():
+        model.metadata_props.add(key=key, value=value)
+    onnx.checker.check_model(model)
+    return model.SerializeToString()
+
+
+def metadata_of(onnx_bytes: bytes) -> ModelMetadata:
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    return ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
+
+
+@pytest.fixture()
+def model_name(request) -> str:
+    return f"registry-{request.node.name[:40].replace('_', '-')}".lower()
+
+
+def test_versions_are_numbered_stored_and_promoted_one_at_a_time(db_session, azurite, model_name):
+    first, second = tiny_onnx(model_name, ["N", "A"], ("II",)), tiny_onnx(model_name, ["N", "A"], ("II",), 2.0)
+    v1 = register_version(db_session, metadata_of(first), first, metrics={"primary": {"name": "f1", "value": 0.7}})
+    v2 = register_version(db_session, metadata_of(second), second, model_card={"intended_use": "tests"})
+    assert (v1.version, v2.version, v1.stage, v2.stage) == (1, 2, "candidate", "candidate")
+    assert v1.artifact_uri.startswith("azure://") and ArtifactStore().get(v2.artifact_uri) == second
+    assert v2.artifact_sha256 == sha256(second) and v2.onnx_metadata["classes"] == ["N", "A"]
+    assert [v.version for v in list_versions(db_session, model_name)] == [2, 1]
+
+    before = registry_revision(db_session)
+    promote(db_session, model_name, 1)
+    assert f"{model_name}:1" in registry_revision(db_session) != before
+    promote(db_session, model_name, 2)
+    assert (get_version(db_session, model_name, 1).stage, get_version(db_session, model_name, 2).stage) == (
+        "archived",
+        "active",
+    )
+    assert [v.version for v in active_versions(db_session) if v.name == model_name] == [2]
+    archive(db_session, model_name, 2)
+    assert not [v for v in active_versions(db_session) if v.name == model_name]
+    with pytest.raises(RegistryError, match="has no version 9"):
+        promote(db_session, model_name, 9)
+
+
+def test_seed_registers_and_promotes_once_and_is_idempotent(db_session, azurite, tmp_path: Path):
+    rhythm = tiny_onnx("seed-rhythm", ["N", "A", "O", "~"], ("II",))
+    twelve = tiny_onnx("seed-12lead", ["Normal", "Abnormal"], ("I", "II", "III"))
+    (tmp_path / "seed-rhythm.onnx").write_bytes(rhythm)
+    (tmp_path / "seed-rhythm.card.json").write_text(json.dumps({"metrics": {"primary": {"name": "f1", "value": 1}}}))
+    (tmp_path / "seed-12lead.onnx").write_bytes(twelve)
+
+    first = seed_models(db_session, tmp_path)
+    assert {(r.name, r.version, r.registered, r.promoted) for r in first} == {
+        ("seed-rhythm", 1, True, True),
+        ("seed-12lead", 1, True, True),
+    }
+    row = get_version(db_session, "seed-rhythm", 1)
+    assert row.stage == "active" and row.metrics == {"primary": {"name": "f1", "value": 1}}
+    assert row.model_card["bundled_file"] == "seed-rhythm.onnx" and ArtifactStore().get(row.artifact_uri) == rhythm
+
+    again = seed_models(db_session, tmp_path)
+    assert {(r.version, r.registered, r.promoted) for r in again} == {(1, False, False)}
+    assert len(list_versions(db_session, "seed-rhythm")) == 1
+
+    # a retrained file under the same name becomes a candidate: the active version stays until promoted by hand
+    (tmp_path / "seed-rhythm.onnx").write_bytes(tiny_onnx("seed-rhythm", ["N", "A", "O", "~"], ("II",), 3.0))
+    retrained = {r.name: r for r in seed_models(db_session, tmp_path)}["seed-rhythm"]
+    assert (retrained.version, retrained.registered, retrained.promoted) == (2, True, False)
+    assert get_version(db_session, "seed-rhythm", 1).stage == "active"
+
+
+def test_seed_refuses_files_that_are_not_platform_models(tmp_path: Path):
+    (tmp_path / "broken.onnx").write_bytes(b"not a model")
+    with pytest.raises(ValueError, match="not a loadable ONNX model"):
+        read_bundled_model(tmp_path / "broken.onnx")
+    plain = onnx.load_from_string(tiny_onnx("x", ["N", "A"], ("II",)))
+    del plain.metadata_props[:]
+    (tmp_path / "plain.onnx").write_bytes(plain.SerializeToString())
+    with pytest.raises(ValueError, match="no 'ecg_model' metadata"):
+        read_bundled_model(tmp_path / "plain.onnx")
+
+
+def test_models_cli_seeds_lists_shows_and_promotes(database_url, azurite, tmp_path: Path):
+    (tmp_path / "cli-model.onnx").write_bytes(tiny_onnx("cli-model", ["N", "A"], ("II",)))
+    runner = CliRunner()
+    seeded = runner.invoke(app, ["models", "seed", "--dir", str(tmp_path)])
+    assert seeded.exit_code == 0 and "cli-model v1: registered, promoted to active" in seeded.output
+    assert "already registered" in runner.invoke(app, ["models", "seed", "--dir", str(tmp_path)]).output
+    listed = runner.invoke(app, ["models", "list", "cli-model"])
+    assert listed.exit_code == 0 and "v1" in listed.output and "active" in listed.output
+    shown = json.loads(runner.invoke(app, ["models", "show", "cli-model", "1"]).output)
+    assert shown["stage"] == "active" and shown["metadata"]["classes"] == ["N", "A"]
+    assert shown["artifact_uri"].startswith("azure://") and "AccountKey" not in json.dumps(shown)
+    missing = runner.invoke(app, ["models", "promote", "cli-model", "5"])
+    assert missing.exit_code == 1 and "has no version 5" in missing.output
+    archived = runner.invoke(app, ["models", "archive", "cli-model", "1"])
+    assert archived.exit_code == 0
+    assert runner.invoke(app, ["models", "promote", "cli-model", "1"]).output.strip() == "cli-model v1 is active"
+    assert runner.invoke(app, ["models", "seed", "--dir", str(tmp_path / "nowhere")]).exit_code == 1
