@@ -13,6 +13,7 @@ import re
 import shlex
 import shutil
 import subprocess
+import sys
 from functools import cache
 from importlib.metadata import PackageNotFoundError, distribution
 from pathlib import Path
@@ -459,3 +460,34 @@ def test_docker_compose_config_accepts_the_files(files):
     args = [*command, *[a for f in files for a in ("-f", f)], "config", "--quiet"]
     result = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+# --- the images install wheels: everything a package needs must be inside them ------------------------------------
+
+
+@pytest.mark.parametrize("project", ["shared", "services/gateway", "services/inference", "services/ingestion",
+                                     "services/training"])
+def test_each_package_wheel_holds_every_file_of_its_package(project, tmp_path):
+    """The images `pip install ./shared ./services/<name>` (not editable): a file of the package that the wheel
+    leaves out (templates, static files, migrations) is missing in the container."""
+    import zipfile
+
+    tracked = subprocess.run(["git", "ls-files", project], cwd=REPO_ROOT, capture_output=True, text=True,
+                             check=True).stdout.split()
+    if not tracked:
+        pytest.skip(f"{project} has no tracked files")
+    source = tmp_path / "src"
+    for path in tracked:  # a clean copy, as in a fresh clone (no build/ or egg-info in the checkout)
+        target = source / path
+        target.parent.mkdir(parents=True, exist_ok=True)
+        shutil.copy2(REPO_ROOT / path, target)
+    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
+                             "--quiet", "-w", str(tmp_path / "wheels"), str(source / project)],
+                            capture_output=True, text=True, timeout=300)
+    assert result.returncode == 0, result.stderr
+    wheel = next((tmp_path / "wheels").glob("*.whl"))
+    inside = set(zipfile.ZipFile(wheel).namelist())
+    package_files = [Path(p).relative_to(project).as_posix() for p in tracked
+                     if Path(p).relative_to(project).parts[0].startswith("ecg_")]
+    missing = sorted(p for p in package_files if p not in inside)
+    assert not missing, f"{wheel.name} lacks {missing}: declare them as package data in {project}/pyproject.toml"
