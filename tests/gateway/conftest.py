@@ -24,8 +24,13 @@ def active_models(database_url, azurite) -> list[tuple[str, int]]:
     promoted = []
     with session_scope(database_url) as session:
         for metadata in (rhythm_metadata(), twelve_lead_metadata()):
-            row = registry.register_version(session, metadata, tiny_model(metadata), metrics={"macro_f1": 0.5},
-                                            model_card={"intended_use": "tests only", "data": "none"})
+            row = registry.register_version(
+                session,
+                metadata,
+                tiny_model(metadata),
+                metrics={"macro_f1": 0.5},
+                model_card={"intended_use": "tests only", "data": "none"},
+            )
             registry.promote(session, row.name, row.version)
             promoted.append((row.name, row.version))
     return promoted
@@ -34,10 +39,17 @@ def active_models(database_url, azurite) -> list[tuple[str, int]]:
 @pytest.fixture(scope="session")
 def stack(database_url, azurite, active_models) -> Iterator[Stack]:
     """inference + gateway, started from the Procfile, the gateway pointed at this inference service."""
-    with start_stack(["inference", "gateway"], database_url=database_url,
-                     artifact_connection_string=azurite.connection_string, api_key=API_KEY,
-                     env={"ECG_MODEL_POLL_INTERVAL_S": "1", "ECG_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
-                          "ECG_SECRET_KEY": SECRET_KEY}) as running:
+    with start_stack(
+        ["inference", "gateway"],
+        database_url=database_url,
+        artifact_connection_string=azurite.connection_string,
+        api_key=API_KEY,
+        env={
+            "ECG_MODEL_POLL_INTERVAL_S": "1",
+            "ECG_MAX_UPLOAD_BYTES": str(2 * 1024 * 1024),
+            "ECG_SECRET_KEY": SECRET_KEY,
+        },
+    ) as running:
         yield running
 
 

@@ -28,8 +28,15 @@ def test_health_ready_and_openapi(client):
     assert ready.status_code == 200, ready.text
     assert ready.json()["checks"] == {"postgres": "ok", "redis": "ok", "inference": "ok"}
     paths = client.get("/openapi.json").json()["paths"]
-    for path in ("/classify", "/api/training-jobs", "/api/ingestion-jobs", "/api/models", "/api/recordings",
-                 "/api/recordings/{recording_id}/signal", "/api/models/{name}/versions/{version}/promote"):
+    for path in (
+        "/classify",
+        "/api/training-jobs",
+        "/api/ingestion-jobs",
+        "/api/models",
+        "/api/recordings",
+        "/api/recordings/{recording_id}/signal",
+        "/api/models/{name}/versions/{version}/promote",
+    ):
         assert path in paths
     assert client.get("/docs").status_code == 200
 
@@ -60,8 +67,11 @@ def test_classify_real_wellnest_recording_is_forwarded_with_a_trace(client, stac
 
 def test_classify_json_samples_are_forwarded(client):
     t = np.arange(0, 10, 1 / 300)
-    body = {"samples": (0.8 * np.sin(2 * np.pi * 1.2 * t) ** 31).round(4).tolist(), "sampling_rate": 300,
-            "leads": ["II"]}
+    body = {
+        "samples": (0.8 * np.sin(2 * np.pi * 1.2 * t) ** 31).round(4).tolist(),
+        "sampling_rate": 300,
+        "leads": ["II"],
+    }
     response = client.post("/classify", json=body)
     assert response.status_code == 200, response.text
     assert [m["name"] for m in response.json()["models"]] == ["rhythm-1lead"]
@@ -94,7 +104,7 @@ def test_oversized_upload_is_refused_before_it_is_read(client, stack):
     # A chunked upload (no Content-Length) is cut off as it streams: the gateway answers 413 long before the
     # client has sent everything (here a 'file' ten times the limit).
     def chunks():
-        yield b"--b\r\nContent-Disposition: form-data; name=\"file\"; filename=\"x.raw\"\r\n\r\n"
+        yield b'--b\r\nContent-Disposition: form-data; name="file"; filename="x.raw"\r\n\r\n'
         for _ in range(10 * limit // 65536):
             yield b"\0" * 65536
         yield b"\r\n--b--\r\n"
@@ -105,13 +115,20 @@ def test_oversized_upload_is_refused_before_it_is_read(client, stack):
 
 def test_classify_answers_503_when_inference_is_down(database_url, azurite, active_models):
     # The gateway alone: its ECG_INFERENCE_URL points at the stack's inference port, where nothing listens.
-    with start_stack(["gateway"], database_url=database_url, artifact_connection_string=azurite.connection_string,
-                     env={"ECG_INFERENCE_CONNECT_TIMEOUT_S": "1"}) as alone:
+    with start_stack(
+        ["gateway"],
+        database_url=database_url,
+        artifact_connection_string=azurite.connection_string,
+        env={"ECG_INFERENCE_CONNECT_TIMEOUT_S": "1"},
+    ) as alone:
         with socket.socket() as probe:
             assert probe.connect_ex(("127.0.0.1", alone.port("inference"))) != 0
         record = Record(np.zeros((5000, 8), np.float32), 500.0, [f"ch{i}" for i in range(8)], {})
-        response = httpx.post(alone.url("gateway") + "/classify", timeout=10,
-                              files={"file": ("x.raw", io.BytesIO(write_wellnest(_wellnest_like(record))))})
+        response = httpx.post(
+            alone.url("gateway") + "/classify",
+            timeout=10,
+            files={"file": ("x.raw", io.BytesIO(write_wellnest(_wellnest_like(record))))},
+        )
         assert response.status_code == 503
         assert "inference service is unavailable" in response.json()["detail"]
         ready = httpx.get(alone.url("gateway") + "/readyz", timeout=10)
@@ -132,26 +149,49 @@ def test_state_changing_endpoints_need_the_api_key(client):
     wrong = client.post(path, headers={"X-API-Key": "not-the-key"})
     assert wrong.status_code == 403
     assert API_KEY not in wrong.text
-    for path, body in (("/api/training-jobs", {"dataset": "x", "normal_classes": ["N"]}),
-                       ("/api/ingestion-jobs", {"dataset": "x", "container": "c"})):
+    for path, body in (
+        ("/api/training-jobs", {"dataset": "x", "normal_classes": ["N"]}),
+        ("/api/ingestion-jobs", {"dataset": "x", "container": "c"}),
+    ):
         assert client.post(path, json=body).status_code == 401
         assert client.post(path, json=body, headers={"X-API-Key": "nope"}).status_code == 403
 
 
 def test_without_a_configured_key_state_changes_are_refused(database_url, azurite, active_models):
-    with start_stack(["gateway"], database_url=database_url, artifact_connection_string=azurite.connection_string,
-                     env={"ECG_API_KEY": ""}) as keyless:
-        response = httpx.post(keyless.url("gateway") + "/api/models/rhythm-1lead/versions/1/promote",
-                              headers={"X-API-Key": ""}, timeout=10)
+    with start_stack(
+        ["gateway"],
+        database_url=database_url,
+        artifact_connection_string=azurite.connection_string,
+        env={"ECG_API_KEY": ""},
+    ) as keyless:
+        response = httpx.post(
+            keyless.url("gateway") + "/api/models/rhythm-1lead/versions/1/promote",
+            headers={"X-API-Key": ""},
+            timeout=10,
+        )
         assert response.status_code == 503
         assert "ECG_API_KEY" in response.json()["detail"]
 
 
 def test_ingestion_jobs_without_a_secret_key_are_refused_clearly(database_url, azurite, active_models):
-    with start_stack(["gateway"], database_url=database_url, artifact_connection_string=azurite.connection_string,
-                     api_key=API_KEY, env={"ECG_SECRET_KEY": ""}) as no_secret:
-        response = httpx.post(no_secret.url("gateway") + "/api/ingestion-jobs", headers=KEY, timeout=10, json={
-            "dataset": "x", "container": "recordings", "account_url": azurite.account_url, "sas_token": "sv=1&sig=x"})
+    with start_stack(
+        ["gateway"],
+        database_url=database_url,
+        artifact_connection_string=azurite.connection_string,
+        api_key=API_KEY,
+        env={"ECG_SECRET_KEY": ""},
+    ) as no_secret:
+        response = httpx.post(
+            no_secret.url("gateway") + "/api/ingestion-jobs",
+            headers=KEY,
+            timeout=10,
+            json={
+                "dataset": "x",
+                "container": "recordings",
+                "account_url": azurite.account_url,
+                "sas_token": "sv=1&sig=x",
+            },
+        )
         assert response.status_code == 503
         assert "ECG_SECRET_KEY" in response.json()["detail"] and "sig=x" not in response.text
 
@@ -173,8 +213,15 @@ def stored_recordings(database_url) -> dict[str, list[int]]:
             for i in range(count):
                 signal = (rng.standard_normal((int(rate * 20), 1)) * 0.1).astype(np.float32)
                 label = "N" if i % 2 == 0 else "A"
-                items.append(StoreItem(Record(signal, rate, ["II"], {}), f"mem://{dataset}/{i}", "1",
-                                       content_hash(signal.tobytes()), label))
+                items.append(
+                    StoreItem(
+                        Record(signal, rate, ["II"], {}),
+                        f"mem://{dataset}/{i}",
+                        "1",
+                        content_hash(signal.tobytes()),
+                        label,
+                    )
+                )
             ids[dataset] = [i for i in store_recordings(session, dataset, items) if i is not None]
     return ids
 
@@ -217,8 +264,9 @@ def test_models_are_listed_and_a_version_promoted(client, database_url, active_m
 
     with session_scope(database_url) as session:
         metadata = twelve_lead_metadata()
-        candidate = registry.register_version(session, metadata, tiny_model(metadata, seed=5),
-                                              model_card={"intended_use": "promotion test"}).version
+        candidate = registry.register_version(
+            session, metadata, tiny_model(metadata, seed=5), model_card={"intended_use": "promotion test"}
+        ).version
     listed = {m["name"]: m for m in client.get("/api/models").json()["models"]}
     assert {"rhythm-1lead", "normal-12lead"} <= set(listed)
     twelve = listed["normal-12lead"]
@@ -242,11 +290,15 @@ def test_models_are_listed_and_a_version_promoted(client, database_url, active_m
 
 
 def test_training_job_is_created_listed_and_cancelled(client):
-    bad = client.post("/api/training-jobs", headers=KEY,
-                      json={"dataset": "x", "normal_classes": ["N"], "window_s": 0.1, "sampling_rate": 100})
+    bad = client.post(
+        "/api/training-jobs",
+        headers=KEY,
+        json={"dataset": "x", "normal_classes": ["N"], "window_s": 0.1, "sampling_rate": 100},
+    )
     assert bad.status_code == 422 and "need >= 64" in bad.text
-    created = client.post("/api/training-jobs", headers=KEY,
-                          json={"dataset": "no-such-dataset", "normal_classes": ["N"], "epochs": 1})
+    created = client.post(
+        "/api/training-jobs", headers=KEY, json={"dataset": "no-such-dataset", "normal_classes": ["N"], "epochs": 1}
+    )
     assert created.status_code == 201, created.text
     job = created.json()
     assert job["status"] in ("queued", "running", "failed") and job["dataset"] == "no-such-dataset"
@@ -265,9 +317,17 @@ def test_training_job_is_created_listed_and_cancelled(client):
 
 def test_ingestion_job_is_created_without_echoing_its_secret(client, azurite):
     sas = "sv=2024-01-01&ss=b&srt=co&sp=rl&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D"
-    created = client.post("/api/ingestion-jobs", headers=KEY, json={
-        "dataset": "gateway-ingest", "container": "recordings", "account_url": azurite.account_url,
-        "sas_token": sas, "prefix": "none/"})
+    created = client.post(
+        "/api/ingestion-jobs",
+        headers=KEY,
+        json={
+            "dataset": "gateway-ingest",
+            "container": "recordings",
+            "account_url": azurite.account_url,
+            "sas_token": sas,
+            "prefix": "none/",
+        },
+    )
     assert created.status_code == 201, created.text
     job = created.json()
     assert job["status"] == "queued" and job["auth"] == "sas_token"
@@ -282,16 +342,25 @@ def test_ingestion_job_is_created_without_echoing_its_secret(client, azurite):
 
 
 def test_a_silent_inference_service_gives_503_after_the_timeout_and_classify_can_require_the_key(
-        database_url, azurite, active_models, wellnest_sample):
+    database_url, azurite, active_models, wellnest_sample
+):
     import time
 
     with socket.socket() as silent:  # accepts connections (kernel backlog) but never answers
         silent.bind(("127.0.0.1", 0))
         silent.listen(8)
-        env = {"ECG_INFERENCE_URL": f"http://127.0.0.1:{silent.getsockname()[1]}", "ECG_INFERENCE_TIMEOUT_S": "1",
-               "ECG_CLASSIFY_REQUIRES_KEY": "true"}
-        with start_stack(["gateway"], database_url=database_url, api_key=API_KEY,
-                         artifact_connection_string=azurite.connection_string, env=env) as keyed:
+        env = {
+            "ECG_INFERENCE_URL": f"http://127.0.0.1:{silent.getsockname()[1]}",
+            "ECG_INFERENCE_TIMEOUT_S": "1",
+            "ECG_CLASSIFY_REQUIRES_KEY": "true",
+        }
+        with start_stack(
+            ["gateway"],
+            database_url=database_url,
+            api_key=API_KEY,
+            artifact_connection_string=azurite.connection_string,
+            env=env,
+        ) as keyed:
             url = keyed.url("gateway") + "/classify"
             files = {"file": ("sample-10s.raw", wellnest_sample.read_bytes())}
             assert httpx.post(url, files=files, timeout=10).status_code == 401
@@ -308,8 +377,13 @@ def test_metrics_count_requests_by_route_template(client, stored_recordings):
     for _ in range(3):
         assert client.get(f"/api/recordings/{recording_id}").status_code == 200
     text = client.get("/metrics").text
-    line = next(line for line in text.splitlines() if line.startswith("ecg_gateway_requests_total{")
-                and 'route="/api/recordings/{recording_id}"' in line and 'status="200"' in line)
+    line = next(
+        line
+        for line in text.splitlines()
+        if line.startswith("ecg_gateway_requests_total{")
+        and 'route="/api/recordings/{recording_id}"' in line
+        and 'status="200"' in line
+    )
     assert float(line.rsplit(" ", 1)[1]) >= 3
-    assert f"/api/recordings/{recording_id}\"" not in text  # no label per id
+    assert f'/api/recordings/{recording_id}"' not in text  # no label per id
     assert "ecg_gateway_request_duration_seconds_bucket" in text

@@ -15,8 +15,15 @@ from tests.gateway.conftest import API_KEY
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
-CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-background-networking",
-                 "--disable-component-update", "--disable-sync", "--no-first-run"]
+CHROMIUM_ARGS = [
+    "--headless",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--no-first-run",
+]
 
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
@@ -60,14 +67,18 @@ def test_upload_real_wellnest_recording_shows_verdict_models_and_12_lead_trace(p
     page.goto("/")
     page.set_input_files("#file-input", str(wellnest_sample))
     verdict = page.locator("#verdict-label")
-    page.wait_for_function("() => document.getElementById('verdict').className.includes('verdict-')"
-                           " && !document.getElementById('verdict').className.includes('verdict-empty')",
-                           timeout=20_000)
+    page.wait_for_function(
+        "() => document.getElementById('verdict').className.includes('verdict-')"
+        " && !document.getElementById('verdict').className.includes('verdict-empty')",
+        timeout=20_000,
+    )
     assert verdict.inner_text().strip().lower() in ("normal", "abnormal", "unreadable")
     assert "probability" in page.locator("#verdict-probability").inner_text()
     assert page.locator(".model-card").count() == 2
     assert {page.locator(".model-card").nth(i).get_attribute("data-model") for i in range(2)} == {
-        "rhythm-1lead", "normal-12lead"}
+        "rhythm-1lead",
+        "normal-12lead",
+    }
     assert "bpm" in page.locator("#facts").inner_text()
     assert page.locator("#quality").inner_text().startswith("Signal quality")
     canvas = page.locator("#ecg-canvas")
@@ -160,7 +171,9 @@ def test_start_a_short_training_job_and_watch_it_finish(page, stack, cinc_datase
     status = page.locator("#training-detail[data-model='browser-test-model'] [data-status]")
     page.wait_for_function(
         "() => ['succeeded', 'failed', 'cancelled'].includes(document.querySelector("
-        "\"#training-detail[data-model='browser-test-model'] [data-status]\")?.dataset.status)", timeout=300_000)
+        "\"#training-detail[data-model='browser-test-model'] [data-status]\")?.dataset.status)",
+        timeout=300_000,
+    )
     page.screenshot(path=str(SCREENSHOTS / "training-finished.png"), full_page=True)
     assert status.get_attribute("data-status") == "succeeded", page.locator("#training-detail").inner_text()
     detail = page.locator("#training-detail")
@@ -200,7 +213,9 @@ def test_start_an_ingestion_job_and_see_its_progress_and_failures(page, stack, a
     assert form.locator("[name=connection_string]").input_value() == ""  # the secret leaves the page once sent
     page.wait_for_function(
         "() => ['succeeded', 'failed'].includes(document.querySelector("
-        "\"#ingestion-detail[data-dataset='browser-ingest'] [data-status]\")?.dataset.status)", timeout=120_000)
+        "\"#ingestion-detail[data-dataset='browser-ingest'] [data-status]\")?.dataset.status)",
+        timeout=120_000,
+    )
     text = detail.inner_text()
     page.screenshot(path=str(SCREENSHOTS / "ingestion-finished.png"), full_page=True)
     assert "2 of 2 handled: 1 stored, 0 already there, 1 failed" in text, text

@@ -11,6 +11,7 @@ from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse
+from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
@@ -37,10 +38,11 @@ def create_app() -> FastAPI:
     app = FastAPI(
         title="ECG classification gateway",
         description="Classify ECG recordings, browse stored recordings, run ingestion and training jobs, manage "
-                    "model versions. Endpoints that change state need the `X-API-Key` header.",
+        "model versions. Endpoints that change state need the `X-API-Key` header.",
         version="1.0",
         lifespan=lifespan,
     )
+    app.add_middleware(GZipMiddleware, minimum_size=2048)  # traces for plotting are large JSON
     app.add_middleware(MetricsMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
     for module in (health, classify, recordings, models, jobs, pages):

@@ -25,16 +25,21 @@ class InferenceClient:
             response = await self._client.request(method, path, **kwargs)
         except httpx.TimeoutException:
             DOWNSTREAM_FAILURES.labels("inference", "timeout").inc()
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                "the inference service did not answer in time; try again shortly") from None
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE, "the inference service did not answer in time; try again shortly"
+            ) from None
         except httpx.TransportError:
             DOWNSTREAM_FAILURES.labels("inference", "unreachable").inc()
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                "the inference service is unavailable (cannot connect); try again shortly") from None
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                "the inference service is unavailable (cannot connect); try again shortly",
+            ) from None
         if response.status_code >= 500:
             DOWNSTREAM_FAILURES.labels("inference", f"http_{response.status_code}").inc()
-            raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                                f"the inference service failed ({_detail(response)}); try again shortly")
+            raise HTTPException(
+                status.HTTP_503_SERVICE_UNAVAILABLE,
+                f"the inference service failed ({_detail(response)}); try again shortly",
+            )
         return response
 
     async def reachable(self) -> bool:

@@ -11,11 +11,15 @@ from starlette.responses import Response
 
 REQUESTS = Counter("ecg_gateway_requests_total", "HTTP requests answered by the gateway", ["method", "route", "status"])
 LATENCY = Histogram(
-    "ecg_gateway_request_duration_seconds", "Time to answer an HTTP request", ["method", "route"],
+    "ecg_gateway_request_duration_seconds",
+    "Time to answer an HTTP request",
+    ["method", "route"],
     buckets=(0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 5.0, 10.0, 30.0),
 )
 DOWNSTREAM_FAILURES = Counter(
-    "ecg_gateway_downstream_failures_total", "Calls to another service that failed", ["service", "reason"],
+    "ecg_gateway_downstream_failures_total",
+    "Calls to another service that failed",
+    ["service", "reason"],
 )
 
 

@@ -14,18 +14,24 @@ from fastapi.security import APIKeyHeader
 from ecg_shared.settings import get_settings
 
 API_KEY_HEADER = "X-API-Key"
-_api_key_header = APIKeyHeader(name=API_KEY_HEADER, auto_error=False,
-                               description="The gateway's API key (ECG_API_KEY); needed to change state.")
+_api_key_header = APIKeyHeader(
+    name=API_KEY_HEADER, auto_error=False, description="The gateway's API key (ECG_API_KEY); needed to change state."
+)
 
 
 def check_api_key(given: str | None) -> None:
     configured = get_settings().api_key
     if configured is None or not configured.get_secret_value():
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            "this endpoint is disabled: the gateway has no API key configured (set ECG_API_KEY)")
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE,
+            "this endpoint is disabled: the gateway has no API key configured (set ECG_API_KEY)",
+        )
     if not given:
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, f"missing API key: send it in the {API_KEY_HEADER} header",
-                            headers={"WWW-Authenticate": API_KEY_HEADER})
+        raise HTTPException(
+            status.HTTP_401_UNAUTHORIZED,
+            f"missing API key: send it in the {API_KEY_HEADER} header",
+            headers={"WWW-Authenticate": API_KEY_HEADER},
+        )
     if not secrets.compare_digest(given.encode(), configured.get_secret_value().encode()):
         raise HTTPException(status.HTTP_403_FORBIDDEN, f"wrong API key in the {API_KEY_HEADER} header")
 

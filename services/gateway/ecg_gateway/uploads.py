@@ -19,17 +19,18 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 
 @dataclass
 class ClassifyBody:
-    body: bytes                       # the whole request body, forwarded unchanged
-    content_type: str                 # as received (with the multipart boundary)
-    filename: str | None = None       # multipart only: the uploaded file
+    body: bytes  # the whole request body, forwarded unchanged
+    content_type: str  # as received (with the multipart boundary)
+    filename: str | None = None  # multipart only: the uploaded file
     data: bytes | None = None
     fields: dict[str, str] = field(default_factory=dict)  # multipart only: the other form fields (format, fs)
 
 
 def _too_large(limit: int) -> HTTPException:
-    return HTTPException(status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
-                         f"upload too large: the limit is {limit} bytes ({limit / 1048576:.1f} MiB, "
-                         "setting ECG_MAX_UPLOAD_BYTES)")
+    return HTTPException(
+        status.HTTP_413_REQUEST_ENTITY_TOO_LARGE,
+        f"upload too large: the limit is {limit} bytes ({limit / 1048576:.1f} MiB, setting ECG_MAX_UPLOAD_BYTES)",
+    )
 
 
 async def read_body_limited(request: Request, body_limit: int, file_limit: int) -> bytes:
@@ -60,9 +61,11 @@ async def read_classify_body(request: Request) -> ClassifyBody:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the JSON body is empty")
         return ClassifyBody(body, content_type)
     if kind != "multipart/form-data":
-        raise HTTPException(status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
-                            f"unsupported content type {kind or 'none'!r}: send multipart/form-data with a 'file' "
-                            "field, or application/json samples")
+        raise HTTPException(
+            status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
+            f"unsupported content type {kind or 'none'!r}: send multipart/form-data with a 'file' "
+            "field, or application/json samples",
+        )
     body = await read_body_limited(request, limit + MULTIPART_OVERHEAD_BYTES, limit)
     request._body = body  # Starlette's form parser then reads this instead of the consumed stream
     try:

@@ -23,14 +23,21 @@ _REQUEST_BODY = {
     "requestBody": {
         "required": True,
         "content": {
-            "multipart/form-data": {"schema": {
-                "type": "object", "required": ["file"],
-                "properties": {
-                    "file": {"type": "string", "format": "binary",
-                             "description": "Wellnest raw, WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz"},
-                    "format": {"type": "string", "enum": list(FORMATS), "description": "skip format detection"},
-                    "fs": {"type": "number", "description": "sampling rate (Hz) for formats that carry none"},
-                }}},
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Wellnest raw, WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz",
+                        },
+                        "format": {"type": "string", "enum": list(FORMATS), "description": "skip format detection"},
+                        "fs": {"type": "number", "description": "sampling rate (Hz) for formats that carry none"},
+                    },
+                }
+            },
             "application/json": {"schema": ClassifyJsonRequest.model_json_schema()},
         },
     }
@@ -56,9 +63,13 @@ def _trace_for(upload: ClassifyBody, hints: dict[str, str]) -> dict | None:
     return plot_trace(record)
 
 
-@router.post("/classify", dependencies=[Depends(classify_access)], openapi_extra=_REQUEST_BODY,
-             responses={200: {"model": ClassifyResponse}},
-             summary="Classify an ECG file (forwarded to the inference service)")
+@router.post(
+    "/classify",
+    dependencies=[Depends(classify_access)],
+    openapi_extra=_REQUEST_BODY,
+    responses={200: {"model": ClassifyResponse}},
+    summary="Classify an ECG file (forwarded to the inference service)",
+)
 async def classify(
     request: Request,
     trace: bool = Query(False, description="Add the recording's display trace (filtered, decimated) for plotting"),
@@ -72,7 +83,11 @@ async def classify(
     upload = await read_classify_body(request)
     params = [(k, v) for k, v in request.query_params.multi_items() if k != "trace"]
     forwarded = request.app.state.inference.request(
-        "POST", "/classify", content=upload.body, headers={"content-type": upload.content_type}, params=params,
+        "POST",
+        "/classify",
+        content=upload.body,
+        headers={"content-type": upload.content_type},
+        params=params,
     )
     if trace:
         hints = upload.fields

@@ -44,7 +44,9 @@ def _redis_ok() -> str | None:
 @router.get("/readyz", summary="Postgres, Redis and the inference service are reachable")
 async def readyz(request: Request) -> JSONResponse:
     postgres, redis_problem, inference_up = await asyncio.gather(
-        run_in_threadpool(_postgres_ok), run_in_threadpool(_redis_ok), request.app.state.inference.reachable(),
+        run_in_threadpool(_postgres_ok),
+        run_in_threadpool(_redis_ok),
+        request.app.state.inference.reachable(),
     )
     checks = {
         "postgres": postgres or "ok",
@@ -52,8 +54,9 @@ async def readyz(request: Request) -> JSONResponse:
         "inference": "ok" if inference_up else "inference service unreachable",
     }
     ready = all(value == "ok" for value in checks.values())
-    return JSONResponse({"status": "ready" if ready else "not ready", "checks": checks},
-                        status_code=200 if ready else 503)
+    return JSONResponse(
+        {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503
+    )
 
 
 @router.get("/metrics", summary="Prometheus metrics", include_in_schema=False)

@@ -40,8 +40,13 @@ def list_training_jobs(limit: int = Query(50, ge=1, le=500)) -> TrainingJobList:
         return TrainingJobList(jobs=[training.training_job_view(job) for job in jobs])
 
 
-@router.post("/training-jobs", response_model=training.TrainingJobView, status_code=status.HTTP_201_CREATED,
-             dependencies=[Depends(require_api_key)], summary="Start a training job")
+@router.post(
+    "/training-jobs",
+    response_model=training.TrainingJobView,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_api_key)],
+    summary="Start a training job",
+)
 def start_training_job(request: training.TrainingJobRequest) -> training.TrainingJobView:
     with session_scope() as session:
         job_id = training.create_training_job(session, request).id
@@ -64,15 +69,22 @@ def _training_job(session, job_id: int) -> training.TrainingJob:
     return job
 
 
-@router.get("/training-jobs/{job_id}", response_model=training.TrainingJobView,
-            summary="One training job: status, progress per epoch, metrics and confusion matrix when done")
+@router.get(
+    "/training-jobs/{job_id}",
+    response_model=training.TrainingJobView,
+    summary="One training job: status, progress per epoch, metrics and confusion matrix when done",
+)
 def get_training_job(job_id: int) -> training.TrainingJobView:
     with session_scope() as session:
         return training.training_job_view(_training_job(session, job_id))
 
 
-@router.post("/training-jobs/{job_id}/cancel", response_model=training.TrainingJobView,
-             dependencies=[Depends(require_api_key)], summary="Cancel a queued job, or ask a running one to stop")
+@router.post(
+    "/training-jobs/{job_id}/cancel",
+    response_model=training.TrainingJobView,
+    dependencies=[Depends(require_api_key)],
+    summary="Cancel a queued job, or ask a running one to stop",
+)
 def cancel_training_job(job_id: int) -> training.TrainingJobView:
     with session_scope() as session:
         try:
@@ -90,34 +102,46 @@ def cancel_training_job(job_id: int) -> training.TrainingJobView:
 @router.get("/ingestion-jobs", response_model=IngestionJobList, summary="Ingestion jobs, newest first")
 def list_ingestion_jobs(limit: int = Query(50, ge=1, le=500)) -> IngestionJobList:
     with session_scope() as session:
-        return IngestionJobList(jobs=[ingestion.ingestion_job_view(j, session)
-                                      for j in ingestion.list_ingestion_jobs(session, limit)])
+        return IngestionJobList(
+            jobs=[ingestion.ingestion_job_view(j, session) for j in ingestion.list_ingestion_jobs(session, limit)]
+        )
 
 
-@router.post("/ingestion-jobs", response_model=ingestion.IngestionJobView, status_code=status.HTTP_201_CREATED,
-             dependencies=[Depends(require_api_key)],
-             summary="Start an ingestion job: read recordings from an Azure Blob container into the database")
+@router.post(
+    "/ingestion-jobs",
+    response_model=ingestion.IngestionJobView,
+    status_code=status.HTTP_201_CREATED,
+    dependencies=[Depends(require_api_key)],
+    summary="Start an ingestion job: read recordings from an Azure Blob container into the database",
+)
 def start_ingestion_job(request: ingestion.IngestionJobRequest) -> ingestion.IngestionJobView:
     try:
         with session_scope() as session:
             job_id = ingestion.create_ingestion_job(session, request).id
     except ingestion.SecretKeyMissing as exc:
-        raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE,
-                            f"ingestion jobs are not configured on this server: {exc}") from None
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"ingestion jobs are not configured on this server: {exc}"
+        ) from None
     try:
         ingestion.enqueue_ingestion_job(job_id)
     except Exception as exc:
         log.error("ingestion job %s could not be queued: %s", job_id, type(exc).__name__)
         with session_scope() as session:
-            ingestion.finish_job(session, ingestion.get_ingestion_job(session, job_id),
-                                 error="could not be queued: the job queue (Redis) was unreachable")
+            ingestion.finish_job(
+                session,
+                ingestion.get_ingestion_job(session, job_id),
+                error="could not be queued: the job queue (Redis) was unreachable",
+            )
         raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, _QUEUE_DOWN) from None
     with session_scope() as session:
         return ingestion.ingestion_job_view(ingestion.get_ingestion_job(session, job_id), session)
 
 
-@router.get("/ingestion-jobs/{job_id}", response_model=ingestion.IngestionJobView,
-            summary="One ingestion job: status, counts, the first failures")
+@router.get(
+    "/ingestion-jobs/{job_id}",
+    response_model=ingestion.IngestionJobView,
+    summary="One ingestion job: status, counts, the first failures",
+)
 def get_ingestion_job(job_id: int) -> ingestion.IngestionJobView:
     with session_scope() as session:
         try:

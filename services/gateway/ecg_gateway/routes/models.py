@@ -45,12 +45,20 @@ class ModelList(BaseModel):
 def version_view(row: ModelVersion) -> ModelVersionView:
     meta = row.onnx_metadata or {}
     return ModelVersionView(
-        name=row.name, version=row.version, family=row.family, stage=row.stage,
-        classes=meta.get("classes", []), normal_classes=meta.get("normal_classes", []),
-        unreadable_classes=meta.get("unreadable_classes", []), threshold=meta.get("threshold"),
+        name=row.name,
+        version=row.version,
+        family=row.family,
+        stage=row.stage,
+        classes=meta.get("classes", []),
+        normal_classes=meta.get("normal_classes", []),
+        unreadable_classes=meta.get("unreadable_classes", []),
+        threshold=meta.get("threshold"),
         leads=list((meta.get("preprocessing") or {}).get("leads", [])),
-        metrics=row.metrics or {}, model_card=row.model_card or {}, training_job_id=row.training_job_id,
-        created_at=row.created_at, promoted_at=row.promoted_at,
+        metrics=row.metrics or {},
+        model_card=row.model_card or {},
+        training_job_id=row.training_job_id,
+        created_at=row.created_at,
+        promoted_at=row.promoted_at,
     )
 
 
@@ -59,8 +67,11 @@ def _models(rows: list[ModelVersion]) -> list[ModelView]:
     for row in rows:
         grouped.setdefault(row.name, []).append(row)
     return [
-        ModelView(name=name, versions=[version_view(v) for v in versions],
-                  active_version=next((v.version for v in versions if v.stage == "active"), None))
+        ModelView(
+            name=name,
+            versions=[version_view(v) for v in versions],
+            active_version=next((v.version for v in versions if v.stage == "active"), None),
+        )
         for name, versions in grouped.items()
     ]
 
@@ -80,9 +91,12 @@ def get_model(name: str) -> ModelView:
     return models[0]
 
 
-@router.post("/{name}/versions/{version}/promote", response_model=ModelVersionView,
-             dependencies=[Depends(require_api_key)],
-             summary="Make this version the active one (the previous active version is archived)")
+@router.post(
+    "/{name}/versions/{version}/promote",
+    response_model=ModelVersionView,
+    dependencies=[Depends(require_api_key)],
+    summary="Make this version the active one (the previous active version is archived)",
+)
 def promote_version(name: str, version: int) -> ModelVersionView:
     """Committed before the answer is sent: a 200 means the inference service will pick the version up."""
     try:

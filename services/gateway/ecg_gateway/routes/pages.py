@@ -25,7 +25,9 @@ def _render(request: Request, path: str) -> HTMLResponse:
     template, title = PAGES[path]
     settings = get_settings()
     context = {
-        "title": title, "path": path, "nav": [(p, t) for p, (_, t) in PAGES.items()],
+        "title": title,
+        "path": path,
+        "nav": [(p, t) for p, (_, t) in PAGES.items()],
         "classify_requires_key": settings.classify_requires_key,
         "max_upload_bytes": settings.max_upload_bytes,
     }

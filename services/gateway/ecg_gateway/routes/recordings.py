@@ -15,8 +15,17 @@ from ecg_shared.db import Recording, session_scope
 
 router = APIRouter(prefix="/api/recordings", tags=["recordings"])
 
-_SUMMARY_COLUMNS = (Recording.id, Recording.dataset, Recording.source_uri, Recording.format, Recording.sampling_rate,
-                    Recording.lead_names, Recording.n_samples, Recording.label, Recording.created_at)
+_SUMMARY_COLUMNS = (
+    Recording.id,
+    Recording.dataset,
+    Recording.source_uri,
+    Recording.format,
+    Recording.sampling_rate,
+    Recording.lead_names,
+    Recording.n_samples,
+    Recording.label,
+    Recording.created_at,
+)
 
 
 class RecordingSummary(BaseModel):
@@ -82,15 +91,20 @@ def _get(session: Session, recording_id: int) -> Recording:
 def get_recording(recording_id: int) -> RecordingDetail:
     with session_scope() as session:
         row = _get(session, recording_id)
-        return RecordingDetail(**_summary(row), source_version=row.source_version,
-                               content_sha256=row.content_sha256, metadata=row.metadata_ or {})
+        return RecordingDetail(
+            **_summary(row),
+            source_version=row.source_version,
+            content_sha256=row.content_sha256,
+            metadata=row.metadata_ or {},
+        )
 
 
 @router.get("/{recording_id}/signal", summary="One recording's trace for plotting (filtered, decimated, mV)")
 def get_recording_signal(
     recording_id: int,
-    max_points: int | None = Query(None, ge=100, le=100_000,
-                                   description="samples per lead at most (default: ECG_PLOT_MAX_POINTS / leads)"),
+    max_points: int | None = Query(
+        None, ge=100, le=100_000, description="samples per lead at most (default: ECG_PLOT_MAX_POINTS / leads)"
+    ),
 ) -> dict:
     with session_scope() as session:
         record = _get(session, recording_id).to_record()
