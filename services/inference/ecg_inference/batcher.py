@@ -1,9 +1,9 @@
 """Micro-batching: model inputs of requests that arrive together go to onnxruntime in one call.
 
-The first request for a model waits up to ``wait_ms`` for others to join; a batch leaves at once when it reaches
-``max_size`` inputs (windows). While a model's batch runs, new requests queue and leave together as soon as it
-finishes, so under load batches grow by themselves. Calls run on one dedicated thread: onnxruntime already uses
-every core inside a call, and the event loop stays free.
+While a model's batch runs, new requests queue and leave together as soon as it finishes, so under load batches grow
+by themselves and an idle model adds no wait. A request that finds its model idle waits ``wait_ms`` for others
+(0: none); a batch holds at most ``max_size`` inputs (windows). Calls run on one dedicated thread: onnxruntime
+already uses every core inside a call, and the event loop stays free.
 """
 
 from __future__ import annotations
