@@ -48,26 +48,32 @@ def child(module_name: str, arguments: dict[str, Any], quick: bool, output: Path
         module = importlib.import_module(module_name)
     except ModuleNotFoundError as exc:
         missing = exc.name == module_name
-        reason = (f"not written yet ({module_name.replace('.', '/')}.py missing)" if missing
-                  else f"import failed: {exc}")
+        reason = f"not written yet ({module_name.replace('.', '/')}.py missing)" if missing else f"import failed: {exc}"
         return finish({"status": "not available", "reason": reason}, EXIT_UNAVAILABLE)
     except Exception as exc:
-        return finish({"status": "not available", "reason": f"import failed: {type(exc).__name__}: {exc}"},
-                      EXIT_UNAVAILABLE)
+        return finish(
+            {"status": "not available", "reason": f"import failed: {type(exc).__name__}: {exc}"}, EXIT_UNAVAILABLE
+        )
     run = getattr(module, "run", None)
     if not callable(run):
-        return finish({"status": "not available", "reason": f"{module_name} has no run() function"},
-                      EXIT_UNAVAILABLE)
+        return finish({"status": "not available", "reason": f"{module_name} has no run() function"}, EXIT_UNAVAILABLE)
     arguments = {**(quick_arguments(run) if quick else {}), **arguments}
     try:
         result = run(**arguments)
     except Exception as exc:
         traceback.print_exc()
-        return finish({"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "arguments": arguments},
-                      EXIT_FAILED)
+        return finish(
+            {"status": "failed", "reason": f"{type(exc).__name__}: {exc}", "arguments": arguments}, EXIT_FAILED
+        )
     if not isinstance(result, dict):
-        return finish({"status": "failed", "reason": f"run() returned {type(result).__name__}, not a dict",
-                       "arguments": arguments}, EXIT_FAILED)
+        return finish(
+            {
+                "status": "failed",
+                "reason": f"run() returned {type(result).__name__}, not a dict",
+                "arguments": arguments,
+            },
+            EXIT_FAILED,
+        )
     return finish({"status": "ok", "result": result, "arguments": arguments}, 0)
 
 
@@ -75,20 +81,37 @@ def run_benchmark(module_name: str, arguments: dict[str, Any], quick: bool, time
     """Run one benchmark in a child process; its output streams to this terminal."""
     with tempfile.TemporaryDirectory(prefix="bench-") as folder:
         output = Path(folder) / "outcome.json"
-        command = [sys.executable, "-m", "bench", "--child", module_name, "--child-output", str(output),
-                   "--child-arguments", json.dumps(arguments)] + (["--quick"] if quick else [])
-        env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT),
-                                                                          os.environ.get("PYTHONPATH")]))}
+        command = [
+            sys.executable,
+            "-m",
+            "bench",
+            "--child",
+            module_name,
+            "--child-output",
+            str(output),
+            "--child-arguments",
+            json.dumps(arguments),
+        ] + (["--quick"] if quick else [])
+        env = {
+            **os.environ,
+            "PYTHONPATH": os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")])),
+        }
         started = time.monotonic()
         try:
             process = subprocess.run(command, cwd=REPO_ROOT, env=env, timeout=timeout)
         except subprocess.TimeoutExpired:
-            return {"status": "failed", "reason": f"did not finish within {timeout:.0f} s",
-                    "seconds": round(time.monotonic() - started, 1)}
+            return {
+                "status": "failed",
+                "reason": f"did not finish within {timeout:.0f} s",
+                "seconds": round(time.monotonic() - started, 1),
+            }
         seconds = round(time.monotonic() - started, 1)
         if not output.exists():
-            return {"status": "failed", "reason": f"the benchmark process died (exit status {process.returncode})",
-                    "seconds": seconds}
+            return {
+                "status": "failed",
+                "reason": f"the benchmark process died (exit status {process.returncode})",
+                "seconds": seconds,
+            }
         return {**json.loads(output.read_text()), "seconds": seconds}
 
 
@@ -111,12 +134,25 @@ def parse_arguments(values: list[str]) -> dict[str, dict[str, Any]]:
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(prog="python -m bench", description=__doc__.split("\n\n")[0])
     parser.add_argument("--quick", action="store_true", help="smaller sizes (minutes, not tens of minutes)")
-    parser.add_argument("--only", action="append", metavar="NAME",
-                        help=f"run only this benchmark (repeatable; default: {', '.join(BENCHMARKS)})")
-    parser.add_argument("--module", action="append", metavar="DOTTED.NAME",
-                        help="run this benchmark module instead (its last name part names it)")
-    parser.add_argument("--arg", action="append", default=[], metavar="NAME.PARAM=VALUE",
-                        help="pass an argument to a benchmark's run(), e.g. ingestion.n=10000")
+    parser.add_argument(
+        "--only",
+        action="append",
+        metavar="NAME",
+        help=f"run only this benchmark (repeatable; default: {', '.join(BENCHMARKS)})",
+    )
+    parser.add_argument(
+        "--module",
+        action="append",
+        metavar="DOTTED.NAME",
+        help="run this benchmark module instead (its last name part names it)",
+    )
+    parser.add_argument(
+        "--arg",
+        action="append",
+        default=[],
+        metavar="NAME.PARAM=VALUE",
+        help="pass an argument to a benchmark's run(), e.g. ingestion.n=10000",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark (default 3600)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--readme", type=Path, default=README)

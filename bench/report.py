@@ -18,9 +18,26 @@ README = REPO_ROOT / "README.md"
 START_MARKER = "<!-- bench:start -->"
 END_MARKER = "<!-- bench:end -->"
 # Distributions whose versions a result depends on (absent ones are reported as such).
-VERSIONED = ("numpy", "scipy", "onnxruntime", "onnxruntime-gpu", "tensorflow-cpu", "tensorflow", "keras", "tf2onnx",
-             "fastapi", "uvicorn", "httpx", "celery", "sqlalchemy", "psycopg", "azure-storage-blob", "wfdb",
-             "neurokit2", "flask")
+VERSIONED = (
+    "numpy",
+    "scipy",
+    "onnxruntime",
+    "onnxruntime-gpu",
+    "tensorflow-cpu",
+    "tensorflow",
+    "keras",
+    "tf2onnx",
+    "fastapi",
+    "uvicorn",
+    "httpx",
+    "celery",
+    "sqlalchemy",
+    "psycopg",
+    "azure-storage-blob",
+    "wfdb",
+    "neurokit2",
+    "flask",
+)
 # Keys of a benchmark's result that the report lays out itself; any others go to a details block.
 LAID_OUT = ("name", "title", "rows", "ratios", "targets", "notes")
 
@@ -61,10 +78,21 @@ def versions() -> dict[str, str | None]:
 
 def git_revision() -> str | None:
     try:
-        head = subprocess.run(["git", "rev-parse", "--short", "HEAD"], cwd=REPO_ROOT, capture_output=True,
-                              text=True, timeout=10, check=True).stdout.strip()
-        dirty = subprocess.run(["git", "status", "--porcelain", "--untracked-files=no"], cwd=REPO_ROOT,
-                               capture_output=True, text=True, timeout=10).stdout.strip()
+        head = subprocess.run(
+            ["git", "rev-parse", "--short", "HEAD"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+            check=True,
+        ).stdout.strip()
+        dirty = subprocess.run(
+            ["git", "status", "--porcelain", "--untracked-files=no"],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=10,
+        ).stdout.strip()
     except (OSError, subprocess.SubprocessError):
         return None
     return head + ("+local changes" if dirty else "")
@@ -131,8 +159,10 @@ def _notes(notes: Any) -> list[str]:
 
 def _targets_table(targets: Any) -> str:
     if isinstance(targets, dict):
-        targets = [{"target": key, **(value if isinstance(value, dict) else {"value": value})}
-                   for key, value in targets.items()]
+        targets = [
+            {"target": key, **(value if isinstance(value, dict) else {"value": value})}
+            for key, value in targets.items()
+        ]
     return markdown_table(list(targets))
 
 
@@ -149,8 +179,11 @@ def benchmark_markdown(name: str, outcome: dict[str, Any], *, headline_only: boo
         parts.append(markdown_table(result["rows"]))
     if result.get("ratios"):
         ratios = result["ratios"]
-        rows = ([{"ratio": key, "value": value} for key, value in ratios.items()] if isinstance(ratios, dict)
-                else list(ratios))
+        rows = (
+            [{"ratio": key, "value": value} for key, value in ratios.items()]
+            if isinstance(ratios, dict)
+            else list(ratios)
+        )
         parts.append("Ratios (same run):\n\n" + markdown_table(rows))
     if result.get("targets"):
         parts.append("Targets:\n\n" + _targets_table(result["targets"]))
@@ -170,13 +203,15 @@ def benchmark_markdown(name: str, outcome: dict[str, Any], *, headline_only: boo
 def environment_markdown(report: dict[str, Any]) -> str:
     m = report["machine"]
     installed = ", ".join(f"{name} {v}" for name, v in report["versions"].items() if v)
-    return "\n".join([
-        f"Measured {report['generated_at']}{' (quick sizes)' if report['quick'] else ''} at revision "
-        f"{report['git_revision'] or 'unknown'} on {m['usable_cpus']} usable of {m['cpu_count']} CPUs "
-        f"({m['cpu_model'] or 'unknown CPU'}), {m['memory_gib']} GiB RAM, {m['platform']}.",
-        "",
-        f"Versions: {installed}.",
-    ])
+    return "\n".join(
+        [
+            f"Measured {report['generated_at']}{' (quick sizes)' if report['quick'] else ''} at revision "
+            f"{report['git_revision'] or 'unknown'} on {m['usable_cpus']} usable of {m['cpu_count']} CPUs "
+            f"({m['cpu_model'] or 'unknown CPU'}), {m['memory_gib']} GiB RAM, {m['platform']}.",
+            "",
+            f"Versions: {installed}.",
+        ]
+    )
 
 
 def render_markdown(report: dict[str, Any]) -> str:
@@ -187,8 +222,9 @@ def render_markdown(report: dict[str, Any]) -> str:
 
 def readme_section(report: dict[str, Any]) -> str:
     sections = [environment_markdown(report)]
-    sections += [benchmark_markdown(name, outcome, headline_only=True)
-                 for name, outcome in report["benchmarks"].items()]
+    sections += [
+        benchmark_markdown(name, outcome, headline_only=True) for name, outcome in report["benchmarks"].items()
+    ]
     sections.append("Notes, profiles and the next bottleneck of each: `bench/results/latest.md`.")
     return "\n\n".join(sections)
 
@@ -213,6 +249,8 @@ def update_readme(report: dict[str, Any], readme: Path = README) -> None:
         after = rest.split(END_MARKER, 1)[1]
         text = before + block + after
     else:
-        text = text.rstrip("\n") + "\n\n## Benchmarks\n\n`make bench` (`python -m bench`) measures the system; " \
-               "the latest results:\n\n" + block + "\n"
+        text = (
+            text.rstrip("\n") + "\n\n## Benchmarks\n\n`make bench` (`python -m bench`) measures the system; "
+            "the latest results:\n\n" + block + "\n"
+        )
     readme.write_text(text)

@@ -34,8 +34,10 @@ def step(number: int, text: str) -> None:
 
 
 def azurite_connection_string(blob_endpoint: str) -> str:
-    return (f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_ACCOUNT_KEY};"
-            f"BlobEndpoint={blob_endpoint.rstrip('/')};")
+    return (
+        f"DefaultEndpointsProtocol=http;AccountName=devstoreaccount1;AccountKey={AZURITE_ACCOUNT_KEY};"
+        f"BlobEndpoint={blob_endpoint.rstrip('/')};"
+    )
 
 
 def fail(message: str) -> None:
@@ -72,12 +74,19 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway", default=os.environ.get("ECG_GATEWAY_URL", "http://127.0.0.1:8000"))
     parser.add_argument("--api-key", default=None, help="default: ECG_API_KEY (from .env)")
     parser.add_argument("--data", type=Path, default=settings.data_dir / "ptbxl", help="folder of PTB-XL records")
-    parser.add_argument("--wellnest", type=Path, default=settings.data_dir / "wellnest" / "sample-10s.raw",
-                        help="the device recording to classify at the end")
+    parser.add_argument(
+        "--wellnest",
+        type=Path,
+        default=settings.data_dir / "wellnest" / "sample-10s.raw",
+        help="the device recording to classify at the end",
+    )
     parser.add_argument("--records", type=int, default=120, help="how many PTB-XL records to upload")
     parser.add_argument("--blob-endpoint", default=LOCAL_AZURITE, help="Azurite as this machine reaches it")
-    parser.add_argument("--worker-blob-endpoint", default=None,
-                        help="Azurite as the ingestion worker reaches it (default: --blob-endpoint)")
+    parser.add_argument(
+        "--worker-blob-endpoint",
+        default=None,
+        help="Azurite as the ingestion worker reaches it (default: --blob-endpoint)",
+    )
     parser.add_argument("--family", default="cnn", choices=["cnn", "resnet", "inception"])
     parser.add_argument("--epochs", type=int, default=3)
     parser.add_argument("--timeout", type=float, default=900, help="seconds to wait for each job")
@@ -99,10 +108,23 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"the gateway at {options.gateway} does not answer ({exc}): start the stack with `make dev` first")
     print(f"gateway {options.gateway}: /readyz {ready.status_code} {ready.text[:200]}")
 
-    step(1, f"upload {options.records} PTB-XL records from {options.data} to Azurite container {container!r} "
-            "as Wellnest device blobs, with manifest.xlsx")
-    command = ["ecg", "dataset", "upload", str(options.data), "--container", container, "--format", "wellnest",
-               "--limit", str(options.records)]
+    step(
+        1,
+        f"upload {options.records} PTB-XL records from {options.data} to Azurite container {container!r} "
+        "as Wellnest device blobs, with manifest.xlsx",
+    )
+    command = [
+        "ecg",
+        "dataset",
+        "upload",
+        str(options.data),
+        "--container",
+        container,
+        "--format",
+        "wellnest",
+        "--limit",
+        str(options.records),
+    ]
     print("    $ ECG_INGEST_CONNECTION_STRING=<Azurite> " + " ".join(command), flush=True)
     env = {**os.environ, "ECG_INGEST_CONNECTION_STRING": azurite_connection_string(options.blob_endpoint)}
     ecg = Path(sys.executable).with_name("ecg")
@@ -112,10 +134,19 @@ def main(argv: list[str] | None = None) -> int:
 
     step(2, f"ingestion job via the gateway: container {container!r} -> dataset {dataset!r}")
     worker_endpoint = options.worker_blob_endpoint or options.blob_endpoint
-    job = check(client.post("/api/ingestion-jobs", json={
-        "dataset": dataset, "container": container, "manifest": "manifest.xlsx", "format": "wellnest",
-        "connection_string": azurite_connection_string(worker_endpoint),
-    }), "POST /api/ingestion-jobs")
+    job = check(
+        client.post(
+            "/api/ingestion-jobs",
+            json={
+                "dataset": dataset,
+                "container": container,
+                "manifest": "manifest.xlsx",
+                "format": "wellnest",
+                "connection_string": azurite_connection_string(worker_endpoint),
+            },
+        ),
+        "POST /api/ingestion-jobs",
+    )
     print(f"    job {job['id']} {job['status']}")
 
     def ingestion_progress(job: dict, last: dict | None) -> str | None:
@@ -128,16 +159,34 @@ def main(argv: list[str] | None = None) -> int:
     if job["status"] != "succeeded" or job["stored"] == 0:
         fail(f"ingestion job ended {job['status']}: {job.get('error') or job.get('failures')}")
     stored = check(client.get("/api/recordings", params={"dataset": dataset, "limit": 5}), "GET /api/recordings")
-    print(f"    in Postgres now: {stored['total']} recordings of {dataset}; the newest: "
-          + ", ".join(f"#{r['id']} {r['format']} {len(r['lead_names'])} leads {r['label']}" for r in stored["items"]))
+    print(
+        f"    in Postgres now: {stored['total']} recordings of {dataset}; the newest: "
+        + ", ".join(f"#{r['id']} {r['format']} {len(r['lead_names'])} leads {r['label']}" for r in stored["items"])
+    )
 
-    step(3, f"training job via the gateway: {options.family}, {options.epochs} epochs, 12 leads at 100 Hz, "
-            f"model {MODEL_NAME!r}")
-    job = check(client.post("/api/training-jobs", json={
-        "dataset": dataset, "name": MODEL_NAME, "classes": ["Normal", "Abnormal"], "normal_classes": ["Normal"],
-        "family": options.family, "epochs": options.epochs, "batch_size": 16, "window_s": 10,
-        "sampling_rate": 100, "leads": list(STANDARD_12_LEADS),
-    }), "POST /api/training-jobs")
+    step(
+        3,
+        f"training job via the gateway: {options.family}, {options.epochs} epochs, 12 leads at 100 Hz, "
+        f"model {MODEL_NAME!r}",
+    )
+    job = check(
+        client.post(
+            "/api/training-jobs",
+            json={
+                "dataset": dataset,
+                "name": MODEL_NAME,
+                "classes": ["Normal", "Abnormal"],
+                "normal_classes": ["Normal"],
+                "family": options.family,
+                "epochs": options.epochs,
+                "batch_size": 16,
+                "window_s": 10,
+                "sampling_rate": 100,
+                "leads": list(STANDARD_12_LEADS),
+            },
+        ),
+        "POST /api/training-jobs",
+    )
     print(f"    job {job['id']} {job['status']}")
 
     def training_progress(job: dict, last: dict | None) -> str | None:
@@ -153,9 +202,11 @@ def main(argv: list[str] | None = None) -> int:
         fail(f"training job ended {job['status']}: {job.get('error')}")
     version = job["model_version"]
     primary, test = job["metrics"].get("primary", {}), job["metrics"].get("test", {})
-    print(f"    registered {MODEL_NAME} version {version} (a candidate); on its held-out test split "
-          f"(n={test.get('n')}): {primary.get('name')} {primary.get('value', float('nan')):.3f}, "
-          f"accuracy {test.get('accuracy', float('nan')):.3f}")
+    print(
+        f"    registered {MODEL_NAME} version {version} (a candidate); on its held-out test split "
+        f"(n={test.get('n')}): {primary.get('name')} {primary.get('value', float('nan')):.3f}, "
+        f"accuracy {test.get('accuracy', float('nan')):.3f}"
+    )
 
     step(4, f"promote {MODEL_NAME} version {version}")
     promoted = check(client.post(f"/api/models/{MODEL_NAME}/versions/{version}/promote"), "promote")
@@ -164,22 +215,31 @@ def main(argv: list[str] | None = None) -> int:
     step(5, f"POST /classify with the real Wellnest device recording {options.wellnest.name}")
     deadline = time.monotonic() + 60
     while True:  # the inference service picks up the promotion within its poll interval
-        response = client.post("/classify", params={"model": MODEL_NAME},
-                               files={"file": (options.wellnest.name, options.wellnest.read_bytes())})
+        response = client.post(
+            "/classify",
+            params={"model": MODEL_NAME},
+            files={"file": (options.wellnest.name, options.wellnest.read_bytes())},
+        )
         answer = response.json() if response.headers.get("content-type", "").startswith("application/json") else {}
         served = [m for m in answer.get("models", []) if m["name"] == MODEL_NAME]
         if response.status_code == 200 and served and served[0]["version"] == version:
             break
         if time.monotonic() > deadline:
-            fail(f"the inference service did not serve {MODEL_NAME} v{version} within 60 s: "
-                 f"HTTP {response.status_code} {response.text[:300]}")
+            fail(
+                f"the inference service did not serve {MODEL_NAME} v{version} within 60 s: "
+                f"HTTP {response.status_code} {response.text[:300]}"
+            )
         time.sleep(1.0)
     model = served[0]
     probabilities = ", ".join(f"{k} {v:.3f}" for k, v in model["probabilities"].items())
-    print(f"    {MODEL_NAME} v{model['version']}: {model['predicted_class']} ({probabilities}); "
-          f"call {model['call']}; verdict {answer['verdict']['label']} ({answer['verdict']['rule']})")
-    print(f"    heart rate {answer['recording']['heart_rate_bpm']} bpm; total {answer['timings']['total_ms']:.1f} ms "
-          f"on {', '.join(answer['timings']['providers'])}")
+    print(
+        f"    {MODEL_NAME} v{model['version']}: {model['predicted_class']} ({probabilities}); "
+        f"call {model['call']}; verdict {answer['verdict']['label']} ({answer['verdict']['rule']})"
+    )
+    print(
+        f"    heart rate {answer['recording']['heart_rate_bpm']} bpm; total {answer['timings']['total_ms']:.1f} ms "
+        f"on {', '.join(answer['timings']['providers'])}"
+    )
     print("\ndemo finished: device blobs -> Postgres -> trained, registered, promoted model -> classification")
     return 0
 

@@ -23,8 +23,10 @@ def run(n: int = 100_000) -> dict:
     vectorised = _rate(np.sum, values)
     return {
         "name": "sample",
-        "rows": [{"method": "python sum (baseline)", "n": n, "values_per_s": python},
-                 {"method": "numpy sum", "n": n, "values_per_s": vectorised}],
+        "rows": [
+            {"method": "python sum (baseline)", "n": n, "values_per_s": python},
+            {"method": "numpy sum", "n": n, "values_per_s": vectorised},
+        ],
         "ratios": {"numpy / python": vectorised / python},
         "notes": "best of 5 runs each",
         "profile": "sum: 100%",

@@ -11,22 +11,43 @@ import pytest
 from bench.report import END_MARKER, START_MARKER, format_value, markdown_table
 from ecg_shared.settings import REPO_ROOT
 
-README_BEFORE = (f"# Title\n\nIntro.\n\n## Benchmarks\n\n{START_MARKER}\nold numbers\n{END_MARKER}\n\n"
-                 "## After\n\nKept.\n")
+README_BEFORE = (
+    f"# Title\n\nIntro.\n\n## Benchmarks\n\n{START_MARKER}\nold numbers\n{END_MARKER}\n\n## After\n\nKept.\n"
+)
 
 
 def run_bench(tmp_path, *args: str) -> subprocess.CompletedProcess:
     return subprocess.run(
-        [sys.executable, "-m", "bench", "--results-dir", str(tmp_path / "results"), "--readme",
-         str(tmp_path / "README.md"), *args],
-        cwd=REPO_ROOT, capture_output=True, text=True, timeout=120)
+        [
+            sys.executable,
+            "-m",
+            "bench",
+            "--results-dir",
+            str(tmp_path / "results"),
+            "--readme",
+            str(tmp_path / "README.md"),
+            *args,
+        ],
+        cwd=REPO_ROOT,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
 
 
 @pytest.fixture()
 def outcome(tmp_path):
     (tmp_path / "README.md").write_text(README_BEFORE)
-    result = run_bench(tmp_path, "--quick", "--module", "tests.bench.sample_benchmark",
-                       "--module", "tests.bench.no_such_benchmark", "--module", "tests.bench.broken_benchmark")
+    result = run_bench(
+        tmp_path,
+        "--quick",
+        "--module",
+        "tests.bench.sample_benchmark",
+        "--module",
+        "tests.bench.no_such_benchmark",
+        "--module",
+        "tests.bench.broken_benchmark",
+    )
     return result, json.loads((tmp_path / "results" / "latest.json").read_text()), tmp_path
 
 
@@ -37,8 +58,10 @@ def test_runner_records_each_benchmark_status_and_exits_nonzero_on_a_failure(out
     assert list(benchmarks) == ["sample_benchmark", "no_such_benchmark", "broken_benchmark"]
     assert benchmarks["sample_benchmark"]["status"] == "ok"
     assert benchmarks["no_such_benchmark"] == {
-        "status": "not available", "reason": "not written yet (tests/bench/no_such_benchmark.py missing)",
-        "seconds": benchmarks["no_such_benchmark"]["seconds"]}
+        "status": "not available",
+        "reason": "not written yet (tests/bench/no_such_benchmark.py missing)",
+        "seconds": benchmarks["no_such_benchmark"]["seconds"],
+    }
     assert benchmarks["broken_benchmark"]["status"] == "failed"
     assert "did not start" in benchmarks["broken_benchmark"]["reason"]
     assert "RuntimeError" in process.stderr  # the traceback reaches the terminal

@@ -86,8 +86,9 @@ def final_stage(dockerfile: Path) -> list[str]:
 
 def instructions(dockerfile: Path, keyword: str) -> list[str]:
     text = re.sub(r"\\\n\s*", " ", dockerfile.read_text())
-    return [line.strip()[len(keyword) + 1:] for line in text.splitlines()
-            if line.strip().upper().startswith(keyword + " ")]
+    return [
+        line.strip()[len(keyword) + 1 :] for line in text.splitlines() if line.strip().upper().startswith(keyword + " ")
+    ]
 
 
 def environment(service: dict) -> dict[str, str]:
@@ -139,7 +140,8 @@ def test_every_dockerfile_copies_only_paths_that_exist_and_the_dockerignore_lets
             for source in parts[:-1]:
                 assert (REPO_ROOT / source).exists(), f"{dockerfile.name}: COPY {source} does not exist"
                 assert any(source == a or source.startswith(a + "/") for a in allowed), (
-                    f"{dockerfile.name}: COPY {source} is excluded by .dockerignore")
+                    f"{dockerfile.name}: COPY {source} is excluded by .dockerignore"
+                )
 
 
 # --- commands: compose = Procfile = Dockerfile -------------------------------------------------------------------
@@ -158,7 +160,7 @@ def test_azurite_runs_like_the_procfile_apart_from_its_listening_address_and_fol
     for args in (procfile_args, compose_args):
         for flag in ("--blobHost", "--location"):
             i = args.index(flag)
-            del args[i:i + 2]
+            del args[i : i + 2]
     assert procfile_args[1:] == compose_args[1:]
 
 
@@ -433,8 +435,11 @@ def test_gpu_onnxruntime_pin_matches_the_cuda_base_image():
     """onnxruntime-gpu 1.2x-1.31 wheels on PyPI target CUDA 12/13 and cuDNN 9; the base image must carry them."""
     pins = (REPO_ROOT / "requirements" / "constraints.txt").read_text()
     assert re.search(r"^onnxruntime-gpu==\d", pins, re.M), "pin onnxruntime-gpu in requirements/constraints.txt"
-    base = next(line for line in instructions(dockerfile_of(compose_gpu()["services"]["inference"]), "ARG")
-                if line.startswith("CUDA_IMAGE="))
+    base = next(
+        line
+        for line in instructions(dockerfile_of(compose_gpu()["services"]["inference"]), "ARG")
+        if line.startswith("CUDA_IMAGE=")
+    )
     assert re.search(r"nvidia/cuda:1[23]\.\d+\.\d+-cudnn-runtime-", base), base
 
 
@@ -465,15 +470,17 @@ def test_docker_compose_config_accepts_the_files(files):
 # --- the images install wheels: everything a package needs must be inside them ------------------------------------
 
 
-@pytest.mark.parametrize("project", ["shared", "services/gateway", "services/inference", "services/ingestion",
-                                     "services/training"])
+@pytest.mark.parametrize(
+    "project", ["shared", "services/gateway", "services/inference", "services/ingestion", "services/training"]
+)
 def test_each_package_wheel_holds_every_file_of_its_package(project, tmp_path):
     """The images `pip install ./shared ./services/<name>` (not editable): a file of the package that the wheel
     leaves out (templates, static files, migrations) is missing in the container."""
     import zipfile
 
-    tracked = subprocess.run(["git", "ls-files", project], cwd=REPO_ROOT, capture_output=True, text=True,
-                             check=True).stdout.split()
+    tracked = subprocess.run(
+        ["git", "ls-files", project], cwd=REPO_ROOT, capture_output=True, text=True, check=True
+    ).stdout.split()
     if not tracked:
         pytest.skip(f"{project} has no tracked files")
     source = tmp_path / "src"
@@ -481,13 +488,31 @@ def test_each_package_wheel_holds_every_file_of_its_package(project, tmp_path):
         target = source / path
         target.parent.mkdir(parents=True, exist_ok=True)
         shutil.copy2(REPO_ROOT / path, target)
-    result = subprocess.run([sys.executable, "-m", "pip", "wheel", "--no-deps", "--no-build-isolation", "--no-index",
-                             "--quiet", "-w", str(tmp_path / "wheels"), str(source / project)],
-                            capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [
+            sys.executable,
+            "-m",
+            "pip",
+            "wheel",
+            "--no-deps",
+            "--no-build-isolation",
+            "--no-index",
+            "--quiet",
+            "-w",
+            str(tmp_path / "wheels"),
+            str(source / project),
+        ],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     wheel = next((tmp_path / "wheels").glob("*.whl"))
     inside = set(zipfile.ZipFile(wheel).namelist())
-    package_files = [Path(p).relative_to(project).as_posix() for p in tracked
-                     if Path(p).relative_to(project).parts[0].startswith("ecg_")]
+    package_files = [
+        Path(p).relative_to(project).as_posix()
+        for p in tracked
+        if Path(p).relative_to(project).parts[0].startswith("ecg_")
+    ]
     missing = sorted(p for p in package_files if p not in inside)
     assert not missing, f"{wheel.name} lacks {missing}: declare them as package data in {project}/pyproject.toml"

@@ -61,8 +61,13 @@ def upload(folder: Path, container: str, fmt: str, connection_string: str) -> No
     """`ecg dataset upload`, the command a user runs, with the credential in the environment."""
     ecg = Path(sys.executable).with_name("ecg")
     env = {**os.environ, "ECG_INGEST_CONNECTION_STRING": connection_string}
-    result = subprocess.run([str(ecg), "dataset", "upload", str(folder), "--container", container, "--format", fmt],
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [str(ecg), "dataset", "upload", str(folder), "--container", container, "--format", fmt],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stdout + result.stderr
     assert f"uploaded {RECORDS_PER_FORMAT} recordings" in result.stdout
 
@@ -71,9 +76,14 @@ def container_sas(container: str, account_key: str) -> str:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     now = datetime.now(UTC)
-    return generate_container_sas(ACCOUNT, container, account_key=account_key,
-                                  permission=ContainerSasPermissions(read=True, list=True),
-                                  start=now - timedelta(minutes=5), expiry=now + timedelta(hours=1))
+    return generate_container_sas(
+        ACCOUNT,
+        container,
+        account_key=account_key,
+        permission=ContainerSasPermissions(read=True, list=True),
+        start=now - timedelta(minutes=5),
+        expiry=now + timedelta(hours=1),
+    )
 
 
 def wfdb_zip(header: Path) -> bytes:
@@ -94,19 +104,22 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, database_
 
     headers = sorted((data_dir / "ptbxl").glob("*.hea"))
     wellnest_headers = headers[:RECORDS_PER_FORMAT]
-    wfdb_headers = headers[RECORDS_PER_FORMAT:2 * RECORDS_PER_FORMAT]
+    wfdb_headers = headers[RECORDS_PER_FORMAT : 2 * RECORDS_PER_FORMAT]
     held_out = headers[-1]
     originals = {h.stem: read_ecg(h) for h in wellnest_headers + wfdb_headers}
     assert set(Counter(r.label for r in originals.values())) == {"Normal", "Abnormal"}
 
     secret_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
-    with start_stack(["azurite", "inference", "gateway", "ingestion-worker", "training-worker"],
-                     database_url=database_url,
-                     env={"ECG_SECRET_KEY": secret_key, "ECG_MODEL_POLL_INTERVAL_S": "1"}) as stack:
+    with start_stack(
+        ["azurite", "inference", "gateway", "ingestion-worker", "training-worker"],
+        database_url=database_url,
+        env={"ECG_SECRET_KEY": secret_key, "ECG_MODEL_POLL_INTERVAL_S": "1"},
+    ) as stack:
         blob_connection = stack.env["ECG_ARTIFACT_CONNECTION_STRING"]
         account_url = f"{stack.url('azurite')}/{ACCOUNT}"
-        client = httpx.Client(base_url=stack.url("gateway"), headers={"X-API-Key": stack.env["ECG_API_KEY"]},
-                              timeout=60)
+        client = httpx.Client(
+            base_url=stack.url("gateway"), headers={"X-API-Key": stack.env["ECG_API_KEY"]}, timeout=60
+        )
 
         # 1. The data set in blob storage: Wellnest device blobs and WFDB files, each container with its manifest.
         upload(linked_slice(tmp_path / "wellnest", wellnest_headers), "e2e-wellnest", "wellnest", blob_connection)
@@ -114,13 +127,18 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, database_
 
         # 2. Ingestion jobs through the gateway, run by the ingestion worker.
         sources = [
-            {"container": "e2e-wellnest", "account_url": account_url, "format": "wellnest",
-             "sas_token": container_sas("e2e-wellnest", AZURITE_ACCOUNT_KEY)},
+            {
+                "container": "e2e-wellnest",
+                "account_url": account_url,
+                "format": "wellnest",
+                "sas_token": container_sas("e2e-wellnest", AZURITE_ACCOUNT_KEY),
+            },
             {"container": "e2e-wfdb", "connection_string": blob_connection},
         ]
         for source in sources:
-            created = client.post("/api/ingestion-jobs", json={"dataset": DATASET, "manifest": "manifest.xlsx",
-                                                               **source})
+            created = client.post(
+                "/api/ingestion-jobs", json={"dataset": DATASET, "manifest": "manifest.xlsx", **source}
+            )
             assert created.status_code == 201, created.text
             assert "sig=" not in created.text and "AccountKey" not in created.text  # secrets never come back
             job = wait_for(client, f"/api/ingestion-jobs/{created.json()['id']}", JOB_TIMEOUT_S)
@@ -143,11 +161,21 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, database_
         assert listed["total"] == 2 * RECORDS_PER_FORMAT
 
         # 4. A short training job through the gateway, run by the training worker.
-        created = client.post("/api/training-jobs", json={
-            "dataset": DATASET, "name": MODEL, "classes": ["Normal", "Abnormal"], "normal_classes": ["Normal"],
-            "family": "cnn", "epochs": 1, "batch_size": 16, "window_s": 5, "sampling_rate": 100,
-            "leads": list(STANDARD_12_LEADS),
-        })
+        created = client.post(
+            "/api/training-jobs",
+            json={
+                "dataset": DATASET,
+                "name": MODEL,
+                "classes": ["Normal", "Abnormal"],
+                "normal_classes": ["Normal"],
+                "family": "cnn",
+                "epochs": 1,
+                "batch_size": 16,
+                "window_s": 5,
+                "sampling_rate": 100,
+                "leads": list(STANDARD_12_LEADS),
+            },
+        )
         assert created.status_code == 201, created.text
         job = wait_for(client, f"/api/training-jobs/{created.json()['id']}", JOB_TIMEOUT_S)
         assert job["status"] == "succeeded", job
@@ -164,8 +192,11 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, database_
         # 6. POST /classify through the gateway, answered by the new version once inference has reloaded.
         deadline = time.monotonic() + 30
         while True:
-            response = client.post("/classify", params={"model": MODEL, "explain": "false"},
-                                   files={"file": (f"{held_out.stem}.zip", wfdb_zip(held_out))})
+            response = client.post(
+                "/classify",
+                params={"model": MODEL, "explain": "false"},
+                files={"file": (f"{held_out.stem}.zip", wfdb_zip(held_out))},
+            )
             served = [m for m in response.json().get("models", [])] if response.status_code == 200 else []
             if served and served[0]["name"] == MODEL and served[0]["version"] == version:
                 break
