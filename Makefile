@@ -8,7 +8,7 @@ PACKAGES := -e shared -e 'services/inference[cpu]' -e services/ingestion -e serv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format up up-gpu down dev demo bench models clean
+.PHONY: install test lint format up up-gpu down dev demo bench models model-rhythm model-12lead clean
 
 install: $(STAMP) node_modules/.installed
 	scripts/install-chromium.sh
@@ -62,6 +62,17 @@ BENCH_ARGS ?=
 bench: install
 	scripts/ensure-services.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)
+
+# The bundled models (models/*.onnx + model cards), each reproduced with the project's own training pipeline.
+models: model-rhythm model-12lead
+
+model-rhythm: install
+	scripts/ensure-services.sh
+	services/training/scripts/bundled-model.sh rhythm-1lead
+
+model-12lead: install
+	scripts/ensure-services.sh
+	services/training/scripts/bundled-model.sh normal-12lead
 
 clean:
 	rm -rf $(VENV) node_modules .pytest_cache
