@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import signal
 import subprocess
@@ -178,7 +179,7 @@ def test_bad_sas_token_fails_the_job_with_a_clear_reason_and_no_secret(azurite, 
 def test_resume_after_the_job_process_is_killed_stores_every_recording_once(azurite, data_dir, cli_env,
                                                                             ingest_settings):
     container = unique_name("resume")
-    total = 240
+    total = 160
     upload_dataset(data_dir / "cinc2017", connection_source(azurite, container), "wfdb", limit=total)
     dataset = unique_name("resume")
     env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": azurite.connection_string, "ECG_INGEST_BATCH_SIZE": "5",
@@ -209,6 +210,21 @@ def test_resume_after_the_job_process_is_killed_stores_every_recording_once(azur
         view = ingestion_job_view(get_ingestion_job(session, job_id), session)
     assert (view.status, view.attempts, view.listed) == ("succeeded", 2, total)
     assert view.skipped == before and view.stored == total - before and view.downloaded == total - before
+
+
+def test_overlapping_jobs_store_each_recording_once(azurite, cinc_container, cli_env):
+    """Two jobs over the same blobs into the same dataset at the same time: every recording once, never twice."""
+    dataset = unique_name("overlap")
+    env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": azurite.connection_string, "ECG_INGEST_BATCH_SIZE": "3"}
+    command = [*ECG, "ingest", "-d", dataset, "-c", cinc_container, "--manifest", "manifest.xlsx", "--json"]
+    jobs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+            for _ in range(2)]
+    outputs = [job.communicate(timeout=120) for job in jobs]
+    assert all(job.returncode == 0 for job in jobs), outputs
+    views = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
+    assert len(stored(dataset)) == 20 and duplicates(dataset) == 0
+    assert sum(view["stored"] for view in views) == 20
+    assert all(view["stored"] + view["skipped"] == 20 for view in views)
 
 
 def test_dataset_upload_cli_ptbxl_as_wellnest_blobs_then_ingest(azurite, data_dir, cli_env):
