@@ -38,11 +38,24 @@ import numpy as np
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 8, 32, 128)
 DEFAULT_SPECS = {  # used when the bundled model files are not there yet
-    "rhythm-1lead": dict(family="resnet", classes=["N", "A", "O", "~"], normal=["N"], unreadable=["~"],
-                         rate=300, window=9000, leads=("II",)),
-    "normal-12lead": dict(family="resnet", classes=["Normal", "Abnormal"], normal=["Normal"], unreadable=[],
-                          rate=100, window=1000,
-                          leads=("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")),
+    "rhythm-1lead": dict(
+        family="resnet",
+        classes=["N", "A", "O", "~"],
+        normal=["N"],
+        unreadable=["~"],
+        rate=300,
+        window=9000,
+        leads=("II",),
+    ),
+    "normal-12lead": dict(
+        family="resnet",
+        classes=["Normal", "Abnormal"],
+        normal=["Normal"],
+        unreadable=[],
+        rate=100,
+        window=1000,
+        leads=("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"),
+    ),
 }
 
 
@@ -74,15 +87,23 @@ def build_models(folder: Path) -> list[str]:
         metadata = _bundled_metadata(name)
         if metadata is None:
             metadata = ModelMetadata(
-                name=name, family=default["family"], classes=default["classes"], normal_classes=default["normal"],
+                name=name,
+                family=default["family"],
+                classes=default["classes"],
+                normal_classes=default["normal"],
                 unreadable_classes=default["unreadable"],
-                preprocessing=PreprocessingSpec(default["rate"], default["window"], default["leads"]))
-            notes.append(f"{name}: bundled model not found; {default['family']} at {default['rate']} Hz, "
-                         f"{default['window']} samples, leads {', '.join(default['leads'])}")
+                preprocessing=PreprocessingSpec(default["rate"], default["window"], default["leads"]),
+            )
+            notes.append(
+                f"{name}: bundled model not found; {default['family']} at {default['rate']} Hz, "
+                f"{default['window']} samples, leads {', '.join(default['leads'])}"
+            )
         else:
             spec = metadata.preprocessing
-            notes.append(f"{name}: family, window and classes of the bundled model ({metadata.family}, "
-                         f"{spec.window_samples} samples at {spec.sampling_rate:g} Hz)")
+            notes.append(
+                f"{name}: family, window and classes of the bundled model ({metadata.family}, "
+                f"{spec.window_samples} samples at {spec.sampling_rate:g} Hz)"
+            )
         spec = metadata.preprocessing
         model = build_model(metadata.family, len(spec.leads), len(metadata.classes), spec.window_samples)
         model.save(folder / f"{name}.keras")
@@ -131,8 +152,14 @@ def free_port() -> int:
 
 
 def start(argv: list[str], env: dict[str, str], port: int, log: Path, timeout: float = 120) -> subprocess.Popen:
-    process = subprocess.Popen(argv, env={**os.environ, **env}, cwd=REPO_ROOT, stdout=log.open("ab"),
-                               stderr=subprocess.STDOUT, start_new_session=True)
+    process = subprocess.Popen(
+        argv,
+        env={**os.environ, **env},
+        cwd=REPO_ROOT,
+        stdout=log.open("ab"),
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     deadline = time.monotonic() + timeout
     while time.monotonic() < deadline:
         if process.poll() is not None:
@@ -157,16 +184,32 @@ def stop(process: subprocess.Popen | None) -> None:
         process.wait()
 
 
-def load(url: str, concurrency: int, duration_s: float, max_requests: int, payloads: list[tuple[str, bytes]],
-         warmup: int = 4) -> dict[str, Any]:
+def load(
+    url: str, concurrency: int, duration_s: float, max_requests: int, payloads: list[tuple[str, bytes]], warmup: int = 4
+) -> dict[str, Any]:
     """Run the load generator in its own process; returns its measurement."""
     with tempfile.NamedTemporaryFile(suffix=".pickle", delete=False) as f:
         pickle.dump(payloads, f)
     try:
-        out = subprocess.run([sys.executable, "-m", "bench.classify", "load", url, str(concurrency), str(duration_s),
-                              str(max_requests), f.name, str(warmup)], cwd=REPO_ROOT, capture_output=True,
-                             text=True, timeout=duration_s * 4 + 120,
-                             env={**os.environ, "PYTHONPATH": str(REPO_ROOT)})
+        out = subprocess.run(
+            [
+                sys.executable,
+                "-m",
+                "bench.classify",
+                "load",
+                url,
+                str(concurrency),
+                str(duration_s),
+                str(max_requests),
+                f.name,
+                str(warmup),
+            ],
+            cwd=REPO_ROOT,
+            capture_output=True,
+            text=True,
+            timeout=duration_s * 4 + 120,
+            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+        )
     finally:
         os.unlink(f.name)
     if out.returncode != 0:
@@ -174,8 +217,9 @@ def load(url: str, concurrency: int, duration_s: float, max_requests: int, paylo
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
-def _load_main(url: str, concurrency: int, duration_s: float, max_requests: int, payload_file: str,
-               warmup: int) -> None:
+def _load_main(
+    url: str, concurrency: int, duration_s: float, max_requests: int, payload_file: str, warmup: int
+) -> None:
     import asyncio
 
     import httpx
@@ -242,8 +286,12 @@ def _flask_main(port: int, models_dir: str) -> None:
             if not ((len(leads) == 1 and record.n_leads == 1) or all(lead in record.lead_names for lead in leads)):
                 continue
             probabilities = model.predict(prepare(record, metadata.preprocessing), verbose=0).mean(axis=0)
-            answer.append({"name": metadata.name, "probabilities": dict(zip(metadata.classes,
-                                                                            map(float, probabilities), strict=True))})
+            answer.append(
+                {
+                    "name": metadata.name,
+                    "probabilities": dict(zip(metadata.classes, map(float, probabilities), strict=True)),
+                }
+            )
         return jsonify({"models": answer})
 
     app.run(host="127.0.0.1", port=port, threaded=True)
@@ -255,8 +303,11 @@ def _flask_main(port: int, models_dir: str) -> None:
 def _row(target: str, recordings_kind: str, concurrency: int, measured: dict[str, Any]) -> dict[str, Any]:
     latencies = np.asarray(measured["latencies_ms"]) if measured["latencies_ms"] else np.asarray([np.nan])
     row = {
-        "target": target, "recordings": recordings_kind, "concurrency": concurrency,
-        "requests": measured["completed"], "errors": sum(measured["errors"].values()),
+        "target": target,
+        "recordings": recordings_kind,
+        "concurrency": concurrency,
+        "requests": measured["completed"],
+        "errors": sum(measured["errors"].values()),
         "throughput_rps": round(measured["completed"] / measured["wall_s"], 1),
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p95_ms": round(float(np.percentile(latencies, 95)), 2),
@@ -270,8 +321,9 @@ def _ratio(a: float, b: float, digits: int = 3) -> float | None:
     return round(a / b, digits) if b and b == b and a == a else None
 
 
-def raw_onnxruntime(models_dir: Path, payloads: list[tuple[str, bytes]], concurrency: int,
-                    duration_s: float) -> dict[str, Any]:
+def raw_onnxruntime(
+    models_dir: Path, payloads: list[tuple[str, bytes]], concurrency: int, duration_s: float
+) -> dict[str, Any]:
     """The ceiling: the service's own sessions on already prepared inputs, ``concurrency`` requests per call."""
     from ecg_inference.classify import model_applies, read_upload, run_batched
     from ecg_inference.models import load_bundled
@@ -281,8 +333,9 @@ def raw_onnxruntime(models_dir: Path, payloads: list[tuple[str, bytes]], concurr
     prepared = []
     for name, data in payloads:
         record = read_upload(data, name)
-        prepared.append([(m, prepare(record, m.metadata.preprocessing)) for m in models.models.values()
-                         if model_applies(m, record)])
+        prepared.append(
+            [(m, prepare(record, m.metadata.preprocessing)) for m in models.models.values() if model_applies(m, record)]
+        )
     latencies, completed, i = [], 0, 0
     deadline = time.perf_counter() + duration_s
     started = time.perf_counter()
@@ -323,7 +376,7 @@ def profile_hot_path(models_dir: Path, payloads: list[tuple[str, bytes]], second
     stats = pstats.Stats(profiler, stream=out)
     stats.sort_stats("tottime").print_stats(14)
     text = out.getvalue()
-    return f"{i} requests in {seconds:g} s, by own time:\n" + text[text.find("ncalls"):].rstrip()
+    return f"{i} requests in {seconds:g} s, by own time:\n" + text[text.find("ncalls") :].rstrip()
 
 
 def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
@@ -339,42 +392,83 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
     mix = [p for pair in zip(uploads["single"], uploads["twelve"], strict=False) for p in pair]
     rows: list[dict[str, Any]] = []
     processes: dict[str, subprocess.Popen] = {}
-    env = {"ECG_INFERENCE_MODEL_SOURCE": "bundled", "ECG_MODELS_DIR": str(models_dir), "ECG_LOG_LEVEL": "WARNING",
-           "PYTHONPATH": str(REPO_ROOT)}
+    env = {
+        "ECG_INFERENCE_MODEL_SOURCE": "bundled",
+        "ECG_MODELS_DIR": str(models_dir),
+        "ECG_LOG_LEVEL": "WARNING",
+        "PYTHONPATH": str(REPO_ROOT),
+    }
     try:
         inference_port = free_port()
         processes["inference"] = start(
-            [sys.executable, "-m", "uvicorn", "ecg_inference.app:app", "--port", str(inference_port),
-             "--log-level", "warning", "--no-access-log"], env, inference_port, logs / "classify-inference.log")
+            [
+                sys.executable,
+                "-m",
+                "uvicorn",
+                "ecg_inference.app:app",
+                "--port",
+                str(inference_port),
+                "--log-level",
+                "warning",
+                "--no-access-log",
+            ],
+            env,
+            inference_port,
+            logs / "classify-inference.log",
+        )
         inference_url = f"http://127.0.0.1:{inference_port}"
         targets = {"inference": f"{inference_url}/classify?explain=false"}
         try:
             gateway_port = free_port()
             processes["gateway"] = start(
-                [sys.executable, "-m", "uvicorn", "ecg_gateway.app:app", "--port", str(gateway_port),
-                 "--log-level", "warning", "--no-access-log"],
-                {**env, "ECG_INFERENCE_URL": inference_url}, gateway_port, logs / "classify-gateway.log")
+                [
+                    sys.executable,
+                    "-m",
+                    "uvicorn",
+                    "ecg_gateway.app:app",
+                    "--port",
+                    str(gateway_port),
+                    "--log-level",
+                    "warning",
+                    "--no-access-log",
+                ],
+                {**env, "ECG_INFERENCE_URL": inference_url},
+                gateway_port,
+                logs / "classify-gateway.log",
+            )
             targets = {"gateway": f"http://127.0.0.1:{gateway_port}/classify?explain=false", **targets}
         except Exception as exc:  # the gateway is another service: measure the rest without it
             notes.append(f"gateway skipped: {exc}")
         flask_port = free_port()
-        processes["flask"] = start([sys.executable, "-m", "bench.classify", "flask", str(flask_port), str(models_dir)],
-                                   {**env, "TF_CPP_MIN_LOG_LEVEL": "2"}, flask_port, logs / "classify-flask.log")
+        processes["flask"] = start(
+            [sys.executable, "-m", "bench.classify", "flask", str(flask_port), str(models_dir)],
+            {**env, "TF_CPP_MIN_LOG_LEVEL": "2"},
+            flask_port,
+            logs / "classify-flask.log",
+        )
         targets["flask+keras"] = f"http://127.0.0.1:{flask_port}/classify"
 
         # p50 at concurrency 1 for a 10 s 12-lead recording (Wellnest, 500 Hz), preprocessing included.
         for explain in ("false", "true"):
             measured = load(f"{inference_url}/classify?explain={explain}", 1, duration_s, 2000, uploads["wellnest"])
-            rows.append(_row("inference" + (" +explain" if explain == "true" else ""), "wellnest 12-lead 10 s", 1,
-                             measured))
+            rows.append(
+                _row("inference" + (" +explain" if explain == "true" else ""), "wellnest 12-lead 10 s", 1, measured)
+            )
         for concurrency in concurrencies:
             for target, url in targets.items():
                 limit = 200 if target == "flask+keras" else 20000
                 rows.append(_row(target, "mix", concurrency, load(url, concurrency, duration_s, limit, mix)))
-            rows.append(_row("raw onnxruntime", "mix", concurrency,
-                             raw_onnxruntime(models_dir, mix, concurrency, duration_s)))
-        rows.append(_row("inference +explain", "mix", 32,
-                         load(f"{inference_url}/classify?explain=true", 32, duration_s, 20000, mix)))
+            rows.append(
+                _row("raw onnxruntime", "mix", concurrency, raw_onnxruntime(models_dir, mix, concurrency, duration_s))
+            )
+        rows.append(
+            _row(
+                "inference +explain",
+                "mix",
+                32,
+                load(f"{inference_url}/classify?explain=true", 32, duration_s, 20000, mix),
+            )
+        )
         profile = profile_hot_path(models_dir, mix, seconds=2.0 if quick else 4.0)
     finally:
         for process in processes.values():
@@ -382,27 +476,40 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
         shutil.rmtree(work, ignore_errors=True)
 
     def throughput(target: str, concurrency: int, kind: str = "mix") -> float:
-        return next((r["throughput_rps"] for r in rows if r["target"] == target and r["concurrency"] == concurrency
-                     and r["recordings"] == kind), float("nan"))
+        return next(
+            (
+                r["throughput_rps"]
+                for r in rows
+                if r["target"] == target and r["concurrency"] == concurrency and r["recordings"] == kind
+            ),
+            float("nan"),
+        )
 
     p50_c1 = next(r["p50_ms"] for r in rows if r["target"] == "inference" and r["recordings"].startswith("wellnest"))
     ratios = {
-        "inference / raw onnxruntime throughput at c=32": _ratio(throughput("inference", 32),
-                                                                 throughput("raw onnxruntime", 32)),
-        "inference / flask+keras throughput at c=32": _ratio(throughput("inference", 32),
-                                                             throughput("flask+keras", 32), 1),
+        "inference / raw onnxruntime throughput at c=32": _ratio(
+            throughput("inference", 32), throughput("raw onnxruntime", 32)
+        ),
+        "inference / flask+keras throughput at c=32": _ratio(
+            throughput("inference", 32), throughput("flask+keras", 32), 1
+        ),
         "gateway / inference throughput at c=32": _ratio(throughput("gateway", 32), throughput("inference", 32)),
-        "explain / no explain throughput at c=32": _ratio(throughput("inference +explain", 32),
-                                                         throughput("inference", 32)),
+        "explain / no explain throughput at c=32": _ratio(
+            throughput("inference +explain", 32), throughput("inference", 32)
+        ),
     }
     targets_table = [
-        {"target": "inference >= 70% of raw onnxruntime at c=32",
-         "measured": ratios["inference / raw onnxruntime throughput at c=32"],
-         "met": (ratios["inference / raw onnxruntime throughput at c=32"] or 0) >= 0.7},
-        {"target": ">= 20x flask+keras at c=32", "measured": ratios["inference / flask+keras throughput at c=32"],
-         "met": (ratios["inference / flask+keras throughput at c=32"] or 0) >= 20},
-        {"target": "p50 at c=1 < 15 ms (10 s 12-lead, preprocessing included)", "measured": p50_c1,
-         "met": p50_c1 < 15},
+        {
+            "target": "inference >= 70% of raw onnxruntime at c=32",
+            "measured": ratios["inference / raw onnxruntime throughput at c=32"],
+            "met": (ratios["inference / raw onnxruntime throughput at c=32"] or 0) >= 0.7,
+        },
+        {
+            "target": ">= 20x flask+keras at c=32",
+            "measured": ratios["inference / flask+keras throughput at c=32"],
+            "met": (ratios["inference / flask+keras throughput at c=32"] or 0) >= 20,
+        },
+        {"target": "p50 at c=1 < 15 ms (10 s 12-lead, preprocessing included)", "measured": p50_c1, "met": p50_c1 < 15},
     ]
     notes += [
         "mix: alternating single-lead CinC 2017 records (WFDB zips, 300 Hz, 9-61 s) and 12-lead PTB-XL records "
@@ -416,8 +523,15 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
         f"the load generator runs in its own process on the same {os.cpu_count()} CPUs as the servers, as do other "
         "jobs on a shared machine: compare ratios within this run.",
     ]
-    return {"name": "classify", "title": "Classification service", "rows": rows, "ratios": ratios,
-            "targets": targets_table, "notes": notes, "profile": profile}
+    return {
+        "name": "classify",
+        "title": "Classification service",
+        "rows": rows,
+        "ratios": ratios,
+        "targets": targets_table,
+        "notes": notes,
+        "profile": profile,
+    }
 
 
 if __name__ == "__main__":

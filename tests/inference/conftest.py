@@ -45,10 +45,16 @@ def tiny_models() -> dict[str, bytes]:
 
 def start_inference(name: str, database_url: str, connection_string: str, **env: str) -> ManagedProcess:
     port = free_port()
-    settings = {"ECG_DATABASE_URL": database_url, "ECG_ARTIFACT_CONNECTION_STRING": connection_string,
-                "ECG_INFERENCE_MODEL_SOURCE": "registry", "ECG_MODEL_POLL_INTERVAL_S": "0.5", **env}
-    return start_process(name, ["uvicorn", "ecg_inference.app:app", "--host", "127.0.0.1", "--port", str(port)],
-                         env=settings, port=port)
+    settings = {
+        "ECG_DATABASE_URL": database_url,
+        "ECG_ARTIFACT_CONNECTION_STRING": connection_string,
+        "ECG_INFERENCE_MODEL_SOURCE": "registry",
+        "ECG_MODEL_POLL_INTERVAL_S": "0.5",
+        **env,
+    }
+    return start_process(
+        name, ["uvicorn", "ecg_inference.app:app", "--host", "127.0.0.1", "--port", str(port)], env=settings, port=port
+    )
 
 
 @pytest.fixture(scope="session")

@@ -48,14 +48,27 @@ def tiny_model(metadata: ModelMetadata, seed: int = 0, scale: float = 0.02) -> b
 
 
 def rhythm_metadata(**overrides) -> ModelMetadata:
-    fields = dict(name="rhythm-1lead", family="test-linear", classes=["N", "A", "O", "~"], normal_classes=["N"],
-                  unreadable_classes=["~"], preprocessing=RHYTHM_SPEC, threshold=0.5)
+    fields = dict(
+        name="rhythm-1lead",
+        family="test-linear",
+        classes=["N", "A", "O", "~"],
+        normal_classes=["N"],
+        unreadable_classes=["~"],
+        preprocessing=RHYTHM_SPEC,
+        threshold=0.5,
+    )
     return ModelMetadata(**{**fields, **overrides})
 
 
 def twelve_lead_metadata(**overrides) -> ModelMetadata:
-    fields = dict(name="normal-12lead", family="test-linear", classes=["Normal", "Abnormal"],
-                  normal_classes=["Normal"], preprocessing=TWELVE_LEAD_SPEC, threshold=0.5)
+    fields = dict(
+        name="normal-12lead",
+        family="test-linear",
+        classes=["Normal", "Abnormal"],
+        normal_classes=["Normal"],
+        preprocessing=TWELVE_LEAD_SPEC,
+        threshold=0.5,
+    )
     return ModelMetadata(**{**fields, **overrides})
 
 

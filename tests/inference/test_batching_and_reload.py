@@ -39,8 +39,9 @@ def test_concurrent_requests_are_batched_and_answer_as_one_at_a_time(inference_s
 
     async def together() -> list[dict]:
         async with httpx.AsyncClient(base_url=inference_service.url, timeout=120) as client:
-            responses = await asyncio.gather(*(client.post("/classify", files={"file": upload})
-                                               for upload in uploads * 3))
+            responses = await asyncio.gather(
+                *(client.post("/classify", files={"file": upload}) for upload in uploads * 3)
+            )
         return [r.json() for r in responses]
 
     concurrent = asyncio.run(together())
@@ -60,7 +61,8 @@ def test_concurrent_requests_are_batched_and_answer_as_one_at_a_time(inference_s
             for lead, score in want["leads"].items():
                 assert got["leads"][lead] == pytest.approx(score, abs=1e-5)
             assert [s["importance"] for s in got["segments"]] == pytest.approx(
-                [s["importance"] for s in want["segments"]], abs=1e-5)
+                [s["importance"] for s in want["segments"]], abs=1e-5
+            )
 
 
 def _wait_for(predicate, timeout: float = 20.0, what: str = "condition"):
@@ -132,8 +134,13 @@ def test_registry_unreachable_means_not_ready_and_503(azurite, wellnest_sample):
 def test_bundled_models_without_a_registry(tmp_path, data_dir):
     models_dir = write_models_dir(tmp_path / "models", seed=3)
     unreachable = f"postgresql+psycopg://postgres@127.0.0.1:{free_port()}/nothing"
-    service = start_inference("inference-bundled", unreachable, "UseDevelopmentStorage=true",
-                              ECG_INFERENCE_MODEL_SOURCE="bundled", ECG_MODELS_DIR=str(models_dir))
+    service = start_inference(
+        "inference-bundled",
+        unreachable,
+        "UseDevelopmentStorage=true",
+        ECG_INFERENCE_MODEL_SOURCE="bundled",
+        ECG_MODELS_DIR=str(models_dir),
+    )
     try:
         with httpx.Client(base_url=service.url, timeout=60) as client:
             assert client.get("/readyz").status_code == 200

@@ -73,26 +73,36 @@ def test_twelve_lead_model_on_ptbxl_records(bundled, data_dir):
 
 def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
     port = free_port()
-    service = start_process("inference-bundled-real", ["uvicorn", "ecg_inference.app:app", "--port", str(port)],
-                            env={"ECG_INFERENCE_MODEL_SOURCE": "bundled", "ECG_MODELS_DIR": str(MODELS_DIR)},
-                            port=port)
+    service = start_process(
+        "inference-bundled-real",
+        ["uvicorn", "ecg_inference.app:app", "--port", str(port)],
+        env={"ECG_INFERENCE_MODEL_SOURCE": "bundled", "ECG_MODELS_DIR": str(MODELS_DIR)},
+        port=port,
+    )
     try:
         with httpx.Client(base_url=service.url, timeout=60) as client:
             health = client.get("/healthz").json()
             assert set(health["providers"]) == set(NAMES)
             uploads = {
                 "wellnest": ("sample-10s.raw", wellnest_sample.read_bytes(), read_ecg(wellnest_sample)),
-                "cinc": ("A00001.zip", wfdb_zip(data_dir / "cinc2017" / "A00001.hea"),
-                         read_ecg(data_dir / "cinc2017" / "A00001.hea")),
-                "ptbxl": ("00001_lr.zip", wfdb_zip(data_dir / "ptbxl" / "00001_lr.hea"),
-                          read_ecg(data_dir / "ptbxl" / "00001_lr.hea")),
+                "cinc": (
+                    "A00001.zip",
+                    wfdb_zip(data_dir / "cinc2017" / "A00001.hea"),
+                    read_ecg(data_dir / "cinc2017" / "A00001.hea"),
+                ),
+                "ptbxl": (
+                    "00001_lr.zip",
+                    wfdb_zip(data_dir / "ptbxl" / "00001_lr.hea"),
+                    read_ecg(data_dir / "ptbxl" / "00001_lr.hea"),
+                ),
             }
             for kind, (name, data, record) in uploads.items():
                 response = client.post("/classify", files={"file": (name, data)})
                 assert response.status_code == 200, (kind, response.text)
                 answer = response.json()
-                expected = classify_prepared([prepare_recording(record, bundled, explain=True)],
-                                             [time.perf_counter()])[0]
+                expected = classify_prepared([prepare_recording(record, bundled, explain=True)], [time.perf_counter()])[
+                    0
+                ]
                 assert answer["verdict"]["label"] == expected.verdict.label
                 for got, want in zip(answer["models"], expected.models, strict=True):
                     assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
@@ -106,8 +116,12 @@ def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
 def test_cli_on_bundled_models(data_dir, tmp_path):
     report = tmp_path / "report.csv"
     files = [str(data_dir / "cinc2017" / "A00001.hea"), str(data_dir / "ptbxl" / "00001_lr.hea")]
-    result = subprocess.run([str(Path(sys.executable).parent / "ecg"), "classify", *files, "--json", "--csv",
-                             str(report)], capture_output=True, text=True, timeout=300)
+    result = subprocess.run(
+        [str(Path(sys.executable).parent / "ecg"), "classify", *files, "--json", "--csv", str(report)],
+        capture_output=True,
+        text=True,
+        timeout=300,
+    )
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["file"] for line in lines] == files

@@ -78,17 +78,32 @@ def test_too_short_flat_and_nan_are_refused(models):
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
-@given(rate=st.floats(1, 5000), seconds=st.floats(0.01, 40), n_leads=st.sampled_from([1, 2, 12]),
-       kind=st.sampled_from(["ecg", "noise", "constant", "spikes", "huge"]), seed=st.integers(0, 2**16))
+@given(
+    rate=st.floats(1, 5000),
+    seconds=st.floats(0.01, 40),
+    n_leads=st.sampled_from([1, 2, 12]),
+    kind=st.sampled_from(["ecg", "noise", "constant", "spikes", "huge"]),
+    seed=st.integers(0, 2**16),
+)
 def test_any_signal_is_answered_or_refused_with_a_4xx(models, rate, seconds, n_leads, kind, seed):
     """Whatever arrives as samples: an answer, or a ClassificationError with a 4xx status; no other exception."""
     n = max(1, min(int(rate * seconds), 200_000))
     rng = np.random.default_rng(seed)
     t = np.arange(n) / rate
-    base = {"ecg": np.sin(2 * np.pi * 1.2 * t) ** 15, "noise": rng.standard_normal(n), "constant": np.full(n, 0.7),
-            "spikes": (rng.random(n) > 0.999) * 5.0, "huge": rng.standard_normal(n) * 1e30}[kind]
-    leads = ["II"] if n_leads == 1 else (["I", "V1"] if n_leads == 2 else
-                                         ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"])
+    base = {
+        "ecg": np.sin(2 * np.pi * 1.2 * t) ** 15,
+        "noise": rng.standard_normal(n),
+        "constant": np.full(n, 0.7),
+        "spikes": (rng.random(n) > 0.999) * 5.0,
+        "huge": rng.standard_normal(n) * 1e30,
+    }[kind]
+    leads = (
+        ["II"]
+        if n_leads == 1
+        else (
+            ["I", "V1"] if n_leads == 2 else ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+        )
+    )
     record = Record(np.tile(base[:, None], (1, n_leads)), rate, leads)
     try:
         prepared = prepare_recording(record, models, explain=True)
@@ -101,8 +116,18 @@ def test_any_signal_is_answered_or_refused_with_a_4xx(models, rate, seconds, n_l
 
 
 def _result(name, call, p_abnormal, probabilities=None, predicted="N"):
-    return ModelResult(name=name, version=1, family="x", leads=["II"], probabilities=probabilities or {},
-                       predicted_class=predicted, call=call, p_abnormal=p_abnormal, threshold=0.5, windows=1)
+    return ModelResult(
+        name=name,
+        version=1,
+        family="x",
+        leads=["II"],
+        probabilities=probabilities or {},
+        predicted_class=predicted,
+        call=call,
+        p_abnormal=p_abnormal,
+        threshold=0.5,
+        windows=1,
+    )
 
 
 def test_verdict_rule(models):
@@ -115,8 +140,9 @@ def test_verdict_rule(models):
     noisy = _result("rhythm-1lead", "unreadable", 0.1, {"N": 0.2, "A": 0.05, "O": 0.05, "~": 0.7}, predicted="~")
     verdict = combine(good, [noisy, _result("b", "abnormal", 0.9)], [rhythm, twelve])
     assert verdict.label == "unreadable" and verdict.probability == pytest.approx(0.7)
-    verdict = combine(QualityReport(False, ["the lead is not clean enough to read"]), [_result("a", "normal", 0.1)],
-                      [rhythm])
+    verdict = combine(
+        QualityReport(False, ["the lead is not clean enough to read"]), [_result("a", "normal", 0.1)], [rhythm]
+    )
     assert verdict.label == "unreadable" and "not clean enough" in verdict.rule
 
 

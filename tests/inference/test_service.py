@@ -95,11 +95,13 @@ def test_ptbxl_record_at_100_hz(client, data_dir, tiny_models):
 
 
 def test_model_parameter_restricts_to_one_model(client, wellnest_sample):
-    response = client.post("/classify", params={"model": "normal-12lead"},
-                           files={"file": ("x.raw", wellnest_sample.read_bytes())})
+    response = client.post(
+        "/classify", params={"model": "normal-12lead"}, files={"file": ("x.raw", wellnest_sample.read_bytes())}
+    )
     assert [m["name"] for m in response.json()["models"]] == ["normal-12lead"]
-    response = client.post("/classify", params={"model": "nope"},
-                           files={"file": ("x.raw", wellnest_sample.read_bytes())})
+    response = client.post(
+        "/classify", params={"model": "nope"}, files={"file": ("x.raw", wellnest_sample.read_bytes())}
+    )
     assert response.status_code == 404 and "nope" in response.json()["detail"]
 
 
@@ -123,8 +125,12 @@ def test_json_single_lead_flat_list_at_another_rate(client, data_dir):
 
 def test_upload_resampled_from_any_rate(client, wellnest_sample):
     record = read_ecg(wellnest_sample)
-    csv = "# fs=250\n" + ",".join(record.lead_names) + "\n" + "\n".join(
-        ",".join(f"{v:.4f}" for v in row) for row in record.signal[::2])
+    csv = (
+        "# fs=250\n"
+        + ",".join(record.lead_names)
+        + "\n"
+        + "\n".join(",".join(f"{v:.4f}" for v in row) for row in record.signal[::2])
+    )
     answer = client.post("/classify", files={"file": ("ecg.csv", csv.encode())}).json()
     assert answer["recording"]["format"] == "csv" and answer["recording"]["sampling_rate"] == 250
     assert len(answer["models"]) == 2
@@ -177,9 +183,14 @@ def test_nan_samples(client):
 
 
 def test_flat_line(client):
-    response = client.post("/classify", json={"samples": [[0.2] * 12] * 5000, "sampling_rate": 500,
-                                              "leads": ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3",
-                                                        "V4", "V5", "V6"]})
+    response = client.post(
+        "/classify",
+        json={
+            "samples": [[0.2] * 12] * 5000,
+            "sampling_rate": 500,
+            "leads": ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"],
+        },
+    )
     assert response.status_code == 422 and "flat line" in _detail(response)
 
 
@@ -193,10 +204,18 @@ def test_one_second_recording(client):
 def test_upload_over_the_limit_declared_in_content_length_is_refused_before_reading(inference_service):
     """A client announcing 200 MB gets 413 at once; the service reads none of it."""
     boundary = "xyz"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.raw\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
-    request = (f"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
-               f"Content-Length: {200_000_000}\r\n\r\n").encode() + head + b"\0" * 65536
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.raw"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
+    request = (
+        (
+            f"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}\r\n"
+            f"Content-Length: {200_000_000}\r\n\r\n"
+        ).encode()
+        + head
+        + b"\0" * 65536
+    )
     with socket.create_connection(("127.0.0.1", inference_service.port), timeout=10) as sock:
         sock.sendall(request)
         reply = _read_reply(sock)
@@ -216,13 +235,19 @@ def _read_reply(sock: socket.socket, received: str = "") -> str:
 def test_streamed_upload_over_the_limit_is_cut_off(inference_service):
     """Without Content-Length (chunked), the body is counted as it streams and refused past the limit (20 MB)."""
     boundary = "xyz"
-    head = (f"--{boundary}\r\nContent-Disposition: form-data; name=\"file\"; filename=\"big.raw\"\r\n"
-            "Content-Type: application/octet-stream\r\n\r\n").encode()
+    head = (
+        f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="big.raw"\r\n'
+        "Content-Type: application/octet-stream\r\n\r\n"
+    ).encode()
     chunk = b"\0" * (1 << 20)
     sent = 0
     with socket.create_connection(("127.0.0.1", inference_service.port), timeout=30) as sock:
-        sock.sendall((f"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}"
-                      "\r\nTransfer-Encoding: chunked\r\n\r\n").encode())
+        sock.sendall(
+            (
+                f"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: multipart/form-data; boundary={boundary}"
+                "\r\nTransfer-Encoding: chunked\r\n\r\n"
+            ).encode()
+        )
         sock.sendall(f"{len(head):x}\r\n".encode() + head + b"\r\n")
         reply = ""
         try:
@@ -247,11 +272,13 @@ def test_missing_file_field_wrong_content_type_and_bad_json(client):
 
 
 def test_json_shape_errors_name_the_field(client):
-    detail = _detail(client.post("/classify", json={"samples": [[1, 2], [3]], "sampling_rate": 100,
-                                                    "leads": ["I", "II"]}))
+    detail = _detail(
+        client.post("/classify", json={"samples": [[1, 2], [3]], "sampling_rate": 100, "leads": ["I", "II"]})
+    )
     assert "rows differ in length" in detail
-    detail = _detail(client.post("/classify", json={"samples": [[1, 2, 3]] * 2000, "sampling_rate": 100,
-                                                    "leads": ["I", "II"]}))
+    detail = _detail(
+        client.post("/classify", json={"samples": [[1, 2, 3]] * 2000, "sampling_rate": 100, "leads": ["I", "II"]})
+    )
     assert "3 values but 2 lead names" in detail
     detail = _detail(client.post("/classify", json={"samples": [1.0] * 2000, "sampling_rate": -5, "leads": ["II"]}))
     assert "sampling_rate" in detail

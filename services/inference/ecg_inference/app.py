@@ -27,8 +27,11 @@ from ecg_shared.settings import get_settings
 log = logging.getLogger("ecg_inference")
 
 REQUESTS = Counter("ecg_inference_requests_total", "Classification requests", ["status"])
-LATENCY = Histogram("ecg_inference_request_seconds", "Classification latency, body received to answer ready",
-                    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5))
+LATENCY = Histogram(
+    "ecg_inference_request_seconds",
+    "Classification latency, body received to answer ready",
+    buckets=(0.005, 0.01, 0.02, 0.05, 0.1, 0.2, 0.5, 1, 2, 5),
+)
 
 
 def _warm_up() -> None:
@@ -74,8 +77,11 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 async def healthz(request: Request) -> dict:
     """Alive, with the models served and the execution providers their sessions really use."""
     models = request.app.state.watcher.current
-    return {"status": "ok", "models": models.describe(),
-            "providers": {m.name: m.providers for m in models.models.values()}}
+    return {
+        "status": "ok",
+        "models": models.describe(),
+        "providers": {m.name: m.providers for m in models.models.values()},
+    }
 
 
 @app.get("/readyz")

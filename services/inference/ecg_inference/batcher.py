@@ -21,10 +21,14 @@ from ecg_inference.models import LoadedModel
 
 log = logging.getLogger(__name__)
 
-BATCH_ROWS = Histogram("ecg_inference_batch_rows", "Model inputs (windows) per onnxruntime call",
-                       buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512))
-BATCH_REQUESTS = Histogram("ecg_inference_batch_requests", "Requests sharing one onnxruntime call",
-                           buckets=(1, 2, 4, 8, 16, 32, 64, 128))
+BATCH_ROWS = Histogram(
+    "ecg_inference_batch_rows",
+    "Model inputs (windows) per onnxruntime call",
+    buckets=(1, 2, 4, 8, 16, 32, 64, 128, 256, 512),
+)
+BATCH_REQUESTS = Histogram(
+    "ecg_inference_batch_requests", "Requests sharing one onnxruntime call", buckets=(1, 2, 4, 8, 16, 32, 64, 128)
+)
 
 
 @dataclass
@@ -73,8 +77,7 @@ class MicroBatcher:
         BATCH_ROWS.observe(rows)
         BATCH_REQUESTS.observe(len(batch))
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self._executor, run_batched, model, [inputs for inputs, _ in batch],
-                                     self.max_size)
+        task = loop.run_in_executor(self._executor, run_batched, model, [inputs for inputs, _ in batch], self.max_size)
         task.add_done_callback(lambda done: self._finish(model, batch, done))
 
     def _finish(self, model: LoadedModel, batch: list, done: asyncio.Future) -> None:

@@ -79,8 +79,10 @@ def record_from_json(request: ClassifyJsonRequest) -> Record:
         samples = samples[:, None]
     if samples.shape[1] != len(request.leads):
         raise ClassificationError(
-            422, f"samples rows have {samples.shape[1]} values but {len(request.leads)} lead names were given "
-                 "(samples is (n_samples, n_leads), one row per time step)")
+            422,
+            f"samples rows have {samples.shape[1]} values but {len(request.leads)} lead names were given "
+            "(samples is (n_samples, n_leads), one row per time step)",
+        )
     try:
         return Record(samples, request.sampling_rate, list(request.leads), {"format": "json"})
     except EcgFormatError as exc:
@@ -132,29 +134,37 @@ def applicable_models(record: Record, models: ModelSet, only: str | None = None)
     usable = [m for m in chosen if model_applies(m, record)]
     if not usable:
         wanted = "; ".join(f"{m.name} needs {', '.join(m.leads)}" for m in chosen)
-        raise ClassificationError(422, f"no model applies to a recording with leads {', '.join(record.lead_names)} "
-                                       f"({wanted})")
+        raise ClassificationError(
+            422, f"no model applies to a recording with leads {', '.join(record.lead_names)} ({wanted})"
+        )
     return usable
 
 
 def check_signal(record: Record, quality: QualityReport, models: list[LoadedModel]) -> None:
     """Refuse what no model can read: too low a rate, NaN/inf, a flat line on every lead, too short for a model."""
     if record.sampling_rate < MIN_SAMPLING_RATE_HZ:
-        raise ClassificationError(422, f"sampling rate {record.sampling_rate:g} Hz is too low for an ECG "
-                                       f"(at least {MIN_SAMPLING_RATE_HZ} Hz)")
+        raise ClassificationError(
+            422, f"sampling rate {record.sampling_rate:g} Hz is too low for an ECG (at least {MIN_SAMPLING_RATE_HZ} Hz)"
+        )
     bad = ~np.isfinite(record.signal)
     if bad.any():
         leads = [name for name, column in zip(record.lead_names, bad.T, strict=True) if column.any()]
-        raise ClassificationError(422, f"signal contains {int(bad.sum())} NaN or infinite samples "
-                                       f"(lead {', '.join(leads)})")
+        raise ClassificationError(
+            422, f"signal contains {int(bad.sum())} NaN or infinite samples (lead {', '.join(leads)})"
+        )
     if np.all(np.ptp(record.signal, axis=0) < FLAT_PEAK_TO_PEAK_MV):
-        raise ClassificationError(422, f"flat line: no lead varies by more than {FLAT_PEAK_TO_PEAK_MV} mV "
-                                       "(electrodes off or nothing recorded)")
+        raise ClassificationError(
+            422,
+            f"flat line: no lead varies by more than {FLAT_PEAK_TO_PEAK_MV} mV (electrodes off or nothing recorded)",
+        )
     for model in models:
         minimum = model.min_duration_s()
         if record.duration_s < minimum:
-            raise ClassificationError(422, f"recording too short: {record.duration_s:.2f} s; {model.name} needs at "
-                                           f"least {minimum:g} s (shorter recordings are not padded)")
+            raise ClassificationError(
+                422,
+                f"recording too short: {record.duration_s:.2f} s; {model.name} needs at "
+                f"least {minimum:g} s (shorter recordings are not padded)",
+            )
 
 
 def _heart_rate_bpm(record: Record) -> float | None:
@@ -185,8 +195,9 @@ def prepare_run(model: LoadedModel, record: Record, explain_segment_s: float | N
     return run, (time.perf_counter() - started) * 1000
 
 
-def prepare_recording(record: Record, models: ModelSet, explain: bool, only: str | None = None,
-                      read_ms: float = 0.0) -> PreparedRecording:
+def prepare_recording(
+    record: Record, models: ModelSet, explain: bool, only: str | None = None, read_ms: float = 0.0
+) -> PreparedRecording:
     started = time.perf_counter()
     chosen = applicable_models(record, models, only)
     quality = assess_quality(record)
@@ -230,37 +241,54 @@ def model_result(run: ModelRun, probabilities: np.ndarray) -> ModelResult:
         call = "abnormal"
     else:
         call = "normal"
-    return ModelResult(name=meta.name, version=run.model.version, family=meta.family, leads=run.lead_names,
-                       probabilities=by_class, predicted_class=predicted, call=call, p_abnormal=p_abnormal,
-                       threshold=meta.threshold, windows=len(run.windows))
+    return ModelResult(
+        name=meta.name,
+        version=run.model.version,
+        family=meta.family,
+        leads=run.lead_names,
+        probabilities=by_class,
+        predicted_class=predicted,
+        call=call,
+        p_abnormal=p_abnormal,
+        threshold=meta.threshold,
+        windows=len(run.windows),
+    )
 
 
 def combine(quality: QualityReport, results: list[ModelResult], models: list[LoadedModel]) -> Verdict:
     """The overall verdict; see :data:`VERDICT_RULE`."""
     if not quality.usable:
-        return Verdict(label="unreadable", probability=1.0,
-                       rule=f"quality check failed: {'; '.join(quality.reasons)}")
+        return Verdict(label="unreadable", probability=1.0, rule=f"quality check failed: {'; '.join(quality.reasons)}")
     unreadable = [(r, m) for r, m in zip(results, models, strict=True) if r.call == "unreadable"]
     if unreadable:
         result, model = unreadable[0]
         p = sum(result.probabilities[c] for c in model.metadata.unreadable_classes)
-        return Verdict(label="unreadable", probability=p,
-                       rule=f"{result.name} finds the recording too noisy to judge (most likely class "
-                            f"{result.predicted_class!r})")
+        return Verdict(
+            label="unreadable",
+            probability=p,
+            rule=f"{result.name} finds the recording too noisy to judge (most likely class {result.predicted_class!r})",
+        )
     abnormal = [r for r in results if r.call == "abnormal"]
     if abnormal:
         top = max(abnormal, key=lambda r: r.p_abnormal)
-        return Verdict(label="abnormal", probability=top.p_abnormal,
-                       rule=f"{top.name} calls abnormal: p_abnormal {top.p_abnormal:.3f} >= threshold "
-                            f"{top.threshold:.3f}; abnormal if any applicable model calls abnormal")
+        return Verdict(
+            label="abnormal",
+            probability=top.p_abnormal,
+            rule=f"{top.name} calls abnormal: p_abnormal {top.p_abnormal:.3f} >= threshold "
+            f"{top.threshold:.3f}; abnormal if any applicable model calls abnormal",
+        )
     top = max(results, key=lambda r: r.p_abnormal)
-    return Verdict(label="normal", probability=1.0 - top.p_abnormal,
-                   rule=f"every applicable model calls normal; probability = 1 - highest p_abnormal "
-                        f"({top.name}, {top.p_abnormal:.3f})")
+    return Verdict(
+        label="normal",
+        probability=1.0 - top.p_abnormal,
+        rule=f"every applicable model calls normal; probability = 1 - highest p_abnormal "
+        f"({top.name}, {top.p_abnormal:.3f})",
+    )
 
 
-def build_response(prepared: PreparedRecording, outputs: list[np.ndarray], inference_ms: float,
-                   started: float) -> ClassifyResponse:
+def build_response(
+    prepared: PreparedRecording, outputs: list[np.ndarray], inference_ms: float, started: float
+) -> ClassifyResponse:
     """The answer for ``prepared`` given each run's onnxruntime output (window rows, then occluded rows)."""
     results, explanations = [], []
     explain_ms = prepared.explain_ms
@@ -269,29 +297,41 @@ def build_response(prepared: PreparedRecording, outputs: list[np.ndarray], infer
         results.append(model_result(run, probabilities[:n]))
         if run.plan is not None:
             t = time.perf_counter()
-            explanations.append(explain(run.plan, run.model.name, run.model.metadata.classes, probabilities[:n],
-                                        probabilities[n:]))
+            explanations.append(
+                explain(run.plan, run.model.name, run.model.metadata.classes, probabilities[:n], probabilities[n:])
+            )
             explain_ms += (time.perf_counter() - t) * 1000
     record, quality = prepared.record, prepared.quality
     providers = list(dict.fromkeys(p for run in prepared.runs for p in run.model.providers))
     return ClassifyResponse(
         recording=RecordingView(
-            format=record.format, sampling_rate=record.sampling_rate, leads=record.lead_names,
-            duration_s=round(record.duration_s, 3), n_samples=record.n_samples,
+            format=record.format,
+            sampling_rate=record.sampling_rate,
+            leads=record.lead_names,
+            duration_s=round(record.duration_s, 3),
+            n_samples=record.n_samples,
             heart_rate_bpm=None if prepared.heart_rate_bpm is None else round(prepared.heart_rate_bpm, 1),
-            quality=QualityView(**quality.to_dict())),
+            quality=QualityView(**quality.to_dict()),
+        ),
         models=results,
         verdict=combine(quality, results, [run.model for run in prepared.runs]),
         explanation=explanations if any(run.plan is not None for run in prepared.runs) else None,
-        timings=Timings(read_ms=round(prepared.read_ms, 3), preprocess_ms=round(prepared.preprocess_ms, 3),
-                        inference_ms=round(inference_ms, 3), explain_ms=round(explain_ms, 3),
-                        total_ms=round((time.perf_counter() - started) * 1000, 3), providers=providers),
+        timings=Timings(
+            read_ms=round(prepared.read_ms, 3),
+            preprocess_ms=round(prepared.preprocess_ms, 3),
+            inference_ms=round(inference_ms, 3),
+            explain_ms=round(explain_ms, 3),
+            total_ms=round((time.perf_counter() - started) * 1000, 3),
+            providers=providers,
+        ),
     )
 
 
-def classify_prepared(batch: list[PreparedRecording], starts: list[float],
-                      run: Callable[[LoadedModel, list[np.ndarray]], list[np.ndarray]] = run_batched
-                      ) -> list[ClassifyResponse]:
+def classify_prepared(
+    batch: list[PreparedRecording],
+    starts: list[float],
+    run: Callable[[LoadedModel, list[np.ndarray]], list[np.ndarray]] = run_batched,
+) -> list[ClassifyResponse]:
     """Answers for many prepared recordings with one onnxruntime call per model (in process, ``ecg classify``)."""
     by_model: dict[LoadedModel, list[tuple[int, int]]] = {}
     for i, prepared in enumerate(batch):

@@ -16,8 +16,19 @@ from pathlib import Path
 
 import typer
 
-CSV_COLUMNS = ["file", "verdict", "probability", "format", "sampling_rate", "leads", "duration_s", "heart_rate_bpm",
-               "quality_usable", "models", "error"]
+CSV_COLUMNS = [
+    "file",
+    "verdict",
+    "probability",
+    "format",
+    "sampling_rate",
+    "leads",
+    "duration_s",
+    "heart_rate_bpm",
+    "quality_usable",
+    "models",
+    "error",
+]
 
 
 def expand_files(files: list[Path]) -> list[Path]:
@@ -52,12 +63,19 @@ def _csv_row(file: str, answer: dict | None, error: str | None) -> dict:
         return {"file": file, "error": error}
     recording = answer["recording"]
     return {
-        "file": file, "verdict": answer["verdict"]["label"], "probability": round(answer["verdict"]["probability"], 4),
-        "format": recording["format"], "sampling_rate": recording["sampling_rate"],
-        "leads": " ".join(recording["leads"]), "duration_s": recording["duration_s"],
-        "heart_rate_bpm": recording["heart_rate_bpm"], "quality_usable": recording["quality"]["usable"],
-        "models": "; ".join(f"{m['name']}={m['predicted_class']} ({m['call']}, p_abnormal {m['p_abnormal']:.3f})"
-                            for m in answer["models"]),
+        "file": file,
+        "verdict": answer["verdict"]["label"],
+        "probability": round(answer["verdict"]["probability"], 4),
+        "format": recording["format"],
+        "sampling_rate": recording["sampling_rate"],
+        "leads": " ".join(recording["leads"]),
+        "duration_s": recording["duration_s"],
+        "heart_rate_bpm": recording["heart_rate_bpm"],
+        "quality_usable": recording["quality"]["usable"],
+        "models": "; ".join(
+            f"{m['name']}={m['predicted_class']} ({m['call']}, p_abnormal {m['p_abnormal']:.3f})"
+            for m in answer["models"]
+        ),
         "error": "",
     }
 
@@ -75,8 +93,9 @@ def classify(
     model: str | None = typer.Option(None, "--model", help="Only this bundled model (e.g. rhythm-1lead)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line: the service's answer plus 'file'."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV report (one row per file) here."),
-    explain: bool | None = typer.Option(None, "--explain/--no-explain",
-                                        help="Occlusion explanations (default: setting ECG_EXPLAIN)."),
+    explain: bool | None = typer.Option(
+        None, "--explain/--no-explain", help="Occlusion explanations (default: setting ECG_EXPLAIN)."
+    ),
     fmt: str | None = typer.Option(None, "--format", help="Skip detection: wellnest, wfdb, csv, npy, npz."),
     fs: float | None = typer.Option(None, "--fs", help="Sampling rate (Hz) for formats that carry none."),
     chunk: int = typer.Option(64, "--chunk", min=1, help="Files classified per onnxruntime call."),
@@ -107,8 +126,10 @@ def classify(
         writer.writeheader()
     console = Console(stderr=True)
     try:
-        with ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool, \
-                Progress(console=console, transient=True) as progress:
+        with (
+            ThreadPoolExecutor(max_workers=os.cpu_count() or 2) as pool,
+            Progress(console=console, transient=True) as progress,
+        ):
             task = progress.add_task("classifying", total=len(paths))
             for offset in range(0, len(paths), chunk):
                 part = paths[offset : offset + chunk]

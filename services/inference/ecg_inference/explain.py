@@ -24,19 +24,25 @@ MAX_SEGMENTS = 120  # long recordings get longer segments rather than thousands 
 class OcclusionPlan:
     """Occluded inputs for one model on one recording, and which window and segment or lead each one blanks."""
 
-    inputs: np.ndarray                      # (n_occluded, window, leads)
-    segments: list[tuple[float, float]]     # seconds
+    inputs: np.ndarray  # (n_occluded, window, leads)
+    segments: list[tuple[float, float]]  # seconds
     segment_rows: list[list[tuple[int, int]]]  # per segment: (window index, row in inputs)
     lead_names: list[str]
-    lead_rows: list[list[int]]              # per lead: rows in inputs, one per window
+    lead_rows: list[list[int]]  # per lead: rows in inputs, one per window
 
     @property
     def size(self) -> int:
         return int(self.inputs.shape[0])
 
 
-def plan_occlusion(windows: np.ndarray, starts: list[int], real_length: int, sampling_rate: float,
-                   lead_names: list[str], segment_s: float) -> OcclusionPlan:
+def plan_occlusion(
+    windows: np.ndarray,
+    starts: list[int],
+    real_length: int,
+    sampling_rate: float,
+    lead_names: list[str],
+    segment_s: float,
+) -> OcclusionPlan:
     """Occluded copies of ``windows`` (starting at sample ``starts`` of a signal of ``real_length`` samples)."""
     n_windows, window, n_leads = windows.shape
     covered = max(real_length, 1)
@@ -69,8 +75,13 @@ def plan_occlusion(windows: np.ndarray, starts: list[int], real_length: int, sam
     return OcclusionPlan(inputs.astype(np.float32, copy=False), segments, segment_rows, list(lead_names), lead_rows)
 
 
-def explain(plan: OcclusionPlan, model_name: str, classes: list[str], window_probabilities: np.ndarray,
-            occluded_probabilities: np.ndarray) -> ModelExplanation:
+def explain(
+    plan: OcclusionPlan,
+    model_name: str,
+    classes: list[str],
+    window_probabilities: np.ndarray,
+    occluded_probabilities: np.ndarray,
+) -> ModelExplanation:
     """Importance of each segment and lead for the predicted class, from the probabilities of the planned inputs."""
     mean = window_probabilities.mean(axis=0)
     target = int(np.argmax(mean))
@@ -83,8 +94,11 @@ def explain(plan: OcclusionPlan, model_name: str, classes: list[str], window_pro
         for window_index, row in rows:
             per_window[window_index] = occluded[row]
         importance = float(mean[target] - per_window.mean())
-        segments.append(SegmentImportance(start_s=round(start_s, 3), end_s=round(end_s, 3),
-                                          importance=round(importance, 6)))
-    leads = {name: round(float(mean[target] - occluded[rows].sum() / n_windows), 6)
-             for name, rows in zip(plan.lead_names, plan.lead_rows, strict=True)}
+        segments.append(
+            SegmentImportance(start_s=round(start_s, 3), end_s=round(end_s, 3), importance=round(importance, 6))
+        )
+    leads = {
+        name: round(float(mean[target] - occluded[rows].sum() / n_windows), 6)
+        for name, rows in zip(plan.lead_names, plan.lead_rows, strict=True)
+    }
     return ModelExplanation(model=model_name, target_class=classes[target], leads=leads, segments=segments)

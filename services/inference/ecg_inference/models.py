@@ -84,8 +84,10 @@ def load_model(onnx_bytes: bytes, version: int | None = None, expected_name: str
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
     if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
-        raise ModelLoadError(f"model {metadata.name!r} must have input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, "
-                             f"has {inputs} -> {outputs}")
+        raise ModelLoadError(
+            f"model {metadata.name!r} must have input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, "
+            f"has {inputs} -> {outputs}"
+        )
     version = version if version is not None else metadata.version
     metadata.version = version
     return LoadedModel(metadata, session, version, sha256(onnx_bytes))
@@ -101,8 +103,17 @@ class ModelSet:
         return bool(self.models)
 
     def describe(self) -> list[dict]:
-        return [{"name": m.name, "version": m.version, "family": m.metadata.family, "leads": list(m.leads),
-                 "classes": m.metadata.classes, "providers": m.providers} for m in self.models.values()]
+        return [
+            {
+                "name": m.name,
+                "version": m.version,
+                "family": m.metadata.family,
+                "leads": list(m.leads),
+                "classes": m.metadata.classes,
+                "providers": m.providers,
+            }
+            for m in self.models.values()
+        ]
 
 
 def load_bundled(models_dir: Path | None = None, names: list[str] | None = None) -> ModelSet:
@@ -113,8 +124,10 @@ def load_bundled(models_dir: Path | None = None, names: list[str] | None = None)
         wanted = set(names)
         missing = wanted - {p.stem for p in paths}
         if missing:
-            raise ModelLoadError(f"no bundled model {', '.join(sorted(missing))} in {models_dir} "
-                                 f"(has {', '.join(p.stem for p in paths) or 'none'})")
+            raise ModelLoadError(
+                f"no bundled model {', '.join(sorted(missing))} in {models_dir} "
+                f"(has {', '.join(p.stem for p in paths) or 'none'})"
+            )
         paths = [p for p in paths if p.stem in wanted]
     models = {}
     for path in paths:

@@ -21,14 +21,21 @@ FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form field
 CLASSIFY_REQUEST_BODY = {
     "required": True,
     "content": {
-        "multipart/form-data": {"schema": {
-            "type": "object", "required": ["file"],
-            "properties": {
-                "file": {"type": "string", "format": "binary",
-                         "description": "Wellnest raw, a WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz"},
-                "format": {"type": "string", "enum": list(FORMATS), "description": "skip format detection"},
-                "fs": {"type": "number", "description": "sampling rate (Hz) for formats that carry none"},
-            }}},
+        "multipart/form-data": {
+            "schema": {
+                "type": "object",
+                "required": ["file"],
+                "properties": {
+                    "file": {
+                        "type": "string",
+                        "format": "binary",
+                        "description": "Wellnest raw, a WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz",
+                    },
+                    "format": {"type": "string", "enum": list(FORMATS), "description": "skip format detection"},
+                    "fs": {"type": "number", "description": "sampling rate (Hz) for formats that carry none"},
+                },
+            }
+        },
         "application/json": {"schema": ClassifyJsonRequest.model_json_schema()},
     },
 }
@@ -89,8 +96,11 @@ async def read_classify_input(request: Request, limit: int) -> ClassifyInput:
             raise ClassificationError(422, "the JSON body is empty")
         return ClassifyInput(data, is_json=True)
     if content_type != "multipart/form-data":
-        raise ClassificationError(415, f"unsupported content type {content_type or 'none'!r}: send multipart/form-data "
-                                       "with a 'file' field, or application/json samples")
+        raise ClassificationError(
+            415,
+            f"unsupported content type {content_type or 'none'!r}: send multipart/form-data "
+            "with a 'file' field, or application/json samples",
+        )
     parser = MultiPartParser(request.headers, _limited(request, body_limit), max_files=1, max_fields=10)
     try:
         form = await parser.parse()
