@@ -157,7 +157,11 @@ class JobRun:
             listing = await self._list(container, self.spec.get("prefix") or "")
             labels = {}
             for name in reference_blobs(listing):
-                data = await self._download(container, listing[name])
+                try:
+                    data = await self._download(container, listing[name])
+                except AzureError as exc:
+                    raise access_error(exc, self.source, f"reading {name}") or StorageAccessError(
+                        f"reading {name} failed: {blob_error(exc)}") from None
                 labels[name.rpartition("/")[0]] = parse_reference(data)
             return plan_prefix(listing, self.source, labels)
         rows = await self._manifest_rows(container)
