@@ -352,8 +352,23 @@ def raw_onnxruntime(
     return {"completed": completed, "errors": {}, "wall_s": time.perf_counter() - started, "latencies_ms": latencies}
 
 
-def profile_hot_path(models_dir: Path, payloads: list[tuple[str, bytes]], seconds: float = 4.0) -> str:
-    """cProfile of the service's per-request work in process: read, prepare, onnxruntime, answer (no HTTP)."""
+# Stages of the per-request work, as (file suffix, function) whose cumulative time the profile reports.
+STAGES = {
+    "onnxruntime": ("ecg_inference/models.py", "predict"),
+    "read (formats)": ("ecg_inference/classify.py", "read_upload"),
+    "heart rate (neurokit2)": ("ecg_shared/heart.py", "heart_rate"),
+    "quality check": ("ecg_shared/quality.py", "assess_quality"),
+    "filter + resample": ("ecg_shared/preprocessing.py", "clean"),
+    "windows + normalise": ("ecg_shared/preprocessing.py", "window_batch"),
+    "answer (schemas, JSON)": ("ecg_inference/classify.py", "build_response"),
+}
+
+
+def profile_hot_path(
+    models_dir: Path, payloads: list[tuple[str, bytes]], seconds: float = 4.0
+) -> tuple[str, dict[str, float]]:
+    """cProfile of the service's per-request work in process (read, prepare, onnxruntime, answer; no HTTP): the
+    top functions by own time, and each stage's share of the profiled time."""
     from ecg_inference.classify import classify_prepared, prepare_recording, read_upload
     from ecg_inference.models import load_bundled
 
@@ -363,6 +378,7 @@ def profile_hot_path(models_dir: Path, payloads: list[tuple[str, bytes]], second
     profiler = cProfile.Profile()
     deadline = time.perf_counter() + seconds
     i = 0
+    started_all = time.perf_counter()
     profiler.enable()
     while time.perf_counter() < deadline:
         name, data = payloads[i % len(payloads)]
@@ -370,13 +386,23 @@ def profile_hot_path(models_dir: Path, payloads: list[tuple[str, bytes]], second
         started = time.perf_counter()
         record = read_upload(data, name)
         prepared = prepare_recording(record, models, explain=False)
-        classify_prepared([prepared], [started])[0].model_dump(mode="json")
+        classify_prepared([prepared], [started])[0].model_dump_json()
     profiler.disable()
+    elapsed = time.perf_counter() - started_all
     out = io.StringIO()
     stats = pstats.Stats(profiler, stream=out)
+    shares = {}
+    for stage, (suffix, function) in STAGES.items():
+        cumulative = sum(
+            value[3]
+            for (filename, _, funcname), value in stats.stats.items()  # type: ignore[attr-defined]
+            if funcname == function and filename.endswith(suffix)
+        )
+        shares[stage] = round(cumulative / elapsed, 3)
     stats.sort_stats("tottime").print_stats(14)
     text = out.getvalue()
-    return f"{i} requests in {seconds:g} s, by own time:\n" + text[text.find("ncalls") :].rstrip()
+    header = f"{i} requests in {elapsed:.1f} s ({elapsed / max(i, 1) * 1000:.1f} ms each), by own time:\n"
+    return header + text[text.find("ncalls") :].rstrip(), shares
 
 
 def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
@@ -469,7 +495,7 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
                 load(f"{inference_url}/classify?explain=true", 32, duration_s, 20000, mix),
             )
         )
-        profile = profile_hot_path(models_dir, mix, seconds=2.0 if quick else 4.0)
+        profile, shares = profile_hot_path(models_dir, mix, seconds=2.0 if quick else 4.0)
     finally:
         for process in processes.values():
             stop(process)
@@ -511,6 +537,12 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
         },
         {"target": "p50 at c=1 < 15 ms (10 s 12-lead, preprocessing included)", "measured": p50_c1, "met": p50_c1 < 15},
     ]
+    slowest = max((stage for stage in shares if stage != "onnxruntime"), key=shares.get)
+    notes.append(
+        "where the time goes in process (share of the per-request time, mix, no HTTP): "
+        + ", ".join(f"{stage} {share:.0%}" for stage, share in shares.items())
+        + f". Next bottleneck after onnxruntime itself: {slowest} ({shares[slowest]:.0%})."
+    )
     notes += [
         "mix: alternating single-lead CinC 2017 records (WFDB zips, 300 Hz, 9-61 s) and 12-lead PTB-XL records "
         "(WFDB zips, 100 Hz, 10 s) plus the Wellnest recording (500 Hz, 10 s); 12-lead recordings go through both "
@@ -531,6 +563,7 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
         "targets": targets_table,
         "notes": notes,
         "profile": profile,
+        "stage_shares": shares,
     }
 
 
