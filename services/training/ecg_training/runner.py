@@ -86,12 +86,13 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bo
 
 
 def _beats_active(session, name: str, primary: dict) -> bool:
-    """True when ``name`` has no active version or the active one scored lower on the same metric."""
+    """True when ``name`` has no active version, or the active one scored lower on the same metric (figures on
+    different metrics are not comparable: no automatic promotion then)."""
     active = next((v for v in active_versions(session) if v.name == name), None)
     if active is None:
         return True
     theirs = (active.metrics or {}).get("primary") or {}
-    return theirs.get("name") != primary["name"] or float(theirs.get("value", 0.0)) < primary["value"]
+    return theirs.get("name") == primary["name"] and float(theirs.get("value", 1.0)) < primary["value"]
 
 
 def run_training_job(

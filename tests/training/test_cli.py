@@ -1,0 +1,79 @@
+"""``ecg train`` in the foreground (the bundled models' path), its refusals, and auto-promotion."""
+
+from __future__ import annotations
+
+import json
+import subprocess
+
+import onnxruntime as ort
+import pytest
+
+from ecg_shared.model_metadata import ModelMetadata
+from ecg_shared.registry import get_version, promote, register_version
+from ecg_training.runner import _beats_active
+from tests.training.conftest import ECG, unique_name
+from tests.training.test_worker import SMALL_JOB
+
+
+def ecg(env: dict[str, str], *args: str) -> subprocess.CompletedProcess:
+    return subprocess.run([ECG, *args], env=env, capture_output=True, text=True, timeout=300)
+
+
+def test_invalid_options_are_refused_with_the_field_and_reason(training_env):
+    result = ecg(training_env, "train", "-d", "x", "--normal", "N", "--family", "transformer", "--epochs", "0")
+    assert result.returncode == 2
+    assert "error: family:" in result.stderr and "error: epochs:" in result.stderr
+    bad_map = ecg(training_env, "train", "-d", "x", "--normal", "N", "--map", "no-equals-sign")
+    assert bad_map.returncode == 2 and "RAW=CLASS" in bad_map.stderr
+
+
+@pytest.mark.slow
+def test_foreground_training_writes_the_bundle_that_seed_registers(training_env, ptbxl_slice, tmp_path):
+    name = unique_name("foreground")
+    result = ecg(
+        training_env,
+        "train",
+        "-d",
+        ptbxl_slice,
+        "--name",
+        name,
+        "--epochs",
+        "1",
+        "--auto-promote",
+        *SMALL_JOB,
+        "--output",
+        str(tmp_path),
+    )
+    assert result.returncode == 0, result.stderr[-3000:]
+    assert f"succeeded: {name} v1" in result.stdout and "promoted" in result.stdout
+    card = json.loads((tmp_path / f"{name}.card.json").read_text())
+    assert card["name"] == name and card["version"] == 1 and card["metrics"]["test"]["n"] > 0
+    assert card["intended_use"] and card["limitations"] and card["hyperparameters"]["epochs"] == 1
+    session = ort.InferenceSession((tmp_path / f"{name}.onnx").read_bytes(), providers=["CPUExecutionProvider"])
+    assert ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map).name == name
+    # the file is the registered version's own file: seeding it again registers nothing new
+    seeded = ecg(training_env, "models", "seed", "--dir", str(tmp_path))
+    assert seeded.returncode == 0 and f"{name} v1: already registered" in seeded.stdout
+
+
+def test_foreground_job_on_missing_data_exits_1_with_the_reason(training_env, database_url):
+    result = ecg(training_env, "train", "-d", "nothing-here", "--epochs", "1", *SMALL_JOB)
+    assert result.returncode == 1
+    assert "failed: TrainingDataError: dataset 'nothing-here' has no labelled recordings" in result.stderr
+
+
+def test_auto_promotion_needs_a_better_primary_metric(db_session, azurite):
+    from tests.shared.test_registry import metadata_of, tiny_onnx
+
+    name = unique_name("auto")
+    onnx_bytes = tiny_onnx(name, ["Normal", "Abnormal"], ("II",))
+    assert _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.5})  # nothing active yet
+    row = register_version(
+        db_session, metadata_of(onnx_bytes), onnx_bytes, metrics={"primary": {"name": "auc_abnormal", "value": 0.8}}
+    )
+    promote(db_session, name, row.version)
+    assert not _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.79})
+    assert not _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.8})
+    assert _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.81})
+    assert not _beats_active(db_session, name, {"name": "mean_f1_readable", "value": 0.99})  # not comparable
+    assert get_version(db_session, name, row.version).stage == "active"
