@@ -180,11 +180,20 @@ def test_start_a_short_training_job_and_watch_it_finish(page, stack, cinc_datase
     assert "epoch 2 / 2" in detail.inner_text()
     assert detail.locator("table.confusion").count() == 1
 
-    # The new version is on the models page, ready to promote.
+    # The new version is on the models page; promoting it (the key is still in this tab) makes it active.
     page.goto("/models")
     section = page.locator("section[data-model='browser-test-model']")
     section.wait_for(timeout=10_000)
-    assert "candidate" in section.inner_text()
+    assert "candidate" in section.inner_text() and "no active version" in section.inner_text()
+    section.get_by_role("button", name="Promote").click()
+    page.locator("section[data-model='browser-test-model'] .badge-active").wait_for(timeout=10_000)
+    assert "active v1" in page.locator("section[data-model='browser-test-model'] h2").inner_text()
+    assert page.locator("#models-error").is_hidden()
+    section = page.locator("section[data-model='browser-test-model']")
+    section.locator("details").first.locator("summary").click()
+    assert section.locator("table.confusion").count() == 1
+    card = section.locator("dl.kv").first.inner_text()
+    assert "intended use" in card.lower() and "[object" not in card
     page.screenshot(path=str(SCREENSHOTS / "models.png"), full_page=True)
 
 

@@ -7,13 +7,28 @@
 
   function showError(message) { errorBox.textContent = message; errorBox.hidden = false; }
 
+  const CARD_FIRST = ["name", "summary", "intended_use", "limitations"];
+  const CARD_SKIPPED = new Set(["metrics", "history"]);  // shown above as metrics, confusion matrix, per class
+
+  function cardValue(value) {
+    if (value === null || value === undefined) return "–";
+    if (Array.isArray(value) && value.every((v) => typeof v !== "object" || v === null)) {
+      if (!value.length) return "none";
+      return value.some((v) => String(v).length > 40)
+        ? el("ul", {}, value.map((v) => el("li", { text: String(v) })))
+        : value.join(", ");
+    }
+    if (typeof value === "object") return el("pre", { class: "card-json", text: JSON.stringify(value, null, 2) });
+    return String(value);
+  }
+
   function modelCard(card) {
     if (!card || !Object.keys(card).length) return el("p", { class: "muted", text: "No model card." });
-    const rows = Object.entries(card).map(([key, value]) => [
-      el("dt", { text: key.replaceAll("_", " ") }),
-      el("dd", {}, typeof value === "object" ? el("pre", { class: "card-json", text: JSON.stringify(value, null, 2) }) : String(value)),
-    ]);
-    return el("dl", { class: "kv" }, rows);
+    const keys = Object.keys(card).filter((k) => !CARD_SKIPPED.has(k));
+    keys.sort((a, b) => (CARD_FIRST.includes(a) ? CARD_FIRST.indexOf(a) : 99) - (CARD_FIRST.includes(b) ? CARD_FIRST.indexOf(b) : 99));
+    return el("dl", { class: "kv" }, keys.map((key) => [
+      el("dt", { text: key.replaceAll("_", " ") }), el("dd", {}, cardValue(card[key])),
+    ]));
   }
 
   async function promote(name, version) {
