@@ -140,7 +140,7 @@ def applicable_models(record: Record, models: ModelSet, only: str | None = None)
     return usable
 
 
-def check_signal(record: Record, quality: QualityReport, models: list[LoadedModel]) -> None:
+def check_signal(record: Record, models: list[LoadedModel]) -> None:
     """Refuse what no model can read: too low a rate, NaN/inf, a flat line on every lead, too short for a model."""
     if record.sampling_rate < MIN_SAMPLING_RATE_HZ:
         raise ClassificationError(
@@ -163,7 +163,7 @@ def check_signal(record: Record, quality: QualityReport, models: list[LoadedMode
             raise ClassificationError(
                 422,
                 f"recording too short: {record.duration_s:.2f} s; {model.name} needs at "
-                f"least {minimum:g} s (shorter recordings are not padded)",
+                f"least {minimum:g} s (only from that length is a recording padded up to the model's window)",
             )
 
 
@@ -200,8 +200,8 @@ def prepare_recording(
 ) -> PreparedRecording:
     started = time.perf_counter()
     chosen = applicable_models(record, models, only)
+    check_signal(record, chosen)
     quality = assess_quality(record)
-    check_signal(record, quality, chosen)
     bpm = _heart_rate_bpm(record)
     segment_s = get_settings().explain_segment_s if explain else None
     runs, explain_ms = [], 0.0
