@@ -387,3 +387,34 @@ def test_metrics_count_requests_by_route_template(client, stored_recordings):
     assert float(line.rsplit(" ", 1)[1]) >= 3
     assert f'/api/recordings/{recording_id}"' not in text  # no label per id
     assert "ecg_gateway_request_duration_seconds_bucket" in text
+
+
+def test_a_job_that_cannot_be_queued_is_closed_and_answered_with_503(database_url, azurite, active_models):
+    from ecg_shared.db import session_scope
+    from ecg_shared.jobs.training import get_training_job, list_training_jobs
+
+    with socket.socket() as closed:
+        closed.bind(("127.0.0.1", 0))
+        dead_redis = f"redis://127.0.0.1:{closed.getsockname()[1]}/0"  # bound, not listening: connection refused
+        with start_stack(
+            ["gateway"],
+            database_url=database_url,
+            api_key=API_KEY,
+            artifact_connection_string=azurite.connection_string,
+            env={"ECG_REDIS_URL": dead_redis},
+        ) as no_queue:
+            base = no_queue.url("gateway")
+            response = httpx.post(
+                base + "/api/training-jobs",
+                headers=KEY,
+                timeout=60,
+                json={"dataset": "queue-down", "normal_classes": ["N"], "name": "queue-down-model"},
+            )
+            assert response.status_code == 503, response.text
+            assert "job queue (Redis) is unreachable" in response.json()["detail"]
+            ready = httpx.get(base + "/readyz", timeout=30).json()
+            assert ready["checks"]["redis"] != "ok" and ready["checks"]["postgres"] == "ok"
+    with session_scope(database_url) as session:
+        job = next(j for j in list_training_jobs(session, 500) if j.model_name == "queue-down-model")
+        job = get_training_job(session, job.id)
+        assert job.status == "cancelled" and "could not be queued" in job.error
