@@ -161,7 +161,7 @@ class JobRun:
                     data = await self._download(container, listing[name])
                 except AzureError as exc:
                     raise access_error(exc, self.source, f"reading {name}") or StorageAccessError(
-                        f"reading {name} failed: {blob_error(exc)}") from None
+                        blob_error(exc, f"reading {name}")) from None
                 labels[name.rpartition("/")[0]] = parse_reference(data)
             return plan_prefix(listing, self.source, labels)
         rows = await self._manifest_rows(container)
@@ -194,7 +194,7 @@ class JobRun:
                     async for blob in container.list_blobs(name_starts_with=prefix or None)}
         except AzureError as exc:
             raise access_error(exc, self.source, "listing blobs") or StorageAccessError(
-                f"listing blobs failed: {blob_error(exc)}") from None
+                blob_error(exc, "listing blobs")) from None
 
     async def _download(self, container, blob: BlobInfo) -> bytes:
         """The blob's bytes, as long as it still has the listed etag."""

@@ -10,7 +10,7 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import quote, unquote, urlsplit
+from urllib.parse import quote, unquote
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -52,7 +52,6 @@ class BlobSource:
         url = strip_query(reference)
         container_url = f"{self.account_url}/{self.container}/"
         if not url.startswith(container_url):
-            # compare without scheme/port differences in the account part only when the path matches
             raise ValueError(f"blob URL {url} is outside the job's container {self.account_url}/{self.container}")
         return unquote(url[len(container_url):])
 
@@ -91,14 +90,6 @@ class BlobSource:
             raise StorageAccessError("credentials missing: give a SAS token or a connection string")
         return self.credential.sas_token.get_secret_value()
 
-    @property
-    def auth_description(self) -> str:
-        return "connection string" if self.credential.connection_string is not None else "SAS token"
-
-
-def source_from_job(job, credential: StorageCredential) -> BlobSource:
-    return BlobSource(job.account_url, job.container, credential)
-
 
 def access_error(exc: Exception, source: BlobSource, what: str) -> StorageAccessError | None:
     """The job-ending error ``exc`` stands for while doing ``what``, or None if it concerns one blob only."""
@@ -120,8 +111,8 @@ def access_error(exc: Exception, source: BlobSource, what: str) -> StorageAccess
     return None
 
 
-def blob_error(exc: Exception) -> str:
-    """A one-line reason for a failure that concerns one blob."""
+def blob_error(exc: Exception, action: str = "download") -> str:
+    """A one-line reason for a storage failure while doing ``action`` that concerns one blob."""
     code = getattr(exc, "error_code", None)
     status = getattr(exc, "status_code", None)
     if isinstance(exc, ResourceNotFoundError):
@@ -129,13 +120,5 @@ def blob_error(exc: Exception) -> str:
     if status == 412 or code == "ConditionNotMet":
         return "blob changed while the job ran (etag differs): run the job again"
     if isinstance(exc, HttpResponseError):
-        return f"download failed: HTTP {status} {code or ''}".rstrip()
-    return f"download failed: {type(exc).__name__}"
-
-
-def blob_version(etag: str | None) -> str:
-    return (etag or "").strip('"')
-
-
-def is_url(reference: str) -> bool:
-    return urlsplit(reference).scheme in ("http", "https")
+        return f"{action} failed: HTTP {status} {code or ''}".rstrip()
+    return f"{action} failed: {type(exc).__name__}"

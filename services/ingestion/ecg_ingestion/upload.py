@@ -55,7 +55,7 @@ def upload_dataset(directory: Path, source: BlobSource, fmt: str = "wfdb", limit
         pass
     except AzureError as exc:
         raise access_error(exc, source, "creating the container") or StorageAccessError(
-            f"creating the container failed: {blob_error(exc)}") from None
+            blob_error(exc, "creating the container")) from None
 
     def upload_one(header: Path) -> ManifestRow | tuple[str, str]:
         try:
@@ -78,7 +78,7 @@ def upload_dataset(directory: Path, source: BlobSource, fmt: str = "wfdb", limit
             error = access_error(exc, source, f"uploading {header.name}")
             if error:
                 raise error from None
-            return header.name, blob_error(exc).replace("download", "upload")
+            return header.name, blob_error(exc, "upload")
         if progress:
             progress(1)
         return ManifestRow(blob=name, label=record.label, metadata=metadata)
@@ -93,5 +93,5 @@ def upload_dataset(directory: Path, source: BlobSource, fmt: str = "wfdb", limit
             container.upload_blob(summary.manifest_blob, write_manifest_xlsx(rows), overwrite=True)
         except AzureError as exc:
             raise access_error(exc, source, "uploading the manifest") or StorageAccessError(
-                f"uploading the manifest failed: {blob_error(exc)}") from None
+                blob_error(exc, "uploading the manifest")) from None
     return summary
