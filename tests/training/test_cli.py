@@ -11,6 +11,7 @@ import pytest
 from ecg_shared.model_metadata import ModelMetadata
 from ecg_shared.registry import get_version, promote, register_version
 from ecg_training.runner import _beats_active
+from tests.support.ports import free_port
 from tests.training.conftest import ECG, unique_name
 from tests.training.test_worker import SMALL_JOB
 
@@ -77,3 +78,15 @@ def test_auto_promotion_needs_a_better_primary_metric(db_session, azurite):
     assert _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.81})
     assert not _beats_active(db_session, name, {"name": "mean_f1_readable", "value": 0.99})  # not comparable
     assert get_version(db_session, name, row.version).stage == "active"
+
+
+def test_queueing_without_a_broker_fails_and_leaves_no_queued_job(training_env, database_url):
+    from ecg_shared.db import session_scope
+    from ecg_shared.jobs.training import list_training_jobs
+
+    env = {**training_env, "ECG_REDIS_URL": f"redis://127.0.0.1:{free_port()}/0"}
+    result = ecg(env, "train", "--queue", "-d", "x", "--normal", "Normal", "--epochs", "1")
+    assert result.returncode == 1 and "could not be queued" in result.stderr
+    with session_scope() as session:
+        newest = list_training_jobs(session, limit=1)[0]
+        assert newest.status == "cancelled"

@@ -89,7 +89,15 @@ def train(
     with session_scope() as session:
         job_id = create_training_job(session, request).id
     if queue:
-        enqueue_training_job(job_id)
+        try:
+            enqueue_training_job(job_id)
+        except Exception as exc:  # the broker is unreachable: the job must not linger as queued
+            from ecg_shared.jobs.training import cancel_training_job
+
+            with session_scope() as session:
+                cancel_training_job(session, job_id)
+            typer.echo(f"error: training job {job_id} could not be queued ({type(exc).__name__}: {exc})", err=True)
+            raise typer.Exit(1) from None
         typer.echo(f"training job {job_id} queued ({request.family} on {request.dataset})")
         return
     status = _run_with_progress(job_id, request.epochs)
