@@ -17,6 +17,8 @@ from ecg_shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
+STARTUP_WAIT_S = 20.0
+
 MODELS_LOADED = Gauge("ecg_inference_models_loaded", "Models the service currently serves")
 RELOADS = Counter("ecg_inference_model_reloads_total", "Model set loads", ["outcome"])
 
@@ -39,9 +41,18 @@ class ModelWatcher:
         self._task: asyncio.Task | None = None
 
     async def start(self) -> None:
-        await self.refresh()
-        if self.source == "registry":
-            self._task = asyncio.create_task(self._poll(), name="registry-poll")
+        """Load the models, waiting at most STARTUP_WAIT_S: a registry that hangs must not keep the service from
+        starting (it answers 503 and /readyz says why until the models are in)."""
+        first = asyncio.create_task(self.refresh(), name="first-model-load")
+        try:
+            await asyncio.wait_for(asyncio.shield(first), STARTUP_WAIT_S)
+        except TimeoutError:
+            log.warning("models not loaded after %s s; answering 503 until they are", STARTUP_WAIT_S)
+            self.last_error = f"still loading the models from the {self.source}"
+        # Bundled files load once; the registry is polled after the first load.
+        self._task = (
+            asyncio.create_task(self._poll(first), name="registry-poll") if self.source == "registry" else first
+        )
 
     async def stop(self) -> None:
         if self._task is not None:
@@ -74,7 +85,8 @@ class ModelWatcher:
         MODELS_LOADED.set(len(new.models))
         RELOADS.labels("loaded").inc()
 
-    async def _poll(self) -> None:
+    async def _poll(self, first: asyncio.Task) -> None:
+        await first
         while True:
             await asyncio.sleep(self.interval_s)
             await self.refresh()
