@@ -233,6 +233,7 @@ def _load_main(
                 await client.post(url, files={"file": payloads[i % len(payloads)]})
             latencies: list[float] = []
             errors: dict[str, int] = {}
+            server_ms: list[float] = []  # the service's own timings.total_ms (body received to answer built)
             counter = iter(range(max_requests))
             deadline = time.perf_counter() + duration_s
 
@@ -244,13 +245,22 @@ def _load_main(
                     response = await client.post(url, files={"file": payloads[i % len(payloads)]})
                     if response.status_code == 200:
                         latencies.append((time.perf_counter() - t) * 1000)
+                        timings = response.json().get("timings")
+                        if timings:
+                            server_ms.append(timings["total_ms"])
                     else:
                         errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
 
             started = time.perf_counter()
             await asyncio.gather(*(worker() for _ in range(concurrency)))
             wall = time.perf_counter() - started
-        return {"completed": len(latencies), "errors": errors, "wall_s": wall, "latencies_ms": latencies}
+        return {
+            "completed": len(latencies),
+            "errors": errors,
+            "wall_s": wall,
+            "latencies_ms": latencies,
+            "server_ms": server_ms,
+        }
 
     print(json.dumps(asyncio.run(main())))
 
@@ -312,6 +322,7 @@ def _row(target: str, recordings_kind: str, concurrency: int, measured: dict[str
         "p50_ms": round(float(np.percentile(latencies, 50)), 2),
         "p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "p99_ms": round(float(np.percentile(latencies, 99)), 2),
+        "server_p50_ms": round(float(np.median(measured["server_ms"])), 2) if measured.get("server_ms") else None,
     }
     print(json.dumps(row), file=sys.stderr, flush=True)  # progress
     return row
@@ -551,6 +562,9 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
         "one call (the batching ceiling, no HTTP, no preprocessing); latency = that call's duration.",
         "flask+keras: Flask's threaded server, keras model.predict per request and model, same preprocessing, "
         "bounded to 200 requests per level.",
+        "server_p50_ms: the inference service's own timings.total_ms (body received to answer built); the rest of "
+        "p50_ms is HTTP, queueing before the body is read, and the client. The profile's shares come from cProfile, "
+        "which overstates pure-Python stages (reading, neurokit2) against onnxruntime's C++.",
         "explanations are off except in the '+explain' rows (occlusion over 1 s segments and every lead).",
         f"the load generator runs in its own process on the same {os.cpu_count()} CPUs as the servers, as do other "
         "jobs on a shared machine: compare ratios within this run.",
