@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+import threading
 import time
 
 import httpx
@@ -102,11 +103,38 @@ def test_hot_reload_from_empty_registry_to_promoted_versions(azurite, wellnest_s
             answer = client.post("/classify", files={"file": ("x.raw", blob)}).json()
             assert_same_probabilities(answer, in_process_answer(read_ecg(blob), first))
 
+            # Requests keep arriving while the new version is promoted: none fails, each is answered wholly by
+            # one version (probabilities of the version it names).
+            during: list[httpx.Response] = []
+            stop_sending = threading.Event()
+
+            def keep_sending() -> None:
+                with httpx.Client(base_url=service.url, timeout=60) as sender:
+                    while not stop_sending.is_set():
+                        during.append(sender.post("/classify", files={"file": ("x.raw", blob)}))
+
+            sender = threading.Thread(target=keep_sending)
+            sender.start()
             second = tiny_model(rhythm_metadata(), seed=7)
-            assert register_and_promote(database, azurite.connection_string, rhythm_metadata(), second) == 2
-            with session_scope(database) as session:
-                archive(session, "normal-12lead", 1)
-            _wait_for(lambda: _versions(client) == {"rhythm-1lead": 2}, what="rhythm v2 alone served")
+            try:
+                assert register_and_promote(database, azurite.connection_string, rhythm_metadata(), second) == 2
+                with session_scope(database) as session:
+                    archive(session, "normal-12lead", 1)
+                _wait_for(lambda: _versions(client) == {"rhythm-1lead": 2}, what="rhythm v2 alone served")
+                time.sleep(0.5)
+            finally:
+                stop_sending.set()
+                sender.join()
+            assert during and all(r.status_code == 200 for r in during), [r.text for r in during if r.is_error][:2]
+            record = read_ecg(blob)
+            by_version = {1: in_process_answer(record, first), 2: in_process_answer(record, {"rhythm-1lead": second})}
+            versions_seen = set()
+            for response in during:
+                rhythm = next(m for m in response.json()["models"] if m["name"] == "rhythm-1lead")
+                versions_seen.add(rhythm["version"])
+                expected = next(m for m in by_version[rhythm["version"]].models if m.name == "rhythm-1lead")
+                assert rhythm["probabilities"] == pytest.approx(expected.probabilities, abs=1e-5)
+            assert 2 in versions_seen
             answer = client.post("/classify", files={"file": ("x.raw", blob)}).json()
             assert [(m["name"], m["version"]) for m in answer["models"]] == [("rhythm-1lead", 2)]
             assert_same_probabilities(answer, in_process_answer(read_ecg(blob), {"rhythm-1lead": second}))
