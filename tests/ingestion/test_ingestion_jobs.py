@@ -298,3 +298,27 @@ def test_decoded_signal_read_from_a_zip_equals_wfdb_reader(data_dir):
     decoded = decode_parts(parts, None, "http://example/x/A00001.hea")
     assert decoded.record.signal.tobytes() == read_ecg(base.with_suffix(".hea")).signal.tobytes()
     assert decoded.record.metadata["source"] == "http://example/x/A00001.hea"
+
+
+def test_a_blob_changed_since_listing_is_not_downloaded(azurite, cinc_container):
+    """Downloads carry If-Match on the listed etag: content and stored version always belong together."""
+    import asyncio
+
+    from azure.core.exceptions import HttpResponseError
+
+    from ecg_ingestion.plan import BlobInfo
+    from ecg_ingestion.runner import JobRun
+    from ecg_ingestion.storage import blob_error
+
+    source = connection_source(azurite, cinc_container)
+    current = source.sync_container().get_blob_client("A00001.hea").get_blob_properties().etag
+    run = JobRun(0, "unused", source, {}, None)
+
+    async def download(etag: str) -> bytes:
+        async with source.async_container() as container:
+            return await run._download(container, BlobInfo("A00001.hea", etag))
+
+    assert asyncio.run(download(current)).startswith(b"A00001")
+    with pytest.raises(HttpResponseError) as caught:
+        asyncio.run(download('"0x8DEADBEEF000000"'))
+    assert blob_error(caught.value) == "blob changed while the job ran (etag differs): run the job again"
