@@ -48,7 +48,7 @@ class Settings(BaseSettings):
     model_poll_interval_s: float = 5.0
     # onnxruntime execution providers in order of preference; those this onnxruntime build lacks are skipped.
     onnx_providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
-    # onnxruntime intra-op threads per session (0: one per physical core).
+    # onnxruntime intra-op threads per session (0: one per CPU this process may use).
     onnx_threads: int = 0
     # Micro-batching: most model inputs (windows) per onnxruntime call, and how long (ms) a request that finds its
     # model idle waits for others to join (0: it goes at once; requests arriving while a call runs batch anyway).

@@ -7,7 +7,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import os
 import time
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
@@ -19,6 +18,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 
 from ecg_inference.batcher import MicroBatcher
 from ecg_inference.classify import ClassificationError, PreparedRecording, build_response, prepare_recording
+from ecg_inference.models import usable_cpus
 from ecg_inference.request_body import CLASSIFY_REQUEST_BODY, ClassifyInput, read_classify_input
 from ecg_inference.watcher import ModelWatcher
 from ecg_shared.schemas import ClassifyResponse
@@ -48,7 +48,7 @@ async def lifespan(app: FastAPI):
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.state.watcher = ModelWatcher()
     app.state.batcher = MicroBatcher(settings.batch_max_size, settings.batch_wait_ms)
-    app.state.cpu_pool = ThreadPoolExecutor(max_workers=os.cpu_count() or 2, thread_name_prefix="preprocess")
+    app.state.cpu_pool = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="preprocess")
     await asyncio.gather(app.state.watcher.start(), asyncio.to_thread(_warm_up))
     yield
     await app.state.watcher.stop()

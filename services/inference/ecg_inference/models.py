@@ -7,6 +7,7 @@ the old set finishes on the old sessions.
 from __future__ import annotations
 
 import logging
+import os
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -32,11 +33,16 @@ def execution_providers() -> list[str]:
     return chosen or ["CPUExecutionProvider"]
 
 
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), not the host's count that onnxruntime would assume."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+
+
 def create_session(onnx_bytes: bytes) -> ort.InferenceSession:
     settings = get_settings()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = settings.onnx_threads
+    options.intra_op_num_threads = settings.onnx_threads or usable_cpus()
     options.inter_op_num_threads = 1
     # Spinning threads would steal the cores that preprocessing needs between calls.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
