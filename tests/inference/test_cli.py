@@ -31,7 +31,7 @@ def test_json_lines_for_every_kind_of_file(models_dir, data_dir, wellnest_sample
     cinc = data_dir / "cinc2017" / "A00001.hea"
     ptbxl = data_dir / "ptbxl" / "00001_lr.hea"
     files = [cinc, cinc.with_suffix(".mat"), wellnest_sample, ptbxl]  # the .mat beside its .hea is the same record
-    result = run_classify(models_dir, *map(str, files), "--json")
+    result = run_classify(models_dir, *map(str, files), "--json", "--explain")
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["file"] for line in lines] == [str(cinc), str(wellnest_sample), str(ptbxl)]
@@ -42,6 +42,7 @@ def test_json_lines_for_every_kind_of_file(models_dir, data_dir, wellnest_sample
         assert_same_probabilities(line, expected)
         assert line["verdict"]["label"] == expected.verdict.label
     assert [m["name"] for m in lines[0]["models"]] == ["rhythm-1lead"]
+    assert [e["model"] for e in lines[0]["explanation"]] == ["rhythm-1lead"]
     assert len(lines[1]["models"]) == 2
 
 
@@ -50,7 +51,7 @@ def test_csv_report_and_failures(models_dir, data_dir, tmp_path):
     broken = tmp_path / "broken.csv"
     broken.write_text("II\n1\n")
     report = tmp_path / "report.csv"
-    result = run_classify(models_dir, *map(str, good), str(broken), "--csv", str(report), "--no-explain")
+    result = run_classify(models_dir, *map(str, good), str(broken), "--csv", str(report))
     assert result.returncode == 1 and "1 of 3 files could not be classified" in result.stderr
     rows = list(csv.DictReader(report.open()))
     assert [r["file"] for r in rows] == [*map(str, good), str(broken)]
@@ -66,6 +67,8 @@ def test_model_option(models_dir, data_dir):
     result = run_classify(models_dir, cinc, "--model", "normal-12lead", "--json")
     assert result.returncode == 1
     assert "no model applies" in json.loads(result.stdout)["error"]
+    answer = json.loads(run_classify(models_dir, cinc, "--model", "rhythm-1lead", "--json").stdout)
+    assert [m["name"] for m in answer["models"]] == ["rhythm-1lead"] and answer["explanation"] is None
     result = run_classify(models_dir, cinc, "--model", "missing-model")
     assert result.returncode == 2 and "no bundled model missing-model" in result.stderr
 

@@ -93,8 +93,8 @@ def classify(
     model: str | None = typer.Option(None, "--model", help="Only this bundled model (e.g. rhythm-1lead)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line: the service's answer plus 'file'."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV report (one row per file) here."),
-    explain: bool | None = typer.Option(
-        None, "--explain/--no-explain", help="Occlusion explanations (default: setting ECG_EXPLAIN)."
+    explain: bool = typer.Option(
+        False, "--explain/--no-explain", help="Add occlusion explanations (each costs a forward pass per lead and s)."
     ),
     fmt: str | None = typer.Option(None, "--format", help="Skip detection: wellnest, wfdb, csv, npy, npz."),
     fs: float | None = typer.Option(None, "--fs", help="Sampling rate (Hz) for formats that carry none."),
@@ -109,7 +109,6 @@ def classify(
     from ecg_shared.settings import get_settings
 
     settings = get_settings()
-    explain = settings.explain if explain is None else explain
     try:
         models = load_bundled(names=[model] if model else None)
     except ModelLoadError as exc:
