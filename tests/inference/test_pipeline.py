@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import time
+from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
@@ -24,7 +25,7 @@ from ecg_inference.models import ModelSet, load_model
 from ecg_shared.formats import Record, read_ecg
 from ecg_shared.quality import QualityReport
 from ecg_shared.schemas import ModelResult
-from tests.inference.onnx_models import rhythm_metadata, tiny_model, twelve_lead_metadata
+from tests.inference.onnx_models import TWELVE_LEAD_SPEC, rhythm_metadata, tiny_model, twelve_lead_metadata
 
 
 @pytest.fixture(scope="module")
@@ -33,7 +34,10 @@ def models() -> ModelSet:
     return ModelSet(loaded, "test")
 
 
-def test_segment_and_lead_importance_are_the_drop_of_the_predicted_class(models, data_dir):
+@pytest.mark.parametrize("normalisation", ["zscore", "minmax"])
+def test_segment_and_lead_importance_are_the_drop_of_the_predicted_class(normalisation, data_dir):
+    metadata = twelve_lead_metadata(preprocessing=replace(TWELVE_LEAD_SPEC, normalisation=normalisation))
+    models = ModelSet({metadata.name: load_model(tiny_model(metadata, seed=4), version=1)}, "test")
     record = read_ecg(data_dir / "ptbxl" / "00003_lr.hea")
     prepared = prepare_recording(record, models, explain=True, only="normal-12lead")
     answer = classify_prepared([prepared], [time.perf_counter()])[0]
@@ -44,12 +48,13 @@ def test_segment_and_lead_importance_are_the_drop_of_the_predicted_class(models,
     assert target == int(np.argmax(base))
     for segment in explanation.segments[:3] + explanation.segments[-1:]:
         occluded = run.windows.copy()
-        occluded[0, round(segment.start_s * 100) : round(segment.end_s * 100)] = 0
+        occluded[0, round(segment.start_s * 100) : round(segment.end_s * 100)] = run.windows[0].mean(axis=0)
         drop = base[target] - model.predict(occluded)[0, target]
         assert segment.importance == pytest.approx(drop, abs=1e-5)
     for lead in ("I", "V6"):
         occluded = run.windows.copy()
-        occluded[0, :, run.lead_names.index(lead)] = 0
+        index = run.lead_names.index(lead)
+        occluded[0, :, index] = run.windows[0, :, index].mean()
         assert explanation.leads[lead] == pytest.approx(base[target] - model.predict(occluded)[0, target], abs=1e-5)
 
 

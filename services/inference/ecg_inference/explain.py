@@ -1,8 +1,8 @@
 """Occlusion explanations: blank a lead or a time segment, see how much the predicted class loses.
 
 The occluded copies of a recording's windows are built up front and sent to onnxruntime in the same call as the
-windows themselves, so an explanation costs one larger batch, not extra round trips. After normalisation a lead's
-mean is zero, so "blank" means zero.
+windows themselves, so an explanation costs one larger batch, not extra round trips. "Blank" means the lead's mean
+over the window (zero after z-scoring, the baseline after min-max scaling).
 
 A segment's importance is the exact change of the recording-level probability (the mean over windows) when that
 segment is blanked in every window that covers it; a lead's importance likewise with the lead blanked everywhere.
@@ -47,6 +47,10 @@ def plan_occlusion(
     n_windows, window, n_leads = windows.shape
     covered = max(real_length, 1)
     segment = max(round(segment_s * sampling_rate), 1, -(-covered // MAX_SEGMENTS))
+    # What "blank" means: each lead's mean over the window's real samples (0 after z-scoring; the baseline level
+    # after min-max scaling), so an occluded stretch carries no shape but no artificial step either.
+    real_rows = [max(1, min(window, covered - start)) for start in starts]
+    fill = [windows[w, :rows].mean(axis=0) for w, rows in enumerate(real_rows)]
     copies: list[np.ndarray] = []
     segments, segment_rows = [], []
     for seg_start in range(0, covered, segment):
@@ -57,7 +61,7 @@ def plan_occlusion(
             if lo >= hi:
                 continue
             copy = windows[w].copy()
-            copy[lo:hi] = 0.0
+            copy[lo:hi] = fill[w]
             rows.append((w, len(copies)))
             copies.append(copy)
         segments.append((seg_start / sampling_rate, seg_end / sampling_rate))
@@ -67,7 +71,7 @@ def plan_occlusion(
         rows = []
         for w in range(n_windows):
             copy = windows[w].copy()
-            copy[:, lead] = 0.0
+            copy[:, lead] = fill[w][lead]
             rows.append(len(copies))
             copies.append(copy)
         lead_rows.append(rows)
