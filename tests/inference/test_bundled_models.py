@@ -25,12 +25,13 @@ from tests.support.ports import free_port
 from tests.support.processes import start_process
 
 MODELS_DIR = REPO_ROOT / "models"
-NAMES = ("rhythm-1lead", "normal-12lead")
+NAMES = tuple(name for name in ("rhythm-1lead", "normal-12lead") if (MODELS_DIR / f"{name}.onnx").exists())
 
-pytestmark = pytest.mark.skipif(
-    not all((MODELS_DIR / f"{name}.onnx").exists() for name in NAMES),
-    reason="bundled models not trained yet (models/rhythm-1lead.onnx, models/normal-12lead.onnx)",
-)
+pytestmark = pytest.mark.skipif(not NAMES, reason="no bundled model trained yet (models/*.onnx)")
+
+
+def needs(name: str):
+    return pytest.mark.skipif(name not in NAMES, reason=f"bundled model {name} not trained yet (models/{name}.onnx)")
 
 
 @pytest.fixture(scope="module")
@@ -47,11 +48,15 @@ def test_model_cards_and_metadata(bundled):
     for name in NAMES:
         card = json.loads((MODELS_DIR / f"{name}.card.json").read_text())
         assert card, f"{name}.card.json is empty"
-    rhythm, twelve = bundled.models["rhythm-1lead"], bundled.models["normal-12lead"]
-    assert rhythm.metadata.classes == ["N", "A", "O", "~"] and rhythm.leads == ("II",)
-    assert set(twelve.metadata.classes) == {"Normal", "Abnormal"} and len(twelve.leads) == 12
+    if "rhythm-1lead" in NAMES:
+        rhythm = bundled.models["rhythm-1lead"]
+        assert rhythm.metadata.classes == ["N", "A", "O", "~"] and rhythm.leads == ("II",)
+    if "normal-12lead" in NAMES:
+        twelve = bundled.models["normal-12lead"]
+        assert set(twelve.metadata.classes) == {"Normal", "Abnormal"} and len(twelve.leads) == 12
 
 
+@needs("rhythm-1lead")
 def test_rhythm_model_on_cinc_records(bundled, data_dir):
     labels = dict(csv.reader((data_dir / "cinc2017" / "REFERENCE.csv").open()))
     names = [n for n in sorted(labels) if labels[n] != "~"][:80]
@@ -60,6 +65,7 @@ def test_rhythm_model_on_cinc_records(bundled, data_dir):
     assert agree / len(names) >= 0.7, f"normal vs abnormal agreement {agree}/{len(names)}"
 
 
+@needs("normal-12lead")
 def test_twelve_lead_model_on_ptbxl_records(bundled, data_dir):
     headers = sorted((data_dir / "ptbxl").glob("*_lr.hea"))[:60]
     answers = classify_files(bundled, headers)
@@ -96,6 +102,8 @@ def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
                     read_ecg(data_dir / "ptbxl" / "00001_lr.hea"),
                 ),
             }
+            if "rhythm-1lead" not in NAMES:  # a single-lead recording has no model yet
+                del uploads["cinc"]
             for kind, (name, data, record) in uploads.items():
                 response = client.post("/classify", files={"file": (name, data)})
                 assert response.status_code == 200, (kind, response.text)
@@ -115,7 +123,8 @@ def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
 
 def test_cli_on_bundled_models(data_dir, tmp_path):
     report = tmp_path / "report.csv"
-    files = [str(data_dir / "cinc2017" / "A00001.hea"), str(data_dir / "ptbxl" / "00001_lr.hea")]
+    files = [str(data_dir / "cinc2017" / "A00001.hea")] if "rhythm-1lead" in NAMES else []
+    files += [str(data_dir / "ptbxl" / "00001_lr.hea"), str(data_dir / "ptbxl" / "00002_lr.hea")]
     result = subprocess.run(
         [str(Path(sys.executable).parent / "ecg"), "classify", *files, "--json", "--csv", str(report)],
         capture_output=True,
@@ -125,4 +134,4 @@ def test_cli_on_bundled_models(data_dir, tmp_path):
     assert result.returncode == 0, result.stderr
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["file"] for line in lines] == files
-    assert len(list(csv.DictReader(report.open()))) == 2
+    assert len(list(csv.DictReader(report.open()))) == len(files)
