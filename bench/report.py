@@ -63,6 +63,8 @@ def machine() -> dict[str, Any]:
         "cpu_model": cpu_model or platform.processor() or None,
         "memory_gib": memory_gib,
         "platform": platform.platform(),
+        # Other work on a shared machine skews absolute numbers (not the same-run ratios): say how busy it was.
+        "load_average_1m": round(os.getloadavg()[0], 2) if hasattr(os, "getloadavg") else None,
     }
 
 
@@ -207,7 +209,8 @@ def environment_markdown(report: dict[str, Any]) -> str:
         [
             f"Measured {report['generated_at']}{' (quick sizes)' if report['quick'] else ''} at revision "
             f"{report['git_revision'] or 'unknown'} on {m['usable_cpus']} usable of {m['cpu_count']} CPUs "
-            f"({m['cpu_model'] or 'unknown CPU'}), {m['memory_gib']} GiB RAM, {m['platform']}.",
+            f"({m['cpu_model'] or 'unknown CPU'}), {m['memory_gib']} GiB RAM, {m['platform']}"
+            + (f"; load average {m['load_average_1m']} when it finished." if m.get("load_average_1m") else "."),
             "",
             f"Versions: {installed}.",
         ]

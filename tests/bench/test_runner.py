@@ -82,6 +82,7 @@ def test_report_names_the_machine_and_versions(outcome):
     _, report, _ = outcome
     assert report["quick"] is True
     assert report["machine"]["cpu_count"] >= 1 and report["machine"]["usable_cpus"] >= 1
+    assert report["machine"]["load_average_1m"] >= 0
     assert report["versions"]["python"].startswith("3.11")
     assert report["versions"]["numpy"] and report["versions"]["onnxruntime"]
     assert "tensorflow-cpu" in report["versions"]
