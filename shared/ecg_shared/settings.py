@@ -50,9 +50,10 @@ class Settings(BaseSettings):
     onnx_providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
     # onnxruntime intra-op threads per session (0: one per CPU this process may use).
     onnx_threads: int = 0
-    # Micro-batching: most model inputs (windows) per onnxruntime call, and how long (ms) a request that finds its
-    # model idle waits for others to join (0: it goes at once; requests arriving while a call runs batch anyway).
-    batch_max_size: int = 256
+    # Micro-batching: most model inputs (windows) per onnxruntime call (0: 256 on CUDA, 1 on CPU, where larger
+    # batches of long convolutional windows cost more per window), and how long (ms) a request that finds its model
+    # idle waits for others to join (0: it goes at once; requests arriving while a call runs batch anyway).
+    batch_max_size: int = 0
     batch_wait_ms: float = 0.0
     # (The upload limit, max_upload_bytes, is shared with the gateway: see its block.)
     # Shortest recording (seconds) a model classifies (or its window, when shorter); shorter ones get 422.

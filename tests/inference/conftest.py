@@ -69,7 +69,10 @@ def inference_registry(azurite, tiny_models) -> Iterator[str]:
 
 @pytest.fixture(scope="session")
 def inference_service(inference_registry, azurite) -> Iterator[ManagedProcess]:
-    service = start_inference("inference", inference_registry, azurite.connection_string, ECG_BATCH_WAIT_MS="20")
+    # Batches of up to 64 windows (CPU default: 1) and a 20 ms wait, so concurrent requests really share calls.
+    service = start_inference(
+        "inference", inference_registry, azurite.connection_string, ECG_BATCH_WAIT_MS="20", ECG_BATCH_MAX_SIZE="64"
+    )
     yield service
     service.stop()
 

@@ -172,7 +172,7 @@ def test_micro_batcher_groups_concurrent_calls_and_keeps_order(models):
         return original(inputs)
 
     async def main():
-        batcher = MicroBatcher(max_size=16, wait_ms=5)
+        batcher = MicroBatcher(wait_ms=5, max_size=16)
         try:
             return await asyncio.gather(*(batcher.run(model, a) for a in arrays))
         finally:
@@ -187,6 +187,20 @@ def test_micro_batcher_groups_concurrent_calls_and_keeps_order(models):
     assert max(calls) <= 16
     for array, output in zip(arrays, outputs, strict=True):
         np.testing.assert_allclose(output, original(array), atol=1e-6)
+
+
+def test_batch_limit_is_one_window_on_cpu_unless_configured(models, monkeypatch):
+    from ecg_shared.settings import get_settings
+
+    model = models.models["normal-12lead"]
+    monkeypatch.delenv("ECG_BATCH_MAX_SIZE", raising=False)
+    get_settings.cache_clear()
+    assert model.providers == ["CPUExecutionProvider"] and model.batch_limit == 1
+    monkeypatch.setenv("ECG_BATCH_MAX_SIZE", "32")
+    get_settings.cache_clear()
+    assert model.batch_limit == 32
+    monkeypatch.undo()
+    get_settings.cache_clear()
 
 
 def test_expand_files_names_a_wfdb_record_once(tmp_path):

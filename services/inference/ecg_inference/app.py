@@ -47,7 +47,7 @@ async def lifespan(app: FastAPI):
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.state.watcher = ModelWatcher()
-    app.state.batcher = MicroBatcher(settings.batch_max_size, settings.batch_wait_ms)
+    app.state.batcher = MicroBatcher(settings.batch_wait_ms)
     app.state.cpu_pool = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="preprocess")
     await asyncio.gather(app.state.watcher.start(), asyncio.to_thread(_warm_up))
     yield

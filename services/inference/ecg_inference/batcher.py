@@ -2,8 +2,9 @@
 
 While a model's batch runs, new requests queue and leave together as soon as it finishes, so under load batches grow
 by themselves and an idle model adds no wait. A request that finds its model idle waits ``wait_ms`` for others
-(0: none); a batch holds at most ``max_size`` inputs (windows). Calls run on one dedicated thread: onnxruntime
-already uses every core inside a call, and the event loop stays free.
+(0: none). A call holds at most the model's batch limit of inputs (windows; ECG_BATCH_MAX_SIZE, by default 256 on
+CUDA and 1 on CPU, where bigger batches of long convolutional windows measured slower per window). Calls run on one
+dedicated thread: onnxruntime already uses every core inside a call, and the event loop stays free.
 """
 
 from __future__ import annotations
@@ -40,8 +41,8 @@ class _Queue:
 
 
 class MicroBatcher:
-    def __init__(self, max_size: int, wait_ms: float) -> None:
-        self.max_size = max(1, max_size)
+    def __init__(self, wait_ms: float, max_size: int | None = None) -> None:
+        self.max_size = max_size  # None: each model's own batch limit
         self.wait_s = max(0.0, wait_ms) / 1000
         self._queues: dict[LoadedModel, _Queue] = {}
         self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
@@ -54,11 +55,14 @@ class MicroBatcher:
         queue.items.append((inputs, future))
         queue.rows += len(inputs)
         if not queue.busy:
-            if queue.rows >= self.max_size or self.wait_s == 0:
+            if queue.rows >= self._limit(model) or self.wait_s == 0:
                 self._flush(model)
             elif queue.timer is None:
                 queue.timer = loop.call_later(self.wait_s, self._flush, model)
         return await future
+
+    def _limit(self, model: LoadedModel) -> int:
+        return max(1, self.max_size or model.batch_limit)
 
     def _flush(self, model: LoadedModel) -> None:
         queue = self._queues.get(model)
@@ -68,7 +72,8 @@ class MicroBatcher:
             queue.timer.cancel()
             queue.timer = None
         batch, rows = [], 0
-        while queue.items and (not batch or rows + len(queue.items[0][0]) <= self.max_size):
+        limit = self._limit(model)
+        while queue.items and (not batch or rows + len(queue.items[0][0]) <= limit):
             inputs, future = queue.items.pop(0)
             batch.append((inputs, future))
             rows += len(inputs)
@@ -77,7 +82,7 @@ class MicroBatcher:
         BATCH_ROWS.observe(rows)
         BATCH_REQUESTS.observe(len(batch))
         loop = asyncio.get_running_loop()
-        task = loop.run_in_executor(self._executor, run_batched, model, [inputs for inputs, _ in batch], self.max_size)
+        task = loop.run_in_executor(self._executor, run_batched, model, [inputs for inputs, _ in batch], limit)
         task.add_done_callback(lambda done: self._finish(model, batch, done))
 
     def _finish(self, model: LoadedModel, batch: list, done: asyncio.Future) -> None:

@@ -217,8 +217,9 @@ def prepare_recording(
 
 
 def run_batched(model: LoadedModel, arrays: list[np.ndarray], max_rows: int | None = None) -> list[np.ndarray]:
-    """Probabilities for each of ``arrays`` from as few onnxruntime calls as ``max_rows`` allows."""
-    max_rows = max_rows or get_settings().batch_max_size
+    """Probabilities for each of ``arrays`` from as few onnxruntime calls as ``max_rows`` (default: the model's
+    batch limit) allows."""
+    max_rows = max_rows or model.batch_limit
     sizes = [len(a) for a in arrays]
     joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
     outputs = [model.predict(joined[i : i + max_rows]) for i in range(0, len(joined), max_rows)]

@@ -21,6 +21,9 @@ from ecg_shared.settings import get_settings
 log = logging.getLogger(__name__)
 
 
+GPU_BATCH_WINDOWS = 256
+
+
 class ModelLoadError(RuntimeError):
     pass
 
@@ -69,6 +72,14 @@ class LoadedModel:
     @property
     def leads(self) -> tuple[str, ...]:
         return self.metadata.preprocessing.leads
+
+    @property
+    def batch_limit(self) -> int:
+        """Most windows per onnxruntime call: the setting, else 256 on CUDA and 1 on CPU (see docs/inference.md)."""
+        configured = get_settings().batch_max_size
+        if configured > 0:
+            return configured
+        return GPU_BATCH_WINDOWS if "CUDAExecutionProvider" in self.providers else 1
 
     def min_duration_s(self) -> float:
         return min(get_settings().classify_min_duration_s, self.metadata.preprocessing.window_s)
