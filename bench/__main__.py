@@ -1,4 +1,5 @@
-"""``python -m bench [--quick] [--only NAME] [--arg NAME.PARAM=VALUE]``: run the benchmarks, write the results.
+"""``python -m bench [--quick] [--only NAME] [--arg NAME.PARAM=VALUE] [--sizes NAME.PARAM=V1,V2]``: run the benchmarks,
+write the results.
 
 Each benchmark runs in a process of its own (a crash or a hang in one leaves the others' numbers intact, and
 none inherits another's threads or imported TensorFlow). A benchmark module that is missing or does not import is
@@ -123,12 +124,45 @@ def parse_arguments(values: list[str]) -> dict[str, dict[str, Any]]:
         name, dot, parameter = target.partition(".")
         if not sep or not dot or not name or not parameter:
             raise SystemExit(f"--arg expects NAME.PARAM=VALUE, got {item!r}")
-        try:
-            value = json.loads(raw)
-        except json.JSONDecodeError:
-            value = raw
-        parsed.setdefault(name, {})[parameter] = value
+        parsed.setdefault(name, {})[parameter] = _json_or_text(raw)
     return parsed
+
+
+def _json_or_text(raw: str) -> Any:
+    try:
+        return json.loads(raw)
+    except json.JSONDecodeError:
+        return raw
+
+
+def parse_sizes(values: list[str]) -> dict[str, tuple[str, list[Any]]]:
+    """``["ingestion.n=1000,6000"]`` -> ``{"ingestion": ("n", [1000, 6000])}``: run that benchmark once per value."""
+    parsed: dict[str, tuple[str, list[Any]]] = {}
+    for item in values:
+        single = parse_arguments([item])
+        ((name, arguments),) = single.items()
+        ((parameter, raw),) = arguments.items()
+        sizes = [_json_or_text(v.strip()) for v in str(raw).split(",") if v.strip()]
+        if not sizes:
+            raise SystemExit(f"--sizes expects NAME.PARAM=V1,V2,..., got {item!r}")
+        parsed[name] = (parameter, sizes)
+    return parsed
+
+
+def planned_runs(
+    modules: dict[str, str], extra: dict[str, dict[str, Any]], sizes: dict[str, tuple[str, list[Any]]]
+) -> list[tuple[str, str, dict[str, Any], dict | None]]:
+    """``(key, module, arguments, scale)`` per run: one per benchmark, or one per size of a --sizes benchmark."""
+    runs = []
+    for name, module in modules.items():
+        if name not in sizes:
+            runs.append((name, module, extra.get(name, {}), None))
+            continue
+        parameter, values = sizes[name]
+        for value in values:
+            scale = {"benchmark": name, "parameter": parameter, "value": value}
+            runs.append((f"{name} ({parameter}={value})", module, {**extra.get(name, {}), parameter: value}, scale))
+    return runs
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -153,6 +187,13 @@ def main(argv: list[str] | None = None) -> int:
         metavar="NAME.PARAM=VALUE",
         help="pass an argument to a benchmark's run(), e.g. ingestion.n=10000",
     )
+    parser.add_argument(
+        "--sizes",
+        action="append",
+        default=[],
+        metavar="NAME.PARAM=V1,V2",
+        help="run a benchmark once per size to see how it grows, e.g. ingestion.n=1000,6000",
+    )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark (default 3600)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
     parser.add_argument("--readme", type=Path, default=README)
@@ -173,14 +214,20 @@ def main(argv: list[str] | None = None) -> int:
             parser.error(f"unknown benchmark(s) {', '.join(sorted(unknown))}; known: {', '.join(BENCHMARKS)}")
         modules = {name: f"bench.{name}" for name in BENCHMARKS if not options.only or name in options.only}
     extra = parse_arguments(options.arg)
+    sizes = parse_sizes(options.sizes)
+    unknown = set(sizes) - set(modules)
+    if unknown:
+        parser.error(f"--sizes names benchmark(s) not being run: {', '.join(sorted(unknown))}")
 
     outcomes: dict[str, dict[str, Any]] = {}
-    for name, module in modules.items():
-        print(f"=== benchmark {name} ({module}){' --quick' if options.quick else ''}", flush=True)
-        outcomes[name] = run_benchmark(module, extra.get(name, {}), options.quick, options.timeout)
-        outcome = outcomes[name]
+    for key, module, arguments, scale in planned_runs(modules, extra, sizes):
+        print(f"=== benchmark {key} ({module}){' --quick' if options.quick else ''}", flush=True)
+        outcome = run_benchmark(module, arguments, options.quick, options.timeout)
+        if scale:
+            outcome["scale"] = scale
+        outcomes[key] = outcome
         detail = f": {outcome['reason']}" if outcome["status"] != "ok" else ""
-        print(f"=== {name}: {outcome['status']}{detail} ({outcome['seconds']} s)", flush=True)
+        print(f"=== {key}: {outcome['status']}{detail} ({outcome['seconds']} s)", flush=True)
 
     report = build_report(outcomes, quick=options.quick)
     json_path, md_path = write_results(report, options.results_dir)

@@ -217,14 +217,38 @@ def environment_markdown(report: dict[str, Any]) -> str:
     )
 
 
+def scale_markdown(report: dict[str, Any]) -> list[str]:
+    """For each benchmark run at several sizes (``--sizes``): its rows and ratios side by side, size by size."""
+    sections = []
+    scaled: dict[str, list[dict[str, Any]]] = {}
+    for outcome in report["benchmarks"].values():
+        if outcome.get("scale") and outcome["status"] == "ok":
+            scaled.setdefault(outcome["scale"]["benchmark"], []).append(outcome)
+    for name, runs in scaled.items():
+        parameter = runs[0]["scale"]["parameter"]
+        rows = [{parameter: run["scale"]["value"], **row} for run in runs for row in run["result"].get("rows", [])]
+        ratios = [
+            {parameter: run["scale"]["value"], **run["result"]["ratios"]}
+            for run in runs
+            if isinstance(run["result"].get("ratios"), dict)
+        ]
+        parts = [f"### How {name} grows with {parameter}"]
+        if rows:
+            parts.append(markdown_table(rows))
+        if ratios:
+            parts.append("Ratios (each size against its own baseline):\n\n" + markdown_table(ratios))
+        sections.append("\n\n".join(parts))
+    return sections
+
+
 def render_markdown(report: dict[str, Any]) -> str:
-    sections = ["# Benchmark results", environment_markdown(report)]
+    sections = ["# Benchmark results", environment_markdown(report), *scale_markdown(report)]
     sections += [benchmark_markdown(name, outcome) for name, outcome in report["benchmarks"].items()]
     return "\n\n".join(sections) + "\n"
 
 
 def readme_section(report: dict[str, Any]) -> str:
-    sections = [environment_markdown(report)]
+    sections = [environment_markdown(report), *scale_markdown(report)]
     sections += [
         benchmark_markdown(name, outcome, headline_only=True) for name, outcome in report["benchmarks"].items()
     ]

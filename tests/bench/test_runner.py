@@ -134,3 +134,25 @@ def test_values_are_formatted_for_reading():
     assert format_value(0.012345) == "0.0123"
     assert format_value(None) == "–" and format_value(True) == "yes"
     assert markdown_table([{"a": 1}, {"a": 2, "b": "x|y"}]) == "| a | b |\n| --- | --- |\n| 1 | – |\n| 2 | x\\|y |"
+
+
+def test_sizes_run_a_benchmark_once_per_size_and_tabulate_the_growth(tmp_path):
+    (tmp_path / "README.md").write_text("# Title\n")
+    result = run_bench(tmp_path, "--module", "tests.bench.sample_benchmark", "--sizes", "sample_benchmark.n=200,400")
+    assert result.returncode == 0, result.stderr
+    report = json.loads((tmp_path / "results" / "latest.json").read_text())
+    assert list(report["benchmarks"]) == ["sample_benchmark (n=200)", "sample_benchmark (n=400)"]
+    for size in (200, 400):
+        outcome = report["benchmarks"][f"sample_benchmark (n={size})"]
+        assert outcome["arguments"] == {"n": size}
+        assert outcome["scale"] == {"benchmark": "sample_benchmark", "parameter": "n", "value": size}
+        assert {row["n"] for row in outcome["result"]["rows"]} == {size}
+    markdown = (tmp_path / "results" / "latest.md").read_text()
+    growth = markdown.split("### How sample_benchmark grows with n", 1)[1].split("###", 1)[0]
+    assert growth.count("| 200 |") == 3 and growth.count("| 400 |") == 3  # two rows and the ratio, per size
+    assert "### How sample_benchmark grows with n" in (tmp_path / "README.md").read_text()
+
+
+def test_sizes_must_name_a_benchmark_being_run(tmp_path):
+    result = run_bench(tmp_path, "--only", "training", "--sizes", "ingestion.n=1000,6000")
+    assert result.returncode == 2 and "--sizes names benchmark(s) not being run: ingestion" in result.stderr
