@@ -242,7 +242,11 @@ def _load_main(
                     if time.perf_counter() > deadline:
                         return
                     t = time.perf_counter()
-                    response = await client.post(url, files={"file": payloads[i % len(payloads)]})
+                    try:
+                        response = await client.post(url, files={"file": payloads[i % len(payloads)]})
+                    except httpx.TransportError as exc:  # a dropped connection counts as a failed request
+                        errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                        continue
                     if response.status_code == 200:
                         latencies.append((time.perf_counter() - t) * 1000)
                         timings = response.json().get("timings")
@@ -558,8 +562,9 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
         "mix: alternating single-lead CinC 2017 records (WFDB zips, 300 Hz, 9-61 s) and 12-lead PTB-XL records "
         "(WFDB zips, 100 Hz, 10 s) plus the Wellnest recording (500 Hz, 10 s); 12-lead recordings go through both "
         "models (the rhythm model on lead II), as in the service.",
-        "raw onnxruntime: the service's own sessions on already prepared inputs, c requests' windows per model in "
-        "one call (the batching ceiling, no HTTP, no preprocessing); latency = that call's duration.",
+        "raw onnxruntime: the service's own sessions on already prepared inputs, c requests at a time, in calls "
+        "of the model's batch limit (1 window on CPU, 256 on CUDA; no HTTP, no preprocessing); latency = the "
+        "duration of those c requests' calls.",
         "flask+keras: Flask's threaded server, keras model.predict per request and model, same preprocessing, "
         "bounded to 200 requests per level.",
         "server_p50_ms: the inference service's own timings.total_ms (body received to answer built); the rest of "
