@@ -88,11 +88,14 @@ def _decode_counts(frames: np.ndarray) -> np.ndarray:
 
 def _with_derived_leads(channels: np.ndarray) -> np.ndarray:
     """Nine device channels (I, II, III, V1..V6) -> the standard twelve leads."""
-    lead_i, lead_ii, lead_iii = channels[:, 0], channels[:, 1], channels[:, 2]
-    avr = -(lead_i + lead_ii) / 2
-    avl = (lead_i - lead_iii) / 2
-    avf = (lead_ii + lead_iii) / 2
-    return np.column_stack([lead_i, lead_ii, lead_iii, avr, avl, avf, channels[:, 3:9]]).astype(np.float32)
+    out = np.empty((channels.shape[0], 12), dtype=np.float32)
+    out[:, 0:3] = channels[:, 0:3]
+    lead_i, lead_ii, lead_iii = out[:, 0], out[:, 1], out[:, 2]
+    out[:, 3] = -(lead_i + lead_ii) / 2  # aVR
+    out[:, 4] = (lead_i - lead_iii) / 2  # aVL
+    out[:, 5] = (lead_ii + lead_iii) / 2  # aVF
+    out[:, 6:12] = channels[:, 3:9]
+    return out
 
 
 def read_wellnest(
@@ -134,12 +137,15 @@ def read_wellnest(
     if duration < min_duration_s:
         raise EcgFormatError(f"Wellnest recording is too short: {duration:.2f} s, minimum {min_duration_s:g} s")
 
-    frames = buf[offsets[:, None] + np.arange(FRAME_BYTES)]
-    counts = _decode_counts(frames).astype(np.float64)
+    if n_good * FRAME_BYTES == len(buf):  # a clean blob: every frame in place
+        frames = buf.reshape(-1, FRAME_BYTES)
+    else:
+        frames = buf[offsets[:, None] + np.arange(FRAME_BYTES)]
+    counts = _decode_counts(frames).astype(np.float32)
     if dropped:
         full_axis = np.arange(n_samples)
         counts = np.column_stack([np.interp(full_axis, samples, counts[:, c]) for c in range(counts.shape[1])])
-    signal = _with_derived_leads(counts / gain)
+    signal = _with_derived_leads(counts * np.float32(1.0 / gain))
     metadata = {
         "format": "wellnest",
         "device": "Wellnest 12-lead",
