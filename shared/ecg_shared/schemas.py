@@ -25,6 +25,33 @@ class ClassifyJsonRequest(BaseModel):
     leads: list[str] = Field(min_length=1, description="lead names, one per column of samples")
 
 
+def classify_openapi_request_body() -> dict:
+    """The OpenAPI ``requestBody`` of ``POST /classify`` (multipart upload or JSON samples), for both services."""
+    from ecg_shared.formats import FORMATS
+
+    return {
+        "required": True,
+        "content": {
+            "multipart/form-data": {
+                "schema": {
+                    "type": "object",
+                    "required": ["file"],
+                    "properties": {
+                        "file": {
+                            "type": "string",
+                            "format": "binary",
+                            "description": "Wellnest raw, a WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz",
+                        },
+                        "format": {"type": "string", "enum": list(FORMATS), "description": "skip format detection"},
+                        "fs": {"type": "number", "description": "sampling rate (Hz) for formats that carry none"},
+                    },
+                }
+            },
+            "application/json": {"schema": ClassifyJsonRequest.model_json_schema()},
+        },
+    }
+
+
 class QualityView(BaseModel):
     usable: bool
     reasons: list[str]

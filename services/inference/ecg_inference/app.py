@@ -19,9 +19,9 @@ from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_
 from ecg_inference.batcher import MicroBatcher
 from ecg_inference.classify import ClassificationError, PreparedRecording, build_response, prepare_recording
 from ecg_inference.models import usable_cpus
-from ecg_inference.request_body import CLASSIFY_REQUEST_BODY, ClassifyInput, read_classify_input
+from ecg_inference.request_body import ClassifyInput, read_classify_input
 from ecg_inference.watcher import ModelWatcher
-from ecg_shared.schemas import ClassifyResponse
+from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger("ecg_inference")
@@ -113,7 +113,7 @@ def _prepare(given: ClassifyInput, models, explain: bool, only: str | None) -> P
     return prepare_recording(record, models, explain, only, read_ms=(time.perf_counter() - t) * 1000)
 
 
-@app.post("/classify", response_model=ClassifyResponse, openapi_extra={"requestBody": CLASSIFY_REQUEST_BODY})
+@app.post("/classify", response_model=ClassifyResponse, openapi_extra={"requestBody": classify_openapi_request_body()})
 async def classify(request: Request, explain: bool | None = None, model: str | None = None) -> Response:
     """Classify an uploaded file (multipart ``file``, optional ``format`` and ``fs``) or JSON samples.
 

@@ -18,28 +18,6 @@ from ecg_shared.schemas import ClassifyJsonRequest
 
 FORM_OVERHEAD_BYTES = 64 * 1024  # multipart boundaries and the small form fields beside the file
 
-CLASSIFY_REQUEST_BODY = {
-    "required": True,
-    "content": {
-        "multipart/form-data": {
-            "schema": {
-                "type": "object",
-                "required": ["file"],
-                "properties": {
-                    "file": {
-                        "type": "string",
-                        "format": "binary",
-                        "description": "Wellnest raw, a WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz",
-                    },
-                    "format": {"type": "string", "enum": list(FORMATS), "description": "skip format detection"},
-                    "fs": {"type": "number", "description": "sampling rate (Hz) for formats that carry none"},
-                },
-            }
-        },
-        "application/json": {"schema": ClassifyJsonRequest.model_json_schema()},
-    },
-}
-
 
 @dataclass
 class ClassifyInput:

@@ -13,35 +13,11 @@ from fastapi.responses import JSONResponse
 from ecg_gateway.plotting import plot_trace
 from ecg_gateway.security import classify_access
 from ecg_gateway.uploads import ClassifyBody, read_classify_body
-from ecg_shared.formats import FORMATS, EcgFormatError, read_ecg
-from ecg_shared.schemas import ClassifyJsonRequest, ClassifyResponse
+from ecg_shared.formats import EcgFormatError, read_ecg
+from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body
 
 log = logging.getLogger(__name__)
 router = APIRouter(tags=["classify"])
-
-_REQUEST_BODY = {
-    "requestBody": {
-        "required": True,
-        "content": {
-            "multipart/form-data": {
-                "schema": {
-                    "type": "object",
-                    "required": ["file"],
-                    "properties": {
-                        "file": {
-                            "type": "string",
-                            "format": "binary",
-                            "description": "Wellnest raw, WFDB zip (.hea + .dat/.mat), CSV, .npy or .npz",
-                        },
-                        "format": {"type": "string", "enum": list(FORMATS), "description": "skip format detection"},
-                        "fs": {"type": "number", "description": "sampling rate (Hz) for formats that carry none"},
-                    },
-                }
-            },
-            "application/json": {"schema": ClassifyJsonRequest.model_json_schema()},
-        },
-    }
-}
 
 
 def _trace_for(upload: ClassifyBody, hints: dict[str, str]) -> dict | None:
@@ -66,7 +42,7 @@ def _trace_for(upload: ClassifyBody, hints: dict[str, str]) -> dict | None:
 @router.post(
     "/classify",
     dependencies=[Depends(classify_access)],
-    openapi_extra=_REQUEST_BODY,
+    openapi_extra={"requestBody": classify_openapi_request_body()},
     responses={200: {"model": ClassifyResponse}},
     summary="Classify an ECG file (forwarded to the inference service)",
 )
