@@ -143,7 +143,14 @@ def test_verdict_rule(models):
     verdict = combine(good, [_result("a", "normal", 0.2), _result("b", "normal", 0.4)], [rhythm, twelve])
     assert verdict.label == "normal" and verdict.probability == pytest.approx(0.6)
     noisy = _result("rhythm-1lead", "unreadable", 0.1, {"N": 0.2, "A": 0.05, "O": 0.05, "~": 0.7}, predicted="~")
+    # One model finding it too noisy does not silence the others: the 12-lead model still decides.
     verdict = combine(good, [noisy, _result("b", "abnormal", 0.9)], [rhythm, twelve])
+    assert (verdict.label, verdict.probability) == ("abnormal", 0.9)
+    assert "rhythm-1lead found it too noisy" in verdict.rule
+    verdict = combine(good, [noisy, _result("b", "normal", 0.3)], [rhythm, twelve])
+    assert verdict.label == "normal" and verdict.probability == pytest.approx(0.7)
+    # Unreadable when every applicable model says so.
+    verdict = combine(good, [noisy], [rhythm])
     assert verdict.label == "unreadable" and verdict.probability == pytest.approx(0.7)
     verdict = combine(
         QualityReport(False, ["the lead is not clean enough to read"]), [_result("a", "normal", 0.1)], [rhythm]

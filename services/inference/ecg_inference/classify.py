@@ -37,9 +37,9 @@ from ecg_shared.settings import get_settings
 log = logging.getLogger(__name__)
 
 VERDICT_RULE = (
-    "unreadable if the quality check fails or a model's most likely class means 'too noisy to judge'; otherwise "
-    "abnormal if any applicable model calls abnormal (probability: the highest p_abnormal among them); otherwise "
-    "normal (probability: 1 - the highest p_abnormal)"
+    "unreadable if the quality check fails or every applicable model's most likely class means 'too noisy to "
+    "judge'; otherwise, among the models that could read it: abnormal if any calls abnormal (probability: the highest "
+    "p_abnormal among them); otherwise normal (probability: 1 - the highest p_abnormal)"
 )
 
 
@@ -261,30 +261,35 @@ def combine(quality: QualityReport, results: list[ModelResult], models: list[Loa
     if not quality.usable:
         return Verdict(label="unreadable", probability=1.0, rule=f"quality check failed: {'; '.join(quality.reasons)}")
     unreadable = [(r, m) for r, m in zip(results, models, strict=True) if r.call == "unreadable"]
-    if unreadable:
-        result, model = unreadable[0]
-        p = sum(result.probabilities[c] for c in model.metadata.unreadable_classes)
+    readable = [r for r in results if r.call != "unreadable"]
+    if not readable:
+        result, model = max(unreadable, key=lambda pair: _p_unreadable(*pair))
         return Verdict(
             label="unreadable",
-            probability=p,
+            probability=_p_unreadable(result, model),
             rule=f"{result.name} finds the recording too noisy to judge (most likely class {result.predicted_class!r})",
         )
-    abnormal = [r for r in results if r.call == "abnormal"]
+    noted = "".join(f"; {r.name} found it too noisy to judge" for r, _ in unreadable)
+    abnormal = [r for r in readable if r.call == "abnormal"]
     if abnormal:
         top = max(abnormal, key=lambda r: r.p_abnormal)
         return Verdict(
             label="abnormal",
             probability=top.p_abnormal,
             rule=f"{top.name} calls abnormal: p_abnormal {top.p_abnormal:.3f} >= threshold "
-            f"{top.threshold:.3f}; abnormal if any applicable model calls abnormal",
+            f"{top.threshold:.3f}; abnormal if any applicable model calls abnormal{noted}",
         )
-    top = max(results, key=lambda r: r.p_abnormal)
+    top = max(readable, key=lambda r: r.p_abnormal)
     return Verdict(
         label="normal",
         probability=1.0 - top.p_abnormal,
-        rule=f"every applicable model calls normal; probability = 1 - highest p_abnormal "
-        f"({top.name}, {top.p_abnormal:.3f})",
+        rule=f"every model that could read it calls normal; probability = 1 - highest p_abnormal "
+        f"({top.name}, {top.p_abnormal:.3f}){noted}",
     )
+
+
+def _p_unreadable(result: ModelResult, model: LoadedModel) -> float:
+    return float(sum(result.probabilities[c] for c in model.metadata.unreadable_classes))
 
 
 def build_response(
