@@ -172,6 +172,8 @@ def benchmark_markdown(name: str, outcome: dict[str, Any], *, headline_only: boo
     """One benchmark's section: status, rows, ratios, targets; notes and other details unless ``headline_only``."""
     result = outcome.get("result") or {}
     title = result.get("title") or name
+    if outcome.get("scale"):
+        title += f" ({outcome['scale']['parameter']}={outcome['scale']['value']})"
     parts = [f"### {title}"]
     if outcome["status"] != "ok":
         parts.append(f"**{outcome['status']}**: {outcome.get('reason', '')}".rstrip(": "))
