@@ -17,7 +17,7 @@ case "${1:-}" in
   rhythm-1lead)
     dataset=cinc2017
     recipe=(--family resnet --classes 'N,A,O,~' --normal N --unreadable '~' --leads II
-            --sampling-rate 150 --window-s 30 --normalisation zscore --epochs 16 --batch-size 32 --lr 0.001 --seed 0) ;;
+            --sampling-rate 150 --window-s 30 --normalisation zscore --epochs 30 --batch-size 32 --lr 0.001 --seed 0) ;;
   normal-12lead)
     dataset=ptbxl
     recipe=(--family resnet --classes Normal,Abnormal --normal Normal --leads "$twelve_leads"
