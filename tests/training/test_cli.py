@@ -90,3 +90,28 @@ def test_queueing_without_a_broker_fails_and_leaves_no_queued_job(training_env, 
     with session_scope() as session:
         newest = list_training_jobs(session, limit=1)[0]
         assert newest.status == "cancelled"
+
+
+def test_training_jobs_commands_list_show_and_cancel(db_session):
+    import typer
+    from typer.testing import CliRunner
+
+    from ecg_shared.jobs.training import TrainingJobRequest, create_training_job
+    from ecg_training.cli import register
+
+    app = typer.Typer()
+    register(app)
+    name = unique_name("jobs-cli")
+    job = create_training_job(db_session, TrainingJobRequest(dataset="d", name=name, normal_classes=["N"], epochs=7))
+    db_session.commit()
+    runner = CliRunner()
+    listed = runner.invoke(app, ["training-jobs", "list"])
+    assert listed.exit_code == 0 and f"{job.id:>6}  queued" in listed.output and "epoch 0/7" in listed.output
+    shown = json.loads(runner.invoke(app, ["training-jobs", "show", str(job.id)]).output)
+    assert (shown["id"], shown["status"], shown["model_name"], shown["epochs"]) == (job.id, "queued", name, 7)
+    cancelled = runner.invoke(app, ["training-jobs", "cancel", str(job.id)])
+    assert cancelled.exit_code == 0 and f"training job {job.id} cancelled" in cancelled.output
+    again = runner.invoke(app, ["training-jobs", "cancel", str(job.id)])
+    assert again.exit_code == 1 and "already cancelled" in again.output
+    missing = runner.invoke(app, ["training-jobs", "show", "999999999"])
+    assert missing.exit_code == 1 and "not found" in missing.output

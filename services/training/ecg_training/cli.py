@@ -159,5 +159,58 @@ def _write_bundle(session, name: str, version: int, folder: Path) -> None:
     typer.echo(f"wrote {folder / (name + '.onnx')} and {folder / (name + '.card.json')}")
 
 
+jobs_app = typer.Typer(help="Training jobs: list, show, cancel.", no_args_is_help=True)
+
+
+@jobs_app.command("list")
+def list_jobs(limit: int = typer.Option(20, "--limit", min=1, max=500)) -> None:
+    """Training jobs, newest first: status, model, epochs done, test score or error."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.jobs.training import list_training_jobs, training_job_view
+
+    with session_scope() as session:
+        views = [training_job_view(job) for job in list_training_jobs(session, limit)]
+    if not views:
+        typer.echo("no training jobs")
+    for view in views:
+        primary = view.metrics.get("primary")
+        outcome = f"v{view.model_version} {primary['name']} {primary['value']:.3f}" if primary else (view.error or "")
+        typer.echo(
+            f"{view.id:>6}  {view.status:<10} {view.model_name:<24} {view.family:<10} "
+            f"epoch {view.epoch}/{view.epochs}  {outcome}"
+        )
+
+
+@jobs_app.command("show")
+def show_job(job_id: int) -> None:
+    """One job as JSON: request, per-epoch progress, test metrics, result or error."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.jobs.training import get_training_job, training_job_view
+
+    with session_scope() as session:
+        job = get_training_job(session, job_id)
+        if job is None:
+            typer.echo(f"error: training job {job_id} not found", err=True)
+            raise typer.Exit(1)
+        typer.echo(training_job_view(job).model_dump_json(indent=2))
+
+
+@jobs_app.command("cancel")
+def cancel_job(job_id: int) -> None:
+    """Cancel a queued job, or ask a running one to stop at its next batch."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.jobs.training import TrainingJobNotFound, TrainingJobStateError, cancel_training_job
+
+    try:
+        with session_scope() as session:
+            job = cancel_training_job(session, job_id)
+            state = "cancelled" if job.status == "cancelled" else "asked to stop"
+    except (TrainingJobNotFound, TrainingJobStateError) as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    typer.echo(f"training job {job_id} {state}")
+
+
 def register(app: typer.Typer) -> None:
     app.command("train")(train)
+    app.add_typer(jobs_app, name="training-jobs")
