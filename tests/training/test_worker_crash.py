@@ -7,12 +7,31 @@ from sqlalchemy import select
 
 from ecg_shared.db import session_scope
 from ecg_shared.db.models import ModelVersion
-from ecg_shared.jobs.training import get_training_job
+from ecg_shared.jobs.training import TRAINING_TASK, get_training_job
 from tests.support.processes import start_process
 from tests.training.conftest import unique_name
 from tests.training.test_worker import SMALL_JOB, enqueue, wait_for
 
 pytestmark = pytest.mark.slow
+
+
+def forget_unacked_task(redis_url: str, job_id: int) -> int:
+    """Drop the killed worker's unacknowledged task from Redis, so that no later test run sharing this Redis database
+    gets it redelivered (after the visibility timeout). Returns how many entries were removed."""
+    import base64
+    import json
+
+    import redis
+
+    client = redis.Redis.from_url(redis_url)
+    removed = 0
+    for tag, payload in client.hgetall("unacked").items():
+        message = json.loads(payload)[0]
+        args = json.loads(base64.b64decode(message["body"]))[0] if message.get("body") else None
+        if message.get("headers", {}).get("task") == TRAINING_TASK and args == [job_id]:
+            removed += client.hdel("unacked", tag)
+            client.zrem("unacked_index", tag)
+    return removed
 
 
 def test_a_killed_worker_leaves_no_model_and_the_job_is_marked_failed(training_env, ptbxl_slice):
@@ -44,6 +63,7 @@ def test_a_killed_worker_leaves_no_model_and_the_job_is_marked_failed(training_e
         wait_for(job_id, lambda v: v.status == "running" and v.epoch >= 1, doomed)
     finally:
         doomed.kill()
+    assert forget_unacked_task(own_redis["ECG_REDIS_URL"], job_id) == 1  # the task was taken and never acknowledged
     with session_scope() as session:
         assert get_training_job(session, job_id).status == "running"
     successor = start_process(
