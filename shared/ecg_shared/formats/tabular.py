@@ -18,6 +18,14 @@ _FS_FIELD = re.compile(r"(?:fs|sampling_rate|sampling-rate|sample_rate)\s*[=:]\s
 _TIME_COLUMNS = {"time", "t", "time_s", "seconds"}
 
 
+def _is_number(text: str) -> bool:
+    try:
+        float(text)
+    except ValueError:
+        return False
+    return True
+
+
 def _units_scale(units: str | None) -> float:
     scale = {None: 1.0, "mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3}.get(units.lower() if units else None)
     if scale is None:
@@ -51,6 +59,8 @@ def read_csv(data: bytes, fs: float | None = None, units: str | None = None, sou
     if len(lines) < 2:
         raise EcgFormatError("CSV needs a header row of lead names and at least one row of samples")
     names = [name.strip() for name in lines[0].split(",")]
+    if all(_is_number(name) for name in names):
+        raise EcgFormatError("CSV needs a header row of lead names (e.g. I,II,V1); its first row holds numbers")
     try:
         values = np.loadtxt(io.StringIO("\n".join(lines[1:])), delimiter=",", dtype=np.float64, ndmin=2)
     except ValueError as exc:
