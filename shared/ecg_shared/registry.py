@@ -32,7 +32,8 @@ def register_version(
     """Store the file, then add the next version of ``metadata.name`` as a candidate (in the caller's transaction).
 
     The version row and its file are written in that order so a crash leaves at worst an unreferenced blob, never a
-    row without a file.
+    row without a file. Blob names carry the content hash, so a file is never overwritten by a different one (a
+    retried job, or two registries sharing a container).
     """
     # Serialise version numbering per model name across concurrent workers.
     session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": metadata.name})
@@ -40,7 +41,8 @@ def register_version(
     version = latest + 1
     metadata.version = version
     store = store or ArtifactStore()
-    uri = store.put(f"{metadata.name}/{version}/model.onnx", onnx_bytes)
+    digest = sha256(onnx_bytes)
+    uri = store.put(f"{metadata.name}/{version}/{digest[:16]}.onnx", onnx_bytes)
     row = ModelVersion(
         name=metadata.name,
         version=version,
@@ -50,7 +52,7 @@ def register_version(
         model_card=model_card or {},
         onnx_metadata=metadata.to_dict(),
         artifact_uri=uri,
-        artifact_sha256=sha256(onnx_bytes),
+        artifact_sha256=digest,
         training_job_id=metadata.training_job_id,
     )
     session.add(row)

@@ -178,3 +178,38 @@ def test_bundled_models_without_a_registry(tmp_path, data_dir):
             assert_same_probabilities(answer, in_process_answer(read_ecg(header), expected))
     finally:
         service.stop()
+
+
+def test_a_missing_model_file_does_not_take_the_other_models_down(azurite, wellnest_sample):
+    """The 12-lead model's file is gone from the artifact store: the rhythm model is still served, /readyz names the
+    missing one, and once the file is back the next poll loads it."""
+    from azure.storage.blob import BlobServiceClient
+
+    database = create_test_database()
+    rhythm = tiny_model(rhythm_metadata(), seed=0)
+    twelve = tiny_model(twelve_lead_metadata(), seed=0)
+    register_and_promote(database, azurite.connection_string, rhythm_metadata(), rhythm)
+    register_and_promote(database, azurite.connection_string, twelve_lead_metadata(), twelve)
+    from ecg_shared.db import session_scope
+    from ecg_shared.registry import get_version
+
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client("models")
+    with session_scope(database) as session:
+        uri = get_version(session, "normal-12lead", 1).artifact_uri
+    blob_name = uri.split("/", 3)[3]
+    blobs.delete_blob(blob_name)
+    service = start_inference("inference-missing-file", database, azurite.connection_string)
+    try:
+        with httpx.Client(base_url=service.url, timeout=60) as client:
+            _wait_for(lambda: _versions(client) == {"rhythm-1lead": 1}, what="rhythm served alone")
+            ready = client.get("/readyz")
+            assert ready.status_code == 503 and "normal-12lead" in " ".join(ready.json()["problems"])
+            answer = client.post("/classify", files={"file": ("x.raw", wellnest_sample.read_bytes())}).json()
+            assert [m["name"] for m in answer["models"]] == ["rhythm-1lead"]
+
+            blobs.upload_blob(blob_name, twelve, overwrite=True)
+            _wait_for(lambda: _versions(client) == {"rhythm-1lead": 1, "normal-12lead": 1}, what="both served")
+            assert client.get("/readyz").status_code == 200
+    finally:
+        service.stop()
+        drop_test_database(database)

@@ -115,6 +115,7 @@ class ModelSet:
     models: dict[str, LoadedModel] = field(default_factory=dict)
     revision: str = ""
     source: str = ""
+    errors: dict[str, str] = field(default_factory=dict)  # active versions that could not be loaded, by name
 
     def __bool__(self) -> bool:
         return bool(self.models)
@@ -163,16 +164,25 @@ def load_registry(previous: ModelSet | None = None, store: ArtifactStore | None 
         rows = [(r.name, r.version, r.artifact_uri, r.artifact_sha256) for r in active_versions(session)]
     store = store or ArtifactStore()
     loaded = previous.models if previous else {}
-    models = {}
+    models, errors = {}, {}
     for name, version, uri, digest in rows:
         current = loaded.get(name)
         if current is not None and current.version == version and current.sha256 == digest:
             models[name] = current
             continue
-        data = store.get(uri)
-        if digest and sha256(data) != digest:
-            raise ModelLoadError(f"{name} v{version}: artifact {uri} does not match its recorded sha256")
-        models[name] = load_model(data, version=version, expected_name=name)
+        try:
+            data = store.get(uri)
+            if digest and sha256(data) != digest:
+                raise ModelLoadError(f"artifact {uri} does not match its recorded sha256")
+            models[name] = load_model(data, version=version, expected_name=name)
+        except Exception as exc:  # a missing or broken file must not take the other models down with it
+            errors[name] = f"v{version}: {type(exc).__name__}: {exc}"
+            log.warning("could not load %s %s", name, errors[name])
+            if current is not None:  # keep serving the version we have
+                models[name] = current
+            continue
         log.info("loaded %s v%s (%s)", name, version, ", ".join(models[name].providers))
     revision = ";".join(f"{n}:{v}" for n, v, _, _ in rows)
-    return ModelSet(models, revision, source="registry")
+    if errors:  # differs from the registry's revision, so the next poll tries again
+        revision += ";unloaded=" + ",".join(sorted(errors))
+    return ModelSet(models, revision, source="registry", errors=errors)

@@ -78,7 +78,7 @@ class ModelWatcher:
             RELOADS.labels("failed").inc()
             log.warning("could not load models from the %s: %s", self.source, self.last_error)
             return
-        self.last_error = None
+        self.last_error = "; ".join(f"{name} {error}" for name, error in new.errors.items()) or None
         if new.revision != self.current.revision:
             log.info("serving models %s (was %s)", new.revision or "none", self.current.revision or "none")
         self.current = new
