@@ -115,3 +115,40 @@ def test_training_jobs_commands_list_show_and_cancel(db_session):
     assert again.exit_code == 1 and "already cancelled" in again.output
     missing = runner.invoke(app, ["training-jobs", "show", "999999999"])
     assert missing.exit_code == 1 and "not found" in missing.output
+
+
+@pytest.mark.slow
+def test_ctrl_c_on_a_foreground_job_cancels_it(training_env, ptbxl_slice):
+    import signal
+    import time
+
+    from ecg_shared.db import session_scope
+    from ecg_shared.jobs.training import list_training_jobs
+
+    name = unique_name("interrupted")
+    process = subprocess.Popen(
+        [ECG, "train", "-d", ptbxl_slice, "--name", name, "--epochs", "400", *SMALL_JOB],
+        env=training_env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.PIPE,
+        text=True,
+    )
+    try:
+        deadline = time.monotonic() + 120
+        job = None
+        while time.monotonic() < deadline and not (job and job.status == "running" and job.epoch >= 1):
+            assert process.poll() is None, process.communicate()[1][-3000:]
+            time.sleep(0.3)
+            with session_scope() as session:
+                job = next((j for j in list_training_jobs(session, 20) if j.model_name == name), None)
+        assert job is not None and job.status == "running", "the job never got going"
+        process.send_signal(signal.SIGINT)
+        _, stderr = process.communicate(timeout=60)
+        assert process.returncode == 1 and "cancelling training job" in stderr
+    finally:
+        if process.poll() is None:
+            process.kill()
+            process.wait()
+    with session_scope() as session:
+        job = next(j for j in list_training_jobs(session, 20) if j.model_name == name)
+        assert (job.status, job.error) == ("cancelled", "cancelled during training")

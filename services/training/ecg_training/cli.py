@@ -3,6 +3,9 @@
 from __future__ import annotations
 
 import json
+import signal
+import threading
+from contextlib import contextmanager
 from pathlib import Path
 
 import typer
@@ -100,7 +103,8 @@ def train(
             raise typer.Exit(1) from None
         typer.echo(f"training job {job_id} queued ({request.family} on {request.dataset})")
         return
-    status = _run_with_progress(job_id, request.epochs)
+    with _cancel_on_ctrl_c(job_id):
+        status = _run_with_progress(job_id, request.epochs)
     with session_scope() as session:
         from ecg_shared.jobs.training import get_training_job
 
@@ -116,6 +120,33 @@ def train(
         )
         if output is not None:
             _write_bundle(session, job.model_name, job.model_version, output)
+
+
+@contextmanager
+def _cancel_on_ctrl_c(job_id: int):
+    """Ctrl-C cancels the foreground job the ordinary way (the job's heartbeat sees the request and training stops at
+    the next batch, leaving the job 'cancelled'); a second Ctrl-C interrupts at once."""
+
+    def cancel() -> None:
+        from ecg_shared.db import session_scope
+        from ecg_shared.jobs.training import TrainingJobStateError, cancel_training_job
+
+        try:
+            with session_scope() as session:
+                cancel_training_job(session, job_id)
+        except TrainingJobStateError:
+            pass  # it finished meanwhile
+
+    def on_interrupt(signum, frame) -> None:
+        signal.signal(signal.SIGINT, signal.default_int_handler)
+        typer.echo(f"cancelling training job {job_id} (Ctrl-C again to interrupt at once)", err=True)
+        threading.Thread(target=cancel, name="cancel-on-ctrl-c").start()
+
+    previous = signal.signal(signal.SIGINT, on_interrupt)
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGINT, previous)
 
 
 def _run_with_progress(job_id: int, epochs: int) -> str:

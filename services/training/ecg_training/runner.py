@@ -136,6 +136,9 @@ def run_training_job(
     except TrainingCancelled as exc:
         _finish(job_id, attempt, "cancelled", str(exc))
         return "cancelled"
+    except KeyboardInterrupt:  # Ctrl-C on a foreground `ecg train`: the job must not linger as running
+        _finish(job_id, attempt, "cancelled", "interrupted")
+        raise
     except (TrainingDataError, ParityError) as exc:
         _finish(job_id, attempt, "failed", f"{type(exc).__name__}: {exc}")
         return "failed"
