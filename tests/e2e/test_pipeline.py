@@ -17,6 +17,7 @@ import sys
 import time
 import zipfile
 from collections import Counter
+from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 
@@ -94,7 +95,25 @@ def wfdb_zip(header: Path) -> bytes:
     return buffer.getvalue()
 
 
-def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, database_url, db_session, tmp_path):
+@pytest.fixture()
+def e2e_database() -> Iterator[str]:
+    """A database of its own: this stack's registry points at its own Azurite, which other suites never see."""
+    from tests.support.database import create_test_database, drop_test_database
+
+    url = create_test_database()
+    yield url
+    drop_test_database(url)
+
+
+@pytest.fixture()
+def e2e_session(e2e_database: str):
+    from ecg_shared.db import session_scope
+
+    with session_scope(e2e_database) as session:
+        yield session
+
+
+def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, e2e_database, e2e_session, tmp_path):
     from ecg_shared.artifacts import ArtifactStore
     from ecg_shared.db.models import Recording
     from ecg_shared.model_metadata import ModelMetadata
@@ -112,7 +131,7 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, database_
     secret_key = base64.urlsafe_b64encode(os.urandom(32)).decode()
     with start_stack(
         ["azurite", "inference", "gateway", "ingestion-worker", "training-worker"],
-        database_url=database_url,
+        database_url=e2e_database,
         env={"ECG_SECRET_KEY": secret_key, "ECG_MODEL_POLL_INTERVAL_S": "1"},
     ) as stack:
         blob_connection = stack.env["ECG_ARTIFACT_CONNECTION_STRING"]
@@ -145,7 +164,7 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, database_
             assert (job["status"], job["stored"], job["failed"]) == ("succeeded", RECORDS_PER_FORMAT, 0), job
 
         # 3. Labelled recordings in Postgres, true to the source records.
-        rows = db_session.scalars(select(Recording).where(Recording.dataset == DATASET)).all()
+        rows = e2e_session.scalars(select(Recording).where(Recording.dataset == DATASET)).all()
         assert Counter(row.format for row in rows) == {"wellnest": RECORDS_PER_FORMAT, "wfdb": RECORDS_PER_FORMAT}
         for row in rows:
             original = originals[row.metadata_["record"]]
@@ -205,7 +224,7 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, database_
         answer = served[0]
         assert set(answer["probabilities"]) == {"Normal", "Abnormal"}
         assert answer["predicted_class"] in {"Normal", "Abnormal"}
-        registered = get_version(db_session, MODEL, version)
+        registered = get_version(e2e_session, MODEL, version)
         onnx_bytes = ArtifactStore(connection_string=blob_connection).get(registered.artifact_uri)
 
     # The answer is the registered ONNX file's own output on the shared preprocessing of that recording.
