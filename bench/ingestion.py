@@ -50,9 +50,22 @@ def _start_azurite() -> tuple[subprocess.Popen, int, Path]:
     if not AZURITE_BIN.exists():
         raise RuntimeError(f"Azurite is not installed ({AZURITE_BIN} missing): run `make install`")
     port, location = _free_port(), Path(tempfile.mkdtemp(prefix="bench-azurite-"))
-    process = subprocess.Popen([str(AZURITE_BIN), "--blobHost", "127.0.0.1", "--blobPort", str(port), "--location",
-                                str(location), "--skipApiVersionCheck", "--disableTelemetry", "--silent"],
-                               stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    process = subprocess.Popen(
+        [
+            str(AZURITE_BIN),
+            "--blobHost",
+            "127.0.0.1",
+            "--blobPort",
+            str(port),
+            "--location",
+            str(location),
+            "--skipApiVersionCheck",
+            "--disableTelemetry",
+            "--silent",
+        ],
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
+    )
     deadline = time.monotonic() + 30
     while time.monotonic() < deadline:
         try:
@@ -68,9 +81,14 @@ def _sas(account_key: str) -> str:
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     now = datetime.now(UTC)
-    return generate_container_sas(ACCOUNT, CONTAINER, account_key=account_key, start=now - timedelta(minutes=5),
-                                  expiry=now + timedelta(hours=3),
-                                  permission=ContainerSasPermissions(read=True, list=True))
+    return generate_container_sas(
+        ACCOUNT,
+        CONTAINER,
+        account_key=account_key,
+        start=now - timedelta(minutes=5),
+        expiry=now + timedelta(hours=3),
+        permission=ContainerSasPermissions(read=True, list=True),
+    )
 
 
 def run_baseline(rows, account_url: str, sas: str, dataset: str, database_url: str) -> dict[str, Any]:
@@ -86,14 +104,17 @@ def run_baseline(rows, account_url: str, sas: str, dataset: str, database_url: s
         for row in rows:
             names = [row.blob, row.blob[: -len(".hea")] + ".mat"]
             t0 = time.perf_counter()
-            parts = [(name, BlobClient.from_blob_url(f"{account_url}/{CONTAINER}/{name}?{sas}").download_blob()
-                      .readall()) for name in names]
+            parts = [
+                (name, BlobClient.from_blob_url(f"{account_url}/{CONTAINER}/{name}?{sas}").download_blob().readall())
+                for name in names
+            ]
             t1 = time.perf_counter()
             uri = f"{account_url}/{CONTAINER}/{row.blob}"
             decoded = decode_parts(parts, None, uri)
             t2 = time.perf_counter()
-            session.add(Recording.from_record(decoded.record, dataset, uri, decoded.sha256, decoded.sha256,
-                                              label=row.label))
+            session.add(
+                Recording.from_record(decoded.record, dataset, uri, decoded.sha256, decoded.sha256, label=row.label)
+            )
             session.commit()
             t3 = time.perf_counter()
             spent["download"] += t1 - t0
@@ -122,8 +143,9 @@ def run_job(account_url: str, sas: str, dataset: str, azurite_pid: int) -> dict[
     from ecg_shared.db import session_scope
     from ecg_shared.jobs.ingestion import IngestionJobRequest, create_ingestion_job
 
-    request = IngestionJobRequest(dataset=dataset, account_url=account_url, container=CONTAINER, sas_token=sas,
-                                  manifest="manifest.xlsx")
+    request = IngestionJobRequest(
+        dataset=dataset, account_url=account_url, container=CONTAINER, sas_token=sas, manifest="manifest.xlsx"
+    )
     (main0, children0), azurite0 = _own_cpu_s(), _process_cpu_s(azurite_pid)
     start = time.perf_counter()
     with session_scope() as session:
@@ -133,10 +155,16 @@ def run_job(account_url: str, sas: str, dataset: str, azurite_pid: int) -> dict[
     (main1, children1), azurite1 = _own_cpu_s(), _process_cpu_s(azurite_pid)
     if view.status != "succeeded" or view.failed:
         raise RuntimeError(f"ingestion job {view.status}: {view.error or view.failures[:3]}")
-    per_recording_ms = {"job process (list, download, store)": main1 - main0,
-                        "decoding processes": children1 - children0, "Azurite": azurite1 - azurite0}
-    return {"recordings": view.stored, "seconds": elapsed,
-            "cpu_ms_per_recording": {k: round(1000 * v / view.stored, 2) for k, v in per_recording_ms.items()}}
+    per_recording_ms = {
+        "job process (list, download, store)": main1 - main0,
+        "decoding processes": children1 - children0,
+        "Azurite": azurite1 - azurite0,
+    }
+    return {
+        "recordings": view.stored,
+        "seconds": elapsed,
+        "cpu_ms_per_recording": {k: round(1000 * v / view.stored, 2) for k, v in per_recording_ms.items()},
+    }
 
 
 async def _download_all(account_url: str, sas: str, names: list[str], concurrency: int) -> list[bytes]:
@@ -188,22 +216,27 @@ def stage_capacities(rows, account_url: str, sas: str, dataset: str) -> list[dic
         decoded = list(pool.map(decode_parts, pairs, [None] * len(pairs), uris, chunksize=8))
         decode_pool_s = time.perf_counter() - t0
 
-    items = [StoreItem(d.record, uri, d.sha256, d.sha256, row.label) for d, uri, row in zip(decoded, uris, rows,
-                                                                                          strict=True)]
+    items = [
+        StoreItem(d.record, uri, d.sha256, d.sha256, row.label) for d, uri, row in zip(decoded, uris, rows, strict=True)
+    ]
     t0 = time.perf_counter()
     for start in range(0, len(items), settings.ingest_batch_size):
         with session_scope() as session:
-            store_recordings(session, dataset, items[start:start + settings.ingest_batch_size])
+            store_recordings(session, dataset, items[start : start + settings.ingest_batch_size])
     insert_s = time.perf_counter() - t0
     n = len(rows)
     return [
-        {"stage": f"download only (async, {settings.ingest_concurrency} in flight, 2 blobs each)",
-         "recordings_per_s": round(n / download_s, 1)},
+        {
+            "stage": f"download only (async, {settings.ingest_concurrency} in flight, 2 blobs each)",
+            "recordings_per_s": round(n / download_s, 1),
+        },
         {"stage": "decode only, one process (wfdb via a zip)", "recordings_per_s": round(n / decode_one_s, 1)},
         {"stage": f"decode only, pool of {workers} threads", "recordings_per_s": round(n / decode_threads_s, 1)},
         {"stage": f"decode only, pool of {workers} processes", "recordings_per_s": round(n / decode_pool_s, 1)},
-        {"stage": f"batched INSERT only ({settings.ingest_batch_size} a statement)",
-         "recordings_per_s": round(n / insert_s, 1)},
+        {
+            "stage": f"batched INSERT only ({settings.ingest_batch_size} a statement)",
+            "recordings_per_s": round(n / insert_s, 1),
+        },
     ]
 
 
@@ -226,8 +259,10 @@ def run(n: int = 2000) -> dict[str, Any]:
         get_settings.cache_clear()
         upgrade(database_url)
         account_url = f"http://127.0.0.1:{port}/{ACCOUNT}"
-        connection = (f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={AZURITE_ACCOUNT_KEY};"
-                      f"BlobEndpoint={account_url};")
+        connection = (
+            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={AZURITE_ACCOUNT_KEY};"
+            f"BlobEndpoint={account_url};"
+        )
         source = BlobSource(account_url, CONTAINER, StorageCredential(connection_string=connection))
         t0 = time.perf_counter()
         upload_dataset(data, source, "wfdb", limit=n)
@@ -256,16 +291,25 @@ def run(n: int = 2000) -> dict[str, Any]:
     spent = baseline["spent"]
     share = {k: f"{100 * v / baseline['seconds']:.0f}%" for k, v in spent.items()}
     rows_out = [
-        {"method": "baseline: sync download per blob, INSERT + commit per recording",
-         "recordings": baseline["recordings"], "seconds": round(baseline["seconds"], 2),
-         "recordings_per_s": round(baseline_rate, 1),
-         "time_split": ", ".join(f"{k} {v}" for k, v in share.items())},
-        {"method": "ingestion job (async download, process-pool decode, batched INSERT)",
-         "recordings": job["recordings"], "seconds": round(job["seconds"], 2), "recordings_per_s": round(job_rate, 1),
-         "time_split": "CPU ms per recording: "
-                       + ", ".join(f"{k} {v}" for k, v in job["cpu_ms_per_recording"].items())},
-        *({"method": stage["stage"], "recordings": n, "recordings_per_s": stage["recordings_per_s"]}
-          for stage in stages),
+        {
+            "method": "baseline: sync download per blob, INSERT + commit per recording",
+            "recordings": baseline["recordings"],
+            "seconds": round(baseline["seconds"], 2),
+            "recordings_per_s": round(baseline_rate, 1),
+            "time_split": ", ".join(f"{k} {v}" for k, v in share.items()),
+        },
+        {
+            "method": "ingestion job (async download, process-pool decode, batched INSERT)",
+            "recordings": job["recordings"],
+            "seconds": round(job["seconds"], 2),
+            "recordings_per_s": round(job_rate, 1),
+            "time_split": "CPU ms per recording: "
+            + ", ".join(f"{k} {v}" for k, v in job["cpu_ms_per_recording"].items()),
+        },
+        *(
+            {"method": stage["stage"], "recordings": n, "recordings_per_s": stage["recordings_per_s"]}
+            for stage in stages
+        ),
     ]
     slowest = min(stages, key=lambda s: s["recordings_per_s"])
     cpu_ms = sum(job["cpu_ms_per_recording"].values())

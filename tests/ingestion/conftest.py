@@ -25,9 +25,14 @@ def make_sas(azurite, container: str, expires_in: timedelta = timedelta(hours=1)
     from azure.storage.blob import ContainerSasPermissions, generate_container_sas
 
     now = datetime.now(UTC)
-    return generate_container_sas(ACCOUNT, container, account_key=key or azurite.account_key,
-                                  permission=ContainerSasPermissions(read=True, list=True),
-                                  start=now - timedelta(hours=2), expiry=now + expires_in)
+    return generate_container_sas(
+        ACCOUNT,
+        container,
+        account_key=key or azurite.account_key,
+        permission=ContainerSasPermissions(read=True, list=True),
+        start=now - timedelta(hours=2),
+        expiry=now + expires_in,
+    )
 
 
 def connection_source(azurite, container: str) -> BlobSource:

@@ -50,16 +50,25 @@ def stored(dataset: str) -> list[Recording]:
 
 def duplicates(dataset: str) -> int:
     with session_scope() as session:
-        per_source = (select(Recording.source_uri, func.count().label("n"))
-                      .where(Recording.dataset == dataset).group_by(Recording.source_uri).subquery())
+        per_source = (
+            select(Recording.source_uri, func.count().label("n"))
+            .where(Recording.dataset == dataset)
+            .group_by(Recording.source_uri)
+            .subquery()
+        )
         return session.scalar(select(func.count()).select_from(per_source).where(per_source.c.n > 1))
 
 
 def test_xlsx_manifest_job_with_sas_token_stores_labels_once_and_rerun_skips(azurite, cinc_container, data_dir):
     dataset = unique_name("xlsx")
     sas = make_sas(azurite, cinc_container)
-    view = run_job(dataset=dataset, account_url=azurite.account_url, container=cinc_container, sas_token=sas,
-                   manifest="manifest.xlsx")
+    view = run_job(
+        dataset=dataset,
+        account_url=azurite.account_url,
+        container=cinc_container,
+        sas_token=sas,
+        manifest="manifest.xlsx",
+    )
     assert view.status == "succeeded", view.error
     assert (view.listed, view.downloaded, view.stored, view.skipped, view.failed) == (20, 20, 20, 0, 0)
 
@@ -75,8 +84,13 @@ def test_xlsx_manifest_job_with_sas_token_stores_labels_once_and_rerun_skips(azu
         assert row.n_samples == local.n_samples and row.sampling_rate == 300
         assert row.to_record().signal.tobytes() == local.signal.tobytes()
 
-    again = run_job(dataset=dataset, account_url=azurite.account_url, container=cinc_container, sas_token=sas,
-                    manifest="manifest.xlsx")
+    again = run_job(
+        dataset=dataset,
+        account_url=azurite.account_url,
+        container=cinc_container,
+        sas_token=sas,
+        manifest="manifest.xlsx",
+    )
     assert (again.status, again.listed, again.downloaded, again.stored, again.skipped) == ("succeeded", 20, 0, 0, 20)
     assert len(stored(dataset)) == 20 and duplicates(dataset) == 0
 
@@ -94,15 +108,23 @@ def test_csv_manifest_with_blob_urls_custom_columns_and_metadata(azurite, cinc_c
     truth = reference_labels(data_dir)
     names = ["A00001", "A00002", "A00003", "A00004"]
     lines = ["Recording URL;Diagnosis;Site"]
-    lines += [f"{azurite.account_url}/{cinc_container}/{n}.hea?{sas};{truth[n]}-checked;ward {i}"
-              for i, n in enumerate(names)]
+    lines += [
+        f"{azurite.account_url}/{cinc_container}/{n}.hea?{sas};{truth[n]}-checked;ward {i}" for i, n in enumerate(names)
+    ]
     csv_blob = unique_name("clinic") + ".csv"
     container = connection_source(azurite, cinc_container).sync_container()
     container.upload_blob(csv_blob, "\n".join(lines).encode())
 
     dataset = unique_name("csv")
-    view = run_job(dataset=dataset, account_url=azurite.account_url, container=cinc_container, sas_token=sas,
-                   manifest=csv_blob, blob_column="recording url", label_column="Diagnosis")
+    view = run_job(
+        dataset=dataset,
+        account_url=azurite.account_url,
+        container=cinc_container,
+        sas_token=sas,
+        manifest=csv_blob,
+        blob_column="recording url",
+        label_column="Diagnosis",
+    )
     assert view.status == "succeeded", view.error
     assert (view.stored, view.failed) == (4, 0)
     by_record = {row.metadata_["record_name"]: row for row in stored(dataset)}
@@ -113,8 +135,14 @@ def test_csv_manifest_with_blob_urls_custom_columns_and_metadata(azurite, cinc_c
 
 
 def test_manifest_with_missing_column_fails_the_job_with_the_columns_it_has(azurite, cinc_container):
-    view = run_job(dataset=unique_name("nocol"), account_url=azurite.account_url, container=cinc_container,
-                   sas_token=make_sas(azurite, cinc_container), manifest="manifest.xlsx", blob_column="filename")
+    view = run_job(
+        dataset=unique_name("nocol"),
+        account_url=azurite.account_url,
+        container=cinc_container,
+        sas_token=make_sas(azurite, cinc_container),
+        manifest="manifest.xlsx",
+        blob_column="filename",
+    )
     assert view.status == "failed"
     assert "no column 'filename'" in view.error and "blob" in view.error and "label" in view.error
 
@@ -128,8 +156,7 @@ def test_prefix_job_takes_every_recording_and_reference_csv_labels(azurite, data
     upload_dataset(data_dir / "cinc2017", source, "wfdb", limit=3, prefix="site-b")
 
     dataset = unique_name("prefix")
-    view = run_job(dataset=dataset, connection_string=azurite.connection_string, container=container,
-                   prefix="site-a/")
+    view = run_job(dataset=dataset, connection_string=azurite.connection_string, container=container, prefix="site-a/")
     assert view.status == "succeeded", view.error
     assert (view.listed, view.stored, view.failed) == (8, 8, 0)  # manifest.xlsx, REFERENCE.csv are not recordings
     truth = reference_labels(data_dir)
@@ -145,12 +172,21 @@ def test_corrupt_blobs_are_failures_with_reasons_and_the_job_goes_on(azurite, ci
     container.upload_blob(f"{prefix}/device-ok", wellnest_sample.read_bytes())
     container.upload_blob(f"{prefix}/device-garbage", bytes(range(256)) * 40)
     container.upload_blob(f"{prefix}/truncated.hea", b"A99999 1 300 9000\nA99999.mat 16+24 1000/mV 16 0 0 0 0 ECG\n")
-    rows = [{"blob": f"{prefix}/device-ok", "label": "N"}, {"blob": f"{prefix}/device-garbage", "label": "N"},
-            {"blob": f"{prefix}/truncated.hea"}, {"blob": f"{prefix}/never-uploaded", "label": "A"},
-            {"blob": "A00001.hea", "label": "N"}]
+    rows = [
+        {"blob": f"{prefix}/device-ok", "label": "N"},
+        {"blob": f"{prefix}/device-garbage", "label": "N"},
+        {"blob": f"{prefix}/truncated.hea"},
+        {"blob": f"{prefix}/never-uploaded", "label": "A"},
+        {"blob": "A00001.hea", "label": "N"},
+    ]
     dataset = unique_name("mixed")
-    view = run_job(dataset=dataset, account_url=azurite.account_url, container=cinc_container,
-                   sas_token=make_sas(azurite, cinc_container), rows=rows)
+    view = run_job(
+        dataset=dataset,
+        account_url=azurite.account_url,
+        container=cinc_container,
+        sas_token=make_sas(azurite, cinc_container),
+        rows=rows,
+    )
     assert view.status == "succeeded"
     assert (view.listed, view.stored, view.failed) == (5, 2, 3)
     reasons = {failure.blob: failure.reason for failure in view.failures}
@@ -167,25 +203,42 @@ def test_bad_sas_token_fails_the_job_with_a_clear_reason_and_no_secret(azurite, 
         sas = make_sas(azurite, cinc_container, expires_in=-timedelta(minutes=5))
     else:
         sas = make_sas(azurite, cinc_container, key="d3JvbmcgYWNjb3VudCBrZXkgZm9yIHRoZSB0ZXN0cyAxMjM0NTY3ODkwMTI=")
-    view = run_job(dataset=unique_name("badsas"), account_url=azurite.account_url, container=cinc_container,
-                   sas_token=sas, manifest="manifest.xlsx")
+    view = run_job(
+        dataset=unique_name("badsas"),
+        account_url=azurite.account_url,
+        container=cinc_container,
+        sas_token=sas,
+        manifest="manifest.xlsx",
+    )
     assert view.status == "failed"
-    assert view.error.startswith("access denied while reading the manifest manifest.xlsx: the SAS token is invalid "
-                                 "or expired")
+    assert view.error.startswith(
+        "access denied while reading the manifest manifest.xlsx: the SAS token is invalid or expired"
+    )
     signature = sas.split("sig=")[1].split("&")[0]
     assert signature not in view.model_dump_json()
 
 
-def test_resume_after_the_job_process_is_killed_stores_every_recording_once(azurite, data_dir, cli_env,
-                                                                            ingest_settings):
+def test_resume_after_the_job_process_is_killed_stores_every_recording_once(
+    azurite, data_dir, cli_env, ingest_settings
+):
     container = unique_name("resume")
     total = 160
     upload_dataset(data_dir / "cinc2017", connection_source(azurite, container), "wfdb", limit=total)
     dataset = unique_name("resume")
-    env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": azurite.connection_string, "ECG_INGEST_BATCH_SIZE": "5",
-           "ECG_INGEST_CONCURRENCY": "1", "ECG_INGEST_DECODE_WORKERS": "1"}
-    process = subprocess.Popen([*ECG, "ingest", "-d", dataset, "-c", container, "--manifest", "manifest.xlsx"],
-                               env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, start_new_session=True)
+    env = {
+        **cli_env,
+        "ECG_INGEST_CONNECTION_STRING": azurite.connection_string,
+        "ECG_INGEST_BATCH_SIZE": "5",
+        "ECG_INGEST_CONCURRENCY": "1",
+        "ECG_INGEST_DECODE_WORKERS": "1",
+    }
+    process = subprocess.Popen(
+        [*ECG, "ingest", "-d", dataset, "-c", container, "--manifest", "manifest.xlsx"],
+        env=env,
+        stdout=subprocess.PIPE,
+        stderr=subprocess.STDOUT,
+        start_new_session=True,
+    )
     try:
         wait_until(lambda: len(stored(dataset)) >= 15, timeout=60, what="the first batches to be stored")
         os.killpg(process.pid, signal.SIGKILL)  # a crash: the process and its decoding processes
@@ -201,8 +254,9 @@ def test_resume_after_the_job_process_is_killed_stores_every_recording_once(azur
         job_id = job.id
 
     ingest_settings(INGEST_BATCH_SIZE=50)
-    result = subprocess.run([*ECG, "ingest", "--resume", str(job_id), "--json"], env=env, capture_output=True,
-                            text=True, timeout=120)
+    result = subprocess.run(
+        [*ECG, "ingest", "--resume", str(job_id), "--json"], env=env, capture_output=True, text=True, timeout=120
+    )
     assert result.returncode == 0, result.stderr
     rows = stored(dataset)
     assert len(rows) == total and duplicates(dataset) == 0
@@ -217,8 +271,9 @@ def test_overlapping_jobs_store_each_recording_once(azurite, cinc_container, cli
     dataset = unique_name("overlap")
     env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": azurite.connection_string, "ECG_INGEST_BATCH_SIZE": "3"}
     command = [*ECG, "ingest", "-d", dataset, "-c", cinc_container, "--manifest", "manifest.xlsx", "--json"]
-    jobs = [subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-            for _ in range(2)]
+    jobs = [
+        subprocess.Popen(command, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True) for _ in range(2)
+    ]
     outputs = [job.communicate(timeout=120) for job in jobs]
     assert all(job.returncode == 0 for job in jobs), outputs
     views = [json.loads(out.strip().splitlines()[-1]) for out, _ in outputs]
@@ -230,9 +285,24 @@ def test_overlapping_jobs_store_each_recording_once(azurite, cinc_container, cli
 def test_dataset_upload_cli_ptbxl_as_wellnest_blobs_then_ingest(azurite, data_dir, cli_env):
     container = unique_name("wellnest")
     env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": azurite.connection_string}
-    upload = subprocess.run([*ECG, "dataset", "upload", str(data_dir / "ptbxl"), "--container", container,
-                             "--format", "wellnest", "--limit", "6"], env=env, capture_output=True, text=True,
-                            timeout=120)
+    upload = subprocess.run(
+        [
+            *ECG,
+            "dataset",
+            "upload",
+            str(data_dir / "ptbxl"),
+            "--container",
+            container,
+            "--format",
+            "wellnest",
+            "--limit",
+            "6",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert upload.returncode == 0, upload.stderr
     assert "uploaded 6 recordings" in upload.stdout and "manifest: manifest.xlsx" in upload.stdout
     source = connection_source(azurite, container)
@@ -242,8 +312,13 @@ def test_dataset_upload_cli_ptbxl_as_wellnest_blobs_then_ingest(azurite, data_di
     assert all(len(n) == 32 and "." not in n for n in devices)  # UUID names, no extension, as the device writes
 
     dataset = unique_name("wellnest")
-    run = subprocess.run([*ECG, "ingest", "-d", dataset, "-c", container, "--manifest", "manifest.xlsx",
-                          "--format", "wellnest"], env=env, capture_output=True, text=True, timeout=120)
+    run = subprocess.run(
+        [*ECG, "ingest", "-d", dataset, "-c", container, "--manifest", "manifest.xlsx", "--format", "wellnest"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert run.returncode == 0, run.stderr
     assert "stored 6" in run.stdout
     truth = {p.stem: read_ecg(p).label for p in sorted((data_dir / "ptbxl").glob("*.hea"))[:6]}
@@ -258,34 +333,74 @@ def test_local_manifest_file_is_sent_as_rows(azurite, cinc_container, cli_env, t
     from ecg_shared.jobs.ingestion import ManifestRow
 
     sheet = tmp_path / "clinic.xlsx"
-    sheet.write_bytes(write_manifest_xlsx([ManifestRow(blob="A00006.hea", label="X", metadata={"bed": 3})],
-                                          blob_column="File", label_column="Rhythm"))
+    sheet.write_bytes(
+        write_manifest_xlsx(
+            [ManifestRow(blob="A00006.hea", label="X", metadata={"bed": 3})], blob_column="File", label_column="Rhythm"
+        )
+    )
     dataset = unique_name("local")
     env = {**cli_env, "ECG_INGEST_SAS_TOKEN": make_sas(azurite, cinc_container)}
-    result = subprocess.run([*ECG, "ingest", "-d", dataset, "-c", cinc_container, "--account-url",
-                             azurite.account_url, "--manifest", str(sheet), "--sheet", "recordings",
-                             "--blob-column", "File", "--label-column", "Rhythm", "--json"],
-                            env=env, capture_output=True, text=True, timeout=120)
+    result = subprocess.run(
+        [
+            *ECG,
+            "ingest",
+            "-d",
+            dataset,
+            "-c",
+            cinc_container,
+            "--account-url",
+            azurite.account_url,
+            "--manifest",
+            str(sheet),
+            "--sheet",
+            "recordings",
+            "--blob-column",
+            "File",
+            "--label-column",
+            "Rhythm",
+            "--json",
+        ],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
     assert result.returncode == 0, result.stderr
-    assert "\"manifest_rows\":1" in result.stdout, result.stdout
-    assert "\"stored\":1" in result.stdout, result.stdout
+    assert '"manifest_rows":1' in result.stdout, result.stdout
+    assert '"stored":1' in result.stdout, result.stdout
     (row,) = stored(dataset)
     assert row.label == "X" and row.metadata_["bed"] == 3
 
 
 def test_cli_reports_bad_input_without_a_traceback(azurite, cli_env, tmp_path):
     env = {**cli_env, "ECG_INGEST_CONNECTION_STRING": "AccountKey=not-a-connection-string-secret"}
-    result = subprocess.run([*ECG, "ingest", "-d", "x", "-c", "some-container"], env=env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [*ECG, "ingest", "-d", "x", "-c", "some-container"], env=env, capture_output=True, text=True, timeout=60
+    )
     assert result.returncode == 2
     assert "connection_string is not a valid Azure Storage connection string" in result.stderr
     assert "Traceback" not in result.stderr and "not-a-connection-string-secret" not in result.stderr
 
     empty = tmp_path / "empty.csv"
     empty.write_text("blob,label\n")
-    result = subprocess.run([*ECG, "ingest", "-d", "x", "-c", "some-container", "--manifest", str(empty),
-                             "--connection-string", azurite.connection_string], env=cli_env, capture_output=True,
-                            text=True, timeout=60)
+    result = subprocess.run(
+        [
+            *ECG,
+            "ingest",
+            "-d",
+            "x",
+            "-c",
+            "some-container",
+            "--manifest",
+            str(empty),
+            "--connection-string",
+            azurite.connection_string,
+        ],
+        env=cli_env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
     assert result.returncode == 2 and "has a header row but no recordings" in result.stderr
 
 

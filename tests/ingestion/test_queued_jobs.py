@@ -31,8 +31,12 @@ ECG = str(Path(sys.executable).parent / "ecg")
 def queue_env(azurite, database_url) -> Iterator[dict[str, str]]:
     claim = _claim_redis_db()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECG_INGEST_")}
-    env.update(ECG_DATABASE_URL=database_url, ECG_REDIS_URL=f"{redis_base_url()}/{claim.index}",
-               ECG_SECRET_KEY=Fernet.generate_key().decode(), PYTHONUNBUFFERED="1")
+    env.update(
+        ECG_DATABASE_URL=database_url,
+        ECG_REDIS_URL=f"{redis_base_url()}/{claim.index}",
+        ECG_SECRET_KEY=Fernet.generate_key().decode(),
+        PYTHONUNBUFFERED="1",
+    )
     yield env
     claim.release()
 
@@ -40,9 +44,26 @@ def queue_env(azurite, database_url) -> Iterator[dict[str, str]]:
 @pytest.fixture(scope="module")
 def ingestion_worker(queue_env):
     name = f"ingestion-worker-{uuid.uuid4().hex[:8]}"
-    worker = start_process(name, ["celery", "-A", "ecg_ingestion.worker", "worker", "-Q", "ingestion",
-                                  "--concurrency", "1", "--loglevel", "DEBUG", "-n", f"{name}@%h",
-                                  "--without-gossip", "--without-mingle"], env=queue_env)
+    worker = start_process(
+        name,
+        [
+            "celery",
+            "-A",
+            "ecg_ingestion.worker",
+            "worker",
+            "-Q",
+            "ingestion",
+            "--concurrency",
+            "1",
+            "--loglevel",
+            "DEBUG",
+            "-n",
+            f"{name}@%h",
+            "--without-gossip",
+            "--without-mingle",
+        ],
+        env=queue_env,
+    )
     try:
         wait_until(lambda: " ready." in worker.log() or not worker.alive(), timeout=60, what="the worker to start")
         assert worker.alive(), worker.log()[-3000:]
@@ -63,14 +84,16 @@ def finished(job_id: int):
         return ingestion_job_view(job, session) if job.status in ("succeeded", "failed") else None
 
 
-def test_queued_job_runs_on_the_worker_and_the_sas_token_appears_nowhere(azurite, cinc_container, queue_env,
-                                                                         ingestion_worker):
+def test_queued_job_runs_on_the_worker_and_the_sas_token_appears_nowhere(
+    azurite, cinc_container, queue_env, ingestion_worker
+):
     sas = make_sas(azurite, cinc_container)
     signature = sas.split("sig=")[1].split("&")[0]
     env = {**queue_env, "ECG_INGEST_SAS_TOKEN": sas}
     dataset = unique_name("queued")
-    job_id = enqueue(env, "-d", dataset, "-c", cinc_container, "--account-url", azurite.account_url,
-                     "--manifest", "manifest.xlsx")
+    job_id = enqueue(
+        env, "-d", dataset, "-c", cinc_container, "--account-url", azurite.account_url, "--manifest", "manifest.xlsx"
+    )
     view = wait_until(lambda: finished(job_id), timeout=90, what=f"job {job_id} to finish", interval=0.2)
     assert view.status == "succeeded", (view.error, ingestion_worker.log()[-3000:])
     assert (view.listed, view.stored, view.failed) == (20, 20, 0)
@@ -80,8 +103,17 @@ def test_queued_job_runs_on_the_worker_and_the_sas_token_appears_nowhere(azurite
 
     bad = make_sas(azurite, cinc_container, key="d3JvbmcgYWNjb3VudCBrZXkgZm9yIHRoZSB0ZXN0cyAxMjM0NTY3ODkwMTI=")
     bad_signature = bad.split("sig=")[1].split("&")[0]
-    failed_id = enqueue({**queue_env, "ECG_INGEST_SAS_TOKEN": bad}, "-d", unique_name("queued-bad"), "-c",
-                        cinc_container, "--account-url", azurite.account_url, "--prefix", "")
+    failed_id = enqueue(
+        {**queue_env, "ECG_INGEST_SAS_TOKEN": bad},
+        "-d",
+        unique_name("queued-bad"),
+        "-c",
+        cinc_container,
+        "--account-url",
+        azurite.account_url,
+        "--prefix",
+        "",
+    )
     failed = wait_until(lambda: finished(failed_id), timeout=60, what=f"job {failed_id} to finish", interval=0.2)
     assert failed.status == "failed"
     assert failed.error.startswith("access denied while listing blobs: the SAS token is invalid or expired")

@@ -21,8 +21,9 @@ from ecg_shared.jobs.ingestion import (
 )
 
 AZURITE = "http://127.0.0.1:10000/devstoreaccount1"
-SAS = ("sv=2025-01-05&st=2026-01-01T00%3A00%3A00Z&se=2030-01-01T00%3A00%3A00Z&sr=c&sp=rl"
-       "&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D")
+SAS = (
+    "sv=2025-01-05&st=2026-01-01T00%3A00%3A00Z&se=2030-01-01T00%3A00%3A00Z&sr=c&sp=rl&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D"
+)
 
 
 def test_account_url_carrying_a_sas_is_split_and_the_token_is_hidden():
@@ -32,16 +33,19 @@ def test_account_url_carrying_a_sas_is_split_and_the_token_is_hidden():
     assert "c2VjcmV0" not in repr(request) and "c2VjcmV0" not in str(request.spec())
 
 
-@pytest.mark.parametrize(("fields", "message"), [
-    ({}, "credentials missing"),
-    ({"account_url": AZURITE}, "credentials missing"),
-    ({"account_url": "ftp://x", "sas_token": SAS}, "account_url must be an http(s) URL"),
-    ({"connection_string": "AccountKey=abc"}, "not a valid Azure Storage connection string"),
-    ({"account_url": AZURITE, "sas_token": SAS, "manifest": "m.xlsx", "prefix": "a/"}, "not manifest and prefix"),
-    ({"account_url": AZURITE, "sas_token": SAS, "manifest": "m.json"}, "manifest must be an .xlsx or .csv blob"),
-    ({"account_url": AZURITE, "sas_token": SAS, "rows": []}, "rows is empty"),
-    ({"account_url": AZURITE, "sas_token": SAS, "format": "mp3"}, "Input should be"),
-])
+@pytest.mark.parametrize(
+    ("fields", "message"),
+    [
+        ({}, "credentials missing"),
+        ({"account_url": AZURITE}, "credentials missing"),
+        ({"account_url": "ftp://x", "sas_token": SAS}, "account_url must be an http(s) URL"),
+        ({"connection_string": "AccountKey=abc"}, "not a valid Azure Storage connection string"),
+        ({"account_url": AZURITE, "sas_token": SAS, "manifest": "m.xlsx", "prefix": "a/"}, "not manifest and prefix"),
+        ({"account_url": AZURITE, "sas_token": SAS, "manifest": "m.json"}, "manifest must be an .xlsx or .csv blob"),
+        ({"account_url": AZURITE, "sas_token": SAS, "rows": []}, "rows is empty"),
+        ({"account_url": AZURITE, "sas_token": SAS, "format": "mp3"}, "Input should be"),
+    ],
+)
 def test_bad_requests_name_the_problem(fields, message):
     with pytest.raises(ValidationError) as caught:
         IngestionJobRequest(dataset="d", container="ecgs", **fields)
@@ -80,8 +84,10 @@ def test_redact_removes_sas_fields_and_account_keys():
 
 
 def test_xlsx_manifest_round_trip_with_metadata_and_sheet_choice():
-    rows = [ManifestRow(blob="a/1.hea", label="N", metadata={"age": 61, "site": "north"}),
-            ManifestRow(blob="a/2", label=None, metadata={"age": 7})]
+    rows = [
+        ManifestRow(blob="a/1.hea", label="N", metadata={"age": 61, "site": "north"}),
+        ManifestRow(blob="a/2", label=None, metadata={"age": 7}),
+    ]
     data = write_manifest_xlsx(rows, blob_column="Blob Name", label_column="Dx")
     back = read_manifest(data, "m.xlsx", sheet="recordings", blob_column="blob name", label_column="DX")
     assert back == rows
@@ -108,13 +114,20 @@ def _listing(*names: str) -> dict[str, BlobInfo]:
 def test_manifest_plan_pairs_wfdb_blobs_and_dedupes():
     source = BlobSource(AZURITE, "ecgs", StorageCredential(sas_token=SAS))
     listing = _listing("r/A1.hea", "r/A1.mat", "r/B2.hea", "r/B2.dat", "r/lonely.hea", "dev/u1")
-    rows = [ManifestRow(blob="r/A1.hea", label="N"), ManifestRow(blob=f"{AZURITE}/ecgs/r/B2.hea?{SAS}"),
-            ManifestRow(blob="r/A1.hea"), ManifestRow(blob="r/lonely.hea"), ManifestRow(blob="dev/u1", label="A"),
-            ManifestRow(blob=f"{AZURITE}/other/x")]
+    rows = [
+        ManifestRow(blob="r/A1.hea", label="N"),
+        ManifestRow(blob=f"{AZURITE}/ecgs/r/B2.hea?{SAS}"),
+        ManifestRow(blob="r/A1.hea"),
+        ManifestRow(blob="r/lonely.hea"),
+        ManifestRow(blob="dev/u1", label="A"),
+        ManifestRow(blob=f"{AZURITE}/other/x"),
+    ]
     plan = plan_manifest(rows, listing, source)
     assert [(i.name, [p.name for p in i.parts], i.source_version) for i in plan.items] == [
-        ("r/A1.hea", ["r/A1.hea", "r/A1.mat"], "0x0,0x1"), ("r/B2.hea", ["r/B2.hea", "r/B2.dat"], "0x2,0x3"),
-        ("dev/u1", ["dev/u1"], "0x5")]
+        ("r/A1.hea", ["r/A1.hea", "r/A1.mat"], "0x0,0x1"),
+        ("r/B2.hea", ["r/B2.hea", "r/B2.dat"], "0x2,0x3"),
+        ("dev/u1", ["dev/u1"], "0x5"),
+    ]
     assert plan.items[0].source_uri == f"{AZURITE}/ecgs/r/A1.hea"
     assert plan.duplicates == 1
     assert [blob for blob, _ in plan.failures] == ["r/lonely.hea", f"{AZURITE}/other/x"]
@@ -123,8 +136,9 @@ def test_manifest_plan_pairs_wfdb_blobs_and_dedupes():
 
 def test_prefix_plan_skips_side_files_and_applies_reference_labels():
     source = BlobSource(AZURITE, "ecgs", StorageCredential(sas_token=SAS))
-    listing = _listing("s/A1.hea", "s/A1.mat", "s/REFERENCE.csv", "s/RECORDS", "s/manifest.xlsx", "s/orphan.dat",
-                       "s/dev")
+    listing = _listing(
+        "s/A1.hea", "s/A1.mat", "s/REFERENCE.csv", "s/RECORDS", "s/manifest.xlsx", "s/orphan.dat", "s/dev"
+    )
     plan = plan_prefix(listing, source, {"s": {"A1": "O"}})
     assert [(i.name, i.label) for i in plan.items] == [("s/A1.hea", "O"), ("s/dev", None)]
     assert plan.failures == [("s/orphan.dat", "WFDB samples without their .hea header")]

@@ -109,7 +109,7 @@ def test_csv_rate_from_time_column():
         (b"# fs=100\nI,II\n1,x\n", "non-numeric"),
         (b"# fs=100\nI,II\n1,2,3\n", "columns"),
         (b"# fs=100\nI,II\n", "at least one row"),
-    (b"# fs=100\n0.1,0.2\n0.3,0.4\n", "header row of lead names"),
+        (b"# fs=100\n0.1,0.2\n0.3,0.4\n", "header row of lead names"),
     ],
 )
 def test_csv_errors_name_the_problem(data, message):

@@ -23,8 +23,10 @@ def _secret(value: str | None, setting) -> str | None:
 
 def _validation_message(exc) -> str:
     """A pydantic error as one line, without the input (which holds the secrets)."""
-    return "; ".join(f"{'.'.join(str(p) for p in e['loc']) + ': ' if e['loc'] else ''}"
-                     f"{e['msg'].removeprefix('Value error, ')}" for e in exc.errors(include_input=False))
+    return "; ".join(
+        f"{'.'.join(str(p) for p in e['loc']) + ': ' if e['loc'] else ''}{e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors(include_input=False)
+    )
 
 
 def _setup_logging() -> None:
@@ -38,22 +40,37 @@ def _setup_logging() -> None:
 def ingest(
     dataset: str | None = typer.Option(None, "--dataset", "-d", help="Dataset name to file the recordings under."),
     container: str | None = typer.Option(None, "--container", "-c", help="Blob container.", rich_help_panel=SOURCE),
-    account_url: str | None = typer.Option(None, "--account-url", help="https://<account>.blob.core.windows.net",
-                                           rich_help_panel=SOURCE),
-    sas_token: str | None = typer.Option(None, "--sas-token", help="SAS token (read, list); better: "
-                                         "ECG_INGEST_SAS_TOKEN.", rich_help_panel=SOURCE),
-    connection_string: str | None = typer.Option(None, "--connection-string", help="Instead of URL and token; "
-                                                 "better: ECG_INGEST_CONNECTION_STRING.", rich_help_panel=SOURCE),
-    manifest: str | None = typer.Option(None, "--manifest", "-m", help="Manifest (.xlsx or .csv): a local file, "
-                                        "or a blob path in the container.", rich_help_panel=SELECTION),
-    sheet: str | None = typer.Option(None, "--sheet", help="Manifest sheet (default: the first).",
-                                     rich_help_panel=SELECTION),
-    blob_column: str = typer.Option("blob", "--blob-column", help="Manifest column with the blob name or URL.",
-                                    rich_help_panel=SELECTION),
-    label_column: str = typer.Option("label", "--label-column", help="Manifest column with the label ('' for none).",
-                                     rich_help_panel=SELECTION),
-    prefix: str | None = typer.Option(None, "--prefix", help="Take every blob under this prefix (no manifest).",
-                                      rich_help_panel=SELECTION),
+    account_url: str | None = typer.Option(
+        None, "--account-url", help="https://<account>.blob.core.windows.net", rich_help_panel=SOURCE
+    ),
+    sas_token: str | None = typer.Option(
+        None, "--sas-token", help="SAS token (read, list); better: ECG_INGEST_SAS_TOKEN.", rich_help_panel=SOURCE
+    ),
+    connection_string: str | None = typer.Option(
+        None,
+        "--connection-string",
+        help="Instead of URL and token; better: ECG_INGEST_CONNECTION_STRING.",
+        rich_help_panel=SOURCE,
+    ),
+    manifest: str | None = typer.Option(
+        None,
+        "--manifest",
+        "-m",
+        help="Manifest (.xlsx or .csv): a local file, or a blob path in the container.",
+        rich_help_panel=SELECTION,
+    ),
+    sheet: str | None = typer.Option(
+        None, "--sheet", help="Manifest sheet (default: the first).", rich_help_panel=SELECTION
+    ),
+    blob_column: str = typer.Option(
+        "blob", "--blob-column", help="Manifest column with the blob name or URL.", rich_help_panel=SELECTION
+    ),
+    label_column: str = typer.Option(
+        "label", "--label-column", help="Manifest column with the label ('' for none).", rich_help_panel=SELECTION
+    ),
+    prefix: str | None = typer.Option(
+        None, "--prefix", help="Take every blob under this prefix (no manifest).", rich_help_panel=SELECTION
+    ),
     format: str | None = typer.Option(None, "--format", help="wellnest, wfdb, csv, npy, npz (default: detect)."),  # noqa: A002
     queue: bool = typer.Option(False, "--queue", help="Enqueue for the ingestion workers; print the job id."),
     resume: int | None = typer.Option(None, "--resume", help="Run job ID again: it skips what is already stored."),
@@ -83,8 +100,9 @@ def ingest(
     if resume is not None:
         credential = None
         if sas_token or connection_string:
-            credential = StorageCredential(sas_token=sas_token if not connection_string else None,
-                                           connection_string=connection_string)
+            credential = StorageCredential(
+                sas_token=sas_token if not connection_string else None, connection_string=connection_string
+            )
         try:
             with session_scope() as session:
                 get_ingestion_job(session, resume)
@@ -108,9 +126,18 @@ def ingest(
         manifest = None
     try:
         request = IngestionJobRequest(
-            dataset=dataset, container=container, account_url=account_url, sas_token=sas_token,
-            connection_string=connection_string, manifest=manifest, rows=rows, prefix=prefix, sheet=sheet,
-            blob_column=blob_column, label_column=label_column or None, format=format,
+            dataset=dataset,
+            container=container,
+            account_url=account_url,
+            sas_token=sas_token,
+            connection_string=connection_string,
+            manifest=manifest,
+            rows=rows,
+            prefix=prefix,
+            sheet=sheet,
+            blob_column=blob_column,
+            label_column=label_column or None,
+            format=format,
         )
     except ValidationError as exc:
         typer.echo(f"error: {_validation_message(exc)}", err=True)
@@ -135,21 +162,33 @@ def _run_foreground(job_id: int, credential, as_json: bool) -> None:
 
     from ecg_ingestion.runner import Counts, run_ingestion_job
 
-    with Progress(TextColumn("[progress.description]{task.description}"), BarColumn(), MofNCompleteColumn(),
-                  TextColumn("{task.fields[detail]}"), TimeRemainingColumn(), transient=True) as bar:
+    with Progress(
+        TextColumn("[progress.description]{task.description}"),
+        BarColumn(),
+        MofNCompleteColumn(),
+        TextColumn("{task.fields[detail]}"),
+        TimeRemainingColumn(),
+        transient=True,
+    ) as bar:
         task = bar.add_task(f"ingestion job {job_id}", total=None, detail="listing")
 
         def show(counts: Counts) -> None:
             done = counts.stored + counts.skipped + counts.failed
-            bar.update(task, total=counts.listed or None, completed=done,
-                       detail=f"stored {counts.stored}, skipped {counts.skipped}, failed {counts.failed}")
+            bar.update(
+                task,
+                total=counts.listed or None,
+                completed=done,
+                detail=f"stored {counts.stored}, skipped {counts.skipped}, failed {counts.failed}",
+            )
 
         view = run_ingestion_job(job_id, credential, progress=show)
     if as_json:
         typer.echo(view.model_dump_json())
     else:
-        typer.echo(f"ingestion job {view.id} {view.status}: listed {view.listed}, downloaded {view.downloaded}, "
-                   f"stored {view.stored}, skipped (already stored) {view.skipped}, failed {view.failed}")
+        typer.echo(
+            f"ingestion job {view.id} {view.status}: listed {view.listed}, downloaded {view.downloaded}, "
+            f"stored {view.stored}, skipped (already stored) {view.skipped}, failed {view.failed}"
+        )
         for failure in view.failures[:20]:
             typer.echo(f"  failed {failure.blob}: {failure.reason}", err=True)
         if view.error:
@@ -161,13 +200,19 @@ def _run_foreground(job_id: int, credential, as_json: bool) -> None:
 def upload(
     directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of WFDB records."),
     container: str = typer.Option(..., "--container", "-c", help="Blob container (created if missing)."),
-    format: str = typer.Option("wfdb", "--format", help="wfdb (the .hea and .mat/.dat as they are) or wellnest "  # noqa: A002
-                               "(12-lead records converted into Wellnest device blobs)."),
+    format: str = typer.Option(
+        "wfdb",
+        "--format",
+        help="wfdb (the .hea and .mat/.dat as they are) or wellnest "
+        "(12-lead records converted into Wellnest device blobs).",
+    ),
     account_url: str | None = typer.Option(None, "--account-url", help="https://<account>.blob.core.windows.net"),
-    sas_token: str | None = typer.Option(None, "--sas-token", help="SAS token (create, write); better: "
-                                         "ECG_INGEST_SAS_TOKEN."),
-    connection_string: str | None = typer.Option(None, "--connection-string", help="better: "
-                                                 "ECG_INGEST_CONNECTION_STRING."),
+    sas_token: str | None = typer.Option(
+        None, "--sas-token", help="SAS token (create, write); better: ECG_INGEST_SAS_TOKEN."
+    ),
+    connection_string: str | None = typer.Option(
+        None, "--connection-string", help="better: ECG_INGEST_CONNECTION_STRING."
+    ),
     limit: int | None = typer.Option(None, "--limit", min=1, help="Upload the first N records only."),
     prefix: str = typer.Option("", "--prefix", help="Put the blobs (and manifest.xlsx) under this prefix."),
 ) -> None:
@@ -184,9 +229,12 @@ def upload(
     settings = get_settings()
     try:
         request = IngestionJobRequest(
-            dataset="upload", container=container, account_url=account_url,
+            dataset="upload",
+            container=container,
+            account_url=account_url,
             sas_token=_secret(sas_token, settings.ingest_sas_token),
-            connection_string=_secret(connection_string, settings.ingest_connection_string))
+            connection_string=_secret(connection_string, settings.ingest_connection_string),
+        )
     except ValidationError as exc:
         typer.echo(f"error: {_validation_message(exc)}", err=True)
         raise typer.Exit(2) from None
@@ -198,8 +246,9 @@ def upload(
     except (ValueError, StorageAccessError) as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(2) from None
-    typer.echo(f"uploaded {summary.uploaded} recordings to {source.account_url}/{container}; "
-               f"manifest: {summary.manifest_blob}")
+    typer.echo(
+        f"uploaded {summary.uploaded} recordings to {source.account_url}/{container}; manifest: {summary.manifest_blob}"
+    )
     for name, reason in summary.failures[:20]:
         typer.echo(f"  skipped {name}: {reason}", err=True)
 

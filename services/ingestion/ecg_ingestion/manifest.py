@@ -22,8 +22,9 @@ class ManifestError(ValueError):
     """The manifest cannot be used (unreadable, missing sheet or column). Ends the job."""
 
 
-def read_manifest(data: bytes, name: str, sheet: str | None = None, blob_column: str = "blob",
-                  label_column: str | None = "label") -> list[ManifestRow]:
+def read_manifest(
+    data: bytes, name: str, sheet: str | None = None, blob_column: str = "blob", label_column: str | None = "label"
+) -> list[ManifestRow]:
     """Rows of an ``.xlsx`` or ``.csv`` manifest named ``name``."""
     if name.lower().endswith(".xlsx"):
         table = _xlsx_rows(data, name, sheet)
@@ -79,8 +80,7 @@ def _metadata_value(value: Any) -> str | int | float | bool:
     return str(value)
 
 
-def _manifest_rows(table: list[list[Any]], name: str, blob_column: str,
-                   label_column: str | None) -> list[ManifestRow]:
+def _manifest_rows(table: list[list[Any]], name: str, blob_column: str, label_column: str | None) -> list[ManifestRow]:
     table = [row for row in table if any(cell not in (None, "") for cell in row)]
     if not table:
         raise ManifestError(f"manifest {name} is empty")
@@ -96,8 +96,11 @@ def _manifest_rows(table: list[list[Any]], name: str, blob_column: str,
             raise ManifestError(f"manifest {name}, row {line}: the {blob_column!r} cell is empty")
         label = cells[label_at] if label_at is not None else None
         metadata = {key: _metadata_value(cells[i]) for i, key in other if cells[i] not in (None, "")}
-        rows.append(ManifestRow(blob=str(blob).strip(),
-                                label=None if label in (None, "") else str(label).strip(), metadata=metadata))
+        rows.append(
+            ManifestRow(
+                blob=str(blob).strip(), label=None if label in (None, "") else str(label).strip(), metadata=metadata
+            )
+        )
     if not rows:
         raise ManifestError(f"manifest {name} has a header row but no recordings")
     return rows

@@ -63,8 +63,9 @@ def _wfdb_data(name: str, listing: dict[str, BlobInfo]) -> BlobInfo | None:
     return next((listing[base + s] for s in WFDB_DATA_SUFFIXES if base + s in listing), None)
 
 
-def _work_item(name: str, listing: dict[str, BlobInfo], source: BlobSource, label: str | None,
-               metadata: dict[str, Any]) -> WorkItem | str:
+def _work_item(
+    name: str, listing: dict[str, BlobInfo], source: BlobSource, label: str | None, metadata: dict[str, Any]
+) -> WorkItem | str:
     """The item for blob ``name``, or the reason it cannot be taken."""
     if name not in listing:
         return "blob not found"
@@ -74,9 +75,14 @@ def _work_item(name: str, listing: dict[str, BlobInfo], source: BlobSource, labe
         if data is None:
             return "WFDB header without its samples: no .mat or .dat blob of the same name beside it"
         parts.append(data)
-    return WorkItem(name=name, parts=parts, source_uri=source.blob_url(name),
-                    source_version=",".join(p.version for p in parts), label=label,
-                    metadata={**metadata, "blob": name})
+    return WorkItem(
+        name=name,
+        parts=parts,
+        source_uri=source.blob_url(name),
+        source_version=",".join(p.version for p in parts),
+        label=label,
+        metadata={**metadata, "blob": name},
+    )
 
 
 def plan_manifest(rows: list[ManifestRow], listing: dict[str, BlobInfo], source: BlobSource) -> Plan:
@@ -110,8 +116,9 @@ def parse_reference(data: bytes) -> dict[str, str]:
     return {row[0].strip(): row[1].strip() for row in csv.reader(io.StringIO(text)) if len(row) >= 2}
 
 
-def plan_prefix(listing: dict[str, BlobInfo], source: BlobSource,
-                folder_labels: dict[str, dict[str, str]] | None = None) -> Plan:
+def plan_prefix(
+    listing: dict[str, BlobInfo], source: BlobSource, folder_labels: dict[str, dict[str, str]] | None = None
+) -> Plan:
     """Every recording in ``listing``: WFDB pairs, and each other blob that is not a known side file."""
     folder_labels = folder_labels or {}
     plan = Plan([], [])

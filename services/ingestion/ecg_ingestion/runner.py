@@ -85,8 +85,9 @@ class _Failure:
 _DONE = object()
 
 
-def run_ingestion_job(job_id: int, credential: StorageCredential | None = None,
-                      progress: Progress | None = None) -> IngestionJobView:
+def run_ingestion_job(
+    job_id: int, credential: StorageCredential | None = None, progress: Progress | None = None
+) -> IngestionJobView:
     """Run (or resume) job ``job_id`` to the end and return its view. ``credential``: the foreground caller's, kept
     in memory; None: the one the queued job keeps encrypted. Errors that end the job are recorded on it, not raised.
     """
@@ -100,8 +101,13 @@ def run_ingestion_job(job_id: int, credential: StorageCredential | None = None,
         start_attempt(session, job)
         source = BlobSource(job.account_url, job.container, credential)
         run = JobRun(job.id, job.dataset, source, dict(job.spec), progress)
-    log.info("ingestion job %s: attempt started (dataset %s, source %s/%s)", job_id, run.dataset,
-             source.account_url, source.container)
+    log.info(
+        "ingestion job %s: attempt started (dataset %s, source %s/%s)",
+        job_id,
+        run.dataset,
+        source.account_url,
+        source.container,
+    )
     error = None
     try:
         with decode_pool(run.workers) as pool:
@@ -116,9 +122,17 @@ def run_ingestion_job(job_id: int, credential: StorageCredential | None = None,
         job = get_ingestion_job(session, job_id)
         finish_job(session, job, error)
         view = ingestion_job_view(job, session)
-    log.info("ingestion job %s %s: listed %d, downloaded %d, stored %d, skipped %d, failed %d%s", job_id,
-             view.status, view.listed, view.downloaded, view.stored, view.skipped, view.failed,
-             f" ({redact(error)})" if error else "")
+    log.info(
+        "ingestion job %s %s: listed %d, downloaded %d, stored %d, skipped %d, failed %d%s",
+        job_id,
+        view.status,
+        view.listed,
+        view.downloaded,
+        view.stored,
+        view.skipped,
+        view.failed,
+        f" ({redact(error)})" if error else "",
+    )
     return view
 
 
@@ -143,10 +157,16 @@ class JobRun:
             todo = [i for i in plan.items if (i.source_uri, i.source_version) not in existing]
             self.counts.listed = len(plan.items) + len(plan.failures) + plan.duplicates
             already = len(plan.items) - len(todo) + plan.duplicates
-            await asyncio.to_thread(self._flush, [], [_Failure(b, r) for b, r in plan.failures], 0, already,
-                                    self.counts.listed)
-            log.info("ingestion job %s: %d listed, %d already stored, %d to download", self.job_id,
-                     self.counts.listed, already, len(todo))
+            await asyncio.to_thread(
+                self._flush, [], [_Failure(b, r) for b, r in plan.failures], 0, already, self.counts.listed
+            )
+            log.info(
+                "ingestion job %s: %d listed, %d already stored, %d to download",
+                self.job_id,
+                self.counts.listed,
+                already,
+                len(todo),
+            )
             if todo:
                 await self._ingest(container, todo)
 
@@ -161,7 +181,8 @@ class JobRun:
                     data = await self._download(container, listing[name])
                 except AzureError as exc:
                     raise access_error(exc, self.source, f"reading {name}") or StorageAccessError(
-                        blob_error(exc, f"reading {name}")) from None
+                        blob_error(exc, f"reading {name}")
+                    ) from None
                 labels[name.rpartition("/")[0]] = parse_reference(data)
             return plan_prefix(listing, self.source, labels)
         rows = await self._manifest_rows(container)
@@ -185,16 +206,20 @@ class JobRun:
             if error:
                 raise error from None
             raise ManifestError(f"manifest {name!r}: {blob_error(exc)} in container {self.source.container}") from None
-        return read_manifest(data, name, self.spec.get("sheet"), self.spec.get("blob_column") or "blob",
-                             self.spec.get("label_column"))
+        return read_manifest(
+            data, name, self.spec.get("sheet"), self.spec.get("blob_column") or "blob", self.spec.get("label_column")
+        )
 
     async def _list(self, container, prefix: str) -> dict[str, BlobInfo]:
         try:
-            return {blob.name: BlobInfo(blob.name, blob.etag, blob.size)
-                    async for blob in container.list_blobs(name_starts_with=prefix or None)}
+            return {
+                blob.name: BlobInfo(blob.name, blob.etag, blob.size)
+                async for blob in container.list_blobs(name_starts_with=prefix or None)
+            }
         except AzureError as exc:
             raise access_error(exc, self.source, "listing blobs") or StorageAccessError(
-                blob_error(exc, "listing blobs")) from None
+                blob_error(exc, "listing blobs")
+            ) from None
 
     async def _download(self, container, blob: BlobInfo) -> bytes:
         """The blob's bytes, as long as it still has the listed etag."""
@@ -262,8 +287,9 @@ class JobRun:
         downloaded, self._downloaded_since_flush = self._downloaded_since_flush, 0
         await asyncio.to_thread(self._flush, items, failures, downloaded, 0, None)
 
-    def _flush(self, items: list[StoreItem], failures: list[_Failure], downloaded: int, skipped: int,
-               listed: int | None) -> None:
+    def _flush(
+        self, items: list[StoreItem], failures: list[_Failure], downloaded: int, skipped: int, listed: int | None
+    ) -> None:
         """Store a batch, its failures and the count changes in one transaction (retried while Postgres is away)."""
         for attempt in range(DB_RETRIES):
             try:
@@ -272,8 +298,9 @@ class JobRun:
             except OperationalError as exc:
                 if attempt == DB_RETRIES - 1:
                     raise
-                log.warning("ingestion job %s: database unavailable (%s); retrying", self.job_id,
-                            type(exc.orig).__name__)
+                log.warning(
+                    "ingestion job %s: database unavailable (%s); retrying", self.job_id, type(exc.orig).__name__
+                )
                 time.sleep(2**attempt)
         self.counts.downloaded += downloaded
         self.counts.stored += stored
@@ -288,9 +315,11 @@ class JobRun:
             stored = sum(i is not None for i in ids)
             session.add_all(IngestionFailure(job_id=self.job_id, blob=f.blob, reason=f.reason) for f in failures)
             changes = {
-                "downloaded": IngestionJob.downloaded + downloaded, "stored": IngestionJob.stored + stored,
+                "downloaded": IngestionJob.downloaded + downloaded,
+                "stored": IngestionJob.stored + stored,
                 "skipped": IngestionJob.skipped + skipped + len(items) - stored,
-                "failed": IngestionJob.failed + len(failures), "updated_at": datetime.now(UTC),
+                "failed": IngestionJob.failed + len(failures),
+                "updated_at": datetime.now(UTC),
             }
             if listed is not None:
                 changes["listed"] = listed
@@ -325,7 +354,9 @@ def stored_versions(dataset: str, uris: list[str], chunk: int = 5000) -> set[tup
     with session_scope() as session:
         for start in range(0, len(uris), chunk):
             rows = session.execute(
-                select(Recording.source_uri, Recording.source_version)
-                .where(Recording.dataset == dataset, Recording.source_uri.in_(uris[start:start + chunk])))
+                select(Recording.source_uri, Recording.source_version).where(
+                    Recording.dataset == dataset, Recording.source_uri.in_(uris[start : start + chunk])
+                )
+            )
             found.update((uri, version) for uri, version in rows)
     return found

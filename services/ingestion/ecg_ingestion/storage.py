@@ -26,8 +26,14 @@ from ecg_shared.jobs.ingestion import StorageCredential, strip_query
 # The SDK's exponential retry, with a shorter first wait than its default (15 s): about 1 + 3 + 9 + 27 s before a
 # request gives up, so a storage outage of up to a minute only slows a job down.
 RETRY = {"initial_backoff": 1, "increment_base": 3, "retry_total": 4}
-AUTH_ERROR_CODES = ("AuthenticationFailed", "AuthorizationFailure", "AuthorizationPermissionMismatch",
-                    "AuthorizationResourceTypeMismatch", "AuthorizationSourceIPMismatch", "InvalidAuthenticationInfo")
+AUTH_ERROR_CODES = (
+    "AuthenticationFailed",
+    "AuthorizationFailure",
+    "AuthorizationPermissionMismatch",
+    "AuthorizationResourceTypeMismatch",
+    "AuthorizationSourceIPMismatch",
+    "InvalidAuthenticationInfo",
+)
 
 
 class StorageAccessError(RuntimeError):
@@ -53,7 +59,7 @@ class BlobSource:
         container_url = f"{self.account_url}/{self.container}/"
         if not url.startswith(container_url):
             raise ValueError(f"blob URL {url} is outside the job's container {self.account_url}/{self.container}")
-        return unquote(url[len(container_url):])
+        return unquote(url[len(container_url) :])
 
     @staticmethod
     def _client_kwargs(retry_class=ExponentialRetry) -> dict:
@@ -67,8 +73,9 @@ class BlobSource:
 
         kwargs = self._client_kwargs(AsyncExponentialRetry)
         if self.credential.connection_string is not None:
-            service = BlobServiceClient.from_connection_string(self.credential.connection_string.get_secret_value(),
-                                                               **kwargs)
+            service = BlobServiceClient.from_connection_string(
+                self.credential.connection_string.get_secret_value(), **kwargs
+            )
         else:
             service = BlobServiceClient(self.account_url, credential=self._sas(), **kwargs)
         async with service:
@@ -80,7 +87,8 @@ class BlobSource:
 
         if self.credential.connection_string is not None:
             service = BlobServiceClient.from_connection_string(
-                self.credential.connection_string.get_secret_value(), **self._client_kwargs())
+                self.credential.connection_string.get_secret_value(), **self._client_kwargs()
+            )
         else:
             service = BlobServiceClient(self.account_url, credential=self._sas(), **self._client_kwargs())
         return service.get_container_client(self.container)
@@ -104,8 +112,9 @@ def access_error(exc: Exception, source: BlobSource, what: str) -> StorageAccess
     if isinstance(exc, ResourceNotFoundError) and code == "ContainerNotFound":
         return StorageAccessError(f"container {source.container!r} not found at {source.account_url}")
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
-        return StorageAccessError(f"storage unreachable at {source.account_url} while {what} "
-                                  f"(after retries): {type(exc).__name__}")
+        return StorageAccessError(
+            f"storage unreachable at {source.account_url} while {what} (after retries): {type(exc).__name__}"
+        )
     if isinstance(exc, HttpResponseError) and (status or 0) >= 500:
         return StorageAccessError(f"storage error while {what}: HTTP {status} {code}".rstrip())
     return None

@@ -39,8 +39,14 @@ def local_records(directory: Path, limit: int | None = None) -> list[Path]:
     return headers[:limit] if limit else headers
 
 
-def upload_dataset(directory: Path, source: BlobSource, fmt: str = "wfdb", limit: int | None = None,
-                   prefix: str = "", progress: Callable[[int], None] | None = None) -> UploadSummary:
+def upload_dataset(
+    directory: Path,
+    source: BlobSource,
+    fmt: str = "wfdb",
+    limit: int | None = None,
+    prefix: str = "",
+    progress: Callable[[int], None] | None = None,
+) -> UploadSummary:
     if fmt not in UPLOAD_FORMATS:
         raise ValueError(f"unknown upload format {fmt!r}; choose one of {', '.join(UPLOAD_FORMATS)}")
     headers = local_records(directory, limit)
@@ -55,7 +61,8 @@ def upload_dataset(directory: Path, source: BlobSource, fmt: str = "wfdb", limit
         pass
     except AzureError as exc:
         raise access_error(exc, source, "creating the container") or StorageAccessError(
-            blob_error(exc, "creating the container")) from None
+            blob_error(exc, "creating the container")
+        ) from None
 
     def upload_one(header: Path) -> ManifestRow | tuple[str, str]:
         try:
@@ -93,5 +100,6 @@ def upload_dataset(directory: Path, source: BlobSource, fmt: str = "wfdb", limit
             container.upload_blob(summary.manifest_blob, write_manifest_xlsx(rows), overwrite=True)
         except AzureError as exc:
             raise access_error(exc, source, "uploading the manifest") or StorageAccessError(
-                blob_error(exc, "uploading the manifest")) from None
+                blob_error(exc, "uploading the manifest")
+            ) from None
     return summary

@@ -199,8 +199,9 @@ class IngestionJobRequest(BaseModel):
 
     def spec(self) -> dict[str, Any]:
         """Everything but the source and the secrets: what the job row keeps."""
-        return self.model_dump(mode="json", include={"manifest", "rows", "prefix", "sheet", "blob_column",
-                                                     "label_column", "format"})
+        return self.model_dump(
+            mode="json", include={"manifest", "rows", "prefix", "sheet", "blob_column", "label_column", "format"}
+        )
 
 
 class StorageCredential(BaseModel):
@@ -258,8 +259,9 @@ def _fernet():
     if key is None or not key.get_secret_value():
         raise SecretKeyMissing(
             "ECG_SECRET_KEY is not set: queued ingestion jobs need it to keep the storage credential encrypted "
-            "until a worker runs them (generate one with: python -c \"from cryptography.fernet import Fernet; "
-            "print(Fernet.generate_key().decode())\"), or run `ecg ingest` in the foreground")
+            'until a worker runs them (generate one with: python -c "from cryptography.fernet import Fernet; '
+            'print(Fernet.generate_key().decode())"), or run `ecg ingest` in the foreground'
+        )
     try:
         return Fernet(key.get_secret_value().encode())
     except ValueError:
@@ -277,13 +279,15 @@ def job_credential(job: IngestionJob) -> StorageCredential:
     if job.credential_encrypted is None:
         raise CredentialUnavailable(
             f"ingestion job {job.id} keeps no storage credential (it ran in the foreground, or it succeeded and the "
-            "credential was erased): give the SAS token or connection string again")
+            "credential was erased): give the SAS token or connection string again"
+        )
     try:
         return StorageCredential(**json.loads(_fernet().decrypt(job.credential_encrypted)))
     except InvalidToken:
         raise CredentialUnavailable(
             f"ingestion job {job.id}: the stored credential cannot be decrypted with ECG_SECRET_KEY (was the key "
-            "changed?)") from None
+            "changed?)"
+        ) from None
 
 
 # --- State changes -----------------------------------------------------------------------------------------------
@@ -293,9 +297,19 @@ def create_ingestion_job(session: Session, request: IngestionJobRequest, keep_cr
     """Insert a queued job. ``keep_credential``: encrypt the credential into the row (needed for a queued job;
     raises :class:`SecretKeyMissing` without ECG_SECRET_KEY); False: the caller keeps it in memory."""
     job = IngestionJob(
-        dataset=request.dataset, account_url=request.account_url, container=request.container, auth=request.auth,
+        dataset=request.dataset,
+        account_url=request.account_url,
+        container=request.container,
+        auth=request.auth,
         credential_encrypted=encrypt_credential(request.credential()) if keep_credential else None,
-        spec=request.spec(), status="queued", listed=0, downloaded=0, stored=0, skipped=0, failed=0, attempts=0,
+        spec=request.spec(),
+        status="queued",
+        listed=0,
+        downloaded=0,
+        stored=0,
+        skipped=0,
+        failed=0,
+        attempts=0,
     )
     session.add(job)
     session.flush()
@@ -321,8 +335,11 @@ def list_ingestion_jobs(session: Session, limit: int = 50) -> list[IngestionJob]
 
 
 def job_failures(session: Session, job_id: int, limit: int = MAX_FAILURES_IN_VIEW) -> list[IngestionFailure]:
-    return list(session.scalars(select(IngestionFailure).where(IngestionFailure.job_id == job_id)
-                                .order_by(IngestionFailure.id).limit(limit)))
+    return list(
+        session.scalars(
+            select(IngestionFailure).where(IngestionFailure.job_id == job_id).order_by(IngestionFailure.id).limit(limit)
+        )
+    )
 
 
 def ingestion_job_view(job: IngestionJob, session: Session | None = None) -> IngestionJobView:
@@ -331,12 +348,28 @@ def ingestion_job_view(job: IngestionJob, session: Session | None = None) -> Ing
     failures = job_failures(session, job.id) if session is not None and job.failed else []
     spec = job.spec or {}
     return IngestionJobView(
-        id=job.id, dataset=job.dataset, source=f"{job.account_url}/{job.container}", auth=job.auth,
-        manifest=spec.get("manifest"), manifest_rows=len(spec["rows"]) if spec.get("rows") else None,
-        prefix=spec.get("prefix"), sheet=spec.get("sheet"), blob_column=spec.get("blob_column", "blob"),
-        label_column=spec.get("label_column"), format=spec.get("format"), status=job.status, listed=job.listed,
-        downloaded=job.downloaded, stored=job.stored, skipped=job.skipped, failed=job.failed, attempts=job.attempts,
-        error=job.error, created_at=job.created_at, started_at=job.started_at, finished_at=job.finished_at,
+        id=job.id,
+        dataset=job.dataset,
+        source=f"{job.account_url}/{job.container}",
+        auth=job.auth,
+        manifest=spec.get("manifest"),
+        manifest_rows=len(spec["rows"]) if spec.get("rows") else None,
+        prefix=spec.get("prefix"),
+        sheet=spec.get("sheet"),
+        blob_column=spec.get("blob_column", "blob"),
+        label_column=spec.get("label_column"),
+        format=spec.get("format"),
+        status=job.status,
+        listed=job.listed,
+        downloaded=job.downloaded,
+        stored=job.stored,
+        skipped=job.skipped,
+        failed=job.failed,
+        attempts=job.attempts,
+        error=job.error,
+        created_at=job.created_at,
+        started_at=job.started_at,
+        finished_at=job.finished_at,
         failures=[IngestionFailureView(blob=f.blob, reason=f.reason) for f in failures],
     )
 
