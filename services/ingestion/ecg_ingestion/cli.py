@@ -200,7 +200,7 @@ def _run_foreground(job_id: int, credential, as_json: bool) -> None:
 def upload(
     directory: Path = typer.Argument(..., exists=True, file_okay=False, help="Folder of WFDB records."),
     container: str = typer.Option(..., "--container", "-c", help="Blob container (created if missing)."),
-    format: str = typer.Option(
+    format: str = typer.Option(  # noqa: A002 - the option is --format
         "wfdb",
         "--format",
         help="wfdb (the .hea and .mat/.dat as they are) or wellnest "
