@@ -18,10 +18,7 @@ import asyncio
 import json
 import os
 import resource
-import shutil
-import subprocess
 import sys
-import tempfile
 import time
 import uuid
 from concurrent.futures import ProcessPoolExecutor, ThreadPoolExecutor
@@ -29,52 +26,9 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
-AZURITE_BIN = REPO_ROOT / "node_modules" / ".bin" / "azurite-blob"
 ACCOUNT = "devstoreaccount1"
 CONTAINER = "bench"
 BASELINE_MAX = 500  # the baseline is slow and its rate steady: it runs on the first recordings only
-
-
-def _free_port() -> int:
-    import socket
-
-    with socket.socket() as sock:
-        sock.bind(("127.0.0.1", 0))
-        return sock.getsockname()[1]
-
-
-def _start_azurite() -> tuple[subprocess.Popen, int, Path]:
-    import socket
-
-    if not AZURITE_BIN.exists():
-        raise RuntimeError(f"Azurite is not installed ({AZURITE_BIN} missing): run `make install`")
-    port, location = _free_port(), Path(tempfile.mkdtemp(prefix="bench-azurite-"))
-    process = subprocess.Popen(
-        [
-            str(AZURITE_BIN),
-            "--blobHost",
-            "127.0.0.1",
-            "--blobPort",
-            str(port),
-            "--location",
-            str(location),
-            "--skipApiVersionCheck",
-            "--disableTelemetry",
-            "--silent",
-        ],
-        stdout=subprocess.DEVNULL,
-        stderr=subprocess.DEVNULL,
-    )
-    deadline = time.monotonic() + 30
-    while time.monotonic() < deadline:
-        try:
-            socket.create_connection(("127.0.0.1", port), timeout=0.5).close()
-            return process, port, location
-        except OSError:
-            time.sleep(0.1)
-    process.kill()
-    raise RuntimeError("Azurite did not start")
 
 
 def _sas(account_key: str) -> str:
@@ -251,19 +205,17 @@ def run(n: int = 2000) -> dict[str, Any]:
     data = get_settings().data_dir / "cinc2017"
     if not data.is_dir():
         raise RuntimeError(f"CinC 2017 data not found at {data} (ECG_DATA_DIR)")
-    azurite, port, location = _start_azurite()
+    from tests.support.azurite import start_azurite
+
+    azurite = start_azurite()
     database_url = get_settings().database_url.rsplit("/", 1)[0] + f"/ecg_bench_{uuid.uuid4().hex[:8]}"
     previous_url = os.environ.get("ECG_DATABASE_URL")
     try:
         os.environ["ECG_DATABASE_URL"] = database_url
         get_settings.cache_clear()
         upgrade(database_url)
-        account_url = f"http://127.0.0.1:{port}/{ACCOUNT}"
-        connection = (
-            f"DefaultEndpointsProtocol=http;AccountName={ACCOUNT};AccountKey={AZURITE_ACCOUNT_KEY};"
-            f"BlobEndpoint={account_url};"
-        )
-        source = BlobSource(account_url, CONTAINER, StorageCredential(connection_string=connection))
+        account_url = azurite.account_url
+        source = BlobSource(account_url, CONTAINER, StorageCredential(connection_string=azurite.connection_string))
         t0 = time.perf_counter()
         upload_dataset(data, source, "wfdb", limit=n)
         upload_s = time.perf_counter() - t0
@@ -272,12 +224,10 @@ def run(n: int = 2000) -> dict[str, Any]:
         rows = read_manifest(manifest, "manifest.xlsx")
 
         baseline = run_baseline(rows[:BASELINE_MAX], account_url, sas, "bench-baseline", database_url)
-        job = run_job(account_url, sas, "bench-job", azurite.pid)
+        job = run_job(account_url, sas, "bench-job", azurite.process.pid)
         stages = stage_capacities(rows, account_url, sas, "bench-stages")
     finally:
-        azurite.terminate()
-        azurite.wait(timeout=10)
-        shutil.rmtree(location, ignore_errors=True)
+        azurite.stop()
         _drop_database(database_url)
         if previous_url is None:
             os.environ.pop("ECG_DATABASE_URL", None)
