@@ -62,30 +62,17 @@ def training_env(database_url: str, azurite) -> dict[str, str]:
     return env
 
 
-@pytest.fixture(scope="module")
-def training_worker(training_env):
-    """A real ``celery -A ecg_training.worker`` process on the training queue."""
+def start_training_worker(name: str, env: dict[str, str]):
+    """A real ``celery -A ecg_training.worker`` process on the training queue, with a unique node name."""
     from tests.support.processes import start_process
 
-    worker = start_process(
-        unique_name("training-worker"),
-        [
-            "celery",
-            "-A",
-            "ecg_training.worker",
-            "worker",
-            "-Q",
-            "training",
-            "--concurrency",
-            "1",
-            "--loglevel",
-            "INFO",
-            "-n",
-            f"{unique_name('training')}@%h",
-            "--without-gossip",
-            "--without-mingle",
-        ],
-        env=training_env,
-    )
+    argv = ["celery", "-A", "ecg_training.worker", "worker", "-Q", "training", "--concurrency", "1"]
+    argv += ["--loglevel", "INFO", "--without-gossip", "--without-mingle", "-n", f"{unique_name(name)}@%h"]
+    return start_process(unique_name(name), argv, env=env)
+
+
+@pytest.fixture(scope="module")
+def training_worker(training_env):
+    worker = start_training_worker("training-worker", training_env)
     yield worker
     worker.stop()

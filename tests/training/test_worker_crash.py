@@ -8,8 +8,7 @@ from sqlalchemy import select
 from ecg_shared.db import session_scope
 from ecg_shared.db.models import ModelVersion
 from ecg_shared.jobs.training import TRAINING_TASK, get_training_job
-from tests.support.processes import start_process
-from tests.training.conftest import unique_name
+from tests.training.conftest import start_training_worker, unique_name
 from tests.training.test_worker import SMALL_JOB, enqueue, wait_for
 
 pytestmark = pytest.mark.slow
@@ -40,23 +39,7 @@ def test_a_killed_worker_leaves_no_model_and_the_job_is_marked_failed(training_e
     other_db = int(training_env["ECG_REDIS_URL"].rsplit("/", 1)[1]) % 15 + 1
     own_redis = {**training_env, "ECG_REDIS_URL": f"redis://127.0.0.1:6379/{other_db}"}
     env = {**own_redis, "ECG_TRAINING_JOB_LOST_AFTER_S": "3"}
-    argv = [
-        "celery",
-        "-A",
-        "ecg_training.worker",
-        "worker",
-        "-Q",
-        "training",
-        "--concurrency",
-        "1",
-        "--loglevel",
-        "INFO",
-        "--without-gossip",
-        "--without-mingle",
-    ]
-    doomed = start_process(
-        unique_name("training-worker-killed"), [*argv, "-n", f"{unique_name('doomed')}@%h"], env=own_redis
-    )
+    doomed = start_training_worker("training-worker-killed", own_redis)
     name = unique_name("ptbxl-killed")
     try:
         job_id = enqueue(own_redis, "-d", ptbxl_slice, "--name", name, "--epochs", "400", *SMALL_JOB)
@@ -66,9 +49,7 @@ def test_a_killed_worker_leaves_no_model_and_the_job_is_marked_failed(training_e
     assert forget_unacked_task(own_redis["ECG_REDIS_URL"], job_id) == 1  # the task was taken and never acknowledged
     with session_scope() as session:
         assert get_training_job(session, job_id).status == "running"
-    successor = start_process(
-        unique_name("training-worker-successor"), [*argv, "-n", f"{unique_name('successor')}@%h"], env=env
-    )
+    successor = start_training_worker("training-worker-successor", env)
     try:
         view = wait_for(job_id, lambda v: v.status != "running", successor, timeout=60)
     finally:
