@@ -29,7 +29,6 @@ import subprocess
 import sys
 import tempfile
 import time
-import zipfile
 from pathlib import Path
 from typing import Any
 
@@ -115,17 +114,9 @@ def build_models(folder: Path) -> list[str]:
 # --- recordings ---------------------------------------------------------------------------------------------------
 
 
-def _wfdb_zip(header: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(header.parent.glob(header.stem + ".*")):
-            if path.suffix in (".hea", ".mat", ".dat"):
-                archive.write(path, path.name)
-    return buffer.getvalue()
-
-
 def recordings(n_each: int = 8) -> dict[str, list[tuple[str, bytes]]]:
     """Uploads: ``single`` (CinC 2017 WFDB zips), ``twelve`` (PTB-XL zips and the Wellnest blob), ``wellnest``."""
+    from ecg_shared.formats import zip_wfdb_record
     from ecg_shared.settings import get_settings
 
     data = get_settings().data_dir
@@ -136,8 +127,8 @@ def recordings(n_each: int = 8) -> dict[str, list[tuple[str, bytes]]]:
         raise RuntimeError(f"data sets not found under {data} (set ECG_DATA_DIR)")
     blob = ("sample-10s.raw", wellnest.read_bytes())
     return {
-        "single": [(h.stem + ".zip", _wfdb_zip(h)) for h in cinc],
-        "twelve": [(h.stem + ".zip", _wfdb_zip(h)) for h in ptbxl] + [blob],
+        "single": [(h.stem + ".zip", zip_wfdb_record(h)) for h in cinc],
+        "twelve": [(h.stem + ".zip", zip_wfdb_record(h)) for h in ptbxl] + [blob],
         "wellnest": [blob],
     }
 

@@ -10,12 +10,10 @@ answered by that version, with the probabilities its registered ONNX file gives.
 from __future__ import annotations
 
 import base64
-import io
 import os
 import subprocess
 import sys
 import time
-import zipfile
 from collections import Counter
 from collections.abc import Iterator
 from datetime import UTC, datetime, timedelta
@@ -27,7 +25,7 @@ import pytest
 from scipy.signal import resample_poly
 from sqlalchemy import select
 
-from ecg_shared.formats import STANDARD_12_LEADS, read_ecg
+from ecg_shared.formats import STANDARD_12_LEADS, read_ecg, zip_wfdb_record
 from tests.support.stack import start_stack
 
 pytestmark = pytest.mark.slow
@@ -85,14 +83,6 @@ def container_sas(container: str, account_key: str) -> str:
         start=now - timedelta(minutes=5),
         expiry=now + timedelta(hours=1),
     )
-
-
-def wfdb_zip(header: Path) -> bytes:
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        archive.write(header, header.name)
-        archive.write(header.with_suffix(".dat"), header.with_suffix(".dat").name)
-    return buffer.getvalue()
 
 
 @pytest.fixture()
@@ -214,7 +204,7 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, e2e_datab
             response = client.post(
                 "/classify",
                 params={"model": MODEL, "explain": "false"},
-                files={"file": (f"{held_out.stem}.zip", wfdb_zip(held_out))},
+                files={"file": (f"{held_out.stem}.zip", zip_wfdb_record(held_out))},
             )
             served = [m for m in response.json().get("models", [])] if response.status_code == 200 else []
             if served and served[0]["name"] == MODEL and served[0]["version"] == version:

@@ -95,12 +95,10 @@ def test_upload_real_wellnest_recording_shows_verdict_models_and_12_lead_trace(p
 
 def test_long_single_lead_strip_scrolls_and_zooms(page, data_dir, tmp_path):
     """A 30 s CinC 2017 recording (WFDB zipped): one lead on a strip wider than the page, widened by the zoom."""
-    import zipfile
+    from ecg_shared.formats import zip_wfdb_record
 
     archive = tmp_path / "A00001.zip"
-    with zipfile.ZipFile(archive, "w") as bundle:
-        for suffix in (".hea", ".mat"):
-            bundle.write(data_dir / "cinc2017" / f"A00001{suffix}", f"A00001{suffix}")
+    archive.write_bytes(zip_wfdb_record(data_dir / "cinc2017" / "A00001.hea"))
     page.goto("/")
     page.set_input_files("#file-input", str(archive))
     page.locator("#ecg-canvas[data-leads='1']").wait_for(timeout=20_000)

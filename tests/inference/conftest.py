@@ -2,10 +2,7 @@
 
 from __future__ import annotations
 
-import io
-import zipfile
 from collections.abc import Iterator
-from pathlib import Path
 
 import httpx
 import pytest
@@ -14,16 +11,6 @@ from tests.inference.onnx_models import rhythm_metadata, tiny_model, twelve_lead
 from tests.support.database import create_test_database, drop_test_database
 from tests.support.ports import free_port
 from tests.support.processes import ManagedProcess, start_process
-
-
-def wfdb_zip(header: Path) -> bytes:
-    """A WFDB record (its .hea and the signal file beside it) as the zip the service accepts."""
-    buffer = io.BytesIO()
-    with zipfile.ZipFile(buffer, "w") as archive:
-        for path in sorted(header.parent.glob(header.stem + ".*")):
-            if path.suffix in (".hea", ".mat", ".dat"):
-                archive.write(path, path.name)
-    return buffer.getvalue()
 
 
 def register_and_promote(database_url: str, connection_string: str, metadata, onnx_bytes: bytes) -> int:

@@ -11,8 +11,8 @@ import time
 import httpx
 import pytest
 
-from ecg_shared.formats import read_ecg
-from tests.inference.conftest import register_and_promote, start_inference, wfdb_zip
+from ecg_shared.formats import read_ecg, zip_wfdb_record
+from tests.inference.conftest import register_and_promote, start_inference
 from tests.inference.onnx_models import rhythm_metadata, tiny_model, twelve_lead_metadata, write_models_dir
 from tests.inference.test_service import assert_same_probabilities, in_process_answer
 from tests.support.database import create_test_database, drop_test_database
@@ -22,7 +22,9 @@ from tests.support.ports import free_port
 def _uploads(data_dir, wellnest_sample) -> list[tuple[str, bytes]]:
     cinc = [data_dir / "cinc2017" / f"A0000{i}.hea" for i in (1, 2, 3, 4, 6)]
     ptbxl = [data_dir / "ptbxl" / f"0000{i}_lr.hea" for i in (1, 2, 3, 4, 6)]
-    return [("wellnest.raw", wellnest_sample.read_bytes())] + [(h.stem + ".zip", wfdb_zip(h)) for h in cinc + ptbxl]
+    return [("wellnest.raw", wellnest_sample.read_bytes())] + [
+        (h.stem + ".zip", zip_wfdb_record(h)) for h in cinc + ptbxl
+    ]
 
 
 def _batched_requests(metrics: str) -> tuple[float, float]:
@@ -173,7 +175,7 @@ def test_bundled_models_without_a_registry(tmp_path, data_dir):
         with httpx.Client(base_url=service.url, timeout=60) as client:
             assert client.get("/readyz").status_code == 200
             header = data_dir / "ptbxl" / "00002_lr.hea"
-            answer = client.post("/classify", files={"file": ("r.zip", wfdb_zip(header))}).json()
+            answer = client.post("/classify", files={"file": ("r.zip", zip_wfdb_record(header))}).json()
             expected = {p.stem: p.read_bytes() for p in models_dir.glob("*.onnx")}
             assert_same_probabilities(answer, in_process_answer(read_ecg(header), expected))
     finally:

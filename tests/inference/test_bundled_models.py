@@ -18,9 +18,8 @@ import pytest
 
 from ecg_inference.classify import classify_prepared, prepare_recording
 from ecg_inference.models import load_bundled
-from ecg_shared.formats import read_ecg
+from ecg_shared.formats import read_ecg, zip_wfdb_record
 from ecg_shared.settings import REPO_ROOT
-from tests.inference.conftest import wfdb_zip
 from tests.support.ports import free_port
 from tests.support.processes import start_process
 
@@ -93,12 +92,12 @@ def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
                 "wellnest": ("sample-10s.raw", wellnest_sample.read_bytes(), read_ecg(wellnest_sample)),
                 "cinc": (
                     "A00001.zip",
-                    wfdb_zip(data_dir / "cinc2017" / "A00001.hea"),
+                    zip_wfdb_record(data_dir / "cinc2017" / "A00001.hea"),
                     read_ecg(data_dir / "cinc2017" / "A00001.hea"),
                 ),
                 "ptbxl": (
                     "00001_lr.zip",
-                    wfdb_zip(data_dir / "ptbxl" / "00001_lr.hea"),
+                    zip_wfdb_record(data_dir / "ptbxl" / "00001_lr.hea"),
                     read_ecg(data_dir / "ptbxl" / "00001_lr.hea"),
                 ),
             }

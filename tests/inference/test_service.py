@@ -13,8 +13,7 @@ import pytest
 
 from ecg_inference.classify import classify_prepared, prepare_recording
 from ecg_inference.models import ModelSet, load_model
-from ecg_shared.formats import read_ecg, write_wellnest
-from tests.inference.conftest import wfdb_zip
+from ecg_shared.formats import read_ecg, write_wellnest, zip_wfdb_record
 
 
 def in_process_answer(record, tiny_models, explain=True, version=1):
@@ -65,7 +64,9 @@ def test_wellnest_upload_gets_both_models_with_explanation(client, wellnest_samp
 
 def test_cinc_wfdb_zip_gets_the_rhythm_model_only(client, data_dir, tiny_models):
     header = data_dir / "cinc2017" / "A00001.hea"
-    response = client.post("/classify", files={"file": ("A00001.zip", wfdb_zip(header))}, params={"explain": "false"})
+    response = client.post(
+        "/classify", files={"file": ("A00001.zip", zip_wfdb_record(header))}, params={"explain": "false"}
+    )
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["recording"]["sampling_rate"] == 300 and answer["recording"]["duration_s"] == pytest.approx(30.0)
@@ -77,7 +78,7 @@ def test_cinc_wfdb_zip_gets_the_rhythm_model_only(client, data_dir, tiny_models)
 
 def test_long_recording_is_windowed_and_averaged(client, data_dir, tiny_models):
     header = data_dir / "cinc2017" / "A00003.hea"  # 60 s: two 30 s windows
-    answer = client.post("/classify", files={"file": ("A00003.zip", wfdb_zip(header))}).json()
+    answer = client.post("/classify", files={"file": ("A00003.zip", zip_wfdb_record(header))}).json()
     assert answer["models"][0]["windows"] == 2
     segments = answer["explanation"][0]["segments"]
     assert segments[0]["start_s"] == 0 and segments[-1]["end_s"] == pytest.approx(60.0)
@@ -86,7 +87,7 @@ def test_long_recording_is_windowed_and_averaged(client, data_dir, tiny_models):
 
 def test_ptbxl_record_at_100_hz(client, data_dir, tiny_models):
     header = data_dir / "ptbxl" / "00001_lr.hea"
-    response = client.post("/classify", files={"file": ("00001_lr.zip", wfdb_zip(header))})
+    response = client.post("/classify", files={"file": ("00001_lr.zip", zip_wfdb_record(header))})
     assert response.status_code == 200, response.text
     answer = response.json()
     assert answer["recording"]["sampling_rate"] == 100

@@ -172,3 +172,13 @@ def test_wellnest_blob_from_ptbxl_reads_back_with_label_free_metadata(data_dir):
     blob = write_wellnest(read_ecg(data_dir / "ptbxl" / "00002_lr.hea"))
     record = read_ecg(blob)
     assert record.format == "wellnest" and record.label is None
+
+
+def test_zip_wfdb_record_reads_back_as_the_record(data_dir):
+    from ecg_shared.formats import zip_wfdb_record
+
+    header = data_dir / "cinc2017" / "A00001.hea"
+    record = read_ecg(zip_wfdb_record(header))
+    np.testing.assert_array_equal(record.signal, read_ecg(header).signal)
+    with pytest.raises(EcgFormatError, match="header not found"):
+        zip_wfdb_record(data_dir / "cinc2017" / "NOPE.hea")

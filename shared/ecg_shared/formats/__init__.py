@@ -8,6 +8,7 @@
 from ecg_shared.formats.detect import FORMATS, detect_format, read_ecg
 from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record, normalise_lead_name
 from ecg_shared.formats.wellnest import read_wellnest, write_wellnest
+from ecg_shared.formats.wfdb_format import zip_wfdb_record
 
 __all__ = [
     "FORMATS",
@@ -19,4 +20,5 @@ __all__ = [
     "read_ecg",
     "read_wellnest",
     "write_wellnest",
+    "zip_wfdb_record",
 ]

@@ -100,3 +100,16 @@ def read_wfdb_zip(data: bytes, source: str | None = None) -> Record:
             record = read_wfdb_path(Path(tmp) / Path(headers[0].filename).name)
     record.metadata["source"] = source or record.metadata.get("record_name")
     return record
+
+
+def zip_wfdb_record(path: str | Path) -> bytes:
+    """A WFDB record (its ``.hea`` and the ``.dat``/``.mat`` beside it) as one zip: the upload form of a record."""
+    base = record_base(path)
+    files = [base.with_suffix(suffix) for suffix in (".hea", ".dat", ".mat") if base.with_suffix(suffix).is_file()]
+    if base.with_suffix(".hea") not in files:
+        raise EcgFormatError(f"WFDB header not found: {base.with_suffix('.hea')}")
+    buffer = io.BytesIO()
+    with zipfile.ZipFile(buffer, "w") as archive:
+        for file in files:
+            archive.write(file, file.name)
+    return buffer.getvalue()
