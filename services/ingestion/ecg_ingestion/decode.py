@@ -10,12 +10,11 @@ import io
 import multiprocessing
 import os
 import posixpath
-import zipfile
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from ecg_shared.db.store import content_hash
-from ecg_shared.formats import read_ecg
+from ecg_shared.formats import read_ecg, read_wfdb_files
 from ecg_shared.formats.record import Record
 
 
@@ -26,17 +25,13 @@ class Decoded:
 
 
 def decode_parts(parts: list[tuple[str, bytes]], fmt: str | None, source: str) -> Decoded:
-    """Decode one recording from its blobs: a WFDB header and its samples (zipped for the reader), or one blob.
+    """Decode one recording from its blobs: a WFDB header and its signal files, or one blob.
 
     Raises :class:`ecg_shared.formats.EcgFormatError` (only) for content it cannot read.
     """
     digest = content_hash(b"".join(data for _, data in parts))
     if len(parts) > 1:
-        buffer = io.BytesIO()
-        with zipfile.ZipFile(buffer, "w", zipfile.ZIP_STORED) as archive:
-            for name, data in parts:
-                archive.writestr(posixpath.basename(name), data)
-        record = read_ecg(buffer.getvalue(), format="wfdb")
+        record = read_wfdb_files({posixpath.basename(name): data for name, data in parts})
     else:
         name, data = parts[0]
         blob = io.BytesIO(data)

@@ -8,7 +8,7 @@
 from ecg_shared.formats.detect import FORMATS, detect_format, read_ecg
 from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record, normalise_lead_name
 from ecg_shared.formats.wellnest import read_wellnest, write_wellnest
-from ecg_shared.formats.wfdb_format import zip_wfdb_record
+from ecg_shared.formats.wfdb_format import read_wfdb_files, zip_wfdb_record
 
 __all__ = [
     "FORMATS",
@@ -19,6 +19,7 @@ __all__ = [
     "normalise_lead_name",
     "read_ecg",
     "read_wellnest",
+    "read_wfdb_files",
     "write_wellnest",
     "zip_wfdb_record",
 ]

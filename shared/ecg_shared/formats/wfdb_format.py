@@ -11,12 +11,14 @@ import io
 import re
 import tempfile
 import zipfile
+from collections.abc import Callable
 from functools import lru_cache
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 
 import numpy as np
 
 from ecg_shared.formats.record import EcgFormatError, Record
+from ecg_shared.formats.wfdb_memory import WfdbContent, decode_wfdb
 
 MAX_UNZIPPED_BYTES = 256 * 1024 * 1024
 _UNIT_SCALE_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nu": 1.0, "": 1.0}
@@ -29,10 +31,15 @@ def record_base(path: str | Path) -> Path:
     return path.with_suffix("") if path.suffix.lower() in {".hea", ".dat", ".mat"} else path
 
 
+def parse_reference(data: bytes) -> dict[str, str]:
+    """A CinC-style ``REFERENCE.csv`` (``NAME,LABEL`` rows, no header) as {record name: label}."""
+    rows = csv.reader(io.StringIO(data.decode("utf-8-sig", errors="replace")))
+    return {row[0].strip(): row[1].strip() for row in rows if len(row) >= 2}
+
+
 @lru_cache(maxsize=32)
 def _reference_labels(reference_csv: str, mtime: float) -> dict[str, str]:
-    with open(reference_csv, newline="") as handle:
-        return {row[0].strip(): row[1].strip() for row in csv.reader(handle) if len(row) >= 2}
+    return parse_reference(Path(reference_csv).read_bytes())
 
 
 def reference_label(base: Path) -> str | None:
@@ -53,31 +60,35 @@ def parse_comments(comments: list[str]) -> dict[str, str]:
 
 
 def read_wfdb_path(path: str | Path) -> Record:
-    import wfdb
-
     base = record_base(path)
-    if not base.with_suffix(".hea").is_file():
-        raise EcgFormatError(f"WFDB header not found: {base.with_suffix('.hea')}")
-    try:
-        raw = wfdb.rdrecord(str(base), physical=True)
-    except Exception as exc:  # wfdb raises many types for malformed records
-        raise EcgFormatError(f"cannot read WFDB record {base.name}: {exc}") from None
-    if raw.p_signal is None or raw.p_signal.size == 0:
-        raise EcgFormatError(f"WFDB record {base.name} holds no samples")
-    units = [str(u or "").strip().lower() for u in (raw.units or [""] * raw.n_sig)]
-    scale = np.array([_UNIT_SCALE_TO_MV.get(u, 1.0) for u in units], dtype=np.float64)
-    signal = (raw.p_signal * scale).astype(np.float32)
+    header = base.with_suffix(".hea")
+    if not header.is_file():
+        raise EcgFormatError(f"WFDB header not found: {header}")
+    content = _decode(
+        header.read_bytes(),
+        lambda name: (base.parent / PurePosixPath(name).name).read_bytes(),
+        lambda: _read_files(base),
+    )
+    return _to_record(content, str(base), fallback_label=reference_label(base))
 
-    comments = list(raw.comments or [])
-    fields = parse_comments(comments)
-    metadata: dict = {"format": "wfdb", "source": str(base), "record_name": raw.record_name, "units": "mV"}
-    metadata.update(fields)
-    if comments:
-        metadata["comments"] = comments
-    label = fields.get("dx") or fields.get("label") or reference_label(base)
-    if label:
-        metadata["label"] = label
-    return Record(signal, float(raw.fs), list(raw.sig_name), metadata)
+
+def read_wfdb_files(files: dict[str, bytes], source: str | None = None) -> Record:
+    """A record from its files' bytes by name: exactly one ``.hea`` and the signal files it names (plus, optionally,
+    a CinC-style ``REFERENCE.csv`` for the label). Raises :class:`EcgFormatError`, and nothing else."""
+    files = {PurePosixPath(name).name: data for name, data in files.items()}
+    headers = [name for name in files if name.lower().endswith(".hea")]
+    if len(headers) != 1:
+        raise EcgFormatError(f"a WFDB record needs exactly one .hea header, found {len(headers)}")
+
+    def through_files() -> WfdbContent:
+        with tempfile.TemporaryDirectory(prefix="ecg-wfdb-") as tmp:
+            for name, data in files.items():
+                (Path(tmp) / name).write_bytes(data)
+            return _read_files(Path(tmp) / Path(headers[0]).stem)
+
+    content = _decode(files[headers[0]], lambda name: files[PurePosixPath(name).name], through_files)
+    labels = parse_reference(files["REFERENCE.csv"]) if "REFERENCE.csv" in files else {}
+    return _to_record(content, source or content.record_name, fallback_label=labels.get(Path(headers[0]).stem))
 
 
 def read_wfdb_zip(data: bytes, source: str | None = None) -> Record:
@@ -87,19 +98,64 @@ def read_wfdb_zip(data: bytes, source: str | None = None) -> Record:
         raise EcgFormatError(f"not a valid zip archive: {exc}") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
-        headers = [m for m in members if m.filename.lower().endswith(".hea")]
-        if len(headers) != 1:
-            raise EcgFormatError(f"a WFDB zip must hold exactly one .hea header, found {len(headers)}")
         if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
             raise EcgFormatError("zip archive expands beyond the 256 MB limit")
-        with tempfile.TemporaryDirectory(prefix="ecg-wfdb-") as tmp:
-            for member in members:
-                name = Path(member.filename).name  # flatten: never write outside tmp
-                if name:
-                    (Path(tmp) / name).write_bytes(archive.read(member))
-            record = read_wfdb_path(Path(tmp) / Path(headers[0].filename).name)
-    record.metadata["source"] = source or record.metadata.get("record_name")
-    return record
+        files = {m.filename: archive.read(m) for m in members}
+    if sum(name.lower().endswith(".hea") for name in files) != 1:
+        raise EcgFormatError(
+            f"a WFDB zip must hold exactly one .hea header, found {sum(n.lower().endswith('.hea') for n in files)}"
+        )
+    return read_wfdb_files(files, source)
+
+
+def _decode(header: bytes, read_file: Callable[[str], bytes], through_files: Callable[[], WfdbContent]) -> WfdbContent:
+    """In memory when :mod:`wfdb_memory` covers the record, else through ``wfdb.rdrecord`` on files."""
+    text = header.decode("ascii", errors="ignore")  # as wfdb reads headers
+    try:
+        content = decode_wfdb(text, read_file)
+    except (KeyError, FileNotFoundError) as exc:
+        name = exc.args[0] if isinstance(exc, KeyError) else Path(exc.filename or "?").name
+        raise EcgFormatError(f"the WFDB header names signal file {name!r}, which is missing") from None
+    except Exception as exc:  # wfdb and NumPy raise many types for malformed records
+        raise EcgFormatError(f"cannot read WFDB record: {type(exc).__name__}: {exc}") from None
+    content = content or through_files()
+    if content.p_signal.size == 0:
+        raise EcgFormatError(f"WFDB record {content.record_name} holds no samples")
+    return content
+
+
+def _read_files(base: Path) -> WfdbContent:
+    import wfdb
+
+    try:
+        raw = wfdb.rdrecord(str(base), physical=True)
+    except Exception as exc:  # wfdb raises many types for malformed records
+        raise EcgFormatError(f"cannot read WFDB record {base.name}: {exc}") from None
+    if raw.p_signal is None:
+        raise EcgFormatError(f"WFDB record {base.name} holds no samples")
+    return WfdbContent(
+        raw.record_name,
+        float(raw.fs),
+        list(raw.sig_name),
+        list(raw.units or []),
+        list(raw.comments or []),
+        raw.p_signal,
+    )
+
+
+def _to_record(content: WfdbContent, source: str, fallback_label: str | None = None) -> Record:
+    units = [str(u or "").strip().lower() for u in (content.units or [""] * content.p_signal.shape[1])]
+    scale = np.array([_UNIT_SCALE_TO_MV.get(u, 1.0) for u in units], dtype=np.float64)
+    signal = (content.p_signal * scale).astype(np.float32)
+    fields = parse_comments(content.comments)
+    metadata: dict = {"format": "wfdb", "source": source, "record_name": content.record_name, "units": "mV"}
+    metadata.update(fields)
+    if content.comments:
+        metadata["comments"] = content.comments
+    label = fields.get("dx") or fields.get("label") or fallback_label
+    if label:
+        metadata["label"] = label
+    return Record(signal, content.fs, list(content.sig_name), metadata)
 
 
 def zip_wfdb_record(path: str | Path) -> bytes:
