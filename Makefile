@@ -57,8 +57,9 @@ DEMO_ARGS ?=
 demo: install
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
-# Benchmarks (bench/): writes bench/results/latest.{json,md} and the README's Benchmarks section.
-BENCH_ARGS ?=
+# Benchmarks (bench/): writes bench/results/latest.{json,md} and the README's Benchmarks section. By default
+# ingestion and the training input pipeline run at 1k and 10k recordings, to show how they grow.
+BENCH_ARGS ?= --sizes ingestion.n=1000,10000 --sizes training.n=1000,10000
 bench: install
 	scripts/ensure-services.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)
