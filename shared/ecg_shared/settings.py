@@ -50,6 +50,8 @@ class Settings(BaseSettings):
     onnx_providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
     # onnxruntime intra-op threads per session (0: one per CPU this process may use).
     onnx_threads: int = 0
+    # Processes that read and prepare uploads beside the service's own (0: one per CPU this process may use).
+    preprocess_workers: int = 0
     # Micro-batching: most model inputs (windows) per onnxruntime call (0: 256 on CUDA, 1 on CPU, where larger
     # batches of long convolutional windows cost more per window), and how long (ms) a request that finds its model
     # idle waits for others to join (0: it goes at once; requests arriving while a call runs batch anyway).

@@ -8,18 +8,16 @@ from __future__ import annotations
 import asyncio
 import logging
 import time
-from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
-import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
 
 from ecg_inference.batcher import MicroBatcher
-from ecg_inference.classify import ClassificationError, PreparedRecording, build_response, prepare_recording
-from ecg_inference.models import usable_cpus
-from ecg_inference.request_body import ClassifyInput, read_classify_input
+from ecg_inference.classify import ClassificationError, build_response, model_specs
+from ecg_inference.preprocess_pool import PreprocessPool
+from ecg_inference.request_body import read_classify_input
 from ecg_inference.watcher import ModelWatcher
 from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body
 from ecg_shared.settings import get_settings
@@ -34,26 +32,19 @@ LATENCY = Histogram(
 )
 
 
-def _warm_up() -> None:
-    """Import neurokit2 (about a second) before the first request rather than during it."""
-    from ecg_shared.heart import detect_rpeaks
-
-    t = np.arange(0, 5, 1 / 250)
-    detect_rpeaks(np.sin(2 * np.pi * 1.2 * t) ** 15, 250)
-
-
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.state.watcher = ModelWatcher()
     app.state.batcher = MicroBatcher(settings.batch_wait_ms)
-    app.state.cpu_pool = ThreadPoolExecutor(max_workers=usable_cpus(), thread_name_prefix="preprocess")
-    await asyncio.gather(app.state.watcher.start(), asyncio.to_thread(_warm_up))
+    app.state.preprocess = PreprocessPool(settings.preprocess_workers)
+    await app.state.watcher.start()
+    app.state.preprocess.start()  # in the background, after the models: the two would share the cores
     yield
     await app.state.watcher.stop()
     app.state.batcher.close()
-    app.state.cpu_pool.shutdown(wait=False, cancel_futures=True)
+    app.state.preprocess.close()
 
 
 app = FastAPI(title="ECG inference", version="1.0", lifespan=lifespan)
@@ -107,26 +98,19 @@ async def list_models(request: Request) -> list[dict]:
     return request.app.state.watcher.current.describe()
 
 
-def _prepare(given: ClassifyInput, models, explain: bool, only: str | None) -> PreparedRecording:
-    t = time.perf_counter()
-    record = given.to_record()
-    return prepare_recording(record, models, explain, only, read_ms=(time.perf_counter() - t) * 1000)
-
-
 @app.post("/classify", response_model=ClassifyResponse, openapi_extra={"requestBody": classify_openapi_request_body()})
 async def classify(request: Request, explain: bool | None = None, model: str | None = None) -> Response:
     """Classify an uploaded file (multipart ``file``, optional ``format`` and ``fs``) or JSON samples.
 
     ``explain`` (default: setting ECG_EXPLAIN) adds occlusion importances; ``model`` restricts to one model.
     """
+    settings = get_settings()
     models = request.app.state.watcher.current  # this request's snapshot, whatever reloads meanwhile
-    if not models:
-        raise ClassificationError(503, "no active model: register and promote a model version (ecg models seed)")
-    given = await read_classify_input(request, get_settings().max_upload_bytes)
+    specs = model_specs(models, model)  # 503 without models, 404 for an unknown ?model=
+    given = await read_classify_input(request, settings.max_upload_bytes)
     started = time.perf_counter()
-    explain = get_settings().explain if explain is None else explain
-    loop = asyncio.get_running_loop()
-    prepared = await loop.run_in_executor(request.app.state.cpu_pool, _prepare, given, models, explain, model)
+    segment_s = settings.explain_segment_s if (settings.explain if explain is None else explain) else None
+    prepared = (await request.app.state.preprocess.prepare(given, specs, segment_s)).bind(models)
     t = time.perf_counter()
     batcher: MicroBatcher = request.app.state.batcher
     outputs = await asyncio.gather(*(batcher.run(run.model, run.inputs) for run in prepared.runs))

@@ -1,7 +1,9 @@
 """Classification of one recording, in three steps that the service and ``ecg classify`` share:
 
 1. :func:`prepare_recording`: checks, quality, heart rate and model inputs (``ecg_shared.preprocessing.prepare``
-   with each model's own spec), plus occluded copies when an explanation is wanted. CPU work, run off the event loop.
+   with each model's own spec), plus occluded copies when an explanation is wanted. CPU work: the service runs it
+   (as :func:`prepare_with_specs`, which needs only each model's picklable :class:`ModelSpec`) in its
+   preprocessing processes (``preprocess_pool.py``), ``ecg classify`` on threads.
 2. onnxruntime on the inputs of every applicable model: the service's micro-batcher, or :func:`run_batched` in
    process; both put many recordings into one call.
 3. :func:`build_response`: probabilities, calls, verdict and explanation from the outputs.
@@ -18,7 +20,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecg_inference.explain import OcclusionPlan, explain, plan_occlusion
-from ecg_inference.models import LoadedModel, ModelSet
+from ecg_inference.models import LoadedModel, ModelSet, ModelSpec
 from ecg_shared.formats import EcgFormatError, Record, read_ecg
 from ecg_shared.heart import heart_rate
 from ecg_shared.preprocessing import clean, window_batch, window_starts
@@ -53,6 +55,9 @@ class ClassificationError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
+
+    def __reduce__(self):  # raised in a preprocessing process, re-raised in the service's
+        return type(self), (self.status, self.message)
 
 
 # --- Step 0: input -----------------------------------------------------------------------------------------------
@@ -94,12 +99,14 @@ def record_from_json(request: ClassifyJsonRequest) -> Record:
 
 @dataclass
 class ModelRun:
-    """One model applied to one recording: its windows, and the occluded copies when explaining."""
+    """One model applied to one recording: its windows, and the occluded copies when explaining. ``model`` (the
+    session) is set by :meth:`PreparedRecording.bind` in the process that runs onnxruntime."""
 
-    model: LoadedModel
+    spec: ModelSpec
     lead_names: list[str]
     windows: np.ndarray
     plan: OcclusionPlan | None = None
+    model: LoadedModel | None = None
 
     @property
     def inputs(self) -> np.ndarray:
@@ -108,29 +115,39 @@ class ModelRun:
 
 @dataclass
 class PreparedRecording:
-    record: Record
+    """Everything the answer needs besides the probabilities; small to pickle (no signal, no session)."""
+
+    recording: RecordingView
     quality: QualityReport
-    heart_rate_bpm: float | None
     runs: list[ModelRun]
     read_ms: float = 0.0
     preprocess_ms: float = 0.0
     explain_ms: float = 0.0
 
+    def bind(self, models: ModelSet) -> PreparedRecording:
+        """Attach each run's loaded model from ``models``, the set whose specs prepared it."""
+        for run in self.runs:
+            run.model = models.models[run.spec.name]
+        return self
 
-def model_applies(model: LoadedModel, record: Record) -> bool:
+
+def model_applies(model: LoadedModel | ModelSpec, record: Record) -> bool:
     leads = model.leads
     return (len(leads) == 1 and record.n_leads == 1) or all(lead in record.lead_names for lead in leads)
 
 
-def applicable_models(record: Record, models: ModelSet, only: str | None = None) -> list[LoadedModel]:
+def model_specs(models: ModelSet, only: str | None = None) -> list[ModelSpec]:
+    """The specs of the models a request may use: all active ones, or ``only`` (404 when it is not active)."""
     if not models:
         raise ClassificationError(503, "no active model: register and promote a model version (ecg models seed)")
-    if only is not None:
-        if only not in models.models:
-            raise ClassificationError(404, f"no active model named {only!r} (active: {', '.join(models.models)})")
-        chosen = [models.models[only]]
-    else:
-        chosen = list(models.models.values())
+    if only is None:
+        return list(models.specs.values())
+    if only not in models.models:
+        raise ClassificationError(404, f"no active model named {only!r} (active: {', '.join(models.models)})")
+    return [models.specs[only]]
+
+
+def applicable_models(record: Record, chosen: list[ModelSpec]) -> list[ModelSpec]:
     usable = [m for m in chosen if model_applies(m, record)]
     if not usable:
         wanted = "; ".join(f"{m.name} needs {', '.join(m.leads)}" for m in chosen)
@@ -140,7 +157,7 @@ def applicable_models(record: Record, models: ModelSet, only: str | None = None)
     return usable
 
 
-def check_signal(record: Record, models: list[LoadedModel]) -> None:
+def check_signal(record: Record, models: list[ModelSpec]) -> None:
     """Refuse what no model can read: too low a rate, NaN/inf, a flat line on every lead, too short for a model."""
     if record.sampling_rate < MIN_SAMPLING_RATE_HZ:
         raise ClassificationError(
@@ -158,7 +175,7 @@ def check_signal(record: Record, models: list[LoadedModel]) -> None:
             f"flat line: no lead varies by more than {FLAT_PEAK_TO_PEAK_MV} mV (electrodes off or nothing recorded)",
         )
     for model in models:
-        minimum = model.min_duration_s()
+        minimum = model.min_duration_s
         if record.duration_s < minimum:
             raise ClassificationError(
                 422,
@@ -176,9 +193,9 @@ def _heart_rate_bpm(record: Record) -> float | None:
         return None
 
 
-def prepare_run(model: LoadedModel, record: Record, explain_segment_s: float | None) -> tuple[ModelRun, float]:
+def prepare_run(model: ModelSpec, record: Record, explain_segment_s: float | None) -> tuple[ModelRun, float]:
     """The model's input windows (and occluded copies when ``explain_segment_s``), and the ms spent on the latter."""
-    spec = model.metadata.preprocessing
+    spec = model.preprocessing
     try:
         cleaned = clean(record, spec)
     except EcgFormatError as exc:
@@ -198,19 +215,37 @@ def prepare_run(model: LoadedModel, record: Record, explain_segment_s: float | N
 def prepare_recording(
     record: Record, models: ModelSet, explain: bool, only: str | None = None, read_ms: float = 0.0
 ) -> PreparedRecording:
+    """Step 1 in process: :func:`prepare_with_specs` for ``models`` (or ``only``), bound to their sessions."""
+    segment_s = get_settings().explain_segment_s if explain else None
+    return prepare_with_specs(record, model_specs(models, only), segment_s, read_ms).bind(models)
+
+
+def prepare_with_specs(
+    record: Record, specs: list[ModelSpec], explain_segment_s: float | None, read_ms: float = 0.0
+) -> PreparedRecording:
+    """Checks, quality, heart rate and each applicable model's inputs (occluded copies too when
+    ``explain_segment_s``); needs no session, so it runs in any process."""
     started = time.perf_counter()
-    chosen = applicable_models(record, models, only)
+    chosen = applicable_models(record, specs)
     check_signal(record, chosen)
     quality = assess_quality(record)
     bpm = _heart_rate_bpm(record)
-    segment_s = get_settings().explain_segment_s if explain else None
     runs, explain_ms = [], 0.0
     for model in chosen:
-        run, ms = prepare_run(model, record, segment_s)
+        run, ms = prepare_run(model, record, explain_segment_s)
         runs.append(run)
         explain_ms += ms
+    recording = RecordingView(
+        format=record.format,
+        sampling_rate=record.sampling_rate,
+        leads=record.lead_names,
+        duration_s=round(record.duration_s, 3),
+        n_samples=record.n_samples,
+        heart_rate_bpm=None if bpm is None else round(bpm, 1),
+        quality=QualityView(**quality.to_dict()),
+    )
     preprocess_ms = (time.perf_counter() - started) * 1000 - explain_ms
-    return PreparedRecording(record, quality, bpm, runs, read_ms, preprocess_ms, explain_ms)
+    return PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms)
 
 
 # --- Step 2: onnxruntime -----------------------------------------------------------------------------------------
@@ -307,20 +342,11 @@ def build_response(
                 explain(run.plan, run.model.name, run.model.metadata.classes, probabilities[:n], probabilities[n:])
             )
             explain_ms += (time.perf_counter() - t) * 1000
-    record, quality = prepared.record, prepared.quality
     providers = list(dict.fromkeys(p for run in prepared.runs for p in run.model.providers))
     return ClassifyResponse(
-        recording=RecordingView(
-            format=record.format,
-            sampling_rate=record.sampling_rate,
-            leads=record.lead_names,
-            duration_s=round(record.duration_s, 3),
-            n_samples=record.n_samples,
-            heart_rate_bpm=None if prepared.heart_rate_bpm is None else round(prepared.heart_rate_bpm, 1),
-            quality=QualityView(**quality.to_dict()),
-        ),
+        recording=prepared.recording,
         models=results,
-        verdict=combine(quality, results, [run.model for run in prepared.runs]),
+        verdict=combine(prepared.quality, results, [run.model for run in prepared.runs]),
         explanation=explanations if any(run.plan is not None for run in prepared.runs) else None,
         timings=Timings(
             read_ms=round(prepared.read_ms, 3),

@@ -9,6 +9,7 @@ from __future__ import annotations
 import logging
 import os
 from dataclasses import dataclass, field
+from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -16,6 +17,7 @@ import onnxruntime as ort
 
 from ecg_shared.artifacts import ArtifactStore, sha256
 from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from ecg_shared.preprocessing import PreprocessingSpec
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -52,6 +54,20 @@ def create_session(onnx_bytes: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(onnx_bytes, sess_options=options, providers=execution_providers())
 
 
+@dataclass(frozen=True)
+class ModelSpec:
+    """What preparing a recording needs to know of a model: no session, so it pickles small and is sent with every
+    task to the preprocessing processes (which thus never hold specs older than the request's model set)."""
+
+    name: str
+    preprocessing: PreprocessingSpec
+    min_duration_s: float
+
+    @property
+    def leads(self) -> tuple[str, ...]:
+        return self.preprocessing.leads
+
+
 @dataclass(eq=False)
 class LoadedModel:
     """One servable model: identity-hashed, so the batcher never mixes two versions of one name."""
@@ -83,6 +99,10 @@ class LoadedModel:
 
     def min_duration_s(self) -> float:
         return min(get_settings().classify_min_duration_s, self.metadata.preprocessing.window_s)
+
+    @cached_property
+    def spec(self) -> ModelSpec:
+        return ModelSpec(self.name, self.metadata.preprocessing, self.min_duration_s())
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities (n, n_classes) for model inputs (n, window, leads), in one onnxruntime call."""
@@ -119,6 +139,11 @@ class ModelSet:
 
     def __bool__(self) -> bool:
         return bool(self.models)
+
+    @cached_property
+    def specs(self) -> dict[str, ModelSpec]:
+        """Every model's :class:`ModelSpec`, by name (what a preprocessing process needs)."""
+        return {name: model.spec for name, model in self.models.items()}
 
     def describe(self) -> list[dict]:
         return [
