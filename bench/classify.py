@@ -6,8 +6,9 @@ Models: Keras models of the bundled models' family, lead set, window and classes
 random weights, exported with ``ecg_training.export.to_onnx``; the services serve that ONNX file and Flask the Keras
 model, so every contestant computes the identical network (weights do not change the cost). Recordings: real
 single-lead CinC 2017 records (WFDB zips) and real 12-lead PTB-XL records and the Wellnest recording, sent as
-uploads. A load generator (an asyncio httpx client) runs in a second process on loopback, each concurrency level
-bounded by time and by request count.
+uploads. A load generator (asyncio streams sending prebuilt HTTP/1.1 requests over keep-alive connections, so it
+takes little of the CPU the servers share with it; its CPU per request is reported) runs in a second process on
+loopback, each concurrency level bounded by time and by request count.
 
 ``python -m bench --only classify``; the helpers below are also entry points of this module's own processes:
 ``python -m bench.classify flask PORT MODELS_DIR`` and ``python -m bench.classify load ...``.
@@ -15,7 +16,9 @@ bounded by time and by request count.
 
 from __future__ import annotations
 
+import asyncio
 import cProfile
+import hashlib
 import io
 import json
 import logging
@@ -31,6 +34,7 @@ import tempfile
 import time
 from pathlib import Path
 from typing import Any
+from urllib.parse import urlsplit
 
 import numpy as np
 
@@ -208,53 +212,129 @@ def load(
     return json.loads(out.stdout.strip().splitlines()[-1])
 
 
+def build_request(url: str, name: str, data: bytes) -> bytes:
+    """The whole HTTP/1.1 request (headers and multipart body with the file), built once per payload."""
+    parts = urlsplit(url)
+    boundary = "ecgbench" + hashlib.sha1(data).hexdigest()[:16]
+    body = (
+        (
+            f'--{boundary}\r\nContent-Disposition: form-data; name="file"; filename="{name}"\r\n'
+            "Content-Type: application/octet-stream\r\n\r\n"
+        ).encode()
+        + data
+        + f"\r\n--{boundary}--\r\n".encode()
+    )
+    target = parts.path + (f"?{parts.query}" if parts.query else "")
+    head = (
+        f"POST {target} HTTP/1.1\r\nHost: {parts.netloc}\r\nContent-Type: multipart/form-data; boundary={boundary}"
+        f"\r\nContent-Length: {len(body)}\r\n\r\n"
+    )
+    return head.encode() + body
+
+
+class HttpConnection:
+    """One keep-alive HTTP/1.1 connection over asyncio streams: send prepared request bytes, read the answer
+    (Content-Length, chunked, or until close, which HTTP/1.0 servers such as Flask's do); reconnects when closed."""
+
+    def __init__(self, host: str, port: int) -> None:
+        self.host, self.port = host, port
+        self.reader: asyncio.StreamReader | None = None
+        self.writer: asyncio.StreamWriter | None = None
+
+    async def request(self, raw: bytes) -> tuple[int, bytes]:
+        if self.writer is None:
+            self.reader, self.writer = await asyncio.open_connection(self.host, self.port)
+        self.writer.write(raw)
+        head = await self.reader.readuntil(b"\r\n\r\n")
+        status_line, *lines = head.decode("latin-1").split("\r\n")
+        version, status = status_line.split(" ", 2)[:2]
+        headers = dict(line.lower().split(": ", 1) for line in lines if ": " in line)
+        if "content-length" in headers:
+            body = await self.reader.readexactly(int(headers["content-length"]))
+        elif headers.get("transfer-encoding") == "chunked":
+            body = b""
+            while size := int((await self.reader.readuntil(b"\r\n")).strip().split(b";")[0], 16):
+                body += (await self.reader.readexactly(size + 2))[:-2]
+            await self.reader.readuntil(b"\r\n")
+        else:
+            body = await self.reader.read()
+        if headers.get("connection") == "close" or (
+            version == "HTTP/1.0" and headers.get("connection") != "keep-alive"
+        ):
+            self.close()
+        return int(status), body
+
+    def close(self) -> None:
+        if self.writer is not None:
+            self.writer.close()
+        self.reader = self.writer = None
+
+
+def _server_total_ms(body: bytes) -> float | None:
+    """The service's ``timings.total_ms`` from its JSON answer, without parsing the whole answer."""
+    at = body.rfind(b'"total_ms":')
+    if at < 0:
+        return None
+    end = at + 11
+    while end < len(body) and body[end : end + 1] not in b",}":
+        end += 1
+    return float(body[at + 11 : end])
+
+
 def _load_main(
     url: str, concurrency: int, duration_s: float, max_requests: int, payload_file: str, warmup: int
 ) -> None:
-    import asyncio
-
-    import httpx
-
+    """The load generator: ``concurrency`` connections, each sending its next request when the last is answered.
+    Requests are built once, so the client's CPU per request is a socket write and a read (reported as
+    ``client_cpu_ms``); latency is from writing the request to having read the whole answer."""
     payloads = pickle.loads(Path(payload_file).read_bytes())
+    requests = [build_request(url, name, data) for name, data in payloads]
+    parts = urlsplit(url)
 
     async def main() -> dict[str, Any]:
-        limits = httpx.Limits(max_connections=concurrency, max_keepalive_connections=concurrency)
-        async with httpx.AsyncClient(timeout=120, limits=limits) as client:
-            for i in range(warmup):
-                await client.post(url, files={"file": payloads[i % len(payloads)]})
-            latencies: list[float] = []
-            errors: dict[str, int] = {}
-            server_ms: list[float] = []  # the service's own timings.total_ms (body received to answer built)
-            counter = iter(range(max_requests))
-            deadline = time.perf_counter() + duration_s
+        connections = [HttpConnection(parts.hostname, parts.port) for _ in range(concurrency)]
+        for i in range(warmup):
+            await connections[0].request(requests[i % len(requests)])
+        latencies: list[float] = []
+        errors: dict[str, int] = {}
+        server_ms: list[float] = []  # the service's own timings.total_ms (body received to answer built)
+        counter = iter(range(max_requests))
+        deadline = time.perf_counter() + duration_s
 
-            async def worker() -> None:
-                for i in counter:
-                    if time.perf_counter() > deadline:
-                        return
-                    t = time.perf_counter()
-                    try:
-                        response = await client.post(url, files={"file": payloads[i % len(payloads)]})
-                    except httpx.TransportError as exc:  # a dropped connection counts as a failed request
-                        errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
-                        continue
-                    if response.status_code == 200:
-                        latencies.append((time.perf_counter() - t) * 1000)
-                        timings = response.json().get("timings")
-                        if timings:
-                            server_ms.append(timings["total_ms"])
-                    else:
-                        errors[str(response.status_code)] = errors.get(str(response.status_code), 0) + 1
+        async def worker(connection: HttpConnection) -> None:
+            for i in counter:
+                if time.perf_counter() > deadline:
+                    return
+                t = time.perf_counter()
+                try:
+                    status, body = await connection.request(requests[i % len(requests)])
+                except (OSError, asyncio.IncompleteReadError, ValueError) as exc:  # dropped connection: a failure
+                    connection.close()
+                    errors[type(exc).__name__] = errors.get(type(exc).__name__, 0) + 1
+                    continue
+                if status == 200:
+                    latencies.append((time.perf_counter() - t) * 1000)
+                    total_ms = _server_total_ms(body)
+                    if total_ms is not None:
+                        server_ms.append(total_ms)
+                else:
+                    errors[str(status)] = errors.get(str(status), 0) + 1
 
-            started = time.perf_counter()
-            await asyncio.gather(*(worker() for _ in range(concurrency)))
-            wall = time.perf_counter() - started
+        cpu = time.process_time()
+        started = time.perf_counter()
+        await asyncio.gather(*(worker(c) for c in connections))
+        wall = time.perf_counter() - started
+        cpu = time.process_time() - cpu
+        for connection in connections:
+            connection.close()
+        done = len(latencies) + sum(errors.values())
         return {
             "completed": len(latencies),
             "errors": errors,
             "wall_s": wall,
             "latencies_ms": latencies,
             "server_ms": server_ms,
+            "client_cpu_ms": cpu * 1000 / max(done, 1),
         }
 
     print(json.dumps(asyncio.run(main())))
@@ -318,6 +398,7 @@ def _row(target: str, recordings_kind: str, concurrency: int, measured: dict[str
         "p95_ms": round(float(np.percentile(latencies, 95)), 2),
         "p99_ms": round(float(np.percentile(latencies, 99)), 2),
         "server_p50_ms": round(float(np.median(measured["server_ms"])), 2) if measured.get("server_ms") else None,
+        "client_cpu_ms": round(measured["client_cpu_ms"], 2) if "client_cpu_ms" in measured else None,
     }
     print(json.dumps(row), file=sys.stderr, flush=True)  # progress
     return row
@@ -411,9 +492,11 @@ def profile_hot_path(
     return header + text[text.find("ncalls") :].rstrip(), shares
 
 
-def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
+def run(quick: bool = False, duration_s: float | None = None, concurrencies: list[int] | None = None) -> dict[str, Any]:
+    """``concurrencies`` (default 1, 8, 32, 128) and ``duration_s`` shorten a run, e.g. ``--arg
+    classify.concurrencies=[1,32] --arg classify.duration_s=4``; the ratios need 32."""
     duration_s = duration_s or (4.0 if quick else 10.0)
-    concurrencies = CONCURRENCY
+    concurrencies = tuple(concurrencies or CONCURRENCY)
     work = Path(tempfile.mkdtemp(prefix="bench-classify-"))
     logs = REPO_ROOT / "test-artifacts" / "logs"  # git-ignored, beside the test suite's service logs
     logs.mkdir(parents=True, exist_ok=True)
@@ -563,7 +646,9 @@ def run(quick: bool = False, duration_s: float | None = None) -> dict[str, Any]:
         "which overstates pure-Python stages (reading, neurokit2) against onnxruntime's C++.",
         "explanations are off except in the '+explain' rows (occlusion over 1 s segments and every lead).",
         f"the load generator runs in its own process on the same {os.cpu_count()} CPUs as the servers, as do other "
-        "jobs on a shared machine: compare ratios within this run.",
+        "jobs on a shared machine: compare ratios within this run. It sends prebuilt requests over keep-alive "
+        "connections (asyncio streams; Flask's HTTP/1.0 server closes each one, so there it reconnects); "
+        "client_cpu_ms is its own CPU per request (an httpx client took about 2.2 ms, which the servers lost).",
     ]
     return {
         "name": "classify",
