@@ -637,8 +637,8 @@ def run(quick: bool = False, duration_s: float | None = None, concurrencies: lis
         "(WFDB zips, 100 Hz, 10 s) plus the Wellnest recording (500 Hz, 10 s); 12-lead recordings go through both "
         "models (the rhythm model on lead II), as in the service.",
         "raw onnxruntime: the service's own sessions on already prepared inputs, c requests at a time, in calls "
-        "of the model's batch limit (1 window on CPU, 256 on CUDA; no HTTP, no preprocessing); latency = the "
-        "duration of those c requests' calls.",
+        "of the model's batch limit (8 windows on CPU, 256 on CUDA, as in the service; no HTTP, no "
+        "preprocessing); latency = the duration of those c requests' calls.",
         "flask+keras: Flask's threaded server, keras model.predict per request and model, same preprocessing, "
         "bounded to 200 requests per level.",
         "server_p50_ms: the inference service's own timings.total_ms (body received to answer built); the rest of "

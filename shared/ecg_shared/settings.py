@@ -52,8 +52,8 @@ class Settings(BaseSettings):
     onnx_threads: int = 0
     # Processes that read and prepare uploads beside the service's own (0: one per CPU this process may use).
     preprocess_workers: int = 0
-    # Micro-batching: most model inputs (windows) per onnxruntime call (0: 256 on CUDA, 1 on CPU, where larger
-    # batches of long convolutional windows cost more per window), and how long (ms) a request that finds its model
+    # Micro-batching: most model inputs (windows) per onnxruntime call (0: 256 on CUDA, 8 on CPU, where larger
+    # batches cost no less per window), and how long (ms) a request that finds its model
     # idle waits for others to join (0: it goes at once; requests arriving while a call runs batch anyway).
     batch_max_size: int = 0
     batch_wait_ms: float = 0.0

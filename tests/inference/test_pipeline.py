@@ -196,13 +196,14 @@ def test_micro_batcher_groups_concurrent_calls_and_keeps_order(models):
         np.testing.assert_allclose(output, original(array), atol=1e-6)
 
 
-def test_batch_limit_is_one_window_on_cpu_unless_configured(models, monkeypatch):
+def test_batch_limit_is_eight_windows_on_cpu_unless_configured(models, monkeypatch):
+    from ecg_inference.models import CPU_BATCH_WINDOWS
     from ecg_shared.settings import get_settings
 
     model = models.models["normal-12lead"]
     monkeypatch.delenv("ECG_BATCH_MAX_SIZE", raising=False)
     get_settings.cache_clear()
-    assert model.providers == ["CPUExecutionProvider"] and model.batch_limit == 1
+    assert model.providers == ["CPUExecutionProvider"] and model.batch_limit == CPU_BATCH_WINDOWS == 8
     monkeypatch.setenv("ECG_BATCH_MAX_SIZE", "32")
     get_settings.cache_clear()
     assert model.batch_limit == 32

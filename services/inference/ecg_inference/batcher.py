@@ -3,7 +3,7 @@
 While a model's batch runs, new requests queue and leave together as soon as it finishes, so under load batches grow
 by themselves and an idle model adds no wait. A request that finds its model idle waits ``wait_ms`` for others
 (0: none). A call holds at most the model's batch limit of inputs (windows; ECG_BATCH_MAX_SIZE, by default 256 on
-CUDA and 1 on CPU, where bigger batches of long convolutional windows measured slower per window). Calls run on one
+CUDA and 8 on CPU, where larger batches measured no cheaper per window). Calls run on one
 dedicated thread: onnxruntime already uses every core inside a call, and the event loop stays free.
 """
 
