@@ -142,3 +142,17 @@ def test_prefix_plan_skips_side_files_and_applies_reference_labels():
     plan = plan_prefix(listing, source, {"s": {"A1": "O"}})
     assert [(i.name, i.label) for i in plan.items] == [("s/A1.hea", "O"), ("s/dev", None)]
     assert plan.failures == [("s/orphan.dat", "WFDB samples without their .hea header")]
+
+
+def test_storage_proxy_comes_from_the_environment_once_and_no_proxy_exempts_hosts(monkeypatch):
+    from ecg_ingestion.storage import environment_proxies
+
+    for name in ("HTTP_PROXY", "HTTPS_PROXY", "NO_PROXY", "http_proxy", "https_proxy", "no_proxy", "ALL_PROXY"):
+        monkeypatch.delenv(name, raising=False)
+    assert environment_proxies("https://acct.blob.core.windows.net") == {}
+    monkeypatch.setenv("HTTPS_PROXY", "http://proxy.example:3128")
+    monkeypatch.setenv("NO_PROXY", "127.0.0.1,localhost")
+    assert environment_proxies("https://acct.blob.core.windows.net") == {"https": "http://proxy.example:3128"}
+    assert environment_proxies("http://127.0.0.1:10000/devstoreaccount1") == {}  # exempt, and not https
+    source = BlobSource("https://acct.blob.core.windows.net", "ecgs", StorageCredential(sas_token=SAS))
+    assert source._async_client_kwargs()["proxies"] == {"https": "http://proxy.example:3128"}

@@ -10,7 +10,8 @@ from __future__ import annotations
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
-from urllib.parse import quote, unquote
+from urllib.parse import quote, unquote, urlsplit
+from urllib.request import getproxies, proxy_bypass
 
 from azure.core.exceptions import (
     ClientAuthenticationError,
@@ -61,17 +62,28 @@ class BlobSource:
             raise ValueError(f"blob URL {url} is outside the job's container {self.account_url}/{self.container}")
         return unquote(url[len(container_url) :])
 
-    @staticmethod
-    def _client_kwargs(retry_class=ExponentialRetry) -> dict:
+    def _client_kwargs(self, retry_class=ExponentialRetry) -> dict:
         return {"retry_policy": retry_class(**RETRY), "logging_enable": False}
+
+    def _async_client_kwargs(self) -> dict:
+        """The async client's options. The SDK's aiohttp transport, left to read the environment itself, looks up
+        ``~/.netrc`` and the proxy variables for every request, each in a thread (two thread hops and a file read
+        per download); the proxy is looked up here once instead, with the same variables (``HTTP(S)_PROXY``,
+        ``NO_PROXY``), and handed to the SDK's proxy policy."""
+        from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
+
+        kwargs = self._client_kwargs(AsyncExponentialRetry) | {"use_env_settings": False}
+        proxies = environment_proxies(self.account_url)
+        if proxies:
+            kwargs["proxies"] = proxies
+        return kwargs
 
     @asynccontextmanager
     async def async_container(self) -> AsyncIterator:
         """An async ``ContainerClient`` (aiohttp), its service client closed on exit."""
         from azure.storage.blob.aio import BlobServiceClient
-        from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
 
-        kwargs = self._client_kwargs(AsyncExponentialRetry)
+        kwargs = self._async_client_kwargs()
         if self.credential.connection_string is not None:
             service = BlobServiceClient.from_connection_string(
                 self.credential.connection_string.get_secret_value(), **kwargs
@@ -97,6 +109,16 @@ class BlobSource:
         if self.credential.sas_token is None:
             raise StorageAccessError("credentials missing: give a SAS token or a connection string")
         return self.credential.sas_token.get_secret_value()
+
+
+def environment_proxies(account_url: str) -> dict[str, str]:
+    """The proxy the environment sets for ``account_url``'s scheme, as the SDK's ``proxies`` option
+    (``{"https": url}``); empty if none or if ``NO_PROXY`` exempts its host."""
+    parts = urlsplit(account_url)
+    proxy = getproxies().get(parts.scheme)
+    if not proxy or not parts.hostname or proxy_bypass(parts.hostname):
+        return {}
+    return {parts.scheme: proxy}
 
 
 def access_error(exc: Exception, source: BlobSource, what: str) -> StorageAccessError | None:
