@@ -22,6 +22,7 @@ from __future__ import annotations
 import asyncio
 import logging
 import multiprocessing
+import threading
 from concurrent.futures import ProcessPoolExecutor
 from concurrent.futures.process import BrokenProcessPool
 
@@ -66,24 +67,23 @@ class PreprocessPool:
         context.set_forkserver_preload([__name__, "neurokit2"])
         self._context = context
         self._executor = self._new_executor()
-        self._starting: asyncio.Task | None = None
+        self._starting: asyncio.Future | None = None
+        self._lock = threading.Lock()  # the warm-up thread and the event loop may both replace a broken pool
 
     def _new_executor(self) -> ProcessPoolExecutor:
         return ProcessPoolExecutor(max_workers=self.workers, mp_context=self._context)
 
     def start(self) -> None:
         """Start every worker and warm it up, in the background."""
-        self._starting = asyncio.get_running_loop().create_task(self._warm_up())
+        self._starting = asyncio.get_running_loop().create_task(asyncio.to_thread(self._warm_up))
 
-    async def _warm_up(self) -> None:
-        """Bounded: a pool that cannot start is logged and replaced; requests retry on the new one."""
-        loop = asyncio.get_running_loop()
+    def _warm_up(self) -> None:
+        """On a thread: the first worker waits for the fork server's imports, which must not stall the event loop.
+        Bounded: a pool that cannot start is logged and replaced; requests retry on the new one."""
         executor = self._executor
         try:
-            await asyncio.wait_for(
-                asyncio.gather(*(loop.run_in_executor(executor, warm_up) for _ in range(self.workers))),
-                START_TIMEOUT_S,
-            )
+            for future in [executor.submit(warm_up) for _ in range(self.workers)]:
+                future.result(timeout=START_TIMEOUT_S)
         except (BrokenProcessPool, TimeoutError) as exc:
             log.warning("preprocessing processes did not start: %s", exc or type(exc).__name__)
             self._replace(executor)
@@ -101,7 +101,9 @@ class PreprocessPool:
         raise ClassificationError(503, "the preprocessing processes failed twice on this request; try again")
 
     def _replace(self, broken: ProcessPoolExecutor) -> None:
-        if self._executor is broken:  # the first request to notice replaces it; the others retry on the new one
+        with self._lock:
+            if self._executor is not broken:  # the first to notice replaced it; the others retry on the new one
+                return
             log.warning("a preprocessing process died; starting a new pool")
             broken.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new_executor()
