@@ -44,7 +44,7 @@ async def lifespan(app: FastAPI):
     yield
     await app.state.watcher.stop()
     app.state.batcher.close()
-    app.state.preprocess.close()
+    await app.state.preprocess.close()
 
 
 app = FastAPI(title="ECG inference", version="1.0", lifespan=lifespan)

@@ -108,7 +108,9 @@ class PreprocessPool:
             broken.shutdown(wait=False, cancel_futures=True)
             self._executor = self._new_executor()
 
-    def close(self) -> None:
+    async def close(self) -> None:
+        """Stop the workers once their current tasks (milliseconds) or their start are done; queued tasks are
+        cancelled."""
+        await asyncio.to_thread(self._executor.shutdown, wait=True, cancel_futures=True)
         if self._starting is not None:
-            self._starting.cancel()
-        self._executor.shutdown(wait=False, cancel_futures=True)
+            await asyncio.gather(self._starting, return_exceptions=True)
