@@ -81,12 +81,29 @@ def filter_signal(
     lowpass_hz: float | None = 40.0,
     notch_hz: float | None = None,
 ) -> np.ndarray:
-    """Zero-phase (forward-backward) filtering along the time axis."""
-    sos = design_filter(float(sampling_rate), highpass_hz, lowpass_hz, notch_hz)
+    """Zero-phase (forward-backward) filtering along the time axis: ``scipy.signal.sosfiltfilt`` (odd padding), with
+    the filter's steady-state initial conditions computed once per design instead of on every call."""
+    key = (float(sampling_rate), highpass_hz, lowpass_hz, notch_hz)
+    sos = design_filter(*key)
     if sos is None:
         return np.asarray(signal, dtype=np.float32)
-    padlen = min(3 * (2 * len(sos) + 1), signal.shape[0] - 1)
-    return sp.sosfiltfilt(sos, signal, axis=0, padlen=max(padlen, 0)).astype(np.float32)
+    x = np.asarray(signal)  # padded in its own dtype, as sosfiltfilt does
+    padlen = max(min(3 * (2 * len(sos) + 1), x.shape[0] - 1), 0)
+    zi = steady_state(*key).reshape((len(sos), 2) + (1,) * (x.ndim - 1))
+    # The steps of sosfiltfilt(sos, x, axis=0, padlen=padlen), in its order, so the result is the same to the bit.
+    ext = np.concatenate((2 * x[:1] - x[padlen:0:-1], x, 2 * x[-1:] - x[-2 : -padlen - 2 : -1])) if padlen else x
+    forward, _ = sp.sosfilt(sos, ext, axis=0, zi=zi * ext[:1])
+    backward, _ = sp.sosfilt(sos, forward[::-1], axis=0, zi=zi * forward[-1:])
+    y = backward[::-1]
+    return (y[padlen:-padlen] if padlen else y).astype(np.float32)
+
+
+@lru_cache(maxsize=64)
+def steady_state(
+    sampling_rate: float, highpass_hz: float | None, lowpass_hz: float | None, notch_hz: float | None
+) -> np.ndarray:
+    """``scipy.signal.sosfilt_zi`` of :func:`design_filter`'s sections (a linear solve per section: worth caching)."""
+    return sp.sosfilt_zi(design_filter(sampling_rate, highpass_hz, lowpass_hz, notch_hz))
 
 
 # --- Resampling and windowing ------------------------------------------------------------------------------------

@@ -45,6 +45,22 @@ def test_filtering_is_zero_phase():
     assert lag == 0
 
 
+@pytest.mark.parametrize("shape", [(3000, 1), (1000, 12), (30,), (7, 2), (2, 3), (1, 1)])
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("fs", "bands"), [(300, (0.5, 40, None)), (100, (0.5, 40, 50)), (150, (None, 40, None))])
+def test_filtering_is_scipys_sosfiltfilt_to_the_bit(shape, dtype, fs, bands):
+    """filter_signal keeps the steady state per design, and must still be exactly sosfiltfilt with odd padding."""
+    from scipy.signal import sosfiltfilt
+
+    from ecg_shared.preprocessing import design_filter
+
+    x = np.random.default_rng(len(shape) * fs).standard_normal(shape).astype(dtype)
+    sos = design_filter(float(fs), *bands)
+    padlen = max(min(3 * (2 * len(sos) + 1), x.shape[0] - 1), 0)
+    expected = sosfiltfilt(sos, x, axis=0, padlen=padlen).astype(np.float32)
+    np.testing.assert_array_equal(filter_signal(x, fs, *bands), expected)
+
+
 def test_resample_changes_length_and_keeps_the_waveform():
     x = sine(3, 300)
     y = resample(x, 300, 100)

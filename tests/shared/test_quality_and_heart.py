@@ -76,3 +76,21 @@ def test_real_recordings(data_dir, wellnest_sample):
     assert report.usable
     # The device's 12-bit range tops out at 2047/1241 = 1.65 mV: this recording's tall R waves in lead II hit it.
     assert any("clipped" in issue for issue in report.leads["II"])
+
+
+def test_rpeaks_are_neurokit2s_on_real_recordings(data_dir):
+    """detect_rpeaks calls neurokit2's detector directly: the same peaks as nk.ecg_peaks on the same cleaned lead."""
+    import neurokit2 as nk
+
+    from ecg_shared.heart import detect_rpeaks
+    from ecg_shared.preprocessing import filter_signal
+
+    headers = sorted((data_dir / "cinc2017").glob("*.hea"))[:10] + sorted((data_dir / "ptbxl").glob("*.hea"))[:10]
+    for header in headers:
+        record = read_ecg(header)
+        lead = record.signal[:, record.lead_names.index("II") if "II" in record.lead_names else 0].astype(np.float64)
+        cleaned = filter_signal(lead[:, None], record.sampling_rate, 0.5, 40.0)[:, 0].astype(np.float64)
+        _, info = nk.ecg_peaks(cleaned, sampling_rate=round(record.sampling_rate), method="neurokit")
+        peaks = detect_rpeaks(lead, record.sampling_rate)
+        assert len(peaks) > 5
+        np.testing.assert_array_equal(peaks, info["ECG_R_Peaks"])
