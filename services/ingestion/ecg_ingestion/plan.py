@@ -7,8 +7,6 @@ etags joined by a comma. Every other format is one blob.
 
 from __future__ import annotations
 
-import csv
-import io
 import os
 import posixpath
 from dataclasses import dataclass, field
@@ -109,11 +107,6 @@ def plan_manifest(rows: list[ManifestRow], listing: dict[str, BlobInfo], source:
 def reference_blobs(listing: dict[str, BlobInfo]) -> list[str]:
     """CinC-style ``REFERENCE.csv`` blobs (``NAME,LABEL``) whose labels a prefix job applies to their folder."""
     return [name for name in listing if posixpath.basename(name) == "REFERENCE.csv"]
-
-
-def parse_reference(data: bytes) -> dict[str, str]:
-    text = data.decode("utf-8-sig", errors="replace")
-    return {row[0].strip(): row[1].strip() for row in csv.reader(io.StringIO(text)) if len(row) >= 2}
 
 
 def plan_prefix(

@@ -33,7 +33,6 @@ from ecg_ingestion.plan import (
     Plan,
     WorkItem,
     listing_prefix,
-    parse_reference,
     plan_manifest,
     plan_prefix,
     reference_blobs,
@@ -42,6 +41,7 @@ from ecg_ingestion.storage import BlobSource, StorageAccessError, access_error, 
 from ecg_shared.db import Recording, session_scope
 from ecg_shared.db.store import StoreItem, store_recordings
 from ecg_shared.formats import EcgFormatError
+from ecg_shared.formats.wfdb_format import parse_reference
 from ecg_shared.jobs.ingestion import (
     CredentialUnavailable,
     IngestionFailure,
