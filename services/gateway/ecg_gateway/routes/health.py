@@ -43,10 +43,9 @@ def _redis_ok() -> str | None:
 
 @router.get("/readyz", summary="Postgres, Redis and the inference service are reachable")
 async def readyz(request: Request) -> JSONResponse:
+    inference = request.app.state.inference  # before any check starts, so none is left unawaited if it is missing
     postgres, redis_problem, inference_up = await asyncio.gather(
-        run_in_threadpool(_postgres_ok),
-        run_in_threadpool(_redis_ok),
-        request.app.state.inference.reachable(),
+        run_in_threadpool(_postgres_ok), run_in_threadpool(_redis_ok), inference.reachable()
     )
     checks = {
         "postgres": postgres or "ok",
