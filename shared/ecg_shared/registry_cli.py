@@ -142,28 +142,28 @@ def show_command(name: str, version: int) -> None:
 @models_app.command("promote")
 def promote_command(name: str, version: int) -> None:
     """Make NAME vVERSION the active version (the previous active one is archived)."""
-    from ecg_shared.db import session_scope
-    from ecg_shared.registry import RegistryError, promote
+    from ecg_shared.registry import promote
 
-    try:
-        with session_scope() as session:
-            row = promote(session, name, version)
-            typer.echo(f"{row.name} v{row.version} is active")
-    except RegistryError as exc:
-        typer.echo(f"error: {exc}", err=True)
-        raise typer.Exit(1) from None
+    _change_stage(promote, name, version, "is active")
 
 
 @models_app.command("archive")
 def archive_command(name: str, version: int) -> None:
     """Archive NAME vVERSION (an archived active version leaves the model without an active one)."""
+    from ecg_shared.registry import archive
+
+    _change_stage(archive, name, version, "archived")
+
+
+def _change_stage(change, name: str, version: int, outcome: str) -> None:
+    """Run a registry stage change in one transaction; a refused change is a one-line error and exit status 1."""
     from ecg_shared.db import session_scope
-    from ecg_shared.registry import RegistryError, archive
+    from ecg_shared.registry import RegistryError
 
     try:
         with session_scope() as session:
-            row = archive(session, name, version)
-            typer.echo(f"{row.name} v{row.version} archived")
+            row = change(session, name, version)
+            typer.echo(f"{row.name} v{row.version} {outcome}")
     except RegistryError as exc:
         typer.echo(f"error: {exc}", err=True)
         raise typer.Exit(1) from None
