@@ -48,10 +48,10 @@ class Settings(BaseSettings):
     model_poll_interval_s: float = 5.0
     # onnxruntime execution providers in order of preference; those this onnxruntime build lacks are skipped.
     onnx_providers: str = "CUDAExecutionProvider,CPUExecutionProvider"
-    # onnxruntime intra-op threads per session (0: one per CPU this process may use).
+    # onnxruntime intra-op threads per session (0: the usable CPUs shared out among the service's worker processes).
     onnx_threads: int = 0
-    # Processes that read and prepare uploads beside the service's own (0: one per CPU this process may use).
-    preprocess_workers: int = 0
+    # Worker processes of the inference service, each serving requests start to finish (0: one per usable CPU).
+    inference_workers: int = 0
     # Micro-batching: most model inputs (windows) per onnxruntime call (0: 256 on CUDA, 8 on CPU, where larger
     # batches cost no less per window), and how long (ms) a request that finds its model
     # idle waits for others to join (0: it goes at once; requests arriving while a call runs batch anyway).

@@ -44,13 +44,23 @@ def usable_cpus() -> int:
     return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
+def worker_processes() -> int:
+    """How many processes serve requests (ECG_INFERENCE_WORKERS; 0: one per usable CPU)."""
+    return get_settings().inference_workers or usable_cpus()
+
+
+def onnx_threads() -> int:
+    """Intra-op threads per session: the setting, else the usable CPUs shared out among the worker processes, so
+    the processes' onnxruntime calls together use each core once."""
+    return get_settings().onnx_threads or max(1, usable_cpus() // worker_processes())
+
+
 def create_session(onnx_bytes: bytes) -> ort.InferenceSession:
-    settings = get_settings()
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    options.intra_op_num_threads = settings.onnx_threads or usable_cpus()
+    options.intra_op_num_threads = onnx_threads()
     options.inter_op_num_threads = 1
-    # Spinning threads would steal the cores that preprocessing needs between calls.
+    # Spinning threads would steal the cores that preparing requests needs between calls.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
     return ort.InferenceSession(onnx_bytes, sess_options=options, providers=execution_providers())
 
