@@ -519,8 +519,7 @@ def run(quick: bool = False, duration_s: float | None = None, concurrencies: lis
             [
                 sys.executable,
                 "-m",
-                "uvicorn",
-                "ecg_inference.app:app",
+                "ecg_inference",
                 "--port",
                 str(inference_port),
                 "--log-level",

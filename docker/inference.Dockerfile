@@ -24,4 +24,4 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
 USER ecg
 EXPOSE 8001
-CMD ["uvicorn", "ecg_inference.app:app", "--host", "0.0.0.0", "--port", "8001"]
+CMD ["python", "-m", "ecg_inference", "--host", "0.0.0.0", "--port", "8001"]

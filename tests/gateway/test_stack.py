@@ -12,7 +12,7 @@ def test_procfile_names_every_process_of_the_contract():
     entries = read_procfile()
     assert list(entries) == ["azurite", "inference", "gateway", "ingestion-worker", "training-worker"]
     assert entries["gateway"].startswith("uvicorn ecg_gateway.app:app ")
-    assert entries["inference"].startswith("uvicorn ecg_inference.app:app ")
+    assert entries["inference"].startswith("python -m ecg_inference ")
     assert "-Q ingestion" in entries["ingestion-worker"]
     assert "-Q training" in entries["training-worker"]
 

@@ -40,7 +40,7 @@ def start_inference(name: str, database_url: str, connection_string: str, **env:
         **env,
     }
     return start_process(
-        name, ["uvicorn", "ecg_inference.app:app", "--host", "127.0.0.1", "--port", str(port)], env=settings, port=port
+        name, ["python", "-m", "ecg_inference", "--host", "127.0.0.1", "--port", str(port)], env=settings, port=port
     )
 
 

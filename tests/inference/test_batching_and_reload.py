@@ -82,6 +82,10 @@ def _versions(client: httpx.Client) -> dict[str, int]:
     return {m["name"]: m["version"] for m in client.get("/healthz").json()["models"]}
 
 
+def _rhythm_version(response: httpx.Response) -> int | None:
+    return next((m["version"] for m in response.json().get("models", []) if m["name"] == "rhythm-1lead"), None)
+
+
 def test_hot_reload_from_empty_registry_to_promoted_versions(azurite, wellnest_sample):
     """Empty registry: 503. Promote v1 of both models: served. Promote rhythm v2, archive the 12-lead model: the
     next answers use rhythm v2 alone, without a restart."""
@@ -123,7 +127,8 @@ def test_hot_reload_from_empty_registry_to_promoted_versions(azurite, wellnest_s
                 with session_scope(database) as session:
                     archive(session, "normal-12lead", 1)
                 _wait_for(lambda: _versions(client) == {"rhythm-1lead": 2}, what="rhythm v2 alone served")
-                time.sleep(0.5)
+                # Each worker process reloads on its own poll: wait until the sender's worker serves v2 too.
+                _wait_for(lambda: during and _rhythm_version(during[-1]) == 2, what="the sender answered by v2")
             finally:
                 stop_sending.set()
                 sender.join()

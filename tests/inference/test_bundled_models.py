@@ -80,7 +80,7 @@ def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
     port = free_port()
     service = start_process(
         "inference-bundled-real",
-        ["uvicorn", "ecg_inference.app:app", "--port", str(port)],
+        ["python", "-m", "ecg_inference", "--port", str(port)],
         env={"ECG_INFERENCE_MODEL_SOURCE": "bundled", "ECG_MODELS_DIR": str(MODELS_DIR)},
         port=port,
     )

@@ -1,22 +1,23 @@
 """The inference service: ``POST /classify`` on onnxruntime, with health, readiness and Prometheus metrics.
 
-Run: ``uvicorn ecg_inference.app:app --host 0.0.0.0 --port 8001``. See docs/inference.md.
+Run: ``python -m ecg_inference --host 0.0.0.0 --port 8001`` (``ECG_INFERENCE_WORKERS`` processes of this app; see
+``__main__.py``). See docs/inference.md.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import os
 import time
 from contextlib import asynccontextmanager
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
-from prometheus_client import CONTENT_TYPE_LATEST, Counter, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from ecg_inference.batcher import MicroBatcher
-from ecg_inference.classify import ClassificationError, build_response, model_specs
-from ecg_inference.preprocess_pool import PreprocessPool
+from ecg_inference.classify import ClassificationError, build_response, model_specs, prepare_with_specs
 from ecg_inference.request_body import read_classify_input
 from ecg_inference.watcher import ModelWatcher
 from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body
@@ -38,13 +39,10 @@ async def lifespan(app: FastAPI):
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.state.watcher = ModelWatcher()
     app.state.batcher = MicroBatcher(settings.batch_wait_ms)
-    app.state.preprocess = PreprocessPool(settings.preprocess_workers)
     await app.state.watcher.start()
-    app.state.preprocess.start()  # in the background, after the models: the two would share the cores
     yield
     await app.state.watcher.stop()
     app.state.batcher.close()
-    await app.state.preprocess.close()
 
 
 app = FastAPI(title="ECG inference", version="1.0", lifespan=lifespan)
@@ -66,10 +64,11 @@ async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
 
 @app.get("/healthz")
 async def healthz(request: Request) -> dict:
-    """Alive, with the models served and the execution providers their sessions really use."""
+    """Alive, with the models this worker process serves and the execution providers their sessions really use."""
     models = request.app.state.watcher.current
     return {
         "status": "ok",
+        "pid": os.getpid(),  # which worker process answered
         "models": models.describe(),
         "providers": {m.name: m.providers for m in models.models.values()},
     }
@@ -90,7 +89,12 @@ async def readyz(request: Request) -> JSONResponse:
 
 @app.get("/metrics")
 async def metrics() -> Response:
-    return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    """This process's metrics, or with several worker processes (``python -m ecg_inference``) all of theirs."""
+    if "PROMETHEUS_MULTIPROC_DIR" not in os.environ:
+        return Response(generate_latest(), media_type=CONTENT_TYPE_LATEST)
+    registry = CollectorRegistry()
+    multiprocess.MultiProcessCollector(registry)
+    return Response(generate_latest(registry), media_type=CONTENT_TYPE_LATEST)
 
 
 @app.get("/models")
@@ -110,7 +114,12 @@ async def classify(request: Request, explain: bool | None = None, model: str | N
     given = await read_classify_input(request, settings.max_upload_bytes)
     started = time.perf_counter()
     segment_s = settings.explain_segment_s if (settings.explain if explain is None else explain) else None
-    prepared = (await request.app.state.preprocess.prepare(given, specs, segment_s)).bind(models)
+    # Reading and preparing run here, on the event loop, on purpose: they are Python holding the GIL wherever they
+    # run, and the process is one core's worth of work (the service scales with processes). On a thread, handing
+    # off to it cost about 20% of throughput at concurrency 32 (docs/inference.md); onnxruntime, which releases
+    # the GIL, runs on the batcher's thread meanwhile.
+    record = given.to_record()
+    prepared = prepare_with_specs(record, specs, segment_s, (time.perf_counter() - started) * 1000).bind(models)
     t = time.perf_counter()
     batcher: MicroBatcher = request.app.state.batcher
     outputs = await asyncio.gather(*(batcher.run(run.model, run.inputs) for run in prepared.runs))

@@ -4,7 +4,7 @@ While a model's batch runs, new requests queue and leave together as soon as it 
 by themselves and an idle model adds no wait. A request that finds its model idle waits ``wait_ms`` for others
 (0: none). A call holds at most the model's batch limit of inputs (windows; ECG_BATCH_MAX_SIZE, by default 256 on
 CUDA and 8 on CPU, where larger batches measured no cheaper per window). Calls run on one
-dedicated thread: onnxruntime already uses every core inside a call, and the event loop stays free.
+dedicated thread, where onnxruntime releases the GIL, so the worker's event loop prepares other requests meanwhile.
 """
 
 from __future__ import annotations

@@ -2,8 +2,8 @@
 
 1. :func:`prepare_recording`: checks, quality, heart rate and model inputs (``ecg_shared.preprocessing.prepare``
    with each model's own spec), plus occluded copies when an explanation is wanted. CPU work: the service runs it
-   (as :func:`prepare_with_specs`, which needs only each model's picklable :class:`ModelSpec`) in its
-   preprocessing processes (``preprocess_pool.py``), ``ecg classify`` on threads.
+   (as :func:`prepare_with_specs`, which needs only each model's :class:`ModelSpec`) in each of its worker
+   processes, ``ecg classify`` on threads.
 2. onnxruntime on the inputs of every applicable model: the service's micro-batcher, or :func:`run_batched` in
    process; both put many recordings into one call.
 3. :func:`build_response`: probabilities, calls, verdict and explanation from the outputs.
@@ -55,9 +55,6 @@ class ClassificationError(Exception):
         super().__init__(message)
         self.status = status
         self.message = message
-
-    def __reduce__(self):  # raised in a preprocessing process, re-raised in the service's
-        return type(self), (self.status, self.message)
 
 
 # --- Step 0: input -----------------------------------------------------------------------------------------------
@@ -115,7 +112,7 @@ class ModelRun:
 
 @dataclass
 class PreparedRecording:
-    """Everything the answer needs besides the probabilities; small to pickle (no signal, no session)."""
+    """Everything the answer needs besides the probabilities (no signal; the sessions once bound)."""
 
     recording: RecordingView
     quality: QualityReport

@@ -19,7 +19,10 @@ log = logging.getLogger(__name__)
 
 STARTUP_WAIT_S = 20.0
 
-MODELS_LOADED = Gauge("ecg_inference_models_loaded", "Models the service currently serves")
+# With several worker processes, each loads the set itself: the value reported is the one set most recently.
+MODELS_LOADED = Gauge(
+    "ecg_inference_models_loaded", "Models the service currently serves", multiprocess_mode="mostrecent"
+)
 RELOADS = Counter("ecg_inference_model_reloads_total", "Model set loads", ["outcome"])
 
 
