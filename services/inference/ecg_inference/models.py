@@ -25,6 +25,7 @@ log = logging.getLogger(__name__)
 
 GPU_BATCH_WINDOWS = 256
 CPU_BATCH_WINDOWS = 8  # measured: 0.40 vs 0.73 ms a window (12-lead) and 1.35 vs 2.0 (rhythm) against batch 1
+GRAPH_PASS_TOLERANCE = 1e-5  # most |probability| the CPU graph pass may change, checked once per model load
 
 
 class ModelLoadError(RuntimeError):
@@ -56,13 +57,57 @@ def onnx_threads() -> int:
 
 
 def create_session(onnx_bytes: bytes) -> ort.InferenceSession:
+    """A session on ``onnx_bytes``; on CPU, on the graph that ``graph.optimize_for_cpu`` makes of it, once that is
+    checked to give the same probabilities (see docs/inference.md)."""
     options = ort.SessionOptions()
     options.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
     options.intra_op_num_threads = onnx_threads()
     options.inter_op_num_threads = 1
     # Spinning threads would steal the cores that preparing requests needs between calls.
     options.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(onnx_bytes, sess_options=options, providers=execution_providers())
+    providers = execution_providers()
+    session = ort.InferenceSession(onnx_bytes, sess_options=options, providers=providers)
+    if providers == ["CPUExecutionProvider"]:  # the pass is for onnxruntime's CPU kernels
+        session = _on_cpu_optimized_graph(session, onnx_bytes, options)
+    return session
+
+
+def _on_cpu_optimized_graph(
+    exported: ort.InferenceSession, onnx_bytes: bytes, options: ort.SessionOptions
+) -> ort.InferenceSession:
+    """A session on ``optimize_for_cpu(onnx_bytes)`` if it computes what ``exported`` does (within
+    GRAPH_PASS_TOLERANCE on a fixed input); else ``exported``, with a warning."""
+    try:
+        from ecg_inference.graph import optimize_for_cpu  # imports onnx, which an image without it lacks
+
+        optimized_bytes = optimize_for_cpu(onnx_bytes)
+        if optimized_bytes == onnx_bytes:
+            return exported
+        optimized = ort.InferenceSession(optimized_bytes, sess_options=options, providers=exported.get_providers())
+        difference = max_output_difference(exported, optimized)
+    except Exception as exc:  # the pass is an optimisation: never a reason not to serve the model
+        log.warning("serving the graph as exported: the CPU graph pass failed (%s: %s)", type(exc).__name__, exc)
+        return exported
+    if not difference <= GRAPH_PASS_TOLERANCE:
+        log.warning("serving the graph as exported: the CPU graph pass changed its outputs by up to %.2g", difference)
+        return exported
+    return optimized
+
+
+def max_output_difference(a: ort.InferenceSession, b: ort.InferenceSession) -> float:
+    """Max |a - b| over the outputs of two sessions of one model on a fixed random float input (batch 1)."""
+    rng = np.random.default_rng(0)
+    feeds = {}
+    for value in a.get_inputs():
+        shape = [1 if i == 0 and not isinstance(d, int) else d for i, d in enumerate(value.shape)]
+        if value.type != "tensor(float)" or not all(isinstance(d, int) for d in shape):
+            raise ValueError(f"no check input for input {value.name!r} ({value.type} {value.shape})")
+        feeds[value.name] = rng.standard_normal(shape).astype(np.float32)
+    differences = [
+        float(np.max(np.abs(x - y))) if x.shape == y.shape else float("inf")
+        for x, y in zip(a.run(None, feeds), b.run(None, feeds), strict=True)
+    ]
+    return max(differences)
 
 
 @dataclass(frozen=True)
