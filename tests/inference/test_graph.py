@@ -14,7 +14,7 @@ import onnxruntime as ort
 import pytest
 from onnx import TensorProto, helper, numpy_helper
 
-from ecg_inference import graph
+from ecg_inference import models
 from ecg_inference.graph import PASS_NOTE, optimize_for_cpu
 from ecg_inference.models import create_session
 from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
@@ -232,7 +232,7 @@ def failing_pass(onnx_bytes: bytes) -> bytes:
 )
 def test_service_sessions_fall_back_to_the_exported_graph(resnet_export, monkeypatch, caplog, broken_pass, warning):
     # The real pass replaced by one that changes the answer, or raises: the session must run the exported graph.
-    monkeypatch.setattr(graph, "optimize_for_cpu", broken_pass)
+    monkeypatch.setattr(models, "optimize_for_cpu", broken_pass)
     with caplog.at_level(logging.WARNING, logger="ecg_inference.models"):
         session = create_session(resnet_export)
     assert PASS_NOTE not in session.get_modelmeta().graph_description

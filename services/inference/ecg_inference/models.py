@@ -15,6 +15,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ecg_inference.graph import optimize_for_cpu
 from ecg_shared.artifacts import ArtifactStore, sha256
 from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
 from ecg_shared.preprocessing import PreprocessingSpec
@@ -78,8 +79,6 @@ def _on_cpu_optimized_graph(
     """A session on ``optimize_for_cpu(onnx_bytes)`` if it computes what ``exported`` does (within
     GRAPH_PASS_TOLERANCE on a fixed input); else ``exported``, with a warning."""
     try:
-        from ecg_inference.graph import optimize_for_cpu  # imports onnx, which an image without it lacks
-
         optimized_bytes = optimize_for_cpu(onnx_bytes)
         if optimized_bytes == onnx_bytes:
             return exported
@@ -112,8 +111,8 @@ def max_output_difference(a: ort.InferenceSession, b: ort.InferenceSession) -> f
 
 @dataclass(frozen=True)
 class ModelSpec:
-    """What preparing a recording needs to know of a model: no session, so it pickles small and is sent with every
-    task to the preprocessing processes (which thus never hold specs older than the request's model set)."""
+    """What preparing a recording needs to know of a model, without its session (``prepare_with_specs`` works from
+    these alone, so ``ecg classify`` and the service prepare the same way)."""
 
     name: str
     preprocessing: PreprocessingSpec
