@@ -68,6 +68,21 @@ def test_resample_changes_length_and_keeps_the_waveform():
     np.testing.assert_allclose(y[100:-100, 0], sine(3, 100)[100:-100, 0], atol=0.02)
 
 
+@pytest.mark.parametrize("dtype", [np.float32, np.float64])
+@pytest.mark.parametrize(("rate", "target"), [(300, 150), (100, 150), (500, 100), (500, 150), (257, 100), (1000, 300)])
+def test_resample_equals_scipy_resample_poly_to_the_bit(rate, target, dtype):
+    """The cached anti-aliasing filter is the one resample_poly designs itself: same output, bit for bit."""
+    from fractions import Fraction
+
+    from scipy.signal import resample_poly
+
+    x = np.random.default_rng(rate).standard_normal((2 * rate + 7, 3)).astype(dtype)
+    ratio = Fraction(target / rate).limit_denominator(1000)
+    expected = resample_poly(x, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
+    np.testing.assert_array_equal(resample(x, rate, target), expected)
+    np.testing.assert_array_equal(resample(x, rate, target), expected)  # again, from the cache
+
+
 def test_resample_removes_content_above_the_new_nyquist():
     y = resample(sine(80, 500), 500, 100)  # 80 Hz cannot exist at 100 Hz: it must not alias to 20 Hz
     assert amplitude(y) < 0.05

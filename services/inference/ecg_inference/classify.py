@@ -24,7 +24,7 @@ from ecg_inference.models import LoadedModel, ModelSet, ModelSpec
 from ecg_shared.formats import EcgFormatError, Record, read_ecg
 from ecg_shared.heart import heart_rate
 from ecg_shared.preprocessing import clean, window_batch, window_starts
-from ecg_shared.quality import FLAT_PEAK_TO_PEAK_MV, QualityReport, assess_quality
+from ecg_shared.quality import FLAT_PEAK_TO_PEAK_MV, QualityReport, assess_quality, peak_to_peak
 from ecg_shared.schemas import (
     ClassifyJsonRequest,
     ClassifyResponse,
@@ -166,7 +166,7 @@ def check_signal(record: Record, models: list[ModelSpec]) -> None:
         raise ClassificationError(
             422, f"signal contains {int(bad.sum())} NaN or infinite samples (lead {', '.join(leads)})"
         )
-    if np.all(np.ptp(record.signal, axis=0) < FLAT_PEAK_TO_PEAK_MV):
+    if np.all(peak_to_peak(record.signal) < FLAT_PEAK_TO_PEAK_MV):
         raise ClassificationError(
             422,
             f"flat line: no lead varies by more than {FLAT_PEAK_TO_PEAK_MV} mV (electrodes off or nothing recorded)",
