@@ -32,6 +32,8 @@ import subprocess
 import sys
 import tempfile
 import time
+from collections.abc import Iterator
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
@@ -408,15 +410,35 @@ def _ratio(a: float, b: float, digits: int = 3) -> float | None:
     return round(a / b, digits) if b and b == b and a == a else None
 
 
+@contextmanager
+def _setting(name: str, value: str) -> Iterator[None]:
+    """The setting ``name`` (an ECG_* variable) is ``value`` inside the block, and what it was after."""
+    from ecg_shared.settings import get_settings
+
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+        get_settings.cache_clear()
+
+
 def raw_onnxruntime(
     models_dir: Path, payloads: list[tuple[str, bytes]], concurrency: int, duration_s: float
 ) -> dict[str, Any]:
-    """The ceiling: the service's own sessions on already prepared inputs, ``concurrency`` requests per call."""
+    """The ceiling: the service's own sessions on already prepared inputs, ``concurrency`` requests per call, each
+    session with an intra-op thread per usable CPU (the service shares the CPUs out among its worker processes)."""
     from ecg_inference.classify import model_applies, read_upload, run_batched
-    from ecg_inference.models import load_bundled
+    from ecg_inference.models import load_bundled, usable_cpus
     from ecg_shared.preprocessing import prepare
 
-    models = load_bundled(models_dir)
+    with _setting("ECG_ONNX_THREADS", str(usable_cpus())):
+        models = load_bundled(models_dir)
     prepared = []
     for name, data in payloads:
         record = read_upload(data, name)
@@ -635,9 +657,10 @@ def run(quick: bool = False, duration_s: float | None = None, concurrencies: lis
         "mix: alternating single-lead CinC 2017 records (WFDB zips, 300 Hz, 9-61 s) and 12-lead PTB-XL records "
         "(WFDB zips, 100 Hz, 10 s) plus the Wellnest recording (500 Hz, 10 s); 12-lead recordings go through both "
         "models (the rhythm model on lead II), as in the service.",
-        "raw onnxruntime: the service's own sessions on already prepared inputs, c requests at a time, in calls "
-        "of the model's batch limit (8 windows on CPU, 256 on CUDA, as in the service; no HTTP, no "
-        "preprocessing); latency = the duration of those c requests' calls.",
+        "raw onnxruntime: the service's sessions (same graph and options, but an intra-op thread per CPU) on "
+        "already prepared inputs, c requests at a time, in calls of the model's batch limit (8 windows on CPU, "
+        "256 on CUDA, as in the service; no HTTP, no preprocessing); latency = the duration of those c requests' "
+        "calls.",
         "flask+keras: Flask's threaded server, keras model.predict per request and model, same preprocessing, "
         "bounded to 200 requests per level.",
         "server_p50_ms: the inference service's own timings.total_ms (body received to answer built); the rest of "
