@@ -8,7 +8,7 @@ import logging
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
-from fastapi.responses import JSONResponse
+from fastapi.responses import JSONResponse, Response
 
 from ecg_gateway.plotting import plot_trace
 from ecg_gateway.security import classify_access
@@ -49,7 +49,7 @@ def _trace_for(upload: ClassifyBody, hints: dict[str, str]) -> dict | None:
 async def classify(
     request: Request,
     trace: bool = Query(False, description="Add the recording's display trace (filtered, decimated) for plotting"),
-) -> JSONResponse:
+) -> Response:
     """Same contract as the inference service's ``POST /classify`` (a multipart ``file`` with optional ``format``
     and ``fs`` fields, or JSON samples; query ``explain``, ``model``): its answer and status are passed through.
 
@@ -65,11 +65,15 @@ async def classify(
         headers={"content-type": upload.content_type},
         params=params,
     )
-    if trace:
+    if not trace:
+        response = await forwarded
+        if response.headers.get("content-type", "").startswith("application/json"):
+            # Passed through as the bytes it came: parsing and re-serialising the answer would only cost CPU.
+            return Response(response.content, status_code=response.status_code, media_type="application/json")
+        drawn = None
+    else:
         hints = upload.fields
         response, drawn = await asyncio.gather(forwarded, run_in_threadpool(_trace_for, upload, hints))
-    else:
-        response, drawn = await forwarded, None
     try:
         payload = response.json()
     except ValueError:
