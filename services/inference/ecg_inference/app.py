@@ -6,7 +6,6 @@ Run: ``python -m ecg_inference --host 0.0.0.0 --port 8001`` (``ECG_INFERENCE_WOR
 
 from __future__ import annotations
 
-import asyncio
 import logging
 import os
 import time
@@ -17,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from ecg_inference.batcher import MicroBatcher
-from ecg_inference.classify import ClassificationError, build_response, model_specs, prepare_with_specs
+from ecg_inference.classify import ClassificationError, classify_submitting, model_specs
 from ecg_inference.request_body import read_classify_input
 from ecg_inference.watcher import ModelWatcher
 from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body
@@ -116,14 +115,12 @@ async def classify(request: Request, explain: bool | None = None, model: str | N
     segment_s = settings.explain_segment_s if (settings.explain if explain is None else explain) else None
     # Reading and preparing run here, on the event loop, on purpose: they are Python holding the GIL wherever they
     # run, and the process is one core's worth of work (the service scales with processes). On a thread, handing
-    # off to it cost about 20% of throughput at concurrency 32 (docs/inference.md); onnxruntime, which releases
-    # the GIL, runs on the batcher's thread meanwhile.
+    # off to it cost 10-20% of throughput at concurrency 32 (docs/inference.md). onnxruntime, which releases the
+    # GIL, runs on the batcher's threads meanwhile: each model's call starts as soon as its inputs are ready.
     record = given.to_record()
-    prepared = prepare_with_specs(record, specs, segment_s, (time.perf_counter() - started) * 1000).bind(models)
-    t = time.perf_counter()
+    read_ms = (time.perf_counter() - started) * 1000
     batcher: MicroBatcher = request.app.state.batcher
-    outputs = await asyncio.gather(*(batcher.run(run.model, run.inputs) for run in prepared.runs))
-    answer = build_response(prepared, list(outputs), (time.perf_counter() - t) * 1000, started)
+    answer = await classify_submitting(record, models, specs, segment_s, batcher.submit, read_ms, started)
     LATENCY.observe(time.perf_counter() - started)
     REQUESTS.labels("200").inc()
     # Serialised by pydantic-core directly: the model is already validated, FastAPI need not do it again.

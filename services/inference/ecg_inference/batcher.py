@@ -3,8 +3,8 @@
 While a model's batch runs, new requests queue and leave together as soon as it finishes, so under load batches grow
 by themselves and an idle model adds no wait. A request that finds its model idle waits ``wait_ms`` for others
 (0: none). A call holds at most the model's batch limit of inputs (windows; ECG_BATCH_MAX_SIZE, by default 256 on
-CUDA and 8 on CPU, where larger batches measured no cheaper per window). Calls run on one
-dedicated thread, where onnxruntime releases the GIL, so the worker's event loop prepares other requests meanwhile.
+CUDA and 8 on CPU, where larger batches measured no cheaper per window). Calls run on threads of their own, one
+call per model at a time, where onnxruntime releases the GIL, so the worker's event loop goes on preparing meanwhile.
 """
 
 from __future__ import annotations
@@ -32,6 +32,9 @@ BATCH_REQUESTS = Histogram(
 )
 
 
+MAX_CONCURRENT_CALLS = 4  # models served side by side (two today); more models' calls take turns
+
+
 @dataclass
 class _Queue:
     items: list[tuple[np.ndarray, asyncio.Future]] = field(default_factory=list)
@@ -45,10 +48,17 @@ class MicroBatcher:
         self.max_size = max_size  # None: each model's own batch limit
         self.wait_s = max(0.0, wait_ms) / 1000
         self._queues: dict[LoadedModel, _Queue] = {}
-        self._executor = ThreadPoolExecutor(max_workers=1, thread_name_prefix="onnxruntime")
+        # A model has at most one call running; different models' calls may run side by side.
+        self._executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="onnxruntime")
 
     async def run(self, model: LoadedModel, inputs: np.ndarray) -> np.ndarray:
         """Probabilities for ``inputs`` (n, window, leads), computed in a batch with whatever else is waiting."""
+        return await self.submit(model, inputs)
+
+    def submit(self, model: LoadedModel, inputs: np.ndarray) -> asyncio.Future:
+        """Queue ``inputs`` and return the future of their probabilities at once; when the model is idle (and
+        ``wait_ms`` is 0) its call starts now, so the caller can go on working while onnxruntime runs. Call it on
+        the event loop's thread."""
         loop = asyncio.get_running_loop()
         future: asyncio.Future = loop.create_future()
         queue = self._queues.setdefault(model, _Queue())
@@ -59,7 +69,7 @@ class MicroBatcher:
                 self._flush(model)
             elif queue.timer is None:
                 queue.timer = loop.call_later(self.wait_s, self._flush, model)
-        return await future
+        return future
 
     def _limit(self, model: LoadedModel) -> int:
         return max(1, self.max_size or model.batch_limit)

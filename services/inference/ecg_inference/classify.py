@@ -11,10 +11,11 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import logging
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 
 import numpy as np
@@ -220,18 +221,35 @@ def prepare_recording(
 def prepare_with_specs(
     record: Record, specs: list[ModelSpec], explain_segment_s: float | None, read_ms: float = 0.0
 ) -> PreparedRecording:
-    """Checks, quality, heart rate and each applicable model's inputs (occluded copies too when
-    ``explain_segment_s``); needs no session, so it runs in any process."""
+    """Checks, each applicable model's inputs (occluded copies too when ``explain_segment_s``), quality and heart
+    rate; needs no session. The service runs the same two steps with onnxruntime started between them
+    (:func:`classify_submitting`)."""
     started = time.perf_counter()
+    runs, explain_ms = prepare_runs(record, specs, explain_segment_s)
+    recording, quality = summarise(record)
+    preprocess_ms = (time.perf_counter() - started) * 1000 - explain_ms
+    return PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms)
+
+
+def prepare_runs(
+    record: Record, specs: list[ModelSpec], explain_segment_s: float | None
+) -> tuple[list[ModelRun], float]:
+    """Refuse what no model can read (4xx), then each applicable model's inputs; and the ms spent on occluded
+    copies."""
     chosen = applicable_models(record, specs)
     check_signal(record, chosen)
-    quality = assess_quality(record)
-    bpm = _heart_rate_bpm(record)
     runs, explain_ms = [], 0.0
     for model in chosen:
         run, ms = prepare_run(model, record, explain_segment_s)
         runs.append(run)
         explain_ms += ms
+    return runs, explain_ms
+
+
+def summarise(record: Record) -> tuple[RecordingView, QualityReport]:
+    """What the answer says of the recording itself: format, rate, leads, duration, heart rate, quality."""
+    quality = assess_quality(record)
+    bpm = _heart_rate_bpm(record)
     recording = RecordingView(
         format=record.format,
         sampling_rate=record.sampling_rate,
@@ -241,8 +259,32 @@ def prepare_with_specs(
         heart_rate_bpm=None if bpm is None else round(bpm, 1),
         quality=QualityView(**quality.to_dict()),
     )
-    preprocess_ms = (time.perf_counter() - started) * 1000 - explain_ms
-    return PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms)
+    return recording, quality
+
+
+async def classify_submitting(
+    record: Record,
+    models: ModelSet,
+    specs: list[ModelSpec],
+    explain_segment_s: float | None,
+    submit: Callable[[LoadedModel, np.ndarray], Awaitable[np.ndarray]],
+    read_ms: float,
+    started: float,
+) -> ClassifyResponse:
+    """The service's steps 1-3: each model's inputs go to onnxruntime (``submit``, which starts the call on another
+    thread at once) as soon as they are ready, and quality and heart rate are computed while it runs."""
+    prepare_started = time.perf_counter()
+    runs, explain_ms = prepare_runs(record, specs, explain_segment_s)
+    submitted = time.perf_counter()
+    outputs = []
+    for run in runs:
+        run.model = models.models[run.spec.name]
+        outputs.append(submit(run.model, run.inputs))
+    recording, quality = summarise(record)
+    preprocess_ms = (time.perf_counter() - prepare_started) * 1000 - explain_ms
+    probabilities = await asyncio.gather(*outputs)
+    prepared = PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms)
+    return build_response(prepared, list(probabilities), (time.perf_counter() - submitted) * 1000, started)
 
 
 # --- Step 2: onnxruntime -----------------------------------------------------------------------------------------
