@@ -1,9 +1,9 @@
 """Classification of one recording, in three steps that the service and ``ecg classify`` share:
 
 1. :func:`prepare_recording`: checks, quality, heart rate and model inputs (``ecg_shared.preprocessing.prepare``
-   with each model's own spec), plus occluded copies when an explanation is wanted. CPU work: the service runs it
-   (as :func:`prepare_with_specs`, which needs only each model's :class:`ModelSpec`) in each of its worker
-   processes, ``ecg classify`` on threads.
+   with each model's own spec), plus occluded copies when an explanation is wanted. CPU work: ``ecg classify`` runs
+   it on threads; the service, in each worker process, runs its two halves (:func:`prepare_runs`, then
+   :func:`summarise`) with onnxruntime started between them (:func:`classify_submitting`).
 2. onnxruntime on the inputs of every applicable model: the service's micro-batcher, or :func:`run_batched` in
    process; both put many recordings into one call.
 3. :func:`build_response`: probabilities, calls, verdict and explanation from the outputs.
