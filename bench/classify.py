@@ -434,7 +434,8 @@ def raw_onnxruntime(
     """The ceiling: the service's own sessions on already prepared inputs, ``concurrency`` requests per call, each
     session with an intra-op thread per usable CPU (the service shares the CPUs out among its worker processes)."""
     from ecg_inference.classify import model_applies, read_upload, run_batched
-    from ecg_inference.models import load_bundled, usable_cpus
+    from ecg_inference.cpus import usable_cpus
+    from ecg_inference.models import load_bundled
     from ecg_shared.preprocessing import prepare
 
     with _setting("ECG_ONNX_THREADS", str(usable_cpus())):

@@ -17,7 +17,7 @@ import tempfile
 
 import uvicorn
 
-from ecg_inference.models import worker_processes
+from ecg_inference.cpus import worker_processes
 
 APP = "ecg_inference.app:app"
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when a worker imports it

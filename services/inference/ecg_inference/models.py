@@ -7,7 +7,6 @@ the old set finishes on the old sessions.
 from __future__ import annotations
 
 import logging
-import os
 from dataclasses import dataclass, field
 from functools import cached_property
 from pathlib import Path
@@ -15,6 +14,7 @@ from pathlib import Path
 import numpy as np
 import onnxruntime as ort
 
+from ecg_inference.cpus import usable_cpus, worker_processes
 from ecg_inference.graph import optimize_for_cpu
 from ecg_shared.artifacts import ArtifactStore, sha256
 from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
@@ -39,16 +39,6 @@ def execution_providers() -> list[str]:
     wanted = [p.strip() for p in get_settings().onnx_providers.split(",") if p.strip()]
     chosen = [p for p in wanted if p in available]
     return chosen or ["CPUExecutionProvider"]
-
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), not the host's count that onnxruntime would assume."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
-
-
-def worker_processes() -> int:
-    """How many processes serve requests (ECG_INFERENCE_WORKERS; 0: one per usable CPU)."""
-    return get_settings().inference_workers or usable_cpus()
 
 
 def onnx_threads() -> int:
