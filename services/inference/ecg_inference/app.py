@@ -16,7 +16,7 @@ from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
 
 from ecg_inference.batcher import MicroBatcher
-from ecg_inference.classify import ClassificationError, classify_submitting, model_specs
+from ecg_inference.classify import ClassificationError, chosen_models, classify_submitting
 from ecg_inference.request_body import read_classify_input
 from ecg_inference.watcher import ModelWatcher
 from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body
@@ -109,7 +109,7 @@ async def classify(request: Request, explain: bool | None = None, model: str | N
     """
     settings = get_settings()
     models = request.app.state.watcher.current  # this request's snapshot, whatever reloads meanwhile
-    specs = model_specs(models, model)  # 503 without models, 404 for an unknown ?model=
+    chosen = chosen_models(models, model)  # 503 without models, 404 for an unknown ?model=
     given = await read_classify_input(request, settings.max_upload_bytes)
     started = time.perf_counter()
     segment_s = settings.explain_segment_s if (settings.explain if explain is None else explain) else None
@@ -120,7 +120,7 @@ async def classify(request: Request, explain: bool | None = None, model: str | N
     record = given.to_record()
     read_ms = (time.perf_counter() - started) * 1000
     batcher: MicroBatcher = request.app.state.batcher
-    answer = await classify_submitting(record, models, specs, segment_s, batcher.submit, read_ms, started)
+    answer = await classify_submitting(record, chosen, segment_s, batcher.submit, read_ms, started)
     LATENCY.observe(time.perf_counter() - started)
     REQUESTS.labels("200").inc()
     # Serialised by pydantic-core directly: the model is already validated, FastAPI need not do it again.

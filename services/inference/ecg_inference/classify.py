@@ -21,7 +21,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecg_inference.explain import OcclusionPlan, explain, plan_occlusion
-from ecg_inference.models import LoadedModel, ModelSet, ModelSpec
+from ecg_inference.models import LoadedModel, ModelSet
 from ecg_shared.formats import EcgFormatError, Record, read_ecg
 from ecg_shared.heart import heart_rate
 from ecg_shared.preprocessing import clean, window_batch, window_starts
@@ -97,14 +97,12 @@ def record_from_json(request: ClassifyJsonRequest) -> Record:
 
 @dataclass
 class ModelRun:
-    """One model applied to one recording: its windows, and the occluded copies when explaining. ``model`` (the
-    session) is set by :meth:`PreparedRecording.bind` in the process that runs onnxruntime."""
+    """One model applied to one recording: its windows, and the occluded copies when explaining."""
 
-    spec: ModelSpec
+    model: LoadedModel
     lead_names: list[str]
     windows: np.ndarray
     plan: OcclusionPlan | None = None
-    model: LoadedModel | None = None
 
     @property
     def inputs(self) -> np.ndarray:
@@ -113,7 +111,7 @@ class ModelRun:
 
 @dataclass
 class PreparedRecording:
-    """Everything the answer needs besides the probabilities (no signal; the sessions once bound)."""
+    """Everything the answer needs besides the probabilities (no signal)."""
 
     recording: RecordingView
     quality: QualityReport
@@ -122,30 +120,24 @@ class PreparedRecording:
     preprocess_ms: float = 0.0
     explain_ms: float = 0.0
 
-    def bind(self, models: ModelSet) -> PreparedRecording:
-        """Attach each run's loaded model from ``models``, the set whose specs prepared it."""
-        for run in self.runs:
-            run.model = models.models[run.spec.name]
-        return self
 
-
-def model_applies(model: LoadedModel | ModelSpec, record: Record) -> bool:
+def model_applies(model: LoadedModel, record: Record) -> bool:
     leads = model.leads
     return (len(leads) == 1 and record.n_leads == 1) or all(lead in record.lead_names for lead in leads)
 
 
-def model_specs(models: ModelSet, only: str | None = None) -> list[ModelSpec]:
-    """The specs of the models a request may use: all active ones, or ``only`` (404 when it is not active)."""
+def chosen_models(models: ModelSet, only: str | None = None) -> list[LoadedModel]:
+    """The models a request may use: all active ones, or ``only`` (404 when it is not active)."""
     if not models:
         raise ClassificationError(503, "no active model: register and promote a model version (ecg models seed)")
     if only is None:
-        return list(models.specs.values())
+        return list(models.models.values())
     if only not in models.models:
         raise ClassificationError(404, f"no active model named {only!r} (active: {', '.join(models.models)})")
-    return [models.specs[only]]
+    return [models.models[only]]
 
 
-def applicable_models(record: Record, chosen: list[ModelSpec]) -> list[ModelSpec]:
+def applicable_models(record: Record, chosen: list[LoadedModel]) -> list[LoadedModel]:
     usable = [m for m in chosen if model_applies(m, record)]
     if not usable:
         wanted = "; ".join(f"{m.name} needs {', '.join(m.leads)}" for m in chosen)
@@ -155,7 +147,7 @@ def applicable_models(record: Record, chosen: list[ModelSpec]) -> list[ModelSpec
     return usable
 
 
-def check_signal(record: Record, models: list[ModelSpec]) -> None:
+def check_signal(record: Record, models: list[LoadedModel]) -> None:
     """Refuse what no model can read: too low a rate, NaN/inf, a flat line on every lead, too short for a model."""
     if record.sampling_rate < MIN_SAMPLING_RATE_HZ:
         raise ClassificationError(
@@ -191,9 +183,9 @@ def _heart_rate_bpm(record: Record) -> float | None:
         return None
 
 
-def prepare_run(model: ModelSpec, record: Record, explain_segment_s: float | None) -> tuple[ModelRun, float]:
+def prepare_run(model: LoadedModel, record: Record, explain_segment_s: float | None) -> tuple[ModelRun, float]:
     """The model's input windows (and occluded copies when ``explain_segment_s``), and the ms spent on the latter."""
-    spec = model.preprocessing
+    spec = model.metadata.preprocessing
     try:
         cleaned = clean(record, spec)
     except EcgFormatError as exc:
@@ -213,30 +205,23 @@ def prepare_run(model: ModelSpec, record: Record, explain_segment_s: float | Non
 def prepare_recording(
     record: Record, models: ModelSet, explain: bool, only: str | None = None, read_ms: float = 0.0
 ) -> PreparedRecording:
-    """Step 1 in process: :func:`prepare_with_specs` for ``models`` (or ``only``), bound to their sessions."""
+    """Step 1 in process for ``models`` (or ``only``): checks, each applicable model's inputs (occluded copies too
+    when ``explain``), quality and heart rate. The service runs the same two halves with onnxruntime started between
+    them (:func:`classify_submitting`)."""
     segment_s = get_settings().explain_segment_s if explain else None
-    return prepare_with_specs(record, model_specs(models, only), segment_s, read_ms).bind(models)
-
-
-def prepare_with_specs(
-    record: Record, specs: list[ModelSpec], explain_segment_s: float | None, read_ms: float = 0.0
-) -> PreparedRecording:
-    """Checks, each applicable model's inputs (occluded copies too when ``explain_segment_s``), quality and heart
-    rate; needs no session. The service runs the same two steps with onnxruntime started between them
-    (:func:`classify_submitting`)."""
     started = time.perf_counter()
-    runs, explain_ms = prepare_runs(record, specs, explain_segment_s)
+    runs, explain_ms = prepare_runs(record, chosen_models(models, only), segment_s)
     recording, quality = summarise(record)
     preprocess_ms = (time.perf_counter() - started) * 1000 - explain_ms
     return PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms)
 
 
 def prepare_runs(
-    record: Record, specs: list[ModelSpec], explain_segment_s: float | None
+    record: Record, models: list[LoadedModel], explain_segment_s: float | None
 ) -> tuple[list[ModelRun], float]:
     """Refuse what no model can read (4xx), then each applicable model's inputs; and the ms spent on occluded
     copies."""
-    chosen = applicable_models(record, specs)
+    chosen = applicable_models(record, models)
     check_signal(record, chosen)
     runs, explain_ms = [], 0.0
     for model in chosen:
@@ -264,8 +249,7 @@ def summarise(record: Record) -> tuple[RecordingView, QualityReport]:
 
 async def classify_submitting(
     record: Record,
-    models: ModelSet,
-    specs: list[ModelSpec],
+    models: list[LoadedModel],
     explain_segment_s: float | None,
     submit: Callable[[LoadedModel, np.ndarray], Awaitable[np.ndarray]],
     read_ms: float,
@@ -274,12 +258,9 @@ async def classify_submitting(
     """The service's steps 1-3: each model's inputs go to onnxruntime (``submit``, which starts the call on another
     thread at once) as soon as they are ready, and quality and heart rate are computed while it runs."""
     prepare_started = time.perf_counter()
-    runs, explain_ms = prepare_runs(record, specs, explain_segment_s)
+    runs, explain_ms = prepare_runs(record, models, explain_segment_s)
     submitted = time.perf_counter()
-    outputs = []
-    for run in runs:
-        run.model = models.models[run.spec.name]
-        outputs.append(submit(run.model, run.inputs))
+    outputs = [submit(run.model, run.inputs) for run in runs]
     recording, quality = summarise(record)
     preprocess_ms = (time.perf_counter() - prepare_started) * 1000 - explain_ms
     probabilities = await asyncio.gather(*outputs)

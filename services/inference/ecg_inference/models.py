@@ -8,7 +8,6 @@ from __future__ import annotations
 
 import logging
 from dataclasses import dataclass, field
-from functools import cached_property
 from pathlib import Path
 
 import numpy as np
@@ -18,7 +17,6 @@ from ecg_inference.cpus import usable_cpus, worker_processes
 from ecg_inference.graph import optimize_for_cpu
 from ecg_shared.artifacts import ArtifactStore, sha256
 from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
-from ecg_shared.preprocessing import PreprocessingSpec
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -99,20 +97,6 @@ def max_output_difference(a: ort.InferenceSession, b: ort.InferenceSession) -> f
     return max(differences)
 
 
-@dataclass(frozen=True)
-class ModelSpec:
-    """What preparing a recording needs to know of a model, without its session (``prepare_with_specs`` works from
-    these alone, so ``ecg classify`` and the service prepare the same way)."""
-
-    name: str
-    preprocessing: PreprocessingSpec
-    min_duration_s: float
-
-    @property
-    def leads(self) -> tuple[str, ...]:
-        return self.preprocessing.leads
-
-
 @dataclass(eq=False)
 class LoadedModel:
     """One servable model: identity-hashed, so the batcher never mixes two versions of one name."""
@@ -142,12 +126,9 @@ class LoadedModel:
             return configured
         return GPU_BATCH_WINDOWS if "CUDAExecutionProvider" in self.providers else CPU_BATCH_WINDOWS
 
+    @property
     def min_duration_s(self) -> float:
         return min(get_settings().classify_min_duration_s, self.metadata.preprocessing.window_s)
-
-    @cached_property
-    def spec(self) -> ModelSpec:
-        return ModelSpec(self.name, self.metadata.preprocessing, self.min_duration_s())
 
     def predict(self, inputs: np.ndarray) -> np.ndarray:
         """Class probabilities (n, n_classes) for model inputs (n, window, leads), in one onnxruntime call."""
@@ -184,11 +165,6 @@ class ModelSet:
 
     def __bool__(self) -> bool:
         return bool(self.models)
-
-    @cached_property
-    def specs(self) -> dict[str, ModelSpec]:
-        """Every model's :class:`ModelSpec`, by name (what a preprocessing process needs)."""
-        return {name: model.spec for name, model in self.models.items()}
 
     def describe(self) -> list[dict]:
         return [
