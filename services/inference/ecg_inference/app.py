@@ -6,11 +6,13 @@ Run: ``python -m ecg_inference --host 0.0.0.0 --port 8001`` (``ECG_INFERENCE_WOR
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import time
 from contextlib import asynccontextmanager
 
+import numpy as np
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
@@ -32,13 +34,21 @@ LATENCY = Histogram(
 )
 
 
+def _warm_up() -> None:
+    """Import neurokit2 and run its detector once (about a second) before this worker's first request, not in it."""
+    from ecg_shared.heart import detect_rpeaks
+
+    t = np.arange(0, 5, 1 / 250)
+    detect_rpeaks(np.sin(2 * np.pi * 1.2 * t) ** 15, 250)
+
+
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings = get_settings()
     logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
     app.state.watcher = ModelWatcher()
     app.state.batcher = MicroBatcher(settings.batch_wait_ms)
-    await app.state.watcher.start()
+    await asyncio.gather(app.state.watcher.start(), asyncio.to_thread(_warm_up))
     yield
     await app.state.watcher.stop()
     app.state.batcher.close()
