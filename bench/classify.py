@@ -32,13 +32,13 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Iterator
-from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 from urllib.parse import urlsplit
 
 import numpy as np
+
+from bench import overridden_setting
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 8, 32, 128)
@@ -410,24 +410,6 @@ def _ratio(a: float, b: float, digits: int = 3) -> float | None:
     return round(a / b, digits) if b and b == b and a == a else None
 
 
-@contextmanager
-def _setting(name: str, value: str) -> Iterator[None]:
-    """The setting ``name`` (an ECG_* variable) is ``value`` inside the block, and what it was after."""
-    from ecg_shared.settings import get_settings
-
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-        get_settings.cache_clear()
-
-
 def raw_onnxruntime(
     models_dir: Path, payloads: list[tuple[str, bytes]], concurrency: int, duration_s: float
 ) -> dict[str, Any]:
@@ -438,7 +420,7 @@ def raw_onnxruntime(
     from ecg_inference.models import load_bundled
     from ecg_shared.preprocessing import prepare
 
-    with _setting("ECG_ONNX_THREADS", str(usable_cpus())):
+    with overridden_setting("ECG_ONNX_THREADS", str(usable_cpus())):
         models = load_bundled(models_dir)
     prepared = []
     for name, data in payloads:

@@ -31,6 +31,8 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
+from bench import overridden_setting
+
 ACCOUNT = "devstoreaccount1"
 CONTAINER = "bench"
 BASELINE_MAX = 500  # the baseline is slow and its rate steady: it runs on the first recordings only
@@ -258,30 +260,23 @@ def run(n: int = 2000) -> dict[str, Any]:
 
     azurite = start_azurite()
     database_url = get_settings().database_url.rsplit("/", 1)[0] + f"/ecg_bench_{uuid.uuid4().hex[:8]}"
-    previous_url = os.environ.get("ECG_DATABASE_URL")
     try:
-        os.environ["ECG_DATABASE_URL"] = database_url
-        get_settings.cache_clear()
-        upgrade(database_url)
-        account_url = azurite.account_url
-        source = BlobSource(account_url, CONTAINER, StorageCredential(connection_string=azurite.connection_string))
-        t0 = time.perf_counter()
-        rows, repeats = upload_recordings(data, source, n)
-        upload_s = time.perf_counter() - t0
-        sas = _sas(AZURITE_ACCOUNT_KEY)
+        with overridden_setting("ECG_DATABASE_URL", database_url):
+            upgrade(database_url)
+            account_url = azurite.account_url
+            source = BlobSource(account_url, CONTAINER, StorageCredential(connection_string=azurite.connection_string))
+            t0 = time.perf_counter()
+            rows, repeats = upload_recordings(data, source, n)
+            upload_s = time.perf_counter() - t0
+            sas = _sas(AZURITE_ACCOUNT_KEY)
 
-        baseline = run_baseline(rows[:BASELINE_MAX], account_url, sas, "bench-baseline", database_url)
-        job = run_job(account_url, sas, "bench-job", azurite.process.pid)
-        stage_rows = rows[:STAGE_MAX]
-        stages = stage_capacities(stage_rows, account_url, sas, "bench-stages", azurite.process.pid)
+            baseline = run_baseline(rows[:BASELINE_MAX], account_url, sas, "bench-baseline", database_url)
+            job = run_job(account_url, sas, "bench-job", azurite.process.pid)
+            stage_rows = rows[:STAGE_MAX]
+            stages = stage_capacities(stage_rows, account_url, sas, "bench-stages", azurite.process.pid)
     finally:
         azurite.stop()
         _drop_database(database_url)
-        if previous_url is None:
-            os.environ.pop("ECG_DATABASE_URL", None)
-        else:
-            os.environ["ECG_DATABASE_URL"] = previous_url
-        get_settings.cache_clear()
     return _result(n, repeats, upload_s, baseline, job, stages, len(stage_rows))
 
 
