@@ -22,14 +22,14 @@ from ecg_shared.db import Recording, session_scope
 from ecg_shared.jobs.ingestion import IngestionJob, get_ingestion_job, ingestion_job_view
 from tests.ingestion.conftest import make_sas, unique_name, wait_until
 from tests.support.processes import start_process
-from tests.support.stack import _claim_redis_db, redis_base_url
+from tests.support.stack import claim_redis_db, redis_base_url
 
 ECG = str(Path(sys.executable).parent / "ecg")
 
 
 @pytest.fixture(scope="module")
 def queue_env(azurite, database_url) -> Iterator[dict[str, str]]:
-    claim = _claim_redis_db()
+    claim = claim_redis_db()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECG_INGEST_")}
     env.update(
         ECG_DATABASE_URL=database_url,

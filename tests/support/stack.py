@@ -6,7 +6,7 @@ free port (allocated for every entry up front, so a service that is not started,
 connections at a known address), ``*_HOST`` variables become 127.0.0.1, ``AZURITE_LOCATION`` a temporary folder.
 
 Every process gets the same ``ECG_*`` environment: the test database, a Redis database of its own (see
-:func:`_claim_redis_db`: Celery queues of concurrent test runs never mix), the artifact store (the stack's own
+:func:`claim_redis_db`: Celery queues of concurrent test runs never mix), the artifact store (the stack's own
 Azurite, or the one passed in), ``ECG_INFERENCE_URL`` pointing at the stack's inference port, and ``ECG_API_KEY``.
 
     with start_stack(["inference", "gateway"], database_url=url, artifact_connection_string=cs) as stack:
@@ -95,7 +95,7 @@ class _RedisClaim:
         self.lock_file.close()
 
 
-def _claim_redis_db() -> _RedisClaim:
+def claim_redis_db() -> _RedisClaim:
     """Hold an exclusive lock on one of Redis databases 1-15 for this stack and empty it.
 
     Database 0 is left to `make dev`. The lock (a file under the temp dir) keeps test runs that run at the same
@@ -234,7 +234,7 @@ def start_stack(
     if artifact_connection_string is None:
         raise ValueError("pass artifact_connection_string (e.g. the azurite fixture's) or start 'azurite'")
 
-    redis_claim = _claim_redis_db()
+    redis_claim = claim_redis_db()
     cleanup.append(redis_claim.release)
     stack_env = {
         "ECG_DATABASE_URL": database_url,

@@ -4,13 +4,14 @@ Celery training worker process."""
 from __future__ import annotations
 
 import os
-import random
 import uuid
+from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
 from ecg_shared.settings import REPO_ROOT
+from tests.support.stack import claim_redis_db, redis_base_url
 
 PTBXL_SLICE_SIZE = 60
 ECG = str(REPO_ROOT / ".venv" / "bin" / "ecg")
@@ -48,18 +49,21 @@ def ptbxl_slice(data_dir: Path, database_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def training_env(database_url: str, azurite) -> dict[str, str]:
-    """Environment of the worker and of ``ecg`` subprocesses: test database, Azurite, our own Redis database."""
+def training_env(database_url: str, azurite) -> Iterator[dict[str, str]]:
+    """Environment of the worker and of ``ecg`` subprocesses: test database, Azurite, a Redis database claimed for
+    these tests alone (another suite's stack may be running workers on the others)."""
+    claim = claim_redis_db()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ECG_")}
     env.update(
         ECG_DATABASE_URL=database_url,
         ECG_ARTIFACT_CONNECTION_STRING=azurite.connection_string,
-        ECG_REDIS_URL=f"redis://127.0.0.1:6379/{random.randint(1, 15)}",
+        ECG_REDIS_URL=f"{redis_base_url()}/{claim.index}",
         ECG_TRAINING_HEARTBEAT_S="0.5",
         TF_CPP_MIN_LOG_LEVEL="2",
         CUDA_VISIBLE_DEVICES="",
     )
-    return env
+    yield env
+    claim.release()
 
 
 def start_training_worker(name: str, env: dict[str, str]):

@@ -8,6 +8,7 @@ from sqlalchemy import select
 from ecg_shared.db import session_scope
 from ecg_shared.db.models import ModelVersion
 from ecg_shared.jobs.training import TRAINING_TASK, get_training_job
+from tests.support.stack import claim_redis_db, redis_base_url
 from tests.training.conftest import start_training_worker, unique_name
 from tests.training.test_worker import SMALL_JOB, enqueue, wait_for
 
@@ -33,11 +34,12 @@ def forget_unacked_task(redis_url: str, job_id: int) -> int:
     return removed
 
 
-def test_a_killed_worker_leaves_no_model_and_the_job_is_marked_failed(training_env, ptbxl_slice):
+def test_a_killed_worker_leaves_no_model_and_the_job_is_marked_failed(request, training_env, ptbxl_slice):
     """SIGKILL mid-job: nothing is registered; the next worker finds the stale job and marks it failed."""
     # a Redis database of its own, so that no other worker can take the job
-    other_db = int(training_env["ECG_REDIS_URL"].rsplit("/", 1)[1]) % 15 + 1
-    own_redis = {**training_env, "ECG_REDIS_URL": f"redis://127.0.0.1:6379/{other_db}"}
+    claim = claim_redis_db()
+    request.addfinalizer(claim.release)
+    own_redis = {**training_env, "ECG_REDIS_URL": f"{redis_base_url()}/{claim.index}"}
     env = {**own_redis, "ECG_TRAINING_JOB_LOST_AFTER_S": "3"}
     doomed = start_training_worker("training-worker-killed", own_redis)
     name = unique_name("ptbxl-killed")
