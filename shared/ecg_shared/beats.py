@@ -1,0 +1,304 @@
+"""Beats of one ECG lead and the rhythm evidence a cardiologist reads from them, as a fixed vector of features.
+
+Atrial fibrillation is defined by irregularly irregular RR intervals without P waves; premature beats, pauses and
+flutter show in the RR series and in how alike the beats are. :func:`beat_features` measures these on one lead with
+sleepecg's compiled Pan-Tompkins detector. It is the one implementation: training computes it on each cleaned
+recording, inference on the same cleaned lead, and the model's ONNX graph takes the vector as its ``features`` input.
+
+>>> import numpy as np
+>>> fs = 150.0
+>>> t = np.arange(int(20 * fs)) / fs
+>>> ecg = np.exp(-(((t % 0.8) - 0.4) ** 2) / 2e-4)  # a spike every 0.8 s: 75 bpm, perfectly regular
+>>> features = dict(zip(FEATURE_NAMES, beat_features(ecg, fs)))
+>>> round(float(features["heart_rate_bpm"])), bool(features["rr_cv"] < 0.01), float(features["beats_valid"])
+(75, True, 1.0)
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+import numpy as np
+
+FEATURES_VERSION = "beats-1"
+MIN_BEATS = 4  # fewer beats than this: the RR features are undefined (zeros) and beats_valid is 0
+MIN_RR_S, MAX_RR_S = 0.2, 3.0  # 20-300 bpm; intervals outside are detection gaps or double detections
+BEAT_BEFORE_S, BEAT_AFTER_S = 0.25, 0.40  # a beat's segment around its R peak
+P_WINDOW_S = (-0.25, -0.08)  # where the P wave lies before the R peak
+T_WINDOW_S = (0.15, 0.40)  # where the T wave lies after it
+QRS_HALF_WIDTH_S = 0.06
+REFINE_S = 0.08  # a detection is moved to the largest deflection within this reach
+
+FEATURE_NAMES = (
+    "beats_valid",  # 1 when at least MIN_BEATS beats were found
+    "heart_rate_bpm",  # 60 / mean RR
+    "rr_median_s",
+    "rr_min_rel",  # shortest RR / median RR
+    "rr_max_rel",  # longest RR / median RR
+    "rr_cv",  # SD / mean of the RR intervals
+    "rmssd_rel",  # root mean square of successive differences / mean RR
+    "pnn50",  # fraction of successive differences over 50 ms
+    "pnn20",
+    "madsd_rel",  # median |successive difference| / median RR
+    "irregular_fraction",  # fraction of successive differences over 15% of the interval
+    "turning_point_ratio",  # local extrema of the RR series / expected for a random series (2/3 of n-2)
+    "sd1_sd2",  # Poincare plot: short-term over long-term variability
+    "sample_entropy",  # of the RR series (m=2, r=0.2 SD)
+    "premature_fraction",  # beats early by 15% or more followed by a longer interval
+    "beat_correlation",  # mean correlation of each beat with the median beat
+    "beat_outlier_fraction",  # beats correlating below 0.8 with the median beat
+    "p_wave_ratio",  # peak-to-peak of the median beat's P window / its QRS amplitude
+    "p_wave_consistency",  # mean correlation of each beat's P window with the median beat's
+    "t_wave_ratio",  # peak-to-peak of the median beat's T window / its QRS amplitude
+    "qrs_width_s",  # width of the median QRS at half its amplitude
+    "qrs_amplitude",  # peak-to-peak of the median QRS, in the signal's units (mV)
+    "beat_coverage",  # beats x median RR / duration: 1 when the detector followed the whole recording
+)
+N_FEATURES = len(FEATURE_NAMES)
+
+
+def detect_beats(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
+    """R-peak sample indices of one lead: sleepecg's compiled detector, each detection moved to the largest
+    deflection of the QRS within 80 ms (sleepecg marks the peak of its integrated signal, which may lie before
+    it), so every beat is marked at the same point of its complex. Empty for a flat, short or broken lead."""
+    import sleepecg
+
+    x = np.asarray(signal, dtype=np.float64).ravel()
+    if x.size < 2 * sampling_rate or not np.all(np.isfinite(x)) or np.ptp(x) < 1e-6:
+        return np.array([], dtype=np.int64)
+    try:
+        peaks = np.asarray(sleepecg.detect_heartbeats(x, sampling_rate), dtype=np.int64)
+    except (ValueError, IndexError, ZeroDivisionError):
+        return np.array([], dtype=np.int64)
+    if not peaks.size:
+        return peaks
+    reach = max(round(REFINE_S * sampling_rate), 1)
+    offsets = np.arange(-reach, reach + 1)
+    around = np.clip(peaks[:, None] + offsets[None, :], 0, x.size - 1)
+    deviation = np.abs(x[around] - np.median(x[around], axis=1, keepdims=True))
+    return np.unique(around[np.arange(len(peaks)), np.argmax(deviation, axis=1)])
+
+
+def beat_features(signal: np.ndarray, sampling_rate: float, beats: np.ndarray | None = None) -> np.ndarray:
+    """The :data:`FEATURE_NAMES` vector (float32) of one lead at ``sampling_rate``; ``beats`` if already detected."""
+    x = np.asarray(signal, dtype=np.float64).ravel()
+    peaks = detect_beats(x, sampling_rate) if beats is None else np.asarray(beats, dtype=np.int64)
+    out = dict.fromkeys(FEATURE_NAMES, 0.0)
+    rr = np.diff(peaks) / sampling_rate
+    rr = rr[(rr >= MIN_RR_S) & (rr <= MAX_RR_S)]
+    if len(peaks) >= MIN_BEATS and rr.size >= MIN_BEATS - 1:
+        out.update(_rr_features(rr))
+        out.update(_morphology_features(x, peaks, sampling_rate))
+        out["beats_valid"] = 1.0
+        out["beat_coverage"] = float(min(len(peaks) * np.median(rr) / (x.size / sampling_rate), 2.0))
+    return np.array([out[name] for name in FEATURE_NAMES], dtype=np.float32)
+
+
+def _rr_features(rr: np.ndarray) -> dict[str, float]:
+    mean, median = float(rr.mean()), float(np.median(rr))
+    diff = np.diff(rr)
+    abs_diff = np.abs(diff)
+    features = {
+        "heart_rate_bpm": 60.0 / mean,
+        "rr_median_s": median,
+        "rr_min_rel": float(rr.min() / median),
+        "rr_max_rel": float(rr.max() / median),
+        "rr_cv": float(rr.std() / mean),
+        "rmssd_rel": float(np.sqrt(np.mean(diff**2)) / mean) if diff.size else 0.0,
+        "pnn50": float(np.mean(abs_diff > 0.05)) if diff.size else 0.0,
+        "pnn20": float(np.mean(abs_diff > 0.02)) if diff.size else 0.0,
+        "madsd_rel": float(np.median(abs_diff) / median) if diff.size else 0.0,
+        "irregular_fraction": float(np.mean(abs_diff > 0.15 * rr[:-1])) if diff.size else 0.0,
+        "turning_point_ratio": _turning_point_ratio(rr),
+        "sd1_sd2": _sd1_sd2(rr),
+        "sample_entropy": _sample_entropy(rr),
+        "premature_fraction": _premature_fraction(rr),
+    }
+    return features
+
+
+def _turning_point_ratio(rr: np.ndarray) -> float:
+    if rr.size < 3:
+        return 0.0
+    middle, before, after = rr[1:-1], rr[:-2], rr[2:]
+    turns = ((middle > before) & (middle > after)) | ((middle < before) & (middle < after))
+    return float(turns.sum() / (2.0 * (rr.size - 2) / 3.0))
+
+
+def _sd1_sd2(rr: np.ndarray) -> float:
+    if rr.size < 3:
+        return 0.0
+    a, b = rr[:-1], rr[1:]
+    sd1 = np.std((b - a) / np.sqrt(2))
+    sd2 = np.std((b + a) / np.sqrt(2))
+    return float(sd1 / sd2) if sd2 > 1e-9 else 0.0
+
+
+def _sample_entropy(rr: np.ndarray, m: int = 2, r_factor: float = 0.2) -> float:
+    """SampEn(m, r) of the RR series; capped at 4 where no template of length m+1 matches."""
+    n = rr.size
+    if n < m + 2:
+        return 0.0
+    r = r_factor * rr.std()
+    if r <= 1e-9:
+        return 0.0
+
+    def matches(length: int) -> int:
+        templates = np.lib.stride_tricks.sliding_window_view(rr[: n - m + length - 1], length)
+        distance = np.max(np.abs(templates[:, None, :] - templates[None, :, :]), axis=2)
+        return int((distance <= r).sum() - len(templates))  # pairs, each counted twice, minus self-matches
+
+    b, a = matches(m), matches(m + 1)
+    if a == 0 or b == 0:
+        return 4.0
+    return float(min(-np.log(a / b), 4.0))
+
+
+def _premature_fraction(rr: np.ndarray) -> float:
+    if rr.size < 3:
+        return 0.0
+    reference = np.median(rr)
+    early = rr[:-1] < 0.85 * reference
+    compensated = rr[1:] > 1.1 * rr[:-1]
+    return float(np.mean(early & compensated))
+
+
+def _morphology_features(x: np.ndarray, peaks: np.ndarray, fs: float) -> dict[str, float]:
+    before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
+    inside = peaks[(peaks - before >= 0) & (peaks + after < x.size)]
+    if inside.size < MIN_BEATS - 1:
+        return {}
+    beats = x[inside[:, None] + np.arange(-before, after + 1)[None, :]]
+    beats = beats - np.median(beats, axis=1, keepdims=True)
+    template = np.median(beats, axis=0)
+    correlation = _rows_correlation(beats, template)
+    offsets = np.arange(-before, after + 1) / fs
+    qrs = np.abs(offsets) <= QRS_HALF_WIDTH_S
+    p_window = (offsets >= P_WINDOW_S[0]) & (offsets <= P_WINDOW_S[1])
+    t_window = (offsets >= T_WINDOW_S[0]) & (offsets <= T_WINDOW_S[1])
+    qrs_amplitude = float(np.ptp(template[qrs]))
+    scale = qrs_amplitude if qrs_amplitude > 1e-9 else 1.0
+    return {
+        "beat_correlation": float(correlation.mean()),
+        "beat_outlier_fraction": float(np.mean(correlation < 0.8)),
+        "p_wave_ratio": float(np.ptp(template[p_window]) / scale),
+        "p_wave_consistency": float(_rows_correlation(beats[:, p_window], template[p_window]).mean()),
+        "t_wave_ratio": float(np.ptp(template[t_window]) / scale),
+        "qrs_width_s": _half_amplitude_width(template, before, fs),
+        "qrs_amplitude": qrs_amplitude,
+    }
+
+
+def _rows_correlation(rows: np.ndarray, reference: np.ndarray) -> np.ndarray:
+    a = rows - rows.mean(axis=1, keepdims=True)
+    b = reference - reference.mean()
+    denominator = np.sqrt((a**2).sum(axis=1) * (b**2).sum())
+    return np.where(denominator > 1e-12, (a @ b) / np.maximum(denominator, 1e-12), 0.0)
+
+
+def _half_amplitude_width(template: np.ndarray, centre: int, fs: float) -> float:
+    """Width (s) of the region around the R peak where |template| stays above half its peak there."""
+    magnitude = np.abs(template - np.median(template))
+    half_width = round(QRS_HALF_WIDTH_S * fs)
+    window = magnitude[max(centre - half_width, 0) : centre + half_width + 1]
+    if not window.size or window.max() <= 1e-12:
+        return 0.0
+    start = max(centre - half_width, 0)
+    centre = start + int(np.argmax(window))
+    peak = magnitude[centre]
+    above = magnitude >= peak / 2
+    left = centre
+    while left > 0 and above[left - 1]:
+        left -= 1
+    right = centre
+    while right < len(above) - 1 and above[right + 1]:
+        right += 1
+    return float((right - left + 1) / fs)
+
+
+# --- Several leads: the rhythm on one, the morphology a cardiologist reads on each ---------------------------------
+
+MORPHOLOGY_NAMES = ("qrs_amplitude", "qrs_net", "st_level", "t_amplitude")
+ST_WINDOW_S = (0.06, 0.10)  # after the R peak: the ST segment (J point + 60 ms, at usual QRS widths)
+PR_BASELINE_S = (-0.12, -0.06)  # the PR segment: the isoelectric reference for ST and T
+
+
+@dataclass(frozen=True)
+class FeatureSpec:
+    """Which features a model takes: the beat features of ``rhythm_lead``, then, for each of ``morphology_leads``,
+    its median beat's QRS amplitude, net QRS deflection, ST level and T amplitude (the beats found on the rhythm
+    lead), and the frontal QRS axis when both I and aVF are among them. Stored with the model."""
+
+    rhythm_lead: str = "II"
+    morphology_leads: tuple[str, ...] = ()
+    version: str = FEATURES_VERSION
+
+    @property
+    def names(self) -> list[str]:
+        names = list(FEATURE_NAMES)
+        names += [f"{lead}_{name}" for lead in self.morphology_leads for name in MORPHOLOGY_NAMES]
+        if self._has_axis:
+            names.append("qrs_axis_deg")
+        return names
+
+    @property
+    def _has_axis(self) -> bool:
+        return "I" in self.morphology_leads and "aVF" in self.morphology_leads
+
+    def to_dict(self) -> dict:
+        return {
+            "rhythm_lead": self.rhythm_lead,
+            "morphology_leads": list(self.morphology_leads),
+            "version": self.version,
+        }
+
+    @classmethod
+    def from_dict(cls, data: dict) -> FeatureSpec:
+        return cls(data["rhythm_lead"], tuple(data.get("morphology_leads", ())), data.get("version", FEATURES_VERSION))
+
+
+def recording_features(
+    signal: np.ndarray, sampling_rate: float, lead_names: list[str], spec: FeatureSpec, beats: np.ndarray | None = None
+) -> np.ndarray:
+    """The vector ``spec.names`` describes (float32) of a (n_samples, n_leads) signal whose columns are
+    ``lead_names``; a single-lead signal serves as the rhythm lead whatever its name."""
+    x = np.asarray(signal, dtype=np.float64)
+    if x.ndim == 1:
+        x = x[:, None]
+    rhythm_column = lead_names.index(spec.rhythm_lead) if spec.rhythm_lead in lead_names else 0
+    rhythm = x[:, rhythm_column]
+    peaks = detect_beats(rhythm, sampling_rate) if beats is None else np.asarray(beats, dtype=np.int64)
+    values = [beat_features(rhythm, sampling_rate, peaks)]
+    if spec.morphology_leads:
+        columns = [lead_names.index(lead) for lead in spec.morphology_leads]
+        morphology = _lead_morphology(x[:, columns], peaks, sampling_rate)
+        values.append(morphology.ravel())
+        if spec._has_axis:
+            net = morphology[:, MORPHOLOGY_NAMES.index("qrs_net")]
+            lead_i, lead_avf = net[spec.morphology_leads.index("I")], net[spec.morphology_leads.index("aVF")]
+            axis = np.degrees(np.arctan2(lead_avf, lead_i)) if abs(lead_i) + abs(lead_avf) > 1e-9 else 0.0
+            values.append(np.array([axis]))
+    return np.concatenate(values).astype(np.float32)
+
+
+def _lead_morphology(x: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
+    """(n_leads, len(MORPHOLOGY_NAMES)) from each lead's median beat; zeros without enough beats."""
+    out = np.zeros((x.shape[1], len(MORPHOLOGY_NAMES)))
+    before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
+    inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])] if peaks.size else peaks
+    if inside.size < MIN_BEATS - 1:
+        return out
+    offsets = np.arange(-before, after + 1) / fs
+    templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)  # (samples, leads)
+
+    def window(bounds: tuple[float, float]) -> np.ndarray:
+        return (offsets >= bounds[0]) & (offsets <= bounds[1])
+
+    baseline = templates[window(PR_BASELINE_S)].mean(axis=0)
+    qrs = templates[np.abs(offsets) <= QRS_HALF_WIDTH_S] - baseline
+    t_wave = templates[window(T_WINDOW_S)] - baseline
+    out[:, 0] = np.ptp(qrs, axis=0)
+    out[:, 1] = qrs.max(axis=0) + qrs.min(axis=0)
+    out[:, 2] = templates[window(ST_WINDOW_S)].mean(axis=0) - baseline
+    out[:, 3] = t_wave[np.argmax(np.abs(t_wave), axis=0), np.arange(x.shape[1])]
+    return out
