@@ -3,7 +3,10 @@
 Training writes it (:meth:`ModelMetadata.to_onnx_props`); inference reads it from the session
 (:meth:`ModelMetadata.from_onnx_props` over ``session.get_modelmeta().custom_metadata_map``). The preprocessing spec
 inside is the one :func:`ecg_shared.preprocessing.prepare` applies, so a served model sees exactly what it trained on.
-Input: ``ecg`` float32 (batch, window_samples, n_leads). Output: ``probabilities`` float32 (batch, n_classes).
+Inputs: ``ecg`` float32 (batch, window_samples, n_leads) and, for a model fused with beat features
+(``features`` set), ``features`` float32 (batch, n_features): :func:`ecg_shared.beats.recording_features` of the
+window's recording. Output: ``probabilities`` float32 (batch, n_classes), before calibration: the service and the
+trainer apply ``calibration`` (:func:`ecg_shared.calibration.calibrate`) to a recording's mean over its windows.
 """
 
 from __future__ import annotations
@@ -15,6 +18,7 @@ from typing import Any
 from ecg_shared.preprocessing import PreprocessingSpec
 
 INPUT_NAME = "ecg"
+FEATURES_INPUT_NAME = "features"
 OUTPUT_NAME = "probabilities"
 
 
@@ -30,7 +34,19 @@ class ModelMetadata:
     training_job_id: int | None = None
     dataset_fingerprint: str = ""
     version: int | None = None
+    features: dict[str, Any] | None = None  # ecg_shared.beats.FeatureSpec.to_dict(): the graph's second input
+    calibration: dict[str, Any] | None = (
+        None  # e.g. {"method": "temperature", "temperature": 1.4}, fitted on validation
+    )
+    abnormal_prevalence: float | None = None  # share of abnormal recordings among the readable ones in training
     extra: dict[str, Any] = field(default_factory=dict)
+
+    @property
+    def feature_spec(self):
+        """The :class:`ecg_shared.beats.FeatureSpec` of the ``features`` input; None for a network alone."""
+        from ecg_shared.beats import FeatureSpec
+
+        return None if self.features is None else FeatureSpec.from_dict(self.features)
 
     @property
     def abnormal_classes(self) -> list[str]:

@@ -74,7 +74,10 @@ class ModelResult(BaseModel):
     version: int | None
     family: str
     leads: list[str] = Field(description="the recording's leads this model read")
-    probabilities: dict[str, float] = Field(description="mean over windows, keyed by the class labels as trained")
+    probabilities: dict[str, float] = Field(
+        description="calibrated (the model's calibration, fitted on its validation split) mean over windows, keyed by "
+        "the class labels as trained"
+    )
     predicted_class: str
     call: Call
     p_abnormal: float = Field(description="sum of the abnormal classes' probabilities")
@@ -84,8 +87,11 @@ class ModelResult(BaseModel):
 
 class Verdict(BaseModel):
     label: Call
-    probability: float
-    rule: str
+    probability: float = Field(description="of the verdict's label")
+    rule: str = Field(description="why: each model's call and how they were combined, in words")
+    p_abnormal: float | None = Field(None, description="the combined probability of abnormal (not when unreadable)")
+    disagreement: bool = Field(False, description="the models that could read the recording call it differently")
+    anchor: str | None = Field(None, description="the model whose log-odds and threshold the combination starts from")
 
 
 class SegmentImportance(BaseModel):

@@ -138,14 +138,11 @@ def _result(name, call, p_abnormal, probabilities=None, predicted="N"):
 def test_verdict_rule(models):
     rhythm, twelve = models.models["rhythm-1lead"], models.models["normal-12lead"]
     good = QualityReport(True)
-    verdict = combine(good, [_result("a", "normal", 0.2), _result("b", "abnormal", 0.7)], [rhythm, twelve])
-    assert (verdict.label, verdict.probability) == ("abnormal", 0.7)
-    verdict = combine(good, [_result("a", "normal", 0.2), _result("b", "normal", 0.4)], [rhythm, twelve])
-    assert verdict.label == "normal" and verdict.probability == pytest.approx(0.6)
+    # (disagreements between readable models: tests/inference/test_combination.py)
     noisy = _result("rhythm-1lead", "unreadable", 0.1, {"N": 0.2, "A": 0.05, "O": 0.05, "~": 0.7}, predicted="~")
     # One model finding it too noisy does not silence the others: the 12-lead model still decides.
     verdict = combine(good, [noisy, _result("b", "abnormal", 0.9)], [rhythm, twelve])
-    assert (verdict.label, verdict.probability) == ("abnormal", 0.9)
+    assert verdict.label == "abnormal" and verdict.probability == pytest.approx(0.9)
     assert "rhythm-1lead found it too noisy" in verdict.rule
     verdict = combine(good, [noisy, _result("b", "normal", 0.3)], [rhythm, twelve])
     assert verdict.label == "normal" and verdict.probability == pytest.approx(0.7)

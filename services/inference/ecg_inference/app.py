@@ -35,11 +35,14 @@ LATENCY = Histogram(
 
 
 def _warm_up() -> None:
-    """Import neurokit2 and run its detector once (about a second) before this worker's first request, not in it."""
+    """Import neurokit2 and sleepecg and run their detectors once (about a second) before this worker's first
+    request, not in it."""
+    from ecg_shared.beats import beat_features
     from ecg_shared.heart import detect_rpeaks
 
     t = np.arange(0, 5, 1 / 250)
     detect_rpeaks(np.sin(2 * np.pi * 1.2 * t) ** 15, 250)
+    beat_features(np.sin(2 * np.pi * 1.2 * t) ** 15, 250)
 
 
 @asynccontextmanager

@@ -21,7 +21,9 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecg_inference.explain import OcclusionPlan, explain, plan_occlusion
-from ecg_inference.models import LoadedModel, ModelSet
+from ecg_inference.models import LoadedModel, ModelInputs, ModelSet
+from ecg_shared.beats import recording_features
+from ecg_shared.calibration import calibrate
 from ecg_shared.formats import EcgFormatError, Record, read_ecg
 from ecg_shared.heart import heart_rate
 from ecg_shared.preprocessing import clean, window_batch, window_starts
@@ -41,9 +43,13 @@ log = logging.getLogger(__name__)
 
 VERDICT_RULE = (
     "unreadable if the quality check fails or every applicable model's most likely class means 'too noisy to "
-    "judge'; otherwise, among the models that could read it: abnormal if any calls abnormal (probability: the highest "
-    "p_abnormal among them); otherwise normal (probability: 1 - the highest p_abnormal)"
+    "judge'. Otherwise, among the models that could read it, one model's call is the verdict; with several, their "
+    "calibrated probabilities are combined by Bayes' rule for independent evidence: the log-odds of the model that "
+    "reads the most leads (the anchor), plus each other model's log-odds relative to its training prevalence of "
+    "abnormal. Abnormal when the combined probability reaches the anchor's threshold. (docs/inference.md)"
 )
+PROBABILITY_FLOOR = 1e-4  # probabilities are held within [floor, 1 - floor] before taking log-odds
+DEFAULT_PREVALENCE = 0.5  # for a model that does not record its training prevalence
 
 
 MIN_SAMPLING_RATE_HZ = 50  # below this a QRS complex (about 100 ms) is a sample or two
@@ -103,10 +109,13 @@ class ModelRun:
     lead_names: list[str]
     windows: np.ndarray
     plan: OcclusionPlan | None = None
+    features: np.ndarray | None = None  # the recording's beat features, for a model fused with them
 
     @property
-    def inputs(self) -> np.ndarray:
-        return self.windows if self.plan is None else np.concatenate([self.windows, self.plan.inputs])
+    def inputs(self) -> ModelInputs:
+        ecg = self.windows if self.plan is None else np.concatenate([self.windows, self.plan.inputs])
+        features = None if self.features is None else np.repeat(self.features[None, :], len(ecg), axis=0)
+        return ModelInputs(ecg, features)
 
 
 @dataclass
@@ -192,7 +201,10 @@ def prepare_run(model: LoadedModel, record: Record, explain_segment_s: float | N
         raise ClassificationError(422, f"{model.name}: {exc}") from None
     windows = window_batch(cleaned, spec)
     lead_names = record.lead_names if (len(spec.leads) == 1 and record.n_leads == 1) else list(spec.leads)
-    run = ModelRun(model, list(lead_names), windows)
+    features = model.metadata.feature_spec
+    if features is not None:  # the same function, on the same cleaned signal, as training
+        features = recording_features(cleaned, spec.sampling_rate, list(spec.leads), features)
+    run = ModelRun(model, list(lead_names), windows, features=features)
     if not explain_segment_s:
         return run, 0.0
     started = time.perf_counter()
@@ -271,13 +283,16 @@ async def classify_submitting(
 # --- Step 2: onnxruntime -----------------------------------------------------------------------------------------
 
 
-def run_batched(model: LoadedModel, arrays: list[np.ndarray], max_rows: int | None = None) -> list[np.ndarray]:
-    """Probabilities for each of ``arrays`` from as few onnxruntime calls as ``max_rows`` (default: the model's
-    batch limit) allows."""
+def run_batched(
+    model: LoadedModel, arrays: list[ModelInputs | np.ndarray], max_rows: int | None = None
+) -> list[np.ndarray]:
+    """Probabilities for each of ``arrays`` (model inputs, or bare windows for a network without features) from as
+    few onnxruntime calls as ``max_rows`` (default: the model's batch limit) allows."""
     max_rows = max_rows or model.batch_limit
-    sizes = [len(a) for a in arrays]
-    joined = arrays[0] if len(arrays) == 1 else np.concatenate(arrays)
-    outputs = [model.predict(joined[i : i + max_rows]) for i in range(0, len(joined), max_rows)]
+    parts = [a if isinstance(a, ModelInputs) else ModelInputs(a) for a in arrays]
+    sizes = [len(a) for a in parts]
+    joined = ModelInputs.join(parts)
+    outputs = [model.predict(joined.rows(i, i + max_rows)) for i in range(0, len(joined), max_rows)]
     probabilities = outputs[0] if len(outputs) == 1 else np.concatenate(outputs)
     return np.split(probabilities, np.cumsum(sizes)[:-1])
 
@@ -287,7 +302,7 @@ def run_batched(model: LoadedModel, arrays: list[np.ndarray], max_rows: int | No
 
 def model_result(run: ModelRun, probabilities: np.ndarray) -> ModelResult:
     meta = run.model.metadata
-    mean = probabilities.mean(axis=0)
+    mean = calibrate(probabilities.mean(axis=0, keepdims=True), meta.calibration)[0]
     by_class = {label: float(p) for label, p in zip(meta.classes, mean, strict=True)}
     predicted = meta.classes[int(np.argmax(mean))]
     p_abnormal = float(sum(by_class[c] for c in meta.abnormal_classes))
@@ -316,7 +331,7 @@ def combine(quality: QualityReport, results: list[ModelResult], models: list[Loa
     if not quality.usable:
         return Verdict(label="unreadable", probability=1.0, rule=f"quality check failed: {'; '.join(quality.reasons)}")
     unreadable = [(r, m) for r, m in zip(results, models, strict=True) if r.call == "unreadable"]
-    readable = [r for r in results if r.call != "unreadable"]
+    readable = [(r, m) for r, m in zip(results, models, strict=True) if r.call != "unreadable"]
     if not readable:
         result, model = max(unreadable, key=lambda pair: _p_unreadable(*pair))
         return Verdict(
@@ -325,22 +340,51 @@ def combine(quality: QualityReport, results: list[ModelResult], models: list[Loa
             rule=f"{result.name} finds the recording too noisy to judge (most likely class {result.predicted_class!r})",
         )
     noted = "".join(f"; {r.name} found it too noisy to judge" for r, _ in unreadable)
-    abnormal = [r for r in readable if r.call == "abnormal"]
-    if abnormal:
-        top = max(abnormal, key=lambda r: r.p_abnormal)
-        return Verdict(
-            label="abnormal",
-            probability=top.p_abnormal,
-            rule=f"{top.name} calls abnormal: p_abnormal {top.p_abnormal:.3f} >= threshold "
-            f"{top.threshold:.3f}; abnormal if any applicable model calls abnormal{noted}",
-        )
-    top = max(readable, key=lambda r: r.p_abnormal)
-    return Verdict(
-        label="normal",
-        probability=1.0 - top.p_abnormal,
-        rule=f"every model that could read it calls normal; probability = 1 - highest p_abnormal "
-        f"({top.name}, {top.p_abnormal:.3f}){noted}",
+    anchor, _ = max(readable, key=lambda pair: len(pair[0].leads))
+    others = [(r, m) for r, m in readable if r is not anchor]
+    log_odds = _log_odds(anchor.p_abnormal) + sum(
+        _log_odds(r.p_abnormal) - _log_odds(_prevalence(m)) for r, m in others
     )
+    p_abnormal = float(1.0 / (1.0 + np.exp(-log_odds)))
+    label = "abnormal" if p_abnormal >= anchor.threshold else "normal"
+    disagreement = len({r.call for r, _ in readable}) > 1
+    calls = ", ".join(f"{r.name} {r.call} (p_abnormal {r.p_abnormal:.3f})" for r, _ in readable)
+    if not others:
+        rule = (
+            f"{anchor.name} calls {label}: p_abnormal {anchor.p_abnormal:.3f} "
+            f"{'>=' if label == 'abnormal' else '<'} threshold {anchor.threshold:.3f}{noted}"
+        )
+    else:
+        shifts = "; ".join(
+            f"{r.name} p_abnormal {r.p_abnormal:.3f} against its prevalence {_prevalence(m):.2f} moves the odds "
+            f"x{np.exp(_log_odds(r.p_abnormal) - _log_odds(_prevalence(m))):.2g}"
+            for r, m in others
+        )
+        rule = (
+            f"{'the models disagree' if disagreement else 'the models agree'}: {calls}. Combined: {anchor.name} "
+            f"(reads {len(anchor.leads)} lead{'s' if len(anchor.leads) > 1 else ''}) p_abnormal "
+            f"{anchor.p_abnormal:.3f}; {shifts}; combined p_abnormal {p_abnormal:.3f} "
+            f"{'>=' if label == 'abnormal' else '<'} {anchor.name}'s threshold {anchor.threshold:.3f}, so {label}"
+            f"{noted}"
+        )
+    return Verdict(
+        label=label,
+        probability=p_abnormal if label == "abnormal" else 1.0 - p_abnormal,
+        p_abnormal=p_abnormal,
+        rule=rule,
+        disagreement=disagreement,
+        anchor=anchor.name,
+    )
+
+
+def _log_odds(p: float) -> float:
+    p = min(max(float(p), PROBABILITY_FLOOR), 1.0 - PROBABILITY_FLOOR)
+    return float(np.log(p / (1.0 - p)))
+
+
+def _prevalence(model: LoadedModel) -> float:
+    prevalence = model.metadata.abnormal_prevalence
+    return DEFAULT_PREVALENCE if prevalence is None else prevalence
 
 
 def _p_unreadable(result: ModelResult, model: LoadedModel) -> float:
@@ -359,7 +403,14 @@ def build_response(
         if run.plan is not None:
             t = time.perf_counter()
             explanations.append(
-                explain(run.plan, run.model.name, run.model.metadata.classes, probabilities[:n], probabilities[n:])
+                explain(
+                    run.plan,
+                    run.model.name,
+                    run.model.metadata.classes,
+                    probabilities[:n],
+                    probabilities[n:],
+                    run.model.metadata.calibration,
+                )
             )
             explain_ms += (time.perf_counter() - t) * 1000
     providers = list(dict.fromkeys(p for run in prepared.runs for p in run.model.providers))

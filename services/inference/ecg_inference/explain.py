@@ -15,6 +15,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecg_shared.calibration import calibrate
 from ecg_shared.schemas import ModelExplanation, SegmentImportance
 
 MAX_SEGMENTS = 120  # long recordings get longer segments rather than thousands of them
@@ -85,24 +86,27 @@ def explain(
     classes: list[str],
     window_probabilities: np.ndarray,
     occluded_probabilities: np.ndarray,
+    calibration: dict | None = None,
 ) -> ModelExplanation:
-    """Importance of each segment and lead for the predicted class, from the probabilities of the planned inputs."""
-    mean = window_probabilities.mean(axis=0)
-    target = int(np.argmax(mean))
-    base = window_probabilities[:, target]
-    occluded = occluded_probabilities[:, target]
-    n_windows = len(base)
+    """Importance of each segment and lead for the predicted class, from the probabilities of the planned inputs:
+    changes of the calibrated recording-level probability (the one the answer shows)."""
+
+    def recording_probability(windows: np.ndarray) -> np.ndarray:
+        return calibrate(windows.mean(axis=0, keepdims=True), calibration)[0]
+
+    shown = recording_probability(window_probabilities)
+    target = int(np.argmax(shown))
     segments = []
     for (start_s, end_s), rows in zip(plan.segments, plan.segment_rows, strict=True):
-        per_window = base.copy()
+        per_window = window_probabilities.copy()
         for window_index, row in rows:
-            per_window[window_index] = occluded[row]
-        importance = float(mean[target] - per_window.mean())
+            per_window[window_index] = occluded_probabilities[row]
+        importance = float(shown[target] - recording_probability(per_window)[target])
         segments.append(
             SegmentImportance(start_s=round(start_s, 3), end_s=round(end_s, 3), importance=round(importance, 6))
         )
     leads = {
-        name: round(float(mean[target] - occluded[rows].sum() / n_windows), 6)
+        name: round(float(shown[target] - recording_probability(occluded_probabilities[rows])[target]), 6)
         for name, rows in zip(plan.lead_names, plan.lead_rows, strict=True)
     }
     return ModelExplanation(model=model_name, target_class=classes[target], leads=leads, segments=segments)

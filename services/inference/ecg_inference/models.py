@@ -16,7 +16,7 @@ import onnxruntime as ort
 from ecg_inference.cpus import usable_cpus, worker_processes
 from ecg_inference.graph import optimize_for_cpu
 from ecg_shared.artifacts import ArtifactStore, sha256
-from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, ModelMetadata
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -97,6 +97,34 @@ def max_output_difference(a: ort.InferenceSession, b: ort.InferenceSession) -> f
     return max(differences)
 
 
+@dataclass
+class ModelInputs:
+    """Rows for one model: windows (``ecg``) and, for a model fused with beat features, each row's recording's
+    feature vector (``features``); rows of many requests are joined into one onnxruntime call."""
+
+    ecg: np.ndarray  # (rows, window, leads)
+    features: np.ndarray | None = None  # (rows, n_features)
+
+    def __len__(self) -> int:
+        return len(self.ecg)
+
+    def rows(self, start: int, stop: int) -> ModelInputs:
+        return ModelInputs(self.ecg[start:stop], None if self.features is None else self.features[start:stop])
+
+    @staticmethod
+    def join(parts: list[ModelInputs]) -> ModelInputs:
+        if len(parts) == 1:
+            return parts[0]
+        features = None if parts[0].features is None else np.concatenate([p.features for p in parts])
+        return ModelInputs(np.concatenate([p.ecg for p in parts]), features)
+
+    def feeds(self) -> dict[str, np.ndarray]:
+        feeds = {INPUT_NAME: np.ascontiguousarray(self.ecg, np.float32)}
+        if self.features is not None:
+            feeds[FEATURES_INPUT_NAME] = np.ascontiguousarray(self.features, np.float32)
+        return feeds
+
+
 @dataclass(eq=False)
 class LoadedModel:
     """One servable model: identity-hashed, so the batcher never mixes two versions of one name."""
@@ -130,9 +158,12 @@ class LoadedModel:
     def min_duration_s(self) -> float:
         return min(get_settings().classify_min_duration_s, self.metadata.preprocessing.window_s)
 
-    def predict(self, inputs: np.ndarray) -> np.ndarray:
-        """Class probabilities (n, n_classes) for model inputs (n, window, leads), in one onnxruntime call."""
-        (probabilities,) = self.session.run([OUTPUT_NAME], {INPUT_NAME: np.ascontiguousarray(inputs, np.float32)})
+    def predict(self, inputs: ModelInputs | np.ndarray) -> np.ndarray:
+        """Class probabilities (n, n_classes), before calibration, for n rows of model inputs (windows alone for a
+        network without features), in one onnxruntime call."""
+        if not isinstance(inputs, ModelInputs):
+            inputs = ModelInputs(inputs)
+        (probabilities,) = self.session.run([OUTPUT_NAME], inputs.feeds())
         return probabilities
 
 
@@ -146,10 +177,10 @@ def load_model(onnx_bytes: bytes, version: int | None = None, expected_name: str
         raise ModelLoadError(f"model file says it is {metadata.name!r}, expected {expected_name!r}")
     inputs = [i.name for i in session.get_inputs()]
     outputs = [o.name for o in session.get_outputs()]
-    if INPUT_NAME not in inputs or OUTPUT_NAME not in outputs:
+    wanted = [INPUT_NAME] + ([FEATURES_INPUT_NAME] if metadata.features is not None else [])
+    if sorted(inputs) != sorted(wanted) or OUTPUT_NAME not in outputs:
         raise ModelLoadError(
-            f"model {metadata.name!r} must have input {INPUT_NAME!r} and output {OUTPUT_NAME!r}, "
-            f"has {inputs} -> {outputs}"
+            f"model {metadata.name!r} must have inputs {wanted} and output {OUTPUT_NAME!r}, has {inputs} -> {outputs}"
         )
     version = version if version is not None else metadata.version
     metadata.version = version

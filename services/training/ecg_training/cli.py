@@ -47,6 +47,13 @@ def train(
     lowpass_hz: float | None = typer.Option(40.0, "--lowpass"),
     notch_hz: float | None = typer.Option(None, "--notch"),
     seed: int = typer.Option(0, "--seed"),
+    features: str = typer.Option(
+        "none", "--features", help="Fuse beat features with the network: none, beats or beats+morphology."
+    ),
+    augment: bool = typer.Option(False, "--augment/--no-augment", help="Amplitude, baseline, noise, lead dropout."),
+    operating_sensitivity: float = typer.Option(
+        0.9, "--operating-sensitivity", help="Sensitivity for abnormal the threshold is chosen for (validation)."
+    ),
     mixed_precision: bool = typer.Option(False, "--mixed-precision/--float32", help="Train under mixed_bfloat16."),
     auto_promote: bool = typer.Option(False, "--auto-promote", help="Promote if it beats the active version."),
     queue: bool = typer.Option(False, "--queue", help="Enqueue for a training worker instead of running here."),
@@ -72,6 +79,9 @@ def train(
             filters={"labels": _split(labels), "max_recordings": max_recordings, "min_duration_s": min_duration_s},
             leads=_split(leads) or [],
             epochs=epochs,
+            features=features,
+            augment=augment,
+            operating_sensitivity=operating_sensitivity,
             batch_size=batch_size,
             learning_rate=learning_rate,
             window_s=window_s,

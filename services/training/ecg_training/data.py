@@ -21,6 +21,7 @@ from sklearn.utils.class_weight import compute_class_weight
 from sqlalchemy import select
 from sqlalchemy.orm import Session
 
+from ecg_shared.beats import FeatureSpec, recording_features
 from ecg_shared.db.models import Recording
 from ecg_shared.formats.record import EcgFormatError
 from ecg_shared.jobs.training import TrainingJobRequest
@@ -32,6 +33,27 @@ LOAD_CHUNK = 500
 
 class TrainingDataError(ValueError):
     """The dataset cannot support the requested training (empty, one class, unknown classes...)."""
+
+
+def feature_spec(request: TrainingJobRequest) -> FeatureSpec | None:
+    """The beat features a request asks for: the rhythm of lead II (else its first lead), and with
+    ``beats+morphology`` the median-beat measurements of every lead it trains on."""
+    if request.features == "none":
+        return None
+    rhythm_lead = "II" if "II" in request.leads else request.leads[0]
+    morphology = tuple(request.leads) if request.features == "beats+morphology" else ()
+    return FeatureSpec(rhythm_lead, morphology)
+
+
+def subgroup_info(row: Recording) -> dict:
+    """What the subgroup figures split by, where the recording's metadata carries it (PTB-XL: age and sex)."""
+    metadata = row.metadata_ or {}
+    try:
+        age = int(float(metadata.get("age")))
+    except (TypeError, ValueError):
+        age = None
+    sex = str(metadata["sex"]).lower() if str(metadata.get("sex", "")).lower() in ("male", "female") else None
+    return {"duration_s": row.n_samples / row.sampling_rate, "age": age, "sex": sex}
 
 
 def preprocessing_spec(request: TrainingJobRequest) -> PreprocessingSpec:
@@ -53,6 +75,8 @@ class Split:
     recording_ids: list[int]
     signals: list[np.ndarray]
     y: np.ndarray
+    info: list[dict] = field(default_factory=list)  # per recording: duration_s, age, sex (for subgroup figures)
+    features: np.ndarray | None = None  # (n, n_features) recording_features, when the model takes them
 
     def __len__(self) -> int:
         return len(self.signals)
@@ -142,7 +166,7 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
     classes = _classes(request, [c for _, c, _ in candidates])
     class_index = {name: i for i, name in enumerate(classes)}
     wanted = {rid: (label, digest) for rid, label, digest in candidates}
-    ids, signals, labels, skipped = [], [], [], Counter()
+    ids, signals, labels, infos, skipped = [], [], [], [], Counter()
     candidate_ids = [rid for rid, _, _ in candidates]
     for start in range(0, len(candidate_ids), LOAD_CHUNK):
         chunk = candidate_ids[start : start + LOAD_CHUNK]
@@ -154,6 +178,7 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
                 continue
             ids.append(row.id)
             labels.append(class_index[wanted[row.id][0]])
+            infos.append(subgroup_info(row))
         session.expunge_all()
     if len(signals) < 10:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in skipped.most_common(3))
@@ -170,19 +195,48 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
         digest.update(f"{rid}:{wanted[rid][1]}:{wanted[rid][0]}\n".encode())
     train, validation, test = _split_indices(y, request)
 
+    features = feature_spec(request)
+    leads = list(spec.leads)
+
     def part(indices: np.ndarray) -> Split:
-        return Split([ids[i] for i in indices], [signals[i] for i in indices], y[indices])
+        chosen = [signals[i] for i in indices]
+        vectors = None
+        if features is not None:
+            vectors = np.stack([recording_features(x, spec.sampling_rate, leads, features) for x in chosen])
+        return Split([ids[i] for i in indices], chosen, y[indices], [infos[i] for i in indices], vectors)
 
     data = TrainingData(spec, classes, part(train), part(validation), part(test), digest.hexdigest(), dict(skipped))
     log.info("training data %s: %s", request.dataset, data.summary()["recordings"])
     return data
 
 
-def crop_window(signal: np.ndarray, spec: PreprocessingSpec, rng: np.random.Generator) -> np.ndarray:
-    """One randomly placed window of a cleaned signal, normalised (and padded) by ``window_batch``."""
+def crop_window(
+    signal: np.ndarray, spec: PreprocessingSpec, rng: np.random.Generator, augment: bool = False
+) -> np.ndarray:
+    """One randomly placed window of a cleaned signal (augmented if asked), normalised (and padded) by
+    ``window_batch``."""
     excess = signal.shape[0] - spec.window_samples
     start = int(rng.integers(0, excess + 1)) if excess > 0 else 0
-    return window_batch(signal[start : start + spec.window_samples], spec)[0]
+    crop = signal[start : start + spec.window_samples]
+    return window_batch(augment_crop(crop, spec.sampling_rate, rng) if augment else crop, spec)[0]
+
+
+def augment_crop(crop: np.ndarray, sampling_rate: float, rng: np.random.Generator) -> np.ndarray:
+    """A cleaned crop (mV) as another recording of the same heart might look: each lead's gain scaled by 0.8-1.2,
+    a slow baseline wander (0.05-0.5 Hz, up to 0.2 mV), white noise (up to 0.03 mV SD) and, with 12 leads, each lead
+    lost with probability 0.1 (a flat lead, as a detached electrode gives)."""
+    n, leads = crop.shape
+    t = np.arange(n) / sampling_rate
+    frequency, phase = rng.uniform(0.05, 0.5), rng.uniform(0, 2 * np.pi)
+    wander = rng.uniform(0, 0.2) * np.sin(2 * np.pi * frequency * t + phase)
+    out = crop * rng.uniform(0.8, 1.2, (1, leads)) + wander[:, None]
+    out = out + rng.normal(0.0, rng.uniform(0, 0.03), out.shape)
+    if leads > 1:
+        lost = rng.random(leads) < 0.1
+        if lost.all():
+            lost[rng.integers(leads)] = False
+        out[:, lost] = 0.0
+    return out.astype(np.float32)
 
 
 def recording_windows(split: Split, spec: PreprocessingSpec) -> tuple[np.ndarray, np.ndarray]:
@@ -209,9 +263,12 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
 class RandomCrops(keras.utils.PyDataset):
     """Batches of (windows, one-hot labels, class weights): one fresh random crop per recording every epoch."""
 
-    def __init__(self, split: Split, spec: PreprocessingSpec, n_classes: int, batch_size: int, seed: int) -> None:
+    def __init__(
+        self, split: Split, spec: PreprocessingSpec, n_classes: int, batch_size: int, seed: int, augment: bool = False
+    ) -> None:
         super().__init__()
         self.split, self.spec, self.n_classes, self.batch_size = split, spec, n_classes, batch_size
+        self.augment = augment
         self.rng = np.random.default_rng(seed)
         self.weights = class_weights(split.y, n_classes).astype(np.float32)
         self.order = self.rng.permutation(len(split))
@@ -221,7 +278,7 @@ class RandomCrops(keras.utils.PyDataset):
 
     def __getitem__(self, index: int):
         members = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        x = np.stack([crop_window(self.split.signals[i], self.spec, self.rng) for i in members])
+        x = np.stack([crop_window(self.split.signals[i], self.spec, self.rng, self.augment) for i in members])
         y = self.split.y[members]
         return x, np.eye(self.n_classes, dtype=np.float32)[y], self.weights[y]
 

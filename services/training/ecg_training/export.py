@@ -1,5 +1,6 @@
 """Keras -> ONNX (tf2onnx, opset 17, dynamic batch axis, input ``ecg``, output ``probabilities``), the model's
-metadata written into the file, and the parity check against Keras that every export must pass."""
+metadata written into the file, and the parity check against what training computed that every export must pass
+(the network alone, or fused with its feature model: :mod:`ecg_training.fusion`)."""
 
 from __future__ import annotations
 
@@ -9,7 +10,8 @@ import onnxruntime as ort
 import tensorflow as tf
 import tf2onnx
 
-from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from ecg_shared.preprocessing import PreprocessingSpec
 
 OPSET = 17
 PARITY_TOLERANCE = 1e-4
@@ -20,8 +22,13 @@ class ParityError(RuntimeError):
 
 
 def to_onnx(model, metadata: ModelMetadata) -> bytes:
-    """Serialised ONNX model of ``model`` (float32, fixed window, any batch size) carrying ``metadata``."""
-    spec = metadata.preprocessing
+    """Serialised ONNX model of the network ``model`` (float32, fixed window, any batch size) carrying
+    ``metadata``."""
+    return finish_onnx(network_onnx(model, metadata.preprocessing), metadata)
+
+
+def network_onnx(model, spec: PreprocessingSpec) -> onnx.ModelProto:
+    """The network's graph: input ``ecg`` (batch, window, leads), output ``probabilities``."""
     n_leads = len(spec.leads)
     signature = (tf.TensorSpec((None, spec.window_samples, n_leads), tf.float32, name=INPUT_NAME),)
 
@@ -31,6 +38,11 @@ def to_onnx(model, metadata: ModelMetadata) -> bytes:
 
     proto, _ = tf2onnx.convert.from_function(serve, input_signature=signature, opset=OPSET)
     _rename_io(proto)
+    return proto
+
+
+def finish_onnx(proto: onnx.ModelProto, metadata: ModelMetadata) -> bytes:
+    """``proto`` with ``metadata`` in its metadata_props, checked, serialised."""
     del proto.metadata_props[:]
     for key, value in metadata.to_onnx_props().items():
         proto.metadata_props.add(key=key, value=value)
@@ -61,20 +73,31 @@ def onnx_session(onnx_bytes: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def check_parity(model, onnx_bytes: bytes, inputs: np.ndarray, tolerance: float = PARITY_TOLERANCE) -> float:
-    """Max |Keras - onnxruntime| over ``inputs``; raises :class:`ParityError` at or above ``tolerance``."""
+def check_parity(
+    expected: np.ndarray, onnx_bytes: bytes, feeds: dict[str, np.ndarray], tolerance: float = PARITY_TOLERANCE
+) -> float:
+    """Max |``expected`` - onnxruntime| over ``feeds`` (``ecg``, and ``features`` for a fused model): ``expected``
+    is what training computes for them (Keras, and the feature model). Raises :class:`ParityError` at or above
+    ``tolerance``, or when the graph's inputs are not the feeds'."""
     session = onnx_session(onnx_bytes)
-    names = ([i.name for i in session.get_inputs()], [o.name for o in session.get_outputs()])
-    if names != ([INPUT_NAME], [OUTPUT_NAME]):
-        raise ParityError(f"ONNX model has inputs/outputs {names}, expected ([{INPUT_NAME!r}], [{OUTPUT_NAME!r}])")
-    inputs = np.asarray(inputs, dtype=np.float32)
-    expected = np.asarray(model.predict(inputs, batch_size=64, verbose=0), dtype=np.float64)
+    names = (sorted(i.name for i in session.get_inputs()), [o.name for o in session.get_outputs()])
+    wanted = (sorted(feeds), [OUTPUT_NAME])
+    if names != wanted or INPUT_NAME not in feeds or not set(feeds) <= {INPUT_NAME, FEATURES_INPUT_NAME}:
+        raise ParityError(f"ONNX model has inputs/outputs {names}, expected {wanted}")
+    feeds = {name: np.asarray(value, dtype=np.float32) for name, value in feeds.items()}
+    expected = np.asarray(expected, dtype=np.float64)
+    n = len(feeds[INPUT_NAME])
     actual = np.concatenate(
-        [session.run([OUTPUT_NAME], {INPUT_NAME: inputs[i : i + 64]})[0] for i in range(0, len(inputs), 64)]
+        [
+            session.run([OUTPUT_NAME], {name: value[i : i + 64] for name, value in feeds.items()})[0]
+            for i in range(0, n, 64)
+        ]
     ).astype(np.float64)
     if expected.shape != actual.shape:
         raise ParityError(f"ONNX output shape {actual.shape} differs from Keras {expected.shape}")
     difference = float(np.max(np.abs(expected - actual)))
     if not difference < tolerance:
-        raise ParityError(f"ONNX output differs from Keras by up to {difference:.2e} (tolerance {tolerance:.0e})")
+        raise ParityError(
+            f"ONNX output differs from the trained model by up to {difference:.2e} (tolerance {tolerance:.0e})"
+        )
     return difference

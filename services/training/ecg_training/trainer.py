@@ -1,5 +1,7 @@
-"""One training run: fit a model family on :class:`TrainingData`, keep the best epoch by validation score, evaluate
-on the test split the way inference will, export to ONNX and check parity, and write the model card."""
+"""One training run: fit a model family on :class:`TrainingData`, keep the best epoch by validation score, fuse it
+with beat features where asked (:mod:`ecg_training.fusion`), calibrate and choose the operating threshold on the
+validation split, evaluate on the test split the way inference will (with intervals), export to ONNX and check
+parity, and write the model card."""
 
 from __future__ import annotations
 
@@ -14,12 +16,21 @@ from datetime import UTC, datetime
 import keras
 import numpy as np
 
+from ecg_shared.calibration import calibrate
 from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
-from ecg_shared.model_metadata import ModelMetadata
-from ecg_training.data import RandomCrops, Split, TrainingData, mean_by_recording, recording_windows
-from ecg_training.evaluation import choose_threshold, evaluate, primary_metric
-from ecg_training.export import check_parity, to_onnx
+from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, ModelMetadata
+from ecg_training.calibration import calibration_report, fit_temperature
+from ecg_training.data import RandomCrops, Split, TrainingData, feature_spec, mean_by_recording, recording_windows
+from ecg_training.evaluation import (
+    evaluate,
+    primary_metric,
+    subgroup_figures,
+    threshold_for_sensitivity,
+    with_intervals,
+)
+from ecg_training.export import check_parity, finish_onnx, network_onnx
 from ecg_training.families import build_model, float32_copy
+from ecg_training.fusion import FeatureModel, choose_blend_weight, fit_feature_model, fused_onnx
 
 log = logging.getLogger(__name__)
 PARITY_SAMPLES = 32
@@ -48,10 +59,33 @@ class TrainingHooks:
 
 
 def predict_recordings(model: keras.Model, split: Split, data: TrainingData, batch_size: int = 64) -> np.ndarray:
-    """Per-recording class probabilities: the mean over each recording's inference windows."""
+    """Per-recording class probabilities of the network: the mean over each recording's inference windows."""
     windows, owners = recording_windows(split, data.spec)
     probabilities = model.predict(windows, batch_size=batch_size, verbose=0)
     return mean_by_recording(np.asarray(probabilities, dtype=np.float64), owners, len(split))
+
+
+@dataclass
+class ExportedModel:
+    """What the ONNX graph computes, window by window, before calibration: the network, blended with the feature
+    model where there is one (``weight`` is the network's share)."""
+
+    network: keras.Model
+    feature_model: FeatureModel | None = None
+    weight: float = 1.0
+
+    def predict_windows(self, windows: np.ndarray, features: np.ndarray | None) -> np.ndarray:
+        network = np.asarray(self.network.predict(windows, batch_size=64, verbose=0), dtype=np.float64)
+        if self.feature_model is None:
+            return network
+        return self.weight * network + (1 - self.weight) * self.feature_model.predict(features)
+
+    def predict_recordings(self, network_probabilities: np.ndarray, split: Split) -> np.ndarray:
+        """Per-recording probabilities from the network's per-recording ones (the blend is linear, so blending the
+        window mean equals the mean of the blended windows)."""
+        if self.feature_model is None:
+            return network_probabilities
+        return self.weight * network_probabilities + (1 - self.weight) * self.feature_model.predict(split.features)
 
 
 class _Monitor(keras.callbacks.Callback):
@@ -111,7 +145,7 @@ def fit(data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks) -
     keras.utils.set_random_seed(request.seed)
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
     model = build_model(request.family, n_leads, n_classes, mixed_precision=request.mixed_precision)
-    batches = RandomCrops(data.train, data.spec, n_classes, request.batch_size, request.seed)
+    batches = RandomCrops(data.train, data.spec, n_classes, request.batch_size, request.seed, request.augment)
     schedule = keras.optimizers.schedules.CosineDecay(
         request.learning_rate, decay_steps=request.epochs * len(batches), alpha=0.05
     )
@@ -134,72 +168,131 @@ def train_and_export(
     model, monitor = fit(data, request, hooks)
     training_seconds = time.monotonic() - started
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
-    exported = float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples)
+    network = float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples)
+    classes, normal, unreadable = data.classes, request.normal_classes, request.unreadable_classes
+    network_validation = predict_recordings(network, data.validation, data)
+    network_test = predict_recordings(network, data.test, data)
 
-    validation_probabilities = predict_recordings(exported, data.validation, data)
-    threshold = choose_threshold(
-        validation_probabilities, data.validation.y, data.classes, request.normal_classes, request.unreadable_classes
+    def validation_score(probabilities: np.ndarray) -> float:
+        return primary_metric(evaluate(probabilities, data.validation.y, classes, normal, unreadable, 0.5), n_classes)[
+            1
+        ]
+
+    exported, fusion = ExportedModel(network), None
+    features = feature_spec(request)
+    if features is not None:
+        feature_model = fit_feature_model(data.train.features, data.train.y, n_classes, request.seed)
+        weight, scores = choose_blend_weight(
+            network_validation, feature_model.predict(data.validation.features), validation_score
+        )
+        exported = ExportedModel(network, feature_model, weight)
+        fusion = {
+            "features": features.names,
+            "feature_model": f"gradient-boosted trees ({feature_model.model.n_estimators_} trees per class, depth 3)",
+            "network_weight": weight,
+            "validation_by_network_weight": {f"{w:.1f}": round(v, 4) for w, v in scores.items()},
+        }
+
+    raw_validation = exported.predict_recordings(network_validation, data.validation)
+    raw_test = exported.predict_recordings(network_test, data.test)
+    calibration = fit_temperature(raw_validation, data.validation.y)
+    validation_probabilities = calibrate(raw_validation, calibration)
+    test_probabilities = calibrate(raw_test, calibration)
+    threshold = threshold_for_sensitivity(
+        validation_probabilities, data.validation.y, classes, normal, unreadable, request.operating_sensitivity
     )
-    validation = evaluate(
-        validation_probabilities,
-        data.validation.y,
-        data.classes,
-        request.normal_classes,
-        request.unreadable_classes,
-        threshold,
-    )
-    test = evaluate(
-        predict_recordings(exported, data.test, data),
-        data.test.y,
-        data.classes,
-        request.normal_classes,
-        request.unreadable_classes,
-        threshold,
-    )
+    validation = evaluate(validation_probabilities, data.validation.y, classes, normal, unreadable, threshold)
+    test = evaluate(test_probabilities, data.test.y, classes, normal, unreadable, threshold)
     metric_name, metric_value = primary_metric(test, n_classes)
+    abnormal_columns = [classes.index(c) for c in classes if c not in normal and c not in unreadable]
+    readable_test = np.array([classes[i] not in unreadable for i in data.test.y], dtype=bool)
+    evaluation = {
+        "split": "test",
+        "n": len(data.test),
+        "figures": with_intervals(test_probabilities, data.test.y, classes, normal, unreadable, threshold),
+        "confusion_matrix": test["confusion_matrix"],
+        "calibration": {
+            "method": calibration["method"],
+            "temperature": calibration["temperature"],
+            "fitted_on": "validation",
+            **calibration_report(raw_test, test_probabilities, data.test.y, classes, abnormal_columns, readable_test),
+        },
+        "subgroups": subgroup_figures(
+            test_probabilities, data.test.y, data.test.info, classes, normal, unreadable, threshold
+        ),
+        "operating_point": {
+            "threshold": round(threshold, 6),
+            "goal": f"sensitivity for abnormal >= {request.operating_sensitivity:.2f} on the validation split",
+            "validation_sensitivity": validation["normal_vs_abnormal"]["sensitivity"],
+            "validation_specificity": validation["normal_vs_abnormal"]["specificity"],
+        },
+        "validation": {
+            "network_alone": round(validation_score(network_validation), 4),
+            "exported": round(validation_score(raw_validation), 4),
+            "metric": primary_metric(validation, n_classes)[0],
+        },
+    }
+    readable_train = np.array([classes[i] not in unreadable for i in data.train.y], dtype=bool)
+    prevalence = float(np.isin(data.train.y, abnormal_columns)[readable_train].mean()) if readable_train.any() else None
 
     metadata = ModelMetadata(
         name=request.model_name,
         family=request.family,
-        classes=list(data.classes),
-        normal_classes=list(request.normal_classes),
+        classes=list(classes),
+        normal_classes=list(normal),
         preprocessing=data.spec,
-        unreadable_classes=list(request.unreadable_classes),
+        unreadable_classes=list(unreadable),
         threshold=round(threshold, 6),
         training_job_id=job_id,
         dataset_fingerprint=data.fingerprint,
+        features=None if features is None else features.to_dict(),
+        calibration=calibration,
+        abnormal_prevalence=None if prevalence is None else round(prevalence, 6),
         extra={
             "dataset": request.dataset,
-            "abnormal_score": "sum of the abnormal classes' probabilities",
-            "window_combination": "mean of window probabilities",
+            "abnormal_score": "sum of the abnormal classes' calibrated probabilities",
+            "window_combination": "mean of window probabilities, then calibration",
             "created_at": datetime.now(UTC).isoformat(),
         },
     )
     if hooks.cancelled is not None and hooks.cancelled.is_set():
         raise TrainingCancelled("cancelled during evaluation")
-    onnx_bytes = to_onnx(exported, metadata)
-    held_back = _parity_inputs(data)
-    parity = check_parity(exported, onnx_bytes, held_back)
+    proto = network_onnx(network, data.spec)
+    if exported.feature_model is not None:
+        proto = fused_onnx(proto.SerializeToString(), exported.feature_model, exported.weight, len(features.names))
+    onnx_bytes = finish_onnx(proto, metadata)
+    feeds = _parity_inputs(data, features is not None)
+    parity = check_parity(
+        exported.predict_windows(feeds[INPUT_NAME], feeds.get(FEATURES_INPUT_NAME)), onnx_bytes, feeds
+    )
     metrics = {
         "primary": {"name": metric_name, "value": metric_value},
         "test": test,
         "validation": validation,
         "best_epoch": monitor.best_epoch,
         "parity_max_abs_diff": parity,
-        "parity_samples": len(held_back),
+        "parity_samples": len(feeds[INPUT_NAME]),
         "training_seconds": round(training_seconds, 1),
     }
-    card = model_card(request, data, metadata, metrics, monitor.history, exported.count_params())
-    return TrainedModel(metadata, onnx_bytes, metrics, card, exported)
+    card = model_card(request, data, metadata, metrics, monitor.history, network.count_params())
+    card["evaluation"] = evaluation
+    if fusion is not None:
+        card["fusion"] = fusion
+    return TrainedModel(metadata, onnx_bytes, metrics, card, network)
 
 
-def _parity_inputs(data: TrainingData) -> np.ndarray:
-    """Held-back windows (test split) plus a few random ones, for the Keras/onnxruntime comparison."""
-    windows, _ = recording_windows(data.test, data.spec)
+def _parity_inputs(data: TrainingData, with_features: bool) -> dict[str, np.ndarray]:
+    """Held-back windows (test split) plus a few random ones, and their recordings' features where the model takes
+    them (the random windows get a test recording's), for the Keras/onnxruntime comparison."""
+    windows, owners = recording_windows(data.test, data.spec)
     rng = np.random.default_rng(0)
-    picked = windows[rng.choice(len(windows), min(PARITY_SAMPLES, len(windows)), replace=False)]
+    picked = rng.choice(len(windows), min(PARITY_SAMPLES, len(windows)), replace=False)
     noise = rng.standard_normal((4, *windows.shape[1:])).astype(np.float32)
-    return np.concatenate([picked, noise])
+    feeds = {INPUT_NAME: np.concatenate([windows[picked], noise])}
+    if with_features:
+        rows = np.concatenate([owners[picked], rng.integers(0, len(data.test), 4)])
+        feeds[FEATURES_INPUT_NAME] = data.test.features[rows].astype(np.float32)
+    return feeds
 
 
 def model_card(
@@ -249,12 +342,20 @@ def model_card(
                 "sampling_rate",
                 "seed",
                 "mixed_precision",
+                "augment",
+                "operating_sensitivity",
             )
         }
         | {
             "optimizer": "Adam, cosine decay to 5%",
             "loss": "categorical cross-entropy, balanced class weights",
-            "augmentation": "one random window crop per recording and epoch",
+            "augmentation": "one random window crop per recording and epoch"
+            + (
+                "; gain 0.8-1.2 per lead, baseline wander, white noise, lead dropout (12 leads)"
+                if request.augment
+                else ""
+            ),
+            "features": request.features,
             "parameters": n_parameters,
             "epoch_selection": f"best validation {metrics['primary']['name']} (epoch {metrics['best_epoch']})",
         },
@@ -265,8 +366,10 @@ def model_card(
             "validation": metrics["validation"],
             "threshold": {
                 "value": metadata.threshold,
-                "chosen_on": "validation split, maximising sensitivity + specificity",
+                "chosen_on": f"validation split: the highest threshold whose sensitivity for abnormal is at least "
+                f"{request.operating_sensitivity:.2f}",
             },
+            "calibration": metadata.calibration,
             "mean_f1_readable_means": f"mean F1 over {', '.join(readable)}"
             + (" (the CinC 2017 challenge score)" if set(readable) == {"N", "A", "O"} else ""),
         },
@@ -274,14 +377,18 @@ def model_card(
         "export": {
             "format": "ONNX",
             "opset": 17,
-            "input": "ecg (batch, window, leads) float32",
-            "output": "probabilities (batch, classes) float32",
+            "input": "ecg (batch, window, leads) float32"
+            + (", features (batch, n_features) float32: ecg_shared.beats" if metadata.features else ""),
+            "output": "probabilities (batch, classes) float32, before calibration (ecg_shared.calibration)",
             "parity_max_abs_diff": metrics["parity_max_abs_diff"],
             "parity_samples": metrics["parity_samples"],
         },
         "intended_use": (
             "Decision support and triage research: flags recordings for review by a clinician. Probabilities are "
-            "per recording, the mean over non-overlapping windows. Not a medical device; not for diagnosis."
+            "per recording (the mean over non-overlapping windows), calibrated on the validation split, so among "
+            "recordings like the training data a probability of 0.7 is right about 70% of the time. The abnormal "
+            "call's threshold is set for a stated sensitivity (the operating point below): it is meant to miss few "
+            "abnormal recordings at the cost of false alarms. Not a medical device; not for diagnosis."
         ),
         "limitations": [
             f"Trained on {request.dataset} only ({sum(len(s) for s in data.splits().values())} recordings); "
@@ -289,8 +396,19 @@ def model_card(
             f"Expects the preprocessing stored in the ONNX metadata: leads {', '.join(data.spec.leads)}, resampled "
             f"to {data.spec.sampling_rate:g} Hz, {data.spec.window_s:g} s windows, {data.spec.normalisation} "
             "normalisation per window.",
-            "Metrics come from one held-out split of the data set; small classes have wide confidence intervals.",
-        ],
+            "Metrics come from one held-out split of the data set; small classes have wide confidence intervals, "
+            "and the calibration error of a small split is dominated by chance (see ece_if_perfectly_calibrated).",
+            "Calibration holds for recordings like the training data; on another device or population the "
+            "probabilities may be over- or under-confident until re-measured.",
+        ]
+        + (
+            [
+                "Beat features need at least four detected beats; on shorter or very noisy recordings the features "
+                "are marked invalid and the network carries the decision."
+            ]
+            if metadata.features
+            else []
+        ),
         "training": {
             "job_id": metadata.training_job_id,
             "seconds": metrics["training_seconds"],

@@ -17,11 +17,13 @@ case "${1:-}" in
   rhythm-1lead)
     dataset=cinc2017
     recipe=(--family resnet --classes 'N,A,O,~' --normal N --unreadable '~' --leads II
-            --sampling-rate 150 --window-s 30 --normalisation zscore --epochs 30 --batch-size 32 --lr 0.001 --seed 0) ;;
+            --sampling-rate 150 --window-s 30 --normalisation zscore --epochs 30 --batch-size 32 --lr 0.001 --seed 0
+            --features beats) ;;
   normal-12lead)
     dataset=ptbxl
     recipe=(--family resnet --classes Normal,Abnormal --normal Normal --leads "$twelve_leads"
-            --sampling-rate 100 --window-s 10 --normalisation minmax --epochs 30 --batch-size 32 --lr 0.001 --seed 0) ;;
+            --sampling-rate 100 --window-s 10 --normalisation minmax --epochs 30 --batch-size 32 --lr 0.001 --seed 0
+            --features beats+morphology) ;;
   *) echo "usage: $0 rhythm-1lead|normal-12lead" >&2; exit 2 ;;
 esac
 

@@ -110,6 +110,17 @@ class TrainingJobRequest(BaseModel):
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
     seed: int = Field(0, ge=0)
+    features: Literal["none", "beats", "beats+morphology"] = Field(
+        "none",
+        description="fuse beat features with the network (docs/training.md): 'beats' the RR and beat features of "
+        "lead II, 'beats+morphology' also each lead's median-beat QRS, ST and T measurements",
+    )
+    augment: bool = Field(
+        False, description="augment the training crops: amplitude scaling, baseline wander, noise, lead dropout"
+    )
+    operating_sensitivity: float = Field(
+        0.9, gt=0, lt=1, description="the abnormal call's threshold reaches this sensitivity on the validation split"
+    )
     mixed_precision: bool = Field(False, description="train under mixed_bfloat16 (measure: slower for these nets here)")
     auto_promote: bool = Field(False, description="promote when the job's metric beats the active version's")
 

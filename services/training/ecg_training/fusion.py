@@ -1,0 +1,121 @@
+"""Beat features fused with the network, in one ONNX graph.
+
+A gradient-boosted model (scikit-learn's GradientBoostingClassifier, which skl2onnx converts exactly) learns the
+classes from the recording's beat features (:func:`ecg_shared.beats.recording_features`) on the training split. Its
+probabilities are blended with the network's: ``p = w * network + (1 - w) * features``, with ``w`` chosen on the
+validation split for the job's primary metric. The boosted model goes to ONNX with skl2onnx and is joined to the
+network's graph, so the exported model has two inputs (``ecg``, ``features``), one output (``probabilities``), and
+runs in the same onnxruntime call.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+
+import numpy as np
+import onnx
+from onnx import TensorProto, helper, numpy_helper
+from sklearn.ensemble import GradientBoostingClassifier
+
+from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, OUTPUT_NAME
+
+BLEND_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
+NETWORK_OUTPUT = "network_probabilities"
+FEATURE_MODEL_PREFIX = "beat_model/"
+ML_OPSET = 3
+
+
+@dataclass
+class FeatureModel:
+    """The boosted model and where each of its outputs goes among the job's classes."""
+
+    model: GradientBoostingClassifier
+    n_classes: int
+
+    @property
+    def columns(self) -> np.ndarray:
+        """(its classes, the job's classes) 0/1 matrix: the job's classes absent from training get 0."""
+        placement = np.zeros((len(self.model.classes_), self.n_classes), dtype=np.float32)
+        placement[np.arange(len(self.model.classes_)), self.model.classes_.astype(int)] = 1.0
+        return placement
+
+    def predict(self, features: np.ndarray) -> np.ndarray:
+        return self.model.predict_proba(np.asarray(features, dtype=np.float32)) @ self.columns
+
+
+def fit_feature_model(features: np.ndarray, y: np.ndarray, n_classes: int, seed: int) -> FeatureModel:
+    """Boosted trees (depth 3, row subsampling) on the training split's features; early stopping on a seeded 15% of
+    it."""
+    model = GradientBoostingClassifier(
+        n_estimators=400,
+        learning_rate=0.05,
+        max_depth=3,
+        subsample=0.8,
+        n_iter_no_change=20,
+        validation_fraction=0.15,
+        random_state=seed,
+    )
+    model.fit(np.asarray(features, dtype=np.float32), y)
+    return FeatureModel(model, n_classes)
+
+
+def choose_blend_weight(
+    network: np.ndarray, features: np.ndarray, score: Callable[[np.ndarray], float]
+) -> tuple[float, dict[float, float]]:
+    """The network's weight in the blend that scores best on validation (ties: the larger weight), and every
+    weight's score."""
+    scores = {w: float(score(w * network + (1 - w) * features)) for w in BLEND_WEIGHTS}
+    best = max(scores, key=lambda w: (round(scores[w], 6), w))
+    return best, scores
+
+
+def fused_onnx(network_onnx: bytes, feature_model: FeatureModel, weight: float, n_features: int) -> onnx.ModelProto:
+    """One graph: ``probabilities = weight * network(ecg) + (1 - weight) * boosted(features)``."""
+    from skl2onnx import to_onnx
+    from skl2onnx.common.data_types import FloatTensorType
+
+    network = onnx.load_from_string(network_onnx)
+    trees = to_onnx(
+        feature_model.model,
+        initial_types=[(FEATURES_INPUT_NAME, FloatTensorType([None, n_features]))],
+        options={id(feature_model.model): {"zipmap": False}},
+        target_opset={"": _opset(network, ""), "ai.onnx.ml": ML_OPSET},
+    )
+    trees = onnx.compose.add_prefix(trees, FEATURE_MODEL_PREFIX, rename_inputs=False)
+    tree_probabilities = next(o.name for o in trees.graph.output if "probabilities" in o.name)
+
+    for node in network.graph.node:
+        node.output[:] = [NETWORK_OUTPUT if name == OUTPUT_NAME else name for name in node.output]
+    constants = [
+        numpy_helper.from_array(np.array(weight, dtype=np.float32), "blend/network_weight"),
+        numpy_helper.from_array(np.array(1.0 - weight, dtype=np.float32), "blend/features_weight"),
+        numpy_helper.from_array(feature_model.columns, "blend/class_columns"),
+    ]
+    blend = [
+        helper.make_node("MatMul", [tree_probabilities, "blend/class_columns"], ["blend/features_all"]),
+        helper.make_node("Mul", [NETWORK_OUTPUT, "blend/network_weight"], ["blend/network_part"]),
+        helper.make_node("Mul", ["blend/features_all", "blend/features_weight"], ["blend/features_part"]),
+        helper.make_node("Add", ["blend/network_part", "blend/features_part"], [OUTPUT_NAME]),
+    ]
+    network_input = next(i for i in network.graph.input if i.name == INPUT_NAME)
+    trees_input = next(i for i in trees.graph.input if i.name == FEATURES_INPUT_NAME)
+    output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None, feature_model.n_classes])
+    graph = helper.make_graph(
+        list(network.graph.node) + list(trees.graph.node) + blend,
+        network.graph.name,
+        [network_input, trees_input],
+        [output],
+        initializer=list(network.graph.initializer) + list(trees.graph.initializer) + constants,
+    )
+    opsets: dict[str, int] = {}
+    for opset in list(network.opset_import) + list(trees.opset_import):
+        opsets[opset.domain] = max(opset.version, opsets.get(opset.domain, 0))
+    fused = helper.make_model(graph, opset_imports=[helper.make_opsetid(d, v) for d, v in opsets.items()])
+    fused.ir_version = max(network.ir_version, trees.ir_version)
+    fused.producer_name = network.producer_name
+    return fused
+
+
+def _opset(model: onnx.ModelProto, domain: str) -> int:
+    return next(o.version for o in model.opset_import if o.domain == domain)

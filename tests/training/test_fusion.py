@@ -1,0 +1,113 @@
+"""A network fused with a feature model in one ONNX graph: the parity gate covers the fusion, the CPU graph pass keeps
+its answers, and the inference service serves it with the features and calibration computed as training does."""
+
+from __future__ import annotations
+
+import time
+
+import numpy as np
+import onnx
+import pytest
+
+from ecg_inference.classify import classify_prepared, prepare_recording
+from ecg_inference.graph import optimize_for_cpu
+from ecg_inference.models import ModelInputs, ModelLoadError, ModelSet, load_model
+from ecg_shared.beats import FeatureSpec, recording_features
+from ecg_shared.calibration import calibrate
+from ecg_shared.formats import read_ecg
+from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, ModelMetadata
+from ecg_shared.preprocessing import PreprocessingSpec, clean, window_batch
+from ecg_training.export import ParityError, check_parity, finish_onnx, network_onnx, onnx_session
+from ecg_training.families import build_model
+from ecg_training.fusion import fit_feature_model, fused_onnx
+
+SPEC = PreprocessingSpec(sampling_rate=100, window_samples=500, leads=("I", "II", "V1"))
+FEATURES = FeatureSpec("II", ("I", "II", "V1"))
+CLASSES = ["N", "A", "O", "~"]
+WEIGHT = 0.4
+
+
+@pytest.fixture(scope="module")
+def fused():
+    """A small ResNet (random weights) and boosted trees on random features, fused as training fuses them."""
+    network = build_model("resnet", n_leads=3, n_classes=4, window=500)
+    rng = np.random.default_rng(0)
+    n_features = len(FEATURES.names)
+    x, y = rng.standard_normal((200, n_features)).astype(np.float32), rng.integers(0, 3, 200)  # no '~' in training
+    feature_model = fit_feature_model(x, y, n_classes=4, seed=0)
+    metadata = ModelMetadata(
+        "fused-test",
+        "resnet",
+        CLASSES,
+        ["N"],
+        SPEC,
+        unreadable_classes=["~"],
+        features=FEATURES.to_dict(),
+        calibration={"method": "temperature", "temperature": 1.7},
+        abnormal_prevalence=0.4,
+    )
+    proto = fused_onnx(network_onnx(network, SPEC).SerializeToString(), feature_model, WEIGHT, n_features)
+    return network, feature_model, metadata, finish_onnx(proto, metadata)
+
+
+def blend(network, feature_model, ecg: np.ndarray, features: np.ndarray) -> np.ndarray:
+    return WEIGHT * network.predict(ecg, verbose=0) + (1 - WEIGHT) * feature_model.predict(features)
+
+
+def feeds(n: int, seed: int) -> dict[str, np.ndarray]:
+    rng = np.random.default_rng(seed)
+    return {
+        INPUT_NAME: rng.standard_normal((n, 500, 3)).astype(np.float32),
+        FEATURES_INPUT_NAME: rng.standard_normal((n, len(FEATURES.names))).astype(np.float32),
+    }
+
+
+def test_the_fused_graph_computes_the_blend_and_the_parity_gate_covers_it(fused):
+    network, feature_model, _, onnx_bytes = fused
+    session = onnx_session(onnx_bytes)
+    assert sorted(i.name for i in session.get_inputs()) == ["ecg", "features"]
+    x = feeds(9, 1)
+    expected = blend(network, feature_model, x[INPUT_NAME], x[FEATURES_INPUT_NAME])
+    assert check_parity(expected, onnx_bytes, x) < 1e-4
+    with pytest.raises(ParityError, match="differs from the trained model"):
+        check_parity(network.predict(x[INPUT_NAME], verbose=0), onnx_bytes, x)  # the network alone is not it
+    with pytest.raises(ParityError, match="inputs/outputs"):
+        check_parity(expected, onnx_bytes, {INPUT_NAME: x[INPUT_NAME]})
+
+
+def test_the_cpu_graph_pass_keeps_the_fused_answers(fused):
+    _, _, _, onnx_bytes = fused
+    optimized = optimize_for_cpu(onnx_bytes)
+    assert optimized != onnx_bytes  # the network's Conv1D chains were rewritten
+    x = feeds(5, 2)
+    before = onnx_session(onnx_bytes).run(None, x)[0]
+    after = onnx_session(optimized).run(None, x)[0]
+    assert np.max(np.abs(before - after)) < 1e-5
+
+
+def test_the_service_path_serves_features_and_calibration_as_training_computes_them(fused, data_dir):
+    _, _, metadata, onnx_bytes = fused
+    model = load_model(onnx_bytes)
+    assert model.metadata.feature_spec == FEATURES
+    record = read_ecg(data_dir / "ptbxl" / "00001_lr.hea")
+    prepared = prepare_recording(record, ModelSet({model.name: model}), explain=True)
+    answer = classify_prepared([prepared], [time.perf_counter()])[0]
+
+    cleaned = clean(record, SPEC)
+    windows = window_batch(cleaned, SPEC)
+    vector = recording_features(cleaned, SPEC.sampling_rate, list(SPEC.leads), FEATURES)
+    raw = model.predict(ModelInputs(windows, np.repeat(vector[None], len(windows), axis=0)))
+    expected = calibrate(raw.mean(axis=0, keepdims=True), metadata.calibration)[0]
+    got = answer.models[0].probabilities
+    assert [got[c] for c in CLASSES] == pytest.approx(expected.tolist(), abs=1e-6)
+    assert answer.models[0].p_abnormal == pytest.approx(expected[1] + expected[2], abs=1e-6)
+    assert answer.explanation and answer.explanation[0].segments
+
+
+def test_a_model_whose_graph_lacks_the_features_input_is_refused(fused):
+    _, _, metadata, onnx_bytes = fused
+    proto = onnx.load_from_string(onnx_bytes)
+    network_only = network_onnx(build_model("cnn", n_leads=3, n_classes=4, window=500), SPEC)
+    with pytest.raises(ModelLoadError, match="must have inputs"):
+        load_model(finish_onnx(network_only, metadata))
+    assert len(proto.graph.input) == 2
