@@ -513,11 +513,14 @@ def test_start_a_short_training_job_and_watch_it_finish(page, stack, cinc_datase
     section.wait_for(timeout=10_000)
     assert "candidate" in section.inner_text() and "no active version" in section.inner_text()
     section.get_by_role("button", name="Promote").click()
+    dialog = page.locator("#promote-dialog")
+    assert "no active version" in dialog.inner_text()
+    dialog.get_by_role("button", name="Promote v1").click()
     page.locator("section[data-model='browser-test-model'] .badge-active").wait_for(timeout=10_000)
     assert "active v1" in page.locator("section[data-model='browser-test-model'] h2").inner_text()
     assert page.locator("#models-error").is_hidden()
     section = page.locator("section[data-model='browser-test-model']")
-    section.locator("details").first.locator("summary").click()
+    section.locator("details").first.locator(":scope > summary").click()
     assert section.locator("table.confusion").count() == 1
     card = section.locator("dl.kv").first.inner_text()
     assert "intended use" in card.lower() and "[object" not in card
@@ -557,3 +560,126 @@ def test_start_an_ingestion_job_and_see_its_progress_and_failures(page, stack, a
     assert "2 of 2 handled: 1 stored, 0 already there, 1 failed" in text, text
     assert "batch/broken.raw" in detail.locator("table").inner_text()
     assert azurite.account_key not in page.content()
+
+
+EVALUATED_METRICS = {
+    "primary": {"name": "auc_abnormal", "value": 0.8934},
+    "split": "test (held out)",
+    "test": {
+        "n": 119,
+        "accuracy": 0.8319,
+        "macro": {"f1": 0.8284, "auc": 0.8935},
+        "per_class": {
+            "Normal": {"precision": 0.8056, "recall": 0.9062, "f1": 0.8529, "auc": 0.8935, "support": 64},
+            "Abnormal": {"precision": 0.8723, "recall": 0.7455, "f1": 0.8039, "auc": 0.8935, "support": 55},
+        },
+        "confusion_matrix": {"classes": ["Normal", "Abnormal"], "matrix": [[58, 6], [14, 41]]},
+        "normal_vs_abnormal": {"n": 119, "auc": 0.8935, "sensitivity": 0.7455, "specificity": 0.9062},
+    },
+}
+EVALUATION_CARD = {
+    "summary": "12-lead normal vs abnormal, for the browser test",
+    "intended_use": "Decision support in tests: flags recordings for review by a clinician.",
+    "limitations": ["Trained on a small part of PTB-XL; unknown on other devices until measured."],
+    "data": {"dataset": "ptbxl", "recordings": {"train": 553, "test": 119}, "class_counts": {"test": {"Normal": 64}}},
+    "preprocessing": {"leads": ["I", "II"], "sampling_rate": 100.0, "normalisation": "zscore"},
+    "evaluation": {
+        "per_class": {
+            "Normal": {
+                "precision": {"value": 0.806, "ci": [0.71, 0.88]},
+                "recall": {"value": 0.906, "ci": [0.82, 0.96]},
+                "f1": {"value": 0.853, "ci": [0.79, 0.91]},
+                "support": 64,
+            },
+            "Abnormal": {
+                "precision": {"value": 0.872, "ci": [0.77, 0.94]},
+                "recall": {"value": 0.745, "ci": [0.62, 0.85]},
+                "f1": {"value": 0.804, "ci": [0.72, 0.87]},
+                "support": 55,
+            },
+        },
+        "confusion_matrix": {"classes": ["Normal", "Abnormal"], "matrix": [[58, 6], [14, 41]]},
+        "sensitivity_at_specificity": {"0.90": {"value": 0.745, "ci": [0.62, 0.85]}, "0.95": 0.61},
+        "calibration": {
+            "method": "temperature",
+            "ece_before": 0.081,
+            "ece_after": 0.032,
+            "brier_before": 0.142,
+            "brier_after": 0.128,
+            "bins": [
+                {"lower": 0.0, "upper": 0.25, "mean_predicted": 0.12, "observed": 0.1, "count": 40},
+                {"lower": 0.25, "upper": 0.5, "mean_predicted": 0.37, "observed": 0.41, "count": 22},
+                {"lower": 0.5, "upper": 0.75, "mean_predicted": 0.63, "observed": 0.58, "count": 19},
+                {"lower": 0.75, "upper": 1.0, "mean_predicted": 0.88, "observed": 0.9, "count": 38},
+            ],
+        },
+        "subgroups": {"female": {"n": 60, "auc": {"value": 0.9, "ci": [0.82, 0.96]}}, "male": {"n": 59, "auc": 0.88}},
+    },
+}
+
+
+@pytest.fixture()
+def evaluated_version(database_url, stack):
+    """A normal-12lead candidate whose model card carries an evaluation; the active version is restored after."""
+    from ecg_shared import registry
+    from ecg_shared.db import session_scope
+    from tests.inference.onnx_models import tiny_model, twelve_lead_metadata
+
+    with session_scope(database_url) as session:
+        active = next(v.version for v in registry.active_versions(session) if v.name == "normal-12lead")
+        metadata = twelve_lead_metadata()
+        candidate = registry.register_version(
+            session, metadata, tiny_model(metadata), metrics=EVALUATED_METRICS, model_card=EVALUATION_CARD
+        ).version
+    yield active, candidate
+    with session_scope(database_url) as session:
+        registry.promote(session, "normal-12lead", active)
+
+
+def test_a_model_card_reads_as_a_card_and_promotion_asks_with_a_comparison(page, evaluated_version):
+    active, candidate = evaluated_version
+    page.goto("/models")
+    page.fill("#api-key", API_KEY)
+    page.locator("#api-key").dispatch_event("change")
+    section = page.locator("section[data-model='normal-12lead']")
+    section.wait_for(timeout=10_000)
+    details = section.locator(f"details[data-version='{candidate}']")
+    details.locator(":scope > summary").click()
+    text = details.inner_text()
+    assert "{" not in text and "[object" not in text and details.locator("pre").count() == 0
+    assert details.locator(".metric-grid").first.inner_text().count("AUC") == 1
+    assert "Decision support in tests" in text and "unknown on other devices" in text
+    per_class = details.locator("table.per-class-ci").inner_text()
+    assert "normal ECG (Normal)" in per_class and "0.806 (95\u00a0% CI 0.710–0.880)" in per_class
+    sensitivity = details.locator("table.sensitivity").inner_text()
+    assert "90\u00a0%" in sensitivity and "0.745 (95\u00a0% CI 0.620–0.850)" in sensitivity and "0.610" in sensitivity
+    assert details.locator("svg.reliability").get_attribute("data-bins") == "4"
+    assert details.locator("svg.reliability circle").count() == 4
+    assert "0.081 → 0.032" in text and "temperature" in text
+    assert "female" in text and "0.900 (95\u00a0% CI 0.820–0.960)" in text
+    assert details.locator("table.confusion").count() == 1  # the evaluation's, not again from the metrics
+    details.scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "model-card-evaluation.png"), full_page=True)
+
+    # Promotion asks first, with the test metrics of both versions side by side; cancelling changes nothing.
+    row = section.locator(f"tr[data-version='{candidate}']")
+    row.get_by_role("button", name="Promote").click()
+    dialog = page.locator("#promote-dialog")
+    dialog.wait_for(state="visible")
+    comparison = dialog.locator("table.comparison")
+    headers = [h.lower() for h in comparison.locator("th").all_inner_texts()]
+    assert headers == ["test metric", f"active v{active}", f"candidate v{candidate}"]
+    rows = [r.split("\t") for r in comparison.locator("tbody tr").all_inner_texts()]
+    assert ["AUC normal vs abnormal", "–", "0.893"] in rows and ["macro F1", "0.500", "0.828"] in rows, rows
+    dialog.screenshot(path=str(SCREENSHOTS / "promote-dialog.png"))
+    dialog.get_by_role("button", name="Cancel").click()
+    assert dialog.is_hidden()
+    assert row.locator(".badge").inner_text() == "candidate"
+
+    row.get_by_role("button", name="Promote").click()
+    dialog.get_by_role("button", name=f"Promote v{candidate}").click()
+    page.locator(f"section[data-model='normal-12lead'] tr[data-version='{candidate}'] .badge-active").wait_for(
+        timeout=10_000
+    )
+    assert f"active v{candidate}" in page.locator("section[data-model='normal-12lead'] h2").inner_text()
+    assert page.locator("#models-error").is_hidden()

@@ -164,24 +164,30 @@ const Metrics = (() => {
     return parts.length ? el("div", { class: "evaluation" }, el("h3", { class: "section", text: "Evaluation" }), parts) : null;
   }
 
+  // Metric keys as the training worker writes them, by the names the comparison shows.
+  const METRIC_NAMES = { macro_f1: "macro F1", auc_abnormal: "AUC normal vs abnormal", accuracy: "accuracy",
+    mean_f1_readable: "mean F1 over readable classes" };
+
   // Numeric test metrics by a readable name, for comparing versions side by side.
   function comparable(metrics) {
     const out = new Map();
     if (!metrics) return out;
     const test = metrics.test || metrics;
-    if (metrics.primary) out.set(`${metrics.primary.name} (selection metric)`, metrics.primary.value);
-    if (typeof test.accuracy === "number") out.set("accuracy", test.accuracy);
-    if (test.macro && typeof test.macro.f1 === "number") out.set("macro F1", test.macro.f1);
+    const add = (key, value) => {
+      const name = METRIC_NAMES[key] || key.replaceAll("_", " ");
+      if (typeof value === "number" && !out.has(name)) out.set(name, value);
+    };
+    add("accuracy", test.accuracy);
+    if (test.macro) add("macro_f1", test.macro.f1);
     const nva = test.normal_vs_abnormal;
     if (nva) {
-      for (const [k, name] of [["auc", "AUC normal vs abnormal"], ["sensitivity", "sensitivity"], ["specificity", "specificity"]]) {
-        if (typeof nva[k] === "number") out.set(name, nva[k]);
-      }
+      add("auc_abnormal", nva.auc);
+      add("sensitivity", nva.sensitivity);
+      add("specificity", nva.specificity);
     }
-    if (typeof test.n === "number") out.set("test recordings", test.n);
-    for (const [k, v] of Object.entries(metrics)) {
-      if (typeof v === "number" && !out.has(k)) out.set(k.replaceAll("_", " "), v);
-    }
+    for (const [key, value] of Object.entries(test)) add(key, value);
+    if (metrics.primary) add(metrics.primary.name, metrics.primary.value);
+    if (typeof test.n === "number") { out.delete("n"); out.set("test recordings", test.n); }
     return out;
   }
 

@@ -130,10 +130,18 @@
         : el("button", { class: "secondary", onclick: () => askToPromote(model, v) }, "Promote")));
   }
 
+  function evaluated(v, part) {
+    const evaluation = (v.model_card || {}).evaluation;
+    return Boolean(evaluation && typeof evaluation === "object" && evaluation[part]);
+  }
+
   function versionDetails(v) {
     return el("details", { "data-version": v.version },
       el("summary", { text: `v${v.version}: metrics and model card` }),
-      Object.keys(v.metrics).length ? [Metrics.summary(v.metrics), Metrics.confusion(v.metrics), Metrics.perClass(v.metrics)] : null,
+      Object.keys(v.metrics).length ? [Metrics.summary(v.metrics),
+        // The card's evaluation has these with confidence intervals: shown there, not twice.
+        evaluated(v, "confusion_matrix") ? null : Metrics.confusion(v.metrics),
+        evaluated(v, "per_class") ? null : Metrics.perClass(v.metrics)] : null,
       el("h3", { text: "Model card" }), modelCard(v));
   }
 
