@@ -105,8 +105,10 @@ class ModelExplanation(BaseModel):
 
     model: str
     target_class: str
-    leads: dict[str, float]
-    segments: list[SegmentImportance]
+    leads: dict[str, float] = Field(description="importance per lead, for the leads this model read")
+    segments: list[SegmentImportance] = Field(
+        description="importance per time segment of the leads this model read (models[].leads), not of the others"
+    )
 
 
 class Timings(BaseModel):
