@@ -9,6 +9,7 @@ burst is a remark naming the lead and the seconds; it does not by itself make th
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -68,9 +69,10 @@ def noise_fraction(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
     return 1.0 - power[in_band].sum(axis=0) / total
 
 
-def _high_frequency(signal: np.ndarray, sampling_rate: float, powerline_hz: float) -> np.ndarray:
-    """The signal above the ECG band, without the powerline hum and its harmonics (steady, not a burst)."""
-    from scipy.signal import butter, iirnotch, sosfiltfilt, tf2sos
+@lru_cache(maxsize=16)
+def _burst_filter(sampling_rate: float, powerline_hz: float) -> np.ndarray:
+    """Second-order sections: high-pass above the ECG band, notches at the powerline and its harmonics."""
+    from scipy.signal import butter, iirnotch, tf2sos
 
     cutoff = min(BURST_HIGHPASS_HZ, 0.35 * sampling_rate)
     sections = [butter(4, cutoff, btype="highpass", fs=sampling_rate, output="sos")]
@@ -78,7 +80,14 @@ def _high_frequency(signal: np.ndarray, sampling_rate: float, powerline_hz: floa
     while powerline_hz and harmonic < 0.95 * sampling_rate / 2:
         sections.append(tf2sos(*iirnotch(harmonic, Q=30.0, fs=sampling_rate)))
         harmonic += powerline_hz
-    return sosfiltfilt(np.vstack(sections), signal, axis=0)
+    return np.vstack(sections)
+
+
+def _high_frequency(signal: np.ndarray, sampling_rate: float, powerline_hz: float) -> np.ndarray:
+    """The signal above the ECG band, without the powerline hum and its harmonics (steady, not a burst)."""
+    from scipy.signal import sosfiltfilt
+
+    return sosfiltfilt(_burst_filter(float(sampling_rate), float(powerline_hz or 0.0)), signal, axis=0)
 
 
 def noise_bursts(signal: np.ndarray, sampling_rate: float, powerline_hz: float) -> list[list[tuple[float, float]]]:
