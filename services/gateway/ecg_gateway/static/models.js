@@ -124,9 +124,9 @@
     return el("tr", { "data-version": v.version },
       el("td", { text: `v${v.version}` }),
       el("td", {}, el("span", { class: `badge badge-${v.stage}`, text: v.stage })),
-      el("td", { text: v.family }), el("td", { text: v.classes.join(", ") }), el("td", { text: v.leads.length === 12 ? "12 leads" : v.leads.join(", ") }),
+      el("td", { text: v.family }), el("td", { text: v.classes.map((c) => Vocabulary.classWithCode(c)).join(", ") }), el("td", { text: v.leads.length === 12 ? "12 leads" : v.leads.join(", ") }),
       el("td", { text: metric || "–" }), el("td", { text: formatTime(v.created_at) }),
-      el("td", {}, v.stage === "active" ? el("span", { class: "muted", text: "serving" })
+      el("td", {}, v.stage === "active" ? el("span", { class: "muted nowrap", text: "serving" })
         : el("button", { class: "secondary", onclick: () => askToPromote(model, v) }, "Promote")));
   }
 
