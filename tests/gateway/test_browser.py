@@ -308,6 +308,12 @@ def test_model_disagreement_is_shown_with_each_call_and_the_rule(
             assert f"P(abnormal) {100 * m['p_abnormal']:.1f}\u00a0%" in line
             assert f"threshold {100 * m['threshold']:.1f}\u00a0%" in line
         assert answer["verdict"]["rule"] in text and "Overall" in text
+        headline = page.locator("#verdict-models").inner_text()
+        assert headline.startswith("The models disagree") == disagree
+        for m in answer["models"]:
+            call = page.locator("#verdict-models .call").nth(answer["models"].index(m)).inner_text()
+            assert m["name"] in headline and call.lower() == m["call"]
+        assert "[object" not in headline
         if disagree:
             page.screenshot(path=str(SCREENSHOTS / "models-disagree.png"), full_page=True)
 

@@ -43,6 +43,7 @@
     document.getElementById("verdict-label").textContent = "No result";
     document.getElementById("verdict-probability").textContent = message;
     document.getElementById("verdict-rule").textContent = "";
+    document.getElementById("verdict-models").replaceChildren();
     clearError();
   }
 
@@ -86,7 +87,7 @@
     current = { fileName, result, layout: null, overviewScale: null };
     document.getElementById("verdict-file").textContent = `Result for ${fileName}`;
     document.getElementById("results-file").textContent = `Recording: ${fileName}`;
-    renderVerdict(result.verdict);
+    renderVerdict(result.verdict, result.models);
     renderFacts(result);
     renderAgreement(result);
     renderModels(result.models);
@@ -103,10 +104,19 @@
     renderTrace();
   }
 
-  function renderVerdict(verdict) {
+  function disagreement(verdict, models) {
+    return typeof verdict.disagreement === "boolean" ? verdict.disagreement : new Set(models.map((m) => m.call)).size > 1;
+  }
+
+  // The headline carries every model's call, so a disagreement is never hidden behind the verdict.
+  function renderVerdict(verdict, models) {
     document.getElementById("verdict").className = `card verdict verdict-${verdict.label}`;
     document.getElementById("verdict-label").textContent = Vocabulary.callName(verdict.label);
     document.getElementById("verdict-probability").textContent = `probability ${percent(verdict.probability)}`;
+    const calls = models.flatMap((m, i) => [i ? " · " : "", el("span", { class: "nowrap" }, `${m.name} `,
+      el("span", { class: `call call-${m.call}`, text: Vocabulary.callName(m.call) }))]);
+    if (models.length > 1 && disagreement(verdict, models)) calls.unshift(el("strong", { text: "The models disagree: " }));
+    document.getElementById("verdict-models").replaceChildren(...calls);
     document.getElementById("verdict-rule").textContent = verdict.rule || "";
   }
 
@@ -135,8 +145,7 @@
     const box = document.getElementById("agreement");
     const models = result.models, verdict = result.verdict;
     if (models.length < 2) { box.hidden = true; box.replaceChildren(); return; }
-    const disagree = typeof verdict.disagreement === "boolean"
-      ? verdict.disagreement : new Set(models.map((m) => m.call)).size > 1;
+    const disagree = disagreement(verdict, models);
     box.hidden = false;
     box.className = `card agreement${disagree ? " disagree" : ""}`;
     box.dataset.disagreement = String(disagree);
