@@ -83,6 +83,7 @@ def inspect(
     ]
     lines += [f"  - {reason}" for reason in quality["reasons"]]
     lines += [f"  - lead {lead}: {'; '.join(issues)}" for lead, issues in quality["leads"].items() if issues]
+    lines += [f"  - repaired: {repair}" for repair in quality["repairs"]]
     lines.append(f"label         {info['label'] or '-'}")
     typer.echo("\n".join(lines))
 

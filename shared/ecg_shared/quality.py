@@ -1,8 +1,15 @@
-"""Signal quality: is this recording fit to classify, and if not, why (per lead, in plain words)."""
+"""Signal quality: is this recording fit to classify, and if not, why (per lead, in plain words); and what the
+reader repaired on the way in (``Record.metadata["repairs"]``, e.g. Wellnest frames filled in).
+
+Per lead: flat line, clipping, out-of-band noise over the whole recording, and noise bursts (a stretch whose
+high-frequency content stands far above the lead's own typical level: muscle artefact, an electrode rubbed). A
+burst is a remark naming the lead and the seconds; it does not by itself make the recording unusable.
+"""
 
 from __future__ import annotations
 
 from dataclasses import asdict, dataclass, field
+from functools import lru_cache
 
 import numpy as np
 
@@ -12,6 +19,10 @@ FLAT_PEAK_TO_PEAK_MV = 0.05
 CLIPPED_FRACTION = 0.02
 NOISY_POWER_FRACTION = 0.5  # share of power outside 0.5-40 Hz above which a lead counts as noisy
 NOISE_BAND_HZ = (0.5, 40.0)
+BURST_WINDOW_S = 0.5  # noise bursts are looked for in windows this long
+BURST_HIGHPASS_HZ = 40.0  # above the ECG band (lowered to 0.35 x the sampling rate for slow recordings)
+BURST_RATIO = 5.0  # a window's high-frequency RMS at least this many times the lead's median window...
+BURST_MIN_RMS_MV = 0.05  # ...and at least this much
 
 
 @dataclass
@@ -20,6 +31,7 @@ class QualityReport:
     reasons: list[str] = field(default_factory=list)
     leads: dict[str, list[str]] = field(default_factory=dict)
     noise_score: float = 0.0  # mean share of power outside the ECG band, 0 (clean) .. 1 (all noise)
+    repairs: list[str] = field(default_factory=list)  # what the reader changed to read the file, in plain words
 
     def to_dict(self) -> dict:
         return asdict(self)
@@ -57,14 +69,66 @@ def noise_fraction(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
     return 1.0 - power[in_band].sum(axis=0) / total
 
 
+@lru_cache(maxsize=16)
+def _burst_filter(sampling_rate: float, powerline_hz: float) -> np.ndarray:
+    """Second-order sections: high-pass above the ECG band, notches at the powerline and its harmonics."""
+    from scipy.signal import butter, iirnotch, tf2sos
+
+    cutoff = min(BURST_HIGHPASS_HZ, 0.35 * sampling_rate)
+    sections = [butter(4, cutoff, btype="highpass", fs=sampling_rate, output="sos")]
+    harmonic = powerline_hz
+    while powerline_hz and harmonic < 0.95 * sampling_rate / 2:
+        sections.append(tf2sos(*iirnotch(harmonic, Q=30.0, fs=sampling_rate)))
+        harmonic += powerline_hz
+    return np.vstack(sections)
+
+
+def _high_frequency(signal: np.ndarray, sampling_rate: float, powerline_hz: float) -> np.ndarray:
+    """The signal above the ECG band, without the powerline hum and its harmonics (steady, not a burst)."""
+    from scipy.signal import sosfiltfilt
+
+    return sosfiltfilt(_burst_filter(float(sampling_rate), float(powerline_hz or 0.0)), signal, axis=0)
+
+
+def noise_bursts(signal: np.ndarray, sampling_rate: float, powerline_hz: float) -> list[list[tuple[float, float]]]:
+    """Per lead of a (n_samples, n_leads) signal: the (start_s, end_s) stretches, joined where they touch, whose
+    high-frequency RMS (above BURST_HIGHPASS_HZ, powerline harmonics notched out) is at least BURST_RATIO times the
+    lead's median over BURST_WINDOW_S windows and at least BURST_MIN_RMS_MV. Needs 4 windows and 50 Hz or more."""
+    window = round(BURST_WINDOW_S * sampling_rate)
+    n_windows = signal.shape[0] // max(window, 1)
+    if sampling_rate < 50 or n_windows < 4:
+        return [[] for _ in range(signal.shape[1])]
+    high = _high_frequency(signal, sampling_rate, powerline_hz)
+    rms = np.sqrt(np.mean(high[: n_windows * window].reshape(n_windows, window, -1) ** 2, axis=1))
+    loud = rms >= np.maximum(BURST_RATIO * np.median(rms, axis=0), BURST_MIN_RMS_MV)
+    bursts: list[list[tuple[float, float]]] = []
+    for lead in range(signal.shape[1]):
+        stretches: list[tuple[float, float]] = []
+        for w in np.flatnonzero(loud[:, lead]):
+            start, end = w * BURST_WINDOW_S, (w + 1) * BURST_WINDOW_S
+            if stretches and stretches[-1][1] >= start:
+                stretches[-1] = (stretches[-1][0], end)
+            else:
+                stretches.append((start, end))
+        bursts.append(stretches)
+    return bursts
+
+
+def _seconds(stretches: list[tuple[float, float]]) -> str:
+    return ", ".join(f"{start:g}-{end:g} s" for start, end in stretches)
+
+
 def assess_quality(record: Record, min_duration_s: float | None = None) -> QualityReport:
-    """Checks NaN/inf, duration, flat or disconnected leads, clipping and out-of-band noise."""
+    """Checks NaN/inf, duration, flat or disconnected leads, clipping, out-of-band noise and noise bursts; carries
+    the reader's repairs."""
     from ecg_shared.settings import get_settings
 
-    min_duration_s = get_settings().min_duration_s if min_duration_s is None else min_duration_s
+    settings = get_settings()
+    min_duration_s = settings.min_duration_s if min_duration_s is None else min_duration_s
     reasons: list[str] = []
     leads: dict[str, list[str]] = {name: [] for name in record.lead_names}
     x = record.signal
+    repairs = [str(text) for text in record.metadata.get("repairs", [])]
 
     if record.duration_s < min_duration_s:
         reasons.append(f"recording too short: {record.duration_s:.1f} s (minimum {min_duration_s:g} s)")
@@ -74,11 +138,12 @@ def assess_quality(record: Record, min_duration_s: float | None = None) -> Quali
             leads[name].append(f"{int((~finite[:, i]).sum())} missing or non-numeric samples (NaN/inf)")
     if not finite.all():
         reasons.append("signal contains missing or non-numeric samples (NaN/inf)")
-        return QualityReport(False, reasons, leads, 1.0)
+        return QualityReport(False, reasons, leads, 1.0, repairs)
 
     ptp = peak_to_peak(x) if len(x) else np.zeros(record.n_leads)
     noise = noise_fraction(x, record.sampling_rate) if len(x) > 1 else np.ones(record.n_leads)
     clipped = clipped_fraction(x) if len(x) else np.zeros(record.n_leads)
+    bursts = noise_bursts(x, record.sampling_rate, settings.powerline_hz)
     bad = 0
     for i, name in enumerate(record.lead_names):
         if ptp[i] < FLAT_PEAK_TO_PEAK_MV:
@@ -89,6 +154,8 @@ def assess_quality(record: Record, min_duration_s: float | None = None) -> Quali
             if noise[i] > NOISY_POWER_FRACTION:
                 leads[name].append("noisy: most of the power lies outside the ECG band (0.5-40 Hz)")
         bad += bool(leads[name])
+        if bursts[i] and ptp[i] >= FLAT_PEAK_TO_PEAK_MV:  # a remark only: the rest of the lead reads
+            leads[name].append(f"noise burst at {_seconds(bursts[i])}")
 
     if bad == record.n_leads:
         reasons.append(
@@ -99,4 +166,4 @@ def assess_quality(record: Record, min_duration_s: float | None = None) -> Quali
     usable = not reasons
     good_noise = [noise[i] for i, name in enumerate(record.lead_names) if ptp[i] >= FLAT_PEAK_TO_PEAK_MV]
     score = float(np.mean(good_noise)) if good_noise else 1.0
-    return QualityReport(usable, reasons, leads, round(score, 4))
+    return QualityReport(usable, reasons, leads, round(score, 4), repairs)

@@ -54,9 +54,15 @@ def classify_openapi_request_body() -> dict:
 
 class QualityView(BaseModel):
     usable: bool
-    reasons: list[str]
-    leads: dict[str, list[str]]
+    reasons: list[str] = Field(description="why the recording is not usable (empty when it is)")
+    leads: dict[str, list[str]] = Field(
+        description="per lead, its problems in plain words: flat, clipped, noisy, 'noise burst at 4-5 s'"
+    )
     noise_score: float
+    repairs: list[str] = Field(
+        default_factory=list,
+        description="what the file's reader changed to read it, in plain words (e.g. Wellnest frames filled in)",
+    )
 
 
 class RecordingView(BaseModel):
@@ -105,8 +111,10 @@ class ModelExplanation(BaseModel):
 
     model: str
     target_class: str
-    leads: dict[str, float]
-    segments: list[SegmentImportance]
+    leads: dict[str, float] = Field(description="importance per lead, for the leads this model read")
+    segments: list[SegmentImportance] = Field(
+        description="importance per time segment of the leads this model read (models[].leads), not of the others"
+    )
 
 
 class Timings(BaseModel):

@@ -38,7 +38,11 @@ def test_health_ready_and_openapi(client):
         "/api/models/{name}/versions/{version}/promote",
     ):
         assert path in paths
-    assert client.get("/docs").status_code == 200
+    docs = client.get("/docs")
+    assert docs.status_code == 200
+    assert "https://" not in docs.text  # Swagger UI comes from the gateway, not from a CDN
+    for asset in ("/static/swagger-ui/swagger-ui-bundle.js", "/static/swagger-ui/swagger-ui.css"):
+        assert asset in docs.text and client.get(asset).status_code == 200
 
 
 def test_classify_real_wellnest_recording_is_forwarded_with_a_trace(client, stack, wellnest_sample):

@@ -26,6 +26,19 @@ def test_inspect_wellnest_json(wellnest_sample):
     assert info["quality"]["usable"] is True
 
 
+def test_inspect_reports_the_readers_repairs(wellnest_sample, tmp_path):
+    blob = bytearray(wellnest_sample.read_bytes())
+    blob[16 * 1200] = 0x00  # one frame loses its sync byte
+    corrupt = tmp_path / "corrupt.raw"
+    corrupt.write_bytes(bytes(blob))
+    result = run("inspect", str(corrupt))
+    assert result.returncode == 0, result.stderr
+    assert "  - repaired: 1 corrupt or missing frame (2 ms) filled in by linear interpolation" in result.stdout
+    info = json.loads(run("inspect", str(corrupt), "--json").stdout)
+    assert info["metadata"]["dropped_frames"] == 1
+    assert info["quality"]["repairs"] == ["1 corrupt or missing frame (2 ms) filled in by linear interpolation"]
+
+
 def test_inspect_wfdb_text_shows_the_label(data_dir):
     result = run("inspect", str(data_dir / "ptbxl" / "00003_lr.hea"))
     assert result.returncode == 0, result.stderr

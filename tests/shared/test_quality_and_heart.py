@@ -115,3 +115,42 @@ def test_rpeaks_are_neurokit2s_on_real_recordings(data_dir):
         peaks = detect_rpeaks(lead, record.sampling_rate)
         assert len(peaks) > 5
         np.testing.assert_array_equal(peaks, info["ECG_R_Peaks"])
+
+
+def _with_burst(record: Record, lead: str, start_s: float, end_s: float) -> np.ndarray:
+    """The record's signal with a muscle-artefact-like burst (white noise, 0.15 mV) added to one lead."""
+    signal = record.signal.copy()
+    lo, hi = round(start_s * record.sampling_rate), round(end_s * record.sampling_rate)
+    signal[lo:hi, record.lead_names.index(lead)] += np.random.default_rng(0).normal(0, 0.15, hi - lo)
+    return signal
+
+
+def test_a_noise_burst_in_one_lead_is_named_with_its_seconds(wellnest_sample, data_dir):
+    for path in (wellnest_sample, data_dir / "ptbxl" / "00001_lr.hea"):
+        record = read_ecg(path)
+        burst = Record(_with_burst(record, "V6", 4.0, 5.0), record.sampling_rate, record.lead_names, {})
+        report = assess_quality(burst)
+        assert "noise burst at 4-5 s" in report.leads["V6"], (path, report.leads)
+        assert not any("burst" in issue for lead, issues in report.leads.items() if lead != "V6" for issue in issues)
+        assert report.usable  # a remark: the rest of the lead and the other leads read
+
+
+def test_clean_real_recordings_raise_no_burst(data_dir, wellnest_sample):
+    for path in (wellnest_sample, data_dir / "ptbxl" / "00001_lr.hea", data_dir / "cinc2017" / "A00001.hea"):
+        report = assess_quality(read_ecg(path))
+        assert not [issue for issues in report.leads.values() for issue in issues if "burst" in issue], path
+
+
+def test_the_readers_repairs_are_reported(wellnest_sample):
+    from ecg_shared.formats.wellnest import FRAME_BYTES
+
+    blob = bytearray(wellnest_sample.read_bytes())
+    blob[1000 * FRAME_BYTES] = 0x00  # one frame loses its sync byte: dropped, then filled in
+    record = read_ecg(bytes(blob) + b"\xba\x88\x01")  # and a partial frame at the end
+    assert record.metadata["dropped_frames"] == 1
+    report = assess_quality(record)
+    assert report.repairs == [
+        "1 corrupt or missing frame (2 ms) filled in by linear interpolation",
+        "3 trailing bytes that make no whole frame ignored",
+    ]
+    assert assess_quality(read_ecg(wellnest_sample)).repairs == []

@@ -9,9 +9,11 @@ import logging
 from contextlib import asynccontextmanager
 from pathlib import Path
 
+import fastapi_offline
 from fastapi import FastAPI, Request
 from fastapi.middleware.gzip import GZipMiddleware
-from fastapi.responses import JSONResponse
+from fastapi.openapi.docs import get_swagger_ui_html
+from fastapi.responses import HTMLResponse, JSONResponse
 from fastapi.staticfiles import StaticFiles
 from sqlalchemy.exc import OperationalError
 
@@ -22,6 +24,7 @@ from ecg_shared.settings import get_settings
 
 log = logging.getLogger("ecg_gateway")
 STATIC_DIR = Path(__file__).resolve().parent / "static"
+SWAGGER_UI_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"  # Swagger UI 5, as the package ships it
 
 
 @asynccontextmanager
@@ -41,10 +44,25 @@ def create_app() -> FastAPI:
         "model versions. Endpoints that change state need the `X-API-Key` header.",
         version="1.0",
         lifespan=lifespan,
+        docs_url=None,  # served below from the gateway's own copy of Swagger UI, not from a CDN
+        redoc_url=None,
     )
     app.add_middleware(GZipMiddleware, minimum_size=2048)  # traces for plotting are large JSON
     app.add_middleware(MetricsMiddleware)
+    app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
+
+    @app.get("/docs", include_in_schema=False)
+    def swagger_ui() -> HTMLResponse:
+        """Swagger UI from the fastapi-offline package's copy: the page works on a network without internet access."""
+        return get_swagger_ui_html(
+            openapi_url=app.openapi_url,
+            title=f"{app.title} · API",
+            swagger_js_url="/static/swagger-ui/swagger-ui-bundle.js",
+            swagger_css_url="/static/swagger-ui/swagger-ui.css",
+            swagger_favicon_url="/static/swagger-ui/favicon.png",
+        )
+
     for module in (health, classify, recordings, models, jobs, pages):
         app.include_router(module.router)
 

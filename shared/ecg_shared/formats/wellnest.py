@@ -10,7 +10,8 @@ Frame layout, one frame per sample time::
 Each value is 12-bit unsigned with zero at 2048. aVR, aVL and aVF are derived (Einthoven/Goldberger).
 A frame that does not start with the sync bytes is dropped; the reader resynchronises on the next confirmed sync
 (one followed by another sync a frame later), fills the dropped samples by linear interpolation so the time axis
-stays true, and reports the count in ``metadata["dropped_frames"]``.
+stays true, and reports the count in ``metadata["dropped_frames"]`` and, in plain words, in ``metadata["repairs"]``
+(as it does for trailing bytes that make no whole frame).
 """
 
 from __future__ import annotations
@@ -153,6 +154,16 @@ def read_wellnest(
         "dropped_frames": int(dropped),
         "trailing_bytes_ignored": int(tail_bytes),
     }
+    repairs = []
+    if dropped:
+        repairs.append(
+            f"{dropped} corrupt or missing frame{'s' if dropped != 1 else ''} ({dropped * 1000 / SAMPLING_RATE:g} ms) "
+            "filled in by linear interpolation"
+        )
+    if tail_bytes:
+        repairs.append(f"{tail_bytes} trailing byte{'s' if tail_bytes != 1 else ''} that make no whole frame ignored")
+    if repairs:
+        metadata["repairs"] = repairs
     if source:
         metadata["source"] = source
     return Record(signal, SAMPLING_RATE, list(STANDARD_12_LEADS), metadata)

@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from ecg_shared.settings import get_settings
+from ecg_shared.vocabulary import page_vocabulary
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
 router = APIRouter(include_in_schema=False)
@@ -30,6 +31,7 @@ def _render(request: Request, path: str) -> HTMLResponse:
         "nav": [(p, t) for p, (_, t) in PAGES.items()],
         "classify_requires_key": settings.classify_requires_key,
         "max_upload_bytes": settings.max_upload_bytes,
+        "vocabulary": page_vocabulary(),
     }
     return TEMPLATES.TemplateResponse(request, template, context)
 

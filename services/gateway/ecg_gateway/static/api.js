@@ -68,7 +68,21 @@ function el(tag, attrs = {}, ...children) {
   return node;
 }
 
-function percent(p, digits = 1) { return `${(100 * p).toFixed(digits)} %`; }
+// A non-breaking space keeps "%" on the line of its number.
+function percent(p, digits = 1) { return `${(100 * p).toFixed(digits)}\u00a0%`; }
+
+// Clinical names for the class labels and calls the API answers with (from ecg_shared.vocabulary, embedded in the
+// page): "A" reads "atrial fibrillation (A)".
+const Vocabulary = (() => {
+  const source = document.getElementById("vocabulary");
+  const words = source ? JSON.parse(source.textContent) : { classes: {}, calls: {}, evidence: {} };
+  return {
+    evidence: words.evidence,
+    className(label) { return words.classes[label] || label; },
+    classWithCode(label) { return words.classes[label] ? `${words.classes[label]} (${label})` : label; },
+    callName(call) { return words.calls[call] || call; },
+  };
+})();
 function formatTime(iso) {
   return iso ? new Date(iso).toLocaleString([], { dateStyle: "short", timeStyle: "medium" }) : "–";
 }

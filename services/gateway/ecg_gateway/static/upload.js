@@ -1,5 +1,6 @@
-// The upload page: send a file to POST /classify (with its display trace and explanation), show the verdict, each
-// model's result side by side, heart rate, quality in plain words, and the trace on ECG paper.
+// The upload page: send a file to POST /classify (with its display trace and explanation), show the verdict for
+// that file, what each model says and why the verdict follows, heart rate, quality and repairs in plain words, and
+// the trace on ECG paper with one model's evidence on the leads it read and an overview of long strips.
 "use strict";
 
 (() => {
@@ -9,10 +10,15 @@
   const errorBox = document.getElementById("upload-error");
   const results = document.getElementById("results");
   const canvas = document.getElementById("ecg-canvas");
-  const controls = ["speed", "gain", "zoom", "show-highlights"].map((id) => document.getElementById(id));
-  let current = null;   // {result, segments, explanation}
-
-  const CALL_WORDS = { normal: "Normal", abnormal: "Abnormal", unreadable: "Unreadable" };
+  const scroller = document.getElementById("trace-scroll");
+  const overview = document.getElementById("overview");
+  const overviewBox = document.getElementById("overview-box");
+  const tip = document.getElementById("evidence-tip");
+  const evidenceSelect = document.getElementById("evidence-model");
+  const controls = ["speed", "gain", "zoom", "evidence-model"].map((id) => document.getElementById(id));
+  const READABLE_PX_PER_MM = 4;   // the opening zoom at least: 1 mm grid and labels readable
+  let current = null;   // {fileName, result, layout, overviewScale}
+  let upload = 0;       // answers to an older upload than the latest are dropped
 
   function showError(message) {
     errorBox.textContent = message;
@@ -24,10 +30,34 @@
     errorBox.textContent = "";
   }
 
-  async function classify(file) {
+  // Nothing of the previous recording stays on screen once another file is chosen.
+  function clearResult(fileName, message) {
+    current = null;
+    results.hidden = true;
+    overviewBox.hidden = true;
+    tip.hidden = true;
+    canvas.width = 0;
+    canvas.style.width = "0px";
+    document.getElementById("verdict").className = "card verdict verdict-empty";
+    document.getElementById("verdict-file").textContent = fileName;
+    document.getElementById("verdict-label").textContent = "No result";
+    document.getElementById("verdict-probability").textContent = message;
+    document.getElementById("verdict-rule").textContent = "";
+    document.getElementById("verdict-models").replaceChildren();
     clearError();
+  }
+
+  function failed(fileName, message) {
+    statusLine.textContent = "";
+    document.getElementById("verdict-probability").textContent = `"${fileName}" could not be classified`;
+    showError(message);
+  }
+
+  async function classify(file) {
     if (!file) return;
-    if (file.size === 0) { showError(`"${file.name}" is empty: choose an ECG recording.`); return; }
+    const mine = ++upload;
+    clearResult(file.name, `Classifying ${file.name}…`);
+    if (file.size === 0) { failed(file.name, `"${file.name}" is empty: choose an ECG recording.`); return; }
     const form = new FormData();
     form.append("file", file, file.name);
     const format = document.getElementById("format-hint").value;
@@ -39,40 +69,54 @@
     const started = performance.now();
     try {
       const result = await api("/classify?trace=true&explain=true", { method: "POST", body: form });
+      if (mine !== upload) return;
       statusLine.textContent = `${file.name}: answered in ${Math.round(performance.now() - started)} ms`;
-      render(result);
+      render(file.name, result);
     } catch (err) {
-      statusLine.textContent = "";
-      showError(`Could not classify "${file.name}": ${err.message}`);
+      if (mine !== upload) return;
+      failed(file.name, `Could not classify "${file.name}": ${err.message}`);
     } finally {
       dropZone.classList.remove("busy");
       fileInput.value = "";
     }
   }
 
-  function render(result) {
-    renderVerdict(result.verdict);
+  function leadsText(leads) { return leads.length === 1 ? `lead ${leads[0]}` : `${leads.length} leads`; }
+
+  function render(fileName, result) {
+    current = { fileName, result, layout: null, overviewScale: null };
+    document.getElementById("verdict-file").textContent = `Result for ${fileName}`;
+    document.getElementById("results-file").textContent = `Recording: ${fileName}`;
+    renderVerdict(result.verdict, result.models);
     renderFacts(result);
+    renderAgreement(result);
     renderModels(result.models);
     renderQuality(result.recording.quality);
-    const explanation = pickExplanation(result);
-    current = { result, explanation, segments: explanation ? explanation.segments : [] };
+    renderEvidenceChoice(result);
     results.hidden = false;
-    if (result.trace) {  // start with the strip filling the card (at most 12 px/mm, at least 2)
-      const zoom = document.getElementById("zoom");
+    if (result.trace) {  // open at a readable scale; a strip that fits is widened to fill the card
       const fit = EcgPaper.fitPxPerMm(result.trace.duration_s, Number(document.getElementById("speed").value),
-        document.getElementById("trace-scroll").clientWidth - 2);
-      zoom.value = String(Math.min(12, Math.max(2, Math.floor(fit * 4) / 4)));
+        scroller.clientWidth - 2);
+      const zoom = document.getElementById("zoom");
+      zoom.value = String(Math.min(12, Math.max(READABLE_PX_PER_MM, Math.floor(fit * 4) / 4)));
     }
+    scroller.scrollLeft = 0;
     renderTrace();
   }
 
-  function renderVerdict(verdict) {
-    const box = document.getElementById("verdict");
-    box.className = `card verdict verdict-${verdict.label}`;
-    document.getElementById("verdict-label").textContent = CALL_WORDS[verdict.label] || verdict.label;
-    document.getElementById("verdict-probability").textContent =
-      `probability ${percent(verdict.probability)}`;
+  function disagreement(verdict, models) {
+    return typeof verdict.disagreement === "boolean" ? verdict.disagreement : new Set(models.map((m) => m.call)).size > 1;
+  }
+
+  // The headline carries every model's call, so a disagreement is never hidden behind the verdict.
+  function renderVerdict(verdict, models) {
+    document.getElementById("verdict").className = `card verdict verdict-${verdict.label}`;
+    document.getElementById("verdict-label").textContent = Vocabulary.callName(verdict.label);
+    document.getElementById("verdict-probability").textContent = `probability ${percent(verdict.probability)}`;
+    const calls = models.flatMap((m, i) => [i ? " · " : "", el("span", { class: "nowrap" }, `${m.name} `,
+      el("span", { class: `call call-${m.call}`, text: Vocabulary.callName(m.call) }))]);
+    if (models.length > 1 && disagreement(verdict, models)) calls.unshift(el("strong", { text: "The models disagree: " }));
+    document.getElementById("verdict-models").replaceChildren(...calls);
     document.getElementById("verdict-rule").textContent = verdict.rule || "";
   }
 
@@ -86,9 +130,33 @@
       ["Format", rec.format || "–"],
       ["Inference time", `${Math.round(result.timings.total_ms)} ms`],
     ];
-    const box = document.getElementById("facts");
-    box.replaceChildren(...facts.map(([name, value]) =>
+    document.getElementById("facts").replaceChildren(...facts.map(([name, value]) =>
       el("div", { class: "fact" }, el("span", { class: "value", text: value }), el("span", { class: "name", text: name }))));
+  }
+
+  function modelSays(m) {
+    const side = m.p_abnormal >= m.threshold ? "≥" : "<";
+    return `P(abnormal) ${percent(m.p_abnormal)} ${side} threshold ${percent(m.threshold)}; `
+      + `most likely ${Vocabulary.classWithCode(m.predicted_class)}`;
+  }
+
+  // Which model says what, and why the overall verdict follows (the verdict's own rule, as the API gives it).
+  function renderAgreement(result) {
+    const box = document.getElementById("agreement");
+    const models = result.models, verdict = result.verdict;
+    if (models.length < 2) { box.hidden = true; box.replaceChildren(); return; }
+    const disagree = disagreement(verdict, models);
+    box.hidden = false;
+    box.className = `card agreement${disagree ? " disagree" : ""}`;
+    box.dataset.disagreement = String(disagree);
+    box.replaceChildren(
+      el("h3", { text: disagree ? "The models disagree"
+        : `The models agree: ${Vocabulary.callName(models[0].call).toLowerCase()}` }),
+      el("ul", {}, models.map((m) => el("li", { "data-model": m.name },
+        el("strong", { text: `${m.name}` }), ` (${leadsText(m.leads)}) says `,
+        el("span", { class: `call call-${m.call}`, text: Vocabulary.callName(m.call) }), ` — ${modelSays(m)}`))),
+      el("p", { class: "why" }, el("strong", { text: `Overall ${Vocabulary.callName(verdict.label).toLowerCase()}` }),
+        `: ${verdict.rule}`));
   }
 
   function renderModels(models) {
@@ -99,65 +167,144 @@
     }
     grid.replaceChildren(...models.map((m) => {
       const bars = Object.entries(m.probabilities).sort((a, b) => b[1] - a[1]).flatMap(([cls, p]) => [
-        el("span", { text: cls }),
+        el("span", { text: Vocabulary.classWithCode(cls) }),
         el("div", { class: `bar${cls === m.predicted_class ? " predicted" : ""}` },
           el("span", { style: `width:${(100 * p).toFixed(1)}%` })),
-        el("span", { text: percent(p) }),
+        el("span", { class: "number", text: percent(p) }),
       ]);
       return el("div", { class: "card model-card", "data-model": m.name },
         el("h3", {}, `${m.name}`, m.version ? el("span", { class: "muted", text: ` v${m.version}` }) : null),
-        el("div", { class: "sub", text: `${m.family} · leads ${m.leads.join(", ")} · ${m.windows} window${m.windows === 1 ? "" : "s"}` }),
-        el("span", { class: `call call-${m.call}`, text: CALL_WORDS[m.call] || m.call }),
-        el("span", { class: "muted", text: `  P(abnormal) ${percent(m.p_abnormal)} · threshold ${percent(m.threshold, 0)}` }),
+        el("div", { class: "sub", text: `${m.family} · read ${leadsText(m.leads)}${m.leads.length > 1 ? ` (${m.leads.join(", ")})` : ""} · ${m.windows} window${m.windows === 1 ? "" : "s"}` }),
+        el("span", { class: `call call-${m.call}`, text: Vocabulary.callName(m.call) }),
+        el("p", { class: "muted says", text: modelSays(m) }),
         el("div", { class: "bars" }, bars));
     }));
   }
 
   function renderQuality(quality) {
-    const box = document.getElementById("quality");
-    const issues = [...quality.reasons];
+    const remarks = [...quality.reasons];
     for (const [lead, leadIssues] of Object.entries(quality.leads)) {
-      for (const issue of leadIssues) issues.push(`Lead ${lead}: ${issue}`);
+      for (const issue of leadIssues) remarks.push(`Lead ${lead}: ${issue}`);
     }
-    const headline = quality.usable
-      ? el("p", { class: issues.length ? "" : "ok", text: issues.length ? "Signal quality: usable, with remarks" : "Signal quality: good — no problems found" })
-      : el("p", { class: "bad", text: "Signal quality: not usable for a reliable reading" });
-    box.replaceChildren(el("h2", { text: "Signal quality" }), headline,
-      issues.length ? el("ul", {}, issues.map((text) => el("li", { text }))) : null,
-      el("p", { class: "muted", text: `Noise score ${(quality.noise_score * 100).toFixed(0)} % (share of power outside the ECG band)` }));
+    const repairs = quality.repairs || [];
+    const headline = !quality.usable
+      ? el("p", { class: "bad", text: "Signal quality: not usable for a reliable reading" })
+      : remarks.length || repairs.length
+        ? el("p", { text: "Signal quality: usable, with remarks" })
+        : el("p", { class: "ok", text: "Signal quality: good — no problems found" });
+    const parts = [
+      el("h2", { text: "Signal quality" }), headline,
+      remarks.length ? el("ul", { class: "remarks" }, remarks.map((text) => el("li", { text }))) : null,
+      repairs.length ? el("div", { class: "repairs" }, el("p", { text: "Repaired while reading the file:" }),
+        el("ul", {}, repairs.map((text) => el("li", { text })))) : null,
+      el("p", { class: "muted", text: `Noise score ${(quality.noise_score * 100).toFixed(0)}\u00a0% (share of power outside the ECG band)` }),
+    ];
+    document.getElementById("quality").replaceChildren(...parts.filter(Boolean));
   }
 
-  function pickExplanation(result) {
+  // One option per explained model; the model behind the verdict first.
+  function renderEvidenceChoice(result) {
     const explanations = result.explanation || [];
-    if (!explanations.length) return null;
     const deciding = result.models.find((m) => m.call === result.verdict.label);
-    return explanations.find((e) => deciding && e.model === deciding.name) || explanations[0];
+    const options = explanations.map((e, i) => {
+      const model = result.models.find((m) => m.name === e.model);
+      return el("option", { value: String(i) },
+        `${e.model}: ${Vocabulary.className(e.target_class)} (${leadsText(model ? model.leads : Object.keys(e.leads))})`);
+    });
+    evidenceSelect.replaceChildren(...options, el("option", { value: "" }, "none"));
+    const first = explanations.findIndex((e) => deciding && e.model === deciding.name);
+    evidenceSelect.value = explanations.length ? String(Math.max(0, first)) : "";
+  }
+
+  function selectedEvidence() {
+    const explanations = current.result.explanation || [];
+    const exp = evidenceSelect.value === "" ? null : explanations[Number(evidenceSelect.value)];
+    if (!exp) return null;
+    const model = current.result.models.find((m) => m.name === exp.model);
+    return { explanation: exp, leads: model ? model.leads : Object.keys(exp.leads), segments: exp.segments };
+  }
+
+  function points(importance) { return `${(100 * importance).toFixed(1)} points`; }
+
+  function legendText(trace, evidence, layout) {
+    const speed = document.getElementById("speed").value, gain = document.getElementById("gain").value;
+    let text = `${trace.lead_names.length} lead${trace.lead_names.length === 1 ? "" : "s"}, `
+      + `${trace.duration_s.toFixed(1)} s · grid 1 mm / 5 mm · ${speed} mm/s · ${gain} mm/mV · `
+      + "1 mV calibration pulse at the start of each lead";
+    if (layout.pxPerMm < 3) text += " · zoom in to see the 1 mm grid";
+    if (layout.pxPerMm < Number(document.getElementById("zoom").value)) text += " · zoom limited by the strip length";
+    if (!evidence) return text;
+    const exp = evidence.explanation;
+    const target = Vocabulary.className(exp.target_class);
+    const threshold = points(Vocabulary.evidence.min_importance);
+    if (!layout.shaded.length) {
+      return `${text} · evidence (${exp.model}): no stretch changes P(${target}) by ${threshold} or more, nothing shaded`;
+    }
+    const strongest = layout.shaded.reduce((a, b) => (b.importance > a.importance ? b : a));
+    return `${text} · shaded on ${leadsText(evidence.leads)} (${exp.model}): where blanking the signal lowers `
+      + `P(${target}) by ${threshold} or more, deeper for larger drops; hover for the value · strongest `
+      + `${strongest.start_s}–${strongest.end_s} s (${points(strongest.importance)})`;
   }
 
   function renderTrace() {
     if (!current) return;
     const trace = current.result.trace;
     const legend = document.getElementById("trace-legend");
+    tip.hidden = true;
     if (!trace) {
       canvas.width = 0;
+      overviewBox.hidden = true;
       legend.textContent = "The gateway could not draw this recording.";
       return;
     }
-    const showHighlights = document.getElementById("show-highlights").checked;
-    const segments = showHighlights ? current.segments : [];
-    const layout = EcgPaper.draw(canvas, trace, {
+    const evidence = selectedEvidence();
+    current.layout = EcgPaper.draw(canvas, trace, {
       speed: Number(document.getElementById("speed").value),
       gain: Number(document.getElementById("gain").value),
       pxPerMm: Number(document.getElementById("zoom").value),
-      segments,
+      evidence,
     });
-    const exp = current.explanation;
-    legend.textContent = `${trace.lead_names.length} lead${trace.lead_names.length === 1 ? "" : "s"}, `
-      + `${trace.duration_s.toFixed(1)} s · grid 1 mm / 5 mm · ${document.getElementById("speed").value} mm/s · `
-      + `${document.getElementById("gain").value} mm/mV · 1 mV calibration pulse at the start of each lead`
-      + (exp && segments.length ? ` · shaded: the time segments that most support "${exp.target_class}" (${exp.model})` : "")
-      + (layout.pxPerMm < Number(document.getElementById("zoom").value) ? " · zoom limited by the strip length" : "");
+    current.evidence = evidence;
+    legend.textContent = legendText(trace, evidence, current.layout);
+    renderOverview();
   }
+
+  // Long strips: the whole recording above the strip, the evidence marked, the part in view framed.
+  function renderOverview() {
+    if (!current || !current.layout) return;
+    const wide = scroller.scrollWidth > scroller.clientWidth + 1;
+    overviewBox.hidden = !wide;
+    if (!wide) return;
+    const trace = current.result.trace, layout = current.layout, evidence = current.evidence;
+    const lead = evidence && evidence.leads.length === 1 ? evidence.leads[0]
+      : trace.lead_names.includes("II") ? "II" : trace.lead_names[0];
+    const view = {
+      startS: Math.max(0, EcgPaper.secondsAt(layout, scroller.scrollLeft)),
+      endS: Math.min(trace.duration_s, EcgPaper.secondsAt(layout, scroller.scrollLeft + scroller.clientWidth)),
+    };
+    current.overviewScale = EcgPaper.drawOverview(overview, trace, lead, evidence, view);
+  }
+
+  overview.addEventListener("click", (e) => {
+    if (!current || !current.overviewScale) return;
+    const seconds = e.offsetX * current.overviewScale.secondsPerPx;
+    scroller.scrollLeft = EcgPaper.pxAt(current.layout, seconds) - scroller.clientWidth / 2;
+    renderOverview();
+  });
+  scroller.addEventListener("scroll", () => { tip.hidden = true; renderOverview(); });
+  window.addEventListener("resize", renderOverview);
+
+  canvas.addEventListener("mousemove", (e) => {
+    const hit = current && current.layout && current.evidence ? EcgPaper.evidenceAt(current.layout, e.offsetX, e.offsetY) : null;
+    if (!hit) { tip.hidden = true; return; }
+    const exp = current.evidence.explanation, seg = hit.segment;
+    tip.textContent = `Lead ${hit.lead}, ${seg.start_s}–${seg.end_s} s: blanking it lowers ${exp.model}'s `
+      + `P(${Vocabulary.className(exp.target_class)}) by ${points(seg.importance)}`;
+    tip.style.left = `${e.clientX + 12}px`;
+    tip.style.top = `${e.clientY + 12}px`;
+    tip.hidden = false;
+  });
+  canvas.addEventListener("mouseleave", () => { tip.hidden = true; });
 
   dropZone.addEventListener("dragover", (e) => { e.preventDefault(); dropZone.classList.add("dragging"); });
   dropZone.addEventListener("dragleave", () => dropZone.classList.remove("dragging"));
