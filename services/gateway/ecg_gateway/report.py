@@ -22,6 +22,7 @@ import io
 import math
 import textwrap
 import threading
+import warnings
 from dataclasses import dataclass
 from datetime import datetime
 
@@ -66,6 +67,7 @@ CLASS_NAMES = {
 }
 DISCLAIMER = "Computer analysis: to be confirmed by a physician."
 
+RC = {"pdf.fonttype": 42, "font.family": "DejaVu Sans"}  # TrueType fonts: the text stays text, to search and copy
 _render_lock = threading.Lock()  # matplotlib is not thread-safe; reports are rendered one at a time
 
 
@@ -133,8 +135,9 @@ def render_report(
     """The one-page PDF of this recording and its classification."""
     intervals = measure_intervals(record)
     rows, shown = layout_rows(record)
-    # TrueType fonts ("pdf.fonttype" 42): the text stays text, to search and copy.
-    with _render_lock, matplotlib.rc_context({"pdf.fonttype": 42, "font.family": "DejaVu Sans"}):
+    # A glyph missing from the font would be warned about by name: a patient's name stays out of the logs.
+    with _render_lock, warnings.catch_warnings(), matplotlib.rc_context(RC):
+        warnings.simplefilter("ignore")
         figure = Figure(figsize=(PAGE_MM[0] / 25.4, PAGE_MM[1] / 25.4))
         FigureCanvasPdf(figure)
         axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
@@ -185,10 +188,10 @@ def _draw_rows(axes, record: Record, rows: list[Row]) -> None:
             if number:  # a short mark where the lead changes, as carts print it
                 axes.plot([x0, x0], [baseline - 2.5, baseline + 2.5], color="black", lw=TRACE_WIDTH_PT, zorder=3)
             label_y = baseline + min(12.0, 0.5 * row_mm)
-            axes.text(x0 + 1.0, label_y, lead, fontsize=8, fontweight="bold", ha="left", va="bottom", zorder=4)
+            _write(axes, x0 + 1.0, label_y, lead, fontsize=8, fontweight="bold", ha="left", va="bottom", zorder=4)
             if row.timed:
                 span = f"{start_s:g}-{min(end_s, record.duration_s):g} s"
-                axes.text(x0 + 12.0, label_y, span, fontsize=6.5, ha="left", va="bottom", zorder=4)
+                _write(axes, x0 + 12.0, label_y, span, fontsize=6.5, ha="left", va="bottom", zorder=4)
             if last <= first:
                 continue
             column = record.lead_names.index(lead)
@@ -216,6 +219,11 @@ def _draw_calibration_pulse(axes, x: float, baseline: float) -> None:
 # --- the text -----------------------------------------------------------------------------------------------------
 
 
+def _write(axes, x: float, y: float, text: str, **style) -> None:
+    """Text as given: never parsed as mathtext (a "$" in a name is a dollar sign, not an error)."""
+    axes.text(x, y, text, parse_math=False, **style)
+
+
 class _Column:
     """Lines of text placed downwards from a top edge, wrapped to a width in millimetres."""
 
@@ -227,8 +235,15 @@ class _Column:
         chars = max(10, int(self.width_mm / (0.53 * size * 25.4 / 72)))  # DejaVu Sans: about 0.53 em a character
         for part in textwrap.wrap(text, chars, subsequent_indent="   ") or [""]:
             self.y -= size * 25.4 / 72 * 1.3
-            self.axes.text(
-                self.x, self.y, part, fontsize=size, fontweight="bold" if bold else "normal", ha="left", va="baseline"
+            _write(
+                self.axes,
+                self.x,
+                self.y,
+                part,
+                fontsize=size,
+                fontweight="bold" if bold else "normal",
+                ha="left",
+                va="baseline",
             )
 
 
@@ -261,9 +276,9 @@ def _draw_header(
     left = GRID_MM[0]
     right = GRID_MM[0] + GRID_MM[2]
     title = "12-lead ECG" if is_twelve_lead(record) else f"ECG, {record.n_leads} lead{'s' * (record.n_leads > 1)}"
-    axes.text(left, 202.0, f"{title} - automated analysis", fontsize=12, fontweight="bold", va="baseline")
+    _write(axes, left, 202.0, f"{title} - automated analysis", fontsize=12, fontweight="bold", va="baseline")
     stamp = analysed_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-    axes.text(right, 202.0, f"Analysed {stamp}", fontsize=9, ha="right", va="baseline")
+    _write(axes, right, 202.0, f"Analysed {stamp}", fontsize=9, ha="right", va="baseline")
 
     identity = _Column(axes, left, 199.0, 80.0)
     identity.line(f"Patient: {patient.name}" if patient.name else "Patient: not given", size=8.5, bold=True)
@@ -327,12 +342,12 @@ def _draw_footer(axes, record: Record, answer: ClassifyResponse, intervals: Inte
         f"{SPEED_MM_PER_S:g} mm/s   {GAIN_MM_PER_MV:g} mm/mV   grid 1 mm / 5 mm   "
         f"calibration {CALIBRATION_MV:g} mV, {1000 * CALIBRATION_S:g} ms   {band}"
     )
-    axes.text(GRID_MM[0], 6.0, scale, fontsize=7, va="baseline")
+    _write(axes, GRID_MM[0], 6.0, scale, fontsize=7, va="baseline")
     measured = (
         f"Intervals: lead {intervals.lead}, median over the beats ({intervals.beats} detected), {intervals.method}"
     )
-    axes.text(GRID_MM[0], 2.5, f"Shown: {shown}.   {measured}", fontsize=6.5, va="baseline")
+    _write(axes, GRID_MM[0], 2.5, f"Shown: {shown}.   {measured}", fontsize=6.5, va="baseline")
     versions = ", ".join(f"{m.name} v{m.version}" if m.version is not None else m.name for m in answer.models)
     right = GRID_MM[0] + GRID_MM[2]
-    axes.text(right, 6.0, f"Models: {versions or 'none'}", fontsize=7, ha="right", va="baseline")
-    axes.text(right, 2.5, DISCLAIMER, fontsize=6.5, ha="right", va="baseline", style="italic")
+    _write(axes, right, 6.0, f"Models: {versions or 'none'}", fontsize=7, ha="right", va="baseline")
+    _write(axes, right, 2.5, DISCLAIMER, fontsize=6.5, ha="right", va="baseline", style="italic")
