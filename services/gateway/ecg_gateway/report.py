@@ -252,11 +252,15 @@ def _class_words(label: str) -> str:
 
 
 def _model_line(model: ModelResult) -> str:
+    """``name vN (leads): call[ - predicted class p %]; P(abnormal) p, threshold t``; the class is left out where
+    it only repeats the call (a normal/abnormal model)."""
     version = f" v{model.version}" if model.version is not None else ""
     leads = model.leads[0] if len(model.leads) == 1 else f"{len(model.leads)} leads"
+    words = _class_words(model.predicted_class)
+    share = 100 * model.probabilities.get(model.predicted_class, 0.0)
+    predicted = "" if words == model.call else f" - {words} {share:.0f} %"
     return (
-        f"{model.name}{version} ({leads}): {model.call} - {_class_words(model.predicted_class)} "
-        f"{100 * model.probabilities.get(model.predicted_class, 0.0):.0f} %; "
+        f"{model.name}{version} ({leads}): {model.call}{predicted}; "
         f"P(abnormal) {model.p_abnormal:.3f}, threshold {model.threshold:.3f}"
     )
 

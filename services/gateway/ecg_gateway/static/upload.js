@@ -27,6 +27,7 @@
   async function classify(file) {
     clearError();
     if (!file) return;
+    document.dispatchEvent(new CustomEvent("ecg:upload-started"));
     if (file.size === 0) { showError(`"${file.name}" is empty: choose an ECG recording.`); return; }
     const form = new FormData();
     form.append("file", file, file.name);
@@ -41,6 +42,7 @@
       const result = await api("/classify?trace=true&explain=true", { method: "POST", body: form });
       statusLine.textContent = `${file.name}: answered in ${Math.round(performance.now() - started)} ms`;
       render(result);
+      document.dispatchEvent(new CustomEvent("ecg:classified", { detail: { file, format, fs } }));
     } catch (err) {
       statusLine.textContent = "";
       showError(`Could not classify "${file.name}": ${err.message}`);
