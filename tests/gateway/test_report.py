@@ -1,9 +1,9 @@
 """``POST /classify/report`` against the real stack: the PDF is rendered to an image (poppler's pdftoppm) and measured.
 
 True scale: the calibration pulse (1 mV at 10 mm/mV, 200 ms at 25 mm/s) must be 10 mm high and 5 mm wide on the
-page, within half a millimetre at the rendered resolution. One page, A4 or Letter landscape; the text (pdftotext)
-holds the verdict, each model's call and the heart rate, and no identifier of the input unless the request gave one.
-The PDFs and their 300 dpi images are kept in test-artifacts/reports/.
+page, within half a millimetre at the rendered resolution. One page, landscape A4 (or Letter, ECG_REPORT_PAPER); the
+text (pdftotext) holds the verdict, each model's call and the heart rate, and no identifier of the input unless the
+request gave one. The PDFs and their 300 dpi images are kept in test-artifacts/reports/.
 """
 
 from __future__ import annotations
@@ -11,14 +11,16 @@ from __future__ import annotations
 import re
 import shutil
 import subprocess
+from datetime import UTC, datetime
 from pathlib import Path
 
 import httpx
 import numpy as np
 import pytest
 
-from ecg_shared.formats import zip_wfdb_record
-from ecg_shared.settings import REPO_ROOT
+from ecg_shared.formats import read_ecg, zip_wfdb_record
+from ecg_shared.schemas import ClassifyResponse
+from ecg_shared.settings import REPO_ROOT, get_settings
 from tests.gateway.conftest import API_KEY
 
 REPORTS = REPO_ROOT / "test-artifacts" / "reports"  # the PDFs and their images, to look at
@@ -165,6 +167,31 @@ def test_wellnest_report_is_a_true_scale_12_lead_page(client, wellnest_sample, p
     assert 60 <= qrs <= 120 and 120 <= pr <= 220 and 320 <= qt <= 460 and qt < qtc < 480
     assert "Patient: not given" in text and "ID: not given" in text
     assert "sample-10s" not in text
+
+
+@pytest.fixture()
+def letter_paper(monkeypatch):
+    monkeypatch.setenv("ECG_REPORT_PAPER", "letter")
+    get_settings.cache_clear()
+    yield
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
+def test_letter_paper_is_true_scale_too(client, wellnest_sample, letter_paper, poppler):
+    """ECG_REPORT_PAPER=letter, drawn here (the stack's gateway prints A4) from the stack's real classification."""
+    from ecg_gateway.report import render_report
+
+    classified = client.post("/classify", files={"file": ("sample-10s.raw", wellnest_sample.read_bytes())})
+    assert classified.status_code == 200, classified.text
+    answer = ClassifyResponse.model_validate(classified.json())
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    pdf = REPORTS / "sample-10s-letter.pdf"
+    pdf.write_bytes(render_report(read_ecg(wellnest_sample), answer, datetime.now(UTC)))
+    pages, (width, height) = _page_size_pt(pdf)
+    assert pages == 1 and (width, height) == pytest.approx(LANDSCAPE_SIZES_PT["Letter"], abs=1)
+    _assert_true_scale(pdf, rows=4)
+    _assert_classification_printed(_text(pdf), classified.json())
 
 
 def test_cinc_single_lead_report_uses_strip_rows(client, cinc_zip, poppler):

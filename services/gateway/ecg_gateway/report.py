@@ -1,4 +1,5 @@
-"""The printable ECG report: one landscape A4 page laid out as an ECG cart prints it, as PDF.
+"""The printable ECG report: one landscape page (A4 or Letter: ECG_REPORT_PAPER) laid out as an ECG cart prints it,
+as PDF.
 
 Drawn with matplotlib's PDF backend on a figure the size of the page, in axes whose data units are millimetres, so
 the page is at true physical scale: 25 mm/s, 10 mm/mV on a 1 mm / 5 mm grid, each row opening with the 1 mV,
@@ -38,13 +39,14 @@ from ecg_shared.formats import Record
 from ecg_shared.formats.record import STANDARD_12_LEADS
 from ecg_shared.intervals import Interval, Intervals, measure_intervals
 from ecg_shared.schemas import ClassifyResponse, ModelResult
+from ecg_shared.settings import get_settings
 
 SPEED_MM_PER_S = 25.0
 GAIN_MM_PER_MV = 10.0
 CALIBRATION_MV = 1.0
 CALIBRATION_S = 0.2
-PAGE_MM = (297.0, 210.0)  # A4 landscape
-GRID_MM = (13.5, 10.0, 270.0, 150.0)  # left, bottom, width, height: 54 x 30 large squares
+PAPERS_MM = {"a4": (297.0, 210.0), "letter": (279.4, 215.9)}  # landscape: width, height
+GRID_BOTTOM_MM, GRID_HEIGHT_MM = 10.0, 150.0  # 30 large squares high
 PULSE_OFFSET_MM = 3.0  # from the grid's left edge to the calibration pulse's leading baseline
 TRACE_OFFSET_MM = 15.0  # from the grid's left edge to the first sample
 ROW_MM = 37.5  # height of a row (at most; more rows share the grid)
@@ -69,6 +71,23 @@ DISCLAIMER = "Computer analysis: to be confirmed by a physician."
 
 RC = {"pdf.fonttype": 42, "font.family": "DejaVu Sans"}  # TrueType fonts: the text stays text, to search and copy
 _render_lock = threading.Lock()  # matplotlib is not thread-safe; reports are rendered one at a time
+
+
+@dataclass(frozen=True)
+class Page:
+    """The paper and the grid on it (``grid``: left, bottom, width, height), in millimetres."""
+
+    width: float
+    height: float
+    grid: tuple[float, float, float, float]
+
+
+def page_for(paper: str) -> Page:
+    """The grid centred across the page: 54 large squares wide where the paper leaves 12 mm margins (A4), else 53
+    (Letter), which still holds the calibration pulse and 10 s of trace (265 mm)."""
+    width, height = PAPERS_MM[paper]
+    grid_width = 270.0 if width - 270.0 >= 24.0 else 265.0
+    return Page(width, height, ((width - grid_width) / 2, GRID_BOTTOM_MM, grid_width, GRID_HEIGHT_MM))
 
 
 @dataclass(frozen=True)
@@ -132,22 +151,23 @@ def _of_duration(shown_s: float, duration_s: float) -> str:
 def render_report(
     record: Record, answer: ClassifyResponse, analysed_at: datetime, patient: Patient | None = None
 ) -> bytes:
-    """The one-page PDF of this recording and its classification."""
+    """The one-page PDF of this recording and its classification, on the paper of ECG_REPORT_PAPER."""
+    page = page_for(get_settings().report_paper)
     intervals = measure_intervals(record)
     rows, shown = layout_rows(record)
     # A glyph missing from the font would be warned about by name: a patient's name stays out of the logs.
     with _render_lock, warnings.catch_warnings(), matplotlib.rc_context(RC):
         warnings.simplefilter("ignore")
-        figure = Figure(figsize=(PAGE_MM[0] / 25.4, PAGE_MM[1] / 25.4))
+        figure = Figure(figsize=(page.width / 25.4, page.height / 25.4))
         FigureCanvasPdf(figure)
         axes = figure.add_axes((0.0, 0.0, 1.0, 1.0))
-        axes.set_xlim(0.0, PAGE_MM[0])
-        axes.set_ylim(0.0, PAGE_MM[1])
+        axes.set_xlim(0.0, page.width)
+        axes.set_ylim(0.0, page.height)
         axes.set_axis_off()
-        _draw_grid(axes)
-        _draw_rows(axes, record, rows)
-        _draw_header(axes, record, answer, intervals, analysed_at, patient or Patient())
-        _draw_footer(axes, record, answer, intervals, shown)
+        _draw_grid(axes, page)
+        _draw_rows(axes, page, record, rows)
+        _draw_header(axes, page, record, answer, intervals, analysed_at, patient or Patient())
+        _draw_footer(axes, page, record, answer, intervals, shown)
         out = io.BytesIO()
         figure.savefig(out, format="pdf", metadata={"Title": "ECG report", "Creator": "ECG platform gateway"})
     return out.getvalue()
@@ -156,8 +176,8 @@ def render_report(
 # --- the grid and the traces --------------------------------------------------------------------------------------
 
 
-def _draw_grid(axes) -> None:
-    left, bottom, width, height = GRID_MM
+def _draw_grid(axes, page: Page) -> None:
+    left, bottom, width, height = page.grid
     minor, major = [], []
     for mm in range(int(width) + 1):
         (major if mm % 5 == 0 else minor).append([(left + mm, bottom), (left + mm, bottom + height)])
@@ -168,11 +188,11 @@ def _draw_grid(axes) -> None:
 
 
 def _row_height(n_rows: int) -> float:
-    return min(ROW_MM, GRID_MM[3] / max(1, n_rows)) if n_rows > 3 else GRID_MM[3] / 3
+    return min(ROW_MM, GRID_HEIGHT_MM / max(1, n_rows)) if n_rows > 3 else GRID_HEIGHT_MM / 3
 
 
-def _draw_rows(axes, record: Record, rows: list[Row]) -> None:
-    left, bottom, width, height = GRID_MM
+def _draw_rows(axes, page: Page, record: Record, rows: list[Row]) -> None:
+    left, bottom, width, height = page.grid
     clip = Rectangle((left, bottom), width, height, transform=axes.transData)
     signal = display_signal(record)
     signal = np.where(np.isfinite(record.signal), signal, np.nan)  # gaps stay gaps
@@ -187,7 +207,7 @@ def _draw_rows(axes, record: Record, rows: list[Row]) -> None:
             x0 = trace_left + x_mm
             if number:  # a short mark where the lead changes, as carts print it
                 axes.plot([x0, x0], [baseline - 2.5, baseline + 2.5], color="black", lw=TRACE_WIDTH_PT, zorder=3)
-            label_y = baseline + min(12.0, 0.5 * row_mm)
+            label_y = baseline + min(12.0, (1 - BASELINE_FRACTION) * row_mm - 4.0)  # below the row above
             _write(axes, x0 + 1.0, label_y, lead, fontsize=8, fontweight="bold", ha="left", va="bottom", zorder=4)
             if row.timed:
                 span = f"{start_s:g}-{min(end_s, record.duration_s):g} s"
@@ -271,20 +291,22 @@ def _interval_text(interval: Interval) -> str:
 
 def _draw_header(
     axes,
+    page: Page,
     record: Record,
     answer: ClassifyResponse,
     intervals: Intervals,
     analysed_at: datetime,
     patient: Patient,
 ) -> None:
-    left = GRID_MM[0]
-    right = GRID_MM[0] + GRID_MM[2]
+    left = page.grid[0]
+    right = page.grid[0] + page.grid[2]
+    top = page.height - 8.0
     title = "12-lead ECG" if is_twelve_lead(record) else f"ECG, {record.n_leads} lead{'s' * (record.n_leads > 1)}"
-    _write(axes, left, 202.0, f"{title} - automated analysis", fontsize=12, fontweight="bold", va="baseline")
+    _write(axes, left, top, f"{title} - automated analysis", fontsize=12, fontweight="bold", va="baseline")
     stamp = analysed_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
-    _write(axes, right, 202.0, f"Analysed {stamp}", fontsize=9, ha="right", va="baseline")
+    _write(axes, right, top, f"Analysed {stamp}", fontsize=9, ha="right", va="baseline")
 
-    identity = _Column(axes, left, 199.0, 80.0)
+    identity = _Column(axes, left, top - 3.0, 80.0)
     identity.line(f"Patient: {patient.name}" if patient.name else "Patient: not given", size=8.5, bold=True)
     identity.line(f"ID: {patient.id}" if patient.id else "ID: not given", size=8.5)
     rec = answer.recording
@@ -294,7 +316,7 @@ def _draw_header(
         gap=1.5,
     )
 
-    measures = _Column(axes, left, 184.5, 82.0)
+    measures = _Column(axes, left, top - 17.5, 82.0)
     rate = f"{rec.heart_rate_bpm:.0f} bpm" if rec.heart_rate_bpm is not None else "not detected"
     measures.line(f"Vent. rate   {rate}", size=8, bold=True)
     named = (("PR interval", intervals.pr), ("QRS duration", intervals.qrs), ("QT interval", intervals.qt))
@@ -307,7 +329,7 @@ def _draw_header(
             measures.line(f"{name} not measured: {interval.note}", size=6.5)
 
     verdict = answer.verdict
-    reading = _Column(axes, 100.0, 199.0, 95.0)
+    reading = _Column(axes, left + 86.5, top - 3.0, 95.0)
     reading.line(
         f"{CALL_WORDS.get(verdict.label, verdict.label.upper())}   probability {100 * verdict.probability:.1f} %",
         size=12,
@@ -330,7 +352,7 @@ def _draw_header(
         headline = "not usable for a reliable reading"
     else:
         headline = "usable, with remarks" if remarks else "good, no problems found"
-    notes = _Column(axes, 200.0, 199.0, right - 200.0)
+    notes = _Column(axes, left + 186.5, top - 3.0, right - left - 186.5)
     notes.line(f"Signal quality: {headline}", size=8, bold=True)
     for remark in remarks[:7]:
         notes.line(f"- {remark}", size=7)
@@ -339,19 +361,19 @@ def _draw_header(
     notes.line(f"Noise score {100 * quality.noise_score:.0f} % (share of power outside the ECG band)", size=7)
 
 
-def _draw_footer(axes, record: Record, answer: ClassifyResponse, intervals: Intervals, shown: str) -> None:
+def _draw_footer(axes, page: Page, record: Record, answer: ClassifyResponse, intervals: Intervals, shown: str) -> None:
     highpass, lowpass, notch = display_band(record.sampling_rate)
     band = f"filter {highpass:g}-{lowpass:g} Hz" + (f", {notch:g} Hz notch" if notch else "")
     scale = (
         f"{SPEED_MM_PER_S:g} mm/s   {GAIN_MM_PER_MV:g} mm/mV   grid 1 mm / 5 mm   "
         f"calibration {CALIBRATION_MV:g} mV, {1000 * CALIBRATION_S:g} ms   {band}"
     )
-    _write(axes, GRID_MM[0], 6.0, scale, fontsize=7, va="baseline")
+    _write(axes, page.grid[0], 6.0, scale, fontsize=7, va="baseline")
     measured = (
         f"Intervals: lead {intervals.lead}, median over the beats ({intervals.beats} detected), {intervals.method}"
     )
-    _write(axes, GRID_MM[0], 2.5, f"Shown: {shown}.   {measured}", fontsize=6.5, va="baseline")
+    _write(axes, page.grid[0], 2.5, f"Shown: {shown}.   {measured}", fontsize=6.5, va="baseline")
     versions = ", ".join(f"{m.name} v{m.version}" if m.version is not None else m.name for m in answer.models)
-    right = GRID_MM[0] + GRID_MM[2]
+    right = page.grid[0] + page.grid[2]
     _write(axes, right, 6.0, f"Models: {versions or 'none'}", fontsize=7, ha="right", va="baseline")
     _write(axes, right, 2.5, DISCLAIMER, fontsize=6.5, ha="right", va="baseline", style="italic")

@@ -90,7 +90,7 @@ def _read_record(upload: ClassifyBody) -> Record | str:
     response_class=Response,
     responses={
         200: {
-            "description": "the one-page PDF report (A4 landscape)",
+            "description": "the one-page PDF report (landscape A4, or Letter with ECG_REPORT_PAPER=letter)",
             "content": {"application/pdf": {"schema": {"type": "string", "format": "binary"}}},
         },
         400: _error("malformed multipart body"),
@@ -108,11 +108,11 @@ async def classify_report(
     model: str | None = Query(None, description="only this model (as for POST /classify)"),
 ) -> Response:
     """Multipart ``file`` with optional ``format`` and ``fs`` (as for ``POST /classify``) and optional
-    ``patient_name`` / ``patient_id``, printed only when given. The answer is ``application/pdf``: one A4 landscape
-    page at 25 mm/s and 10 mm/mV on a 1 mm / 5 mm grid, with the calibration pulse; the 12 leads in the 3 x 4
-    layout plus a 10 s lead II rhythm strip (other recordings: 10 s strips); the verdict and each model's call;
-    heart rate, PR, QRS, QT and QTc (Bazett); quality remarks, model versions, the date and time of the analysis.
-    The inference service's own 4xx answers pass through as JSON."""
+    ``patient_name`` / ``patient_id``, printed only when given. The answer is ``application/pdf``: one landscape
+    page (A4; Letter with ECG_REPORT_PAPER=letter) at 25 mm/s and 10 mm/mV on a 1 mm / 5 mm grid, with the
+    calibration pulse; the 12 leads in the 3 x 4 layout plus a 10 s lead II rhythm strip (other recordings: 10 s
+    strips); the verdict and each model's call; heart rate, PR, QRS, QT and QTc (Bazett); quality remarks, model
+    versions, the date and time of the analysis. The inference service's own 4xx answers pass through as JSON."""
     if request.headers.get("content-type", "").split(";")[0].strip().lower() == "application/json":
         raise HTTPException(
             status.HTTP_415_UNSUPPORTED_MEDIA_TYPE,
