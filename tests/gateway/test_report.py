@@ -248,6 +248,13 @@ def test_bad_report_requests_get_a_4xx_naming_the_problem(client, files, fields,
     assert "A" * 101 not in detail and "ID\x00" not in detail  # a patient field's value is never echoed
 
 
+def test_an_upload_over_the_limit_is_refused_with_413(client):
+    too_large = b"\0" * (3 * 1024 * 1024)  # the stack's ECG_MAX_UPLOAD_BYTES is 2 MiB
+    response = client.post("/classify/report", files={"file": ("big.raw", too_large)})
+    assert response.status_code == 413
+    assert "ECG_MAX_UPLOAD_BYTES" in response.json()["detail"]
+
+
 def test_json_samples_are_refused_with_415(client):
     response = client.post("/classify/report", json={"samples": [0.0, 1.0], "sampling_rate": 300, "leads": ["II"]})
     assert response.status_code == 415
