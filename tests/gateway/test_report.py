@@ -18,7 +18,7 @@ import httpx
 import numpy as np
 import pytest
 
-from ecg_shared.formats import read_ecg, zip_wfdb_record
+from ecg_shared.formats import Record, read_ecg, zip_wfdb_record
 from ecg_shared.schemas import ClassifyResponse
 from ecg_shared.settings import REPO_ROOT, get_settings
 from tests.gateway.conftest import API_KEY
@@ -267,3 +267,25 @@ def test_report_route_is_documented(client):
     assert {"400", "413", "415", "422", "503"} <= set(operation["responses"])
     form = operation["requestBody"]["content"]["multipart/form-data"]["schema"]["properties"]
     assert {"file", "format", "fs", "patient_name", "patient_id"} <= set(form)
+
+
+def test_layouts_say_what_they_leave_out(wellnest_sample, data_dir):
+    from ecg_gateway.report import layout_rows
+
+    record = read_ecg(wellnest_sample)
+    rows, shown = layout_rows(record)
+    assert [[lead for lead, *_ in row.segments] for row in rows] == [
+        ["I", "aVR", "V1", "V4"],
+        ["II", "aVL", "V2", "V5"],
+        ["III", "aVF", "V3", "V6"],
+        ["II"],
+    ]
+    assert [start for _, start, *_ in rows[0].segments] == [0.0, 2.5, 5.0, 7.5] and "recorded" not in shown
+    eight = [0, 1, 6, 7, 8, 9, 10, 11]
+    rows, shown = layout_rows(Record(record.signal[:, eight], 500, [record.lead_names[i] for i in eight]))
+    assert len(rows) == 6 and shown.endswith("not shown: V5, V6")
+    long_strip = read_ecg(data_dir / "cinc2017" / "A00008.hea")  # 60 s, one lead
+    rows, shown = layout_rows(long_strip)
+    assert [row.segments[0][1] for row in rows] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0] and "recorded" not in shown
+    rows, shown = layout_rows(Record(np.tile(long_strip.signal, (2, 1)), long_strip.sampling_rate, ["ECG"]))
+    assert len(rows) == 6 and "0-60.0 s in 10 s rows (of 120.0 s recorded)" in shown

@@ -103,7 +103,7 @@ class Row:
     """One row of the grid: ``segments`` are (lead, start s, end s, x offset mm from the trace's start)."""
 
     segments: tuple[tuple[str, float, float, float], ...]
-    timed: bool = False  # label the row with its time span (strip rows after the first 10 s)
+    timed: bool = False  # label the row with its time span (the strip layout's rows)
 
 
 def is_twelve_lead(record: Record) -> bool:
@@ -126,7 +126,9 @@ def layout_rows(record: Record) -> tuple[list[Row], str]:
         ]
         rows.append(Row(((RHYTHM_LEAD, 0.0, RHYTHM_S, 0.0),)))
         shown = f"leads 0-{min(duration, RHYTHM_S):.1f} s, 2.5 s per column; rhythm strip lead {RHYTHM_LEAD}"
-        return rows, shown + _of_duration(min(duration, RHYTHM_S), duration)
+        shown += _of_duration(min(duration, RHYTHM_S), duration)
+        others = [lead for lead in record.lead_names if lead not in STANDARD_12_LEADS]
+        return rows, shown + (f"; not shown: {', '.join(others)}" if others else "")
     leads = record.lead_names[:STRIP_ROWS]
     per_lead = max(1, min(math.ceil(duration / RHYTHM_S), STRIP_ROWS // len(leads)))
     rows = [
