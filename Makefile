@@ -12,6 +12,7 @@ PYTEST_ARGS ?=
 
 install: $(STAMP) node_modules/.installed
 	scripts/install-chromium.sh
+	scripts/install-poppler.sh
 
 $(STAMP): shared/pyproject.toml services/*/pyproject.toml requirements/constraints.txt requirements/dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (or set PYTHON=...)"; exit 1; }

@@ -94,6 +94,8 @@ class Settings(BaseSettings):
     inference_timeout_s: float = 30.0
     # Samples at most (all leads together) in a trace sent to the browser for plotting; longer ones are resampled.
     plot_max_points: int = 60000
+    # Paper of the printable PDF report (POST /classify/report), landscape: "a4" (297 x 210 mm) or "letter".
+    report_paper: Literal["a4", "letter"] = "a4"
 
     # --- Ingestion (services/ingestion): Azure Blob Storage -> Postgres --------------------------------------------
     # Fernet key (Fernet.generate_key()) encrypting the storage credential of queued ingestion jobs until they finish.

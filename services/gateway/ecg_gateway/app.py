@@ -19,7 +19,7 @@ from sqlalchemy.exc import OperationalError
 
 from ecg_gateway.forwarding import InferenceClient
 from ecg_gateway.metrics import MetricsMiddleware
-from ecg_gateway.routes import classify, health, jobs, models, pages, recordings
+from ecg_gateway.routes import classify, health, jobs, models, pages, recordings, report
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger("ecg_gateway")
@@ -63,7 +63,7 @@ def create_app() -> FastAPI:
             swagger_favicon_url="/static/swagger-ui/favicon.png",
         )
 
-    for module in (health, classify, recordings, models, jobs, pages):
+    for module in (health, classify, report, recordings, models, jobs, pages):
         app.include_router(module.router)
 
     @app.exception_handler(OperationalError)

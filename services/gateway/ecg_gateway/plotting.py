@@ -18,6 +18,27 @@ DISPLAY_HIGHPASS_HZ = 0.5
 DISPLAY_LOWPASS_HZ = 100.0
 
 
+def display_band(sampling_rate: float) -> tuple[float, float, float | None]:
+    """(high-pass, low-pass, powerline notch or None) in Hz of the display filter at this sampling rate."""
+    powerline = get_settings().powerline_hz
+    return (
+        DISPLAY_HIGHPASS_HZ,
+        min(DISPLAY_LOWPASS_HZ, 0.45 * sampling_rate),
+        powerline if powerline < 0.45 * sampling_rate else None,
+    )
+
+
+def display_signal(record: Record) -> np.ndarray:
+    """The signal filtered for display at its own rate, float32 (n_samples, n_leads); NaN/inf samples become 0."""
+    fs = float(record.sampling_rate)
+    signal = np.asarray(record.signal, dtype=np.float32)
+    signal = np.where(np.isfinite(signal), signal, 0.0).astype(np.float32)
+    if signal.shape[0] > 30:
+        highpass, lowpass, notch = display_band(fs)
+        signal = filter_signal(signal, fs, highpass, lowpass, notch)
+    return signal
+
+
 def plot_trace(record: Record, max_points: int | None = None) -> dict:
     """``{sampling_rate, duration_s, units, lead_names, leads: {name: [mV, ...]}}``; NaN/inf become null.
 
@@ -26,13 +47,8 @@ def plot_trace(record: Record, max_points: int | None = None) -> dict:
     settings = get_settings()
     max_points = max_points or max(100, settings.plot_max_points // max(1, record.n_leads))
     fs = float(record.sampling_rate)
-    signal = np.asarray(record.signal, dtype=np.float32)
-    finite = np.isfinite(signal)
-    signal = np.where(finite, signal, 0.0).astype(np.float32)
-    if signal.shape[0] > 30:
-        lowpass = min(DISPLAY_LOWPASS_HZ, 0.45 * fs)
-        notch = settings.powerline_hz if settings.powerline_hz < 0.45 * fs else None
-        signal = filter_signal(signal, fs, DISPLAY_HIGHPASS_HZ, lowpass, notch)
+    finite = np.isfinite(record.signal)
+    signal = display_signal(record)
     rate = fs
     if signal.shape[0] > max_points:
         rate = fs * max_points / signal.shape[0]

@@ -56,6 +56,7 @@
   async function classify(file) {
     if (!file) return;
     const mine = ++upload;
+    document.dispatchEvent(new CustomEvent("ecg:upload-started"));
     clearResult(file.name, `Classifying ${file.name}…`);
     if (file.size === 0) { failed(file.name, `"${file.name}" is empty: choose an ECG recording.`); return; }
     const form = new FormData();
@@ -72,6 +73,7 @@
       if (mine !== upload) return;
       statusLine.textContent = `${file.name}: answered in ${Math.round(performance.now() - started)} ms`;
       render(file.name, result);
+      document.dispatchEvent(new CustomEvent("ecg:classified", { detail: { file, format, fs } }));
     } catch (err) {
       if (mine !== upload) return;
       failed(file.name, `Could not classify "${file.name}": ${err.message}`);
