@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import httpx
+import numpy as np
 import pytest
 
 from ecg_inference.classify import classify_prepared, prepare_recording
@@ -47,12 +48,45 @@ def test_model_cards_and_metadata(bundled):
     for name in NAMES:
         card = json.loads((MODELS_DIR / f"{name}.card.json").read_text())
         assert card, f"{name}.card.json is empty"
+        check_card_figures(card, bundled.models[name].metadata)
     if "rhythm-1lead" in NAMES:
         rhythm = bundled.models["rhythm-1lead"]
         assert rhythm.metadata.classes == ["N", "A", "O", "~"] and rhythm.leads == ("II",)
     if "normal-12lead" in NAMES:
         twelve = bundled.models["normal-12lead"]
         assert set(twelve.metadata.classes) == {"Normal", "Abnormal"} and len(twelve.leads) == 12
+
+
+def check_card_figures(card: dict, metadata) -> None:
+    """Every figure a cardiologist checks: per-class precision, recall and F1 with 95% intervals, the confusion
+    matrix, sensitivity at fixed specificity, calibration (reliability bins, ECE and Brier before and after),
+    subgroups, the operating point, intended use and limits."""
+    evaluation = card["evaluation"]
+    figures = evaluation["figures"]
+    for cls in metadata.classes:
+        for measure in ("precision", "recall", "f1"):
+            figure = figures[f"{cls}.{measure}"]
+            assert figure["ci"][0] <= figure["value"] <= figure["ci"][1], (cls, measure)
+    for name in (
+        "auc_abnormal",
+        "sensitivity",
+        "specificity",
+        "sensitivity_at_specificity_0.90",
+        "sensitivity_at_specificity_0.95",
+    ):
+        assert figures[name]["value"] is not None and len(figures[name]["ci"]) == 2, name
+    matrix = evaluation["confusion_matrix"]
+    assert matrix["classes"] == metadata.classes and sum(map(sum, matrix["matrix"])) == evaluation["n"]
+    calibration = evaluation["calibration"]
+    assert calibration["method"] == metadata.calibration["method"] == "temperature"
+    assert calibration["temperature"] == metadata.calibration["temperature"]
+    for block in [calibration["p_abnormal"], *calibration["classes"].values()]:
+        assert {"ece_before", "ece_after", "brier_before", "brier_after"} <= set(block)
+    bins = calibration["p_abnormal"]["bins"]
+    assert len(bins) == 15 and sum(b["count"] for b in bins) > 0
+    assert evaluation["subgroups"], "no subgroup figures"
+    assert evaluation["operating_point"]["threshold"] == pytest.approx(metadata.threshold)
+    assert card["intended_use"] and card["limitations"]
 
 
 @needs("rhythm-1lead")
@@ -113,6 +147,8 @@ def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
                 assert answer["verdict"]["label"] == expected.verdict.label
                 for got, want in zip(answer["models"], expected.models, strict=True):
                     assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
+                    graph = exported_graph_probabilities(bundled.models[got["name"]], record)
+                    assert list(got["probabilities"].values()) == pytest.approx(graph, abs=1e-5)
                 assert answer["explanation"] and answer["explanation"][0]["segments"]
             wellnest = client.post("/classify", files={"file": uploads["wellnest"][:2]}).json()
             assert {m["name"] for m in wellnest["models"]} == set(NAMES)
@@ -120,7 +156,30 @@ def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
         service.stop()
 
 
-def test_cli_on_bundled_models(data_dir, tmp_path):
+def exported_graph_probabilities(model, record) -> list[float]:
+    """What the registered file says by itself: onnxruntime on the ONNX file's inputs (the preprocessing and the
+    beat features its metadata names), the window mean, then its stored calibration."""
+    import onnxruntime as ort
+
+    from ecg_shared.beats import recording_features
+    from ecg_shared.calibration import calibrate
+    from ecg_shared.preprocessing import clean, window_batch
+
+    meta = model.metadata
+    session = ort.InferenceSession((MODELS_DIR / f"{meta.name}.onnx").read_bytes(), providers=["CPUExecutionProvider"])
+    cleaned = clean(record, meta.preprocessing)
+    windows = window_batch(cleaned, meta.preprocessing)
+    feeds = {"ecg": windows}
+    if meta.features is not None:
+        vector = recording_features(
+            cleaned, meta.preprocessing.sampling_rate, list(meta.preprocessing.leads), meta.feature_spec
+        )
+        feeds["features"] = np.repeat(vector[None], len(windows), axis=0)
+    raw = session.run(["probabilities"], feeds)[0]
+    return calibrate(raw.mean(axis=0, keepdims=True), meta.calibration)[0].tolist()
+
+
+def test_cli_on_bundled_models(bundled, data_dir, tmp_path):
     report = tmp_path / "report.csv"
     files = [str(data_dir / "cinc2017" / "A00001.hea")] if "rhythm-1lead" in NAMES else []
     files += [str(data_dir / "ptbxl" / "00001_lr.hea"), str(data_dir / "ptbxl" / "00002_lr.hea")]
@@ -134,3 +193,9 @@ def test_cli_on_bundled_models(data_dir, tmp_path):
     lines = [json.loads(line) for line in result.stdout.splitlines()]
     assert [line["file"] for line in lines] == files
     assert len(list(csv.DictReader(report.open()))) == len(files)
+    # the calibrated probabilities ecg classify prints are the exported graph's (and so the service's, above)
+    for line, path in zip(lines, files, strict=True):
+        record = read_ecg(Path(path))
+        for model in line["models"]:
+            graph = exported_graph_probabilities(bundled.models[model["name"]], record)
+            assert list(model["probabilities"].values()) == pytest.approx(graph, abs=1e-5)

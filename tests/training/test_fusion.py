@@ -111,3 +111,23 @@ def test_a_model_whose_graph_lacks_the_features_input_is_refused(fused):
     with pytest.raises(ModelLoadError, match="must have inputs"):
         load_model(finish_onnx(network_only, metadata))
     assert len(proto.graph.input) == 2
+
+
+def test_an_ensemble_over_seeds_is_one_graph_the_parity_gate_covers():
+    import keras
+
+    from ecg_training.export import averaged_onnx
+
+    networks = []
+    for seed in range(3):  # three fresh initialisations, as three seeds give
+        keras.utils.set_random_seed(seed)
+        networks.append(build_model("cnn", n_leads=3, n_classes=4, window=500))
+    metadata = ModelMetadata("ensemble-test", "cnn", CLASSES, ["N"], SPEC, unreadable_classes=["~"])
+    onnx_bytes = finish_onnx(averaged_onnx([network_onnx(n, SPEC) for n in networks]), metadata)
+    x = {INPUT_NAME: feeds(6, 3)[INPUT_NAME]}
+    members = [n.predict(x[INPUT_NAME], verbose=0) for n in networks]
+    assert check_parity(np.mean(members, axis=0), onnx_bytes, x) < 1e-4
+    with pytest.raises(ParityError):
+        check_parity(members[0], onnx_bytes, x)  # one member is not the ensemble
+    model = load_model(onnx_bytes)
+    assert model.predict(x[INPUT_NAME]) == pytest.approx(np.mean(members, axis=0), abs=1e-5)

@@ -50,6 +50,7 @@ def train(
     features: str = typer.Option(
         "none", "--features", help="Fuse beat features with the network: none, beats or beats+morphology."
     ),
+    ensemble: int = typer.Option(1, "--ensemble", help="Networks (seeds seed, seed+1, ...) averaged in one graph."),
     augment: bool = typer.Option(False, "--augment/--no-augment", help="Amplitude, baseline, noise, lead dropout."),
     operating_sensitivity: float = typer.Option(
         0.9, "--operating-sensitivity", help="Sensitivity for abnormal the threshold is chosen for (validation)."
@@ -81,6 +82,7 @@ def train(
             epochs=epochs,
             features=features,
             augment=augment,
+            ensemble=ensemble,
             operating_sensitivity=operating_sensitivity,
             batch_size=batch_size,
             learning_rate=learning_rate,
@@ -114,7 +116,7 @@ def train(
         typer.echo(f"training job {job_id} queued ({request.family} on {request.dataset})")
         return
     with _cancel_on_ctrl_c(job_id):
-        status = _run_with_progress(job_id, request.epochs)
+        status = _run_with_progress(job_id, request.epochs * request.ensemble)
     with session_scope() as session:
         from ecg_shared.jobs.training import get_training_job
 

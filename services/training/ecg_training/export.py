@@ -41,6 +41,23 @@ def network_onnx(model, spec: PreprocessingSpec) -> onnx.ModelProto:
     return proto
 
 
+def averaged_onnx(protos: list[onnx.ModelProto]) -> onnx.ModelProto:
+    """One graph whose ``probabilities`` are the mean of the networks' (an ensemble over seeds), on one ``ecg``."""
+    members = [onnx.compose.add_prefix(p, f"member{i}/", rename_inputs=False) for i, p in enumerate(protos)]
+    outputs = [m.graph.output[0].name for m in members]
+    graph = onnx.helper.make_graph(
+        [node for m in members for node in m.graph.node] + [onnx.helper.make_node("Mean", outputs, [OUTPUT_NAME])],
+        "ensemble",
+        [protos[0].graph.input[0]],
+        [protos[0].graph.output[0]],
+        initializer=[t for m in members for t in m.graph.initializer],
+    )
+    model = onnx.helper.make_model(graph, opset_imports=list(protos[0].opset_import))
+    model.ir_version = protos[0].ir_version
+    model.producer_name = protos[0].producer_name
+    return model
+
+
 def finish_onnx(proto: onnx.ModelProto, metadata: ModelMetadata) -> bytes:
     """``proto`` with ``metadata`` in its metadata_props, checked, serialised."""
     del proto.metadata_props[:]

@@ -28,7 +28,7 @@ from ecg_training.evaluation import (
     threshold_for_sensitivity,
     with_intervals,
 )
-from ecg_training.export import check_parity, finish_onnx, network_onnx
+from ecg_training.export import averaged_onnx, check_parity, finish_onnx, network_onnx
 from ecg_training.families import build_model, float32_copy
 from ecg_training.fusion import FeatureModel, choose_blend_weight, fit_feature_model, fused_onnx
 
@@ -67,15 +67,17 @@ def predict_recordings(model: keras.Model, split: Split, data: TrainingData, bat
 
 @dataclass
 class ExportedModel:
-    """What the ONNX graph computes, window by window, before calibration: the network, blended with the feature
-    model where there is one (``weight`` is the network's share)."""
+    """What the ONNX graph computes, window by window, before calibration: the network (the mean of an ensemble's
+    networks), blended with the feature model where there is one (``weight`` is the network's share)."""
 
-    network: keras.Model
+    networks: list[keras.Model]
     feature_model: FeatureModel | None = None
     weight: float = 1.0
 
     def predict_windows(self, windows: np.ndarray, features: np.ndarray | None) -> np.ndarray:
-        network = np.asarray(self.network.predict(windows, batch_size=64, verbose=0), dtype=np.float64)
+        network = np.mean(
+            [np.asarray(n.predict(windows, batch_size=64, verbose=0), dtype=np.float64) for n in self.networks], axis=0
+        )
         if self.feature_model is None:
             return network
         return self.weight * network + (1 - self.weight) * self.feature_model.predict(features)
@@ -91,9 +93,12 @@ class ExportedModel:
 class _Monitor(keras.callbacks.Callback):
     """Validation scoring, best-weights tracking, progress reporting and cancellation."""
 
-    def __init__(self, data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks, steps: int) -> None:
+    def __init__(
+        self, data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks, steps: int, epoch_offset: int = 0
+    ) -> None:
         super().__init__()
         self.data, self.request, self.hooks, self.steps = data, request, hooks, steps
+        self.epoch_offset = epoch_offset  # epochs of the ensemble's earlier members
         self.best_score, self.best_weights, self.best_epoch = -np.inf, None, 0
         self.history: list[EpochProgress] = []
         self.started = time.monotonic()
@@ -127,30 +132,38 @@ class _Monitor(keras.callbacks.Callback):
         if score > self.best_score:
             self.best_score, self.best_weights, self.best_epoch = score, self.model.get_weights(), epoch + 1
         progress = EpochProgress(
-            epoch=epoch + 1,
+            epoch=self.epoch_offset + epoch + 1,
             loss=float((logs or {}).get("loss", float("nan"))),
             seconds=round(time.monotonic() - self.started, 2),
             validation={k: round(float(v), 5) for k, v in validation.items()},
         )
         self.history.append(progress)
         log.info(
-            "epoch %d/%d loss %.4f validation %s", progress.epoch, request.epochs, progress.loss, progress.validation
+            "epoch %d/%d loss %.4f validation %s",
+            progress.epoch,
+            request.epochs * request.ensemble,
+            progress.loss,
+            progress.validation,
         )
         if self.hooks.on_epoch:
             self.hooks.on_epoch(progress)
 
 
-def fit(data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks) -> tuple[keras.Model, _Monitor]:
-    """Train ``request.family`` on random crops; returns the model holding its best epoch's weights."""
-    keras.utils.set_random_seed(request.seed)
+def fit(
+    data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks, member: int = 0
+) -> tuple[keras.Model, _Monitor]:
+    """Train ``request.family`` on random crops (member ``member`` of an ensemble: seed ``request.seed + member``);
+    returns the model holding its best epoch's weights."""
+    seed = request.seed + member
+    keras.utils.set_random_seed(seed)
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
     model = build_model(request.family, n_leads, n_classes, mixed_precision=request.mixed_precision)
-    batches = RandomCrops(data.train, data.spec, n_classes, request.batch_size, request.seed, request.augment)
+    batches = RandomCrops(data.train, data.spec, n_classes, request.batch_size, seed, request.augment)
     schedule = keras.optimizers.schedules.CosineDecay(
         request.learning_rate, decay_steps=request.epochs * len(batches), alpha=0.05
     )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", jit_compile=False)
-    monitor = _Monitor(data, request, hooks, len(batches))
+    monitor = _Monitor(data, request, hooks, len(batches), epoch_offset=member * request.epochs)
     model.fit(batches, epochs=request.epochs, callbacks=[monitor], verbose=0)
     if hooks.cancelled is not None and hooks.cancelled.is_set():
         raise TrainingCancelled("cancelled during training")
@@ -165,27 +178,30 @@ def train_and_export(
     """The whole run up to (not including) registration."""
     hooks = hooks or TrainingHooks()
     started = time.monotonic()
-    model, monitor = fit(data, request, hooks)
+    fitted = [fit(data, request, hooks, member) for member in range(request.ensemble)]
     training_seconds = time.monotonic() - started
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
-    network = float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples)
+    networks = [
+        float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples) for model, _ in fitted
+    ]
+    monitors = [monitor for _, monitor in fitted]
     classes, normal, unreadable = data.classes, request.normal_classes, request.unreadable_classes
-    network_validation = predict_recordings(network, data.validation, data)
-    network_test = predict_recordings(network, data.test, data)
+    network_validation = np.mean([predict_recordings(n, data.validation, data) for n in networks], axis=0)
+    network_test = np.mean([predict_recordings(n, data.test, data) for n in networks], axis=0)
 
     def validation_score(probabilities: np.ndarray) -> float:
         return primary_metric(evaluate(probabilities, data.validation.y, classes, normal, unreadable, 0.5), n_classes)[
             1
         ]
 
-    exported, fusion = ExportedModel(network), None
+    exported, fusion = ExportedModel(networks), None
     features = feature_spec(request)
     if features is not None:
         feature_model = fit_feature_model(data.train.features, data.train.y, n_classes, request.seed)
         weight, scores = choose_blend_weight(
             network_validation, feature_model.predict(data.validation.features), validation_score
         )
-        exported = ExportedModel(network, feature_model, weight)
+        exported = ExportedModel(networks, feature_model, weight)
         fusion = {
             "features": features.names,
             "feature_model": f"gradient-boosted trees ({feature_model.model.n_estimators_} trees per class, depth 3)",
@@ -257,7 +273,8 @@ def train_and_export(
     )
     if hooks.cancelled is not None and hooks.cancelled.is_set():
         raise TrainingCancelled("cancelled during evaluation")
-    proto = network_onnx(network, data.spec)
+    protos = [network_onnx(network, data.spec) for network in networks]
+    proto = protos[0] if len(protos) == 1 else averaged_onnx(protos)
     if exported.feature_model is not None:
         proto = fused_onnx(proto.SerializeToString(), exported.feature_model, exported.weight, len(features.names))
     onnx_bytes = finish_onnx(proto, metadata)
@@ -269,16 +286,18 @@ def train_and_export(
         "primary": {"name": metric_name, "value": metric_value},
         "test": test,
         "validation": validation,
-        "best_epoch": monitor.best_epoch,
+        "best_epoch": monitors[0].best_epoch,
+        "best_epochs": [m.best_epoch for m in monitors],
         "parity_max_abs_diff": parity,
         "parity_samples": len(feeds[INPUT_NAME]),
         "training_seconds": round(training_seconds, 1),
     }
-    card = model_card(request, data, metadata, metrics, monitor.history, network.count_params())
+    history = [h for m in monitors for h in m.history]
+    card = model_card(request, data, metadata, metrics, history, sum(n.count_params() for n in networks))
     card["evaluation"] = evaluation
     if fusion is not None:
         card["fusion"] = fusion
-    return TrainedModel(metadata, onnx_bytes, metrics, card, network)
+    return TrainedModel(metadata, onnx_bytes, metrics, card, networks[0])
 
 
 def _parity_inputs(data: TrainingData, with_features: bool) -> dict[str, np.ndarray]:
@@ -344,6 +363,7 @@ def model_card(
                 "mixed_precision",
                 "augment",
                 "operating_sensitivity",
+                "ensemble",
             )
         }
         | {
@@ -357,7 +377,13 @@ def model_card(
             ),
             "features": request.features,
             "parameters": n_parameters,
-            "epoch_selection": f"best validation {metrics['primary']['name']} (epoch {metrics['best_epoch']})",
+            "epoch_selection": f"best validation {metrics['primary']['name']} (epoch "
+            + ", ".join(str(e) for e in metrics["best_epochs"])
+            + (
+                f" of the {request.ensemble} networks, seeds {request.seed}-{request.seed + request.ensemble - 1})"
+                if request.ensemble > 1
+                else ")"
+            ),
         },
         "metrics": {
             "split": "test (held out, never used for training or selection)",

@@ -115,6 +115,12 @@ class TrainingJobRequest(BaseModel):
         description="fuse beat features with the network (docs/training.md): 'beats' the RR and beat features of "
         "lead II, 'beats+morphology' also each lead's median-beat QRS, ST and T measurements",
     )
+    ensemble: int = Field(
+        1,
+        ge=1,
+        le=5,
+        description="networks trained with seeds seed, seed+1, ...; their probabilities averaged in one graph",
+    )
     augment: bool = Field(
         False, description="augment the training crops: amplitude scaling, baseline wander, noise, lead dropout"
     )
@@ -250,7 +256,7 @@ def training_job_view(job: TrainingJob) -> TrainingJobView:
         family=request.get("family", ""),
         request=request,
         epoch=job.epoch or 0,
-        epochs=request.get("epochs", 0),
+        epochs=request.get("epochs", 0) * request.get("ensemble", 1),
         progress=[EpochProgress(**p) for p in job.progress or []],
         metrics=job.metrics or {},
         model_version=job.model_version,
