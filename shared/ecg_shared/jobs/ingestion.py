@@ -37,6 +37,10 @@ DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 # Azure container names: 3-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit.
 CONTAINER_PATTERN = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
 MAX_FAILURES_IN_VIEW = 500
+ROW_QUERY_REFUSED = (
+    "the blob URL carries a query string (a SAS token?), which a manifest row must not hold: give the URL without "
+    "its '?...' part, or the blob name; the job's own SAS token or connection string reads every blob"
+)
 
 
 class IngestionJobNotFound(LookupError):
@@ -101,6 +105,15 @@ class ManifestRow(BaseModel):
     blob: str = Field(..., min_length=1, max_length=1024)
     label: str | None = Field(None, max_length=100)
     metadata: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    @field_validator("blob")
+    @classmethod
+    def _no_credential_in_the_reference(cls, value: str) -> str:
+        """A row never carries a credential: a blob URL with a query string (a SAS token's place) is refused, as
+        the row would be stored and shown with it. The job's own credential reads every blob of its container."""
+        if value.strip().lower().startswith(("http://", "https://")) and urlsplit(value.strip()).query:
+            raise ValueError(ROW_QUERY_REFUSED)
+        return value
 
 
 def strip_query(url: str) -> str:
