@@ -251,3 +251,24 @@ def test_not_ready_while_inference_has_no_model_loaded(azurite):
             assert checks["postgres"] == "ok" and "no model loaded" in checks["inference"]
     finally:
         drop_test_database(database)
+
+
+def test_openapi_documents_the_error_answers_and_the_shape_of_detail(client):
+    spec = client.get("/openapi.json").json()
+    detail = spec["components"]["schemas"]["ErrorAnswer"]["properties"]["detail"]
+    assert {"type": "string"} in detail["anyOf"]
+    assert {"type": "array", "items": {"$ref": "#/components/schemas/ValidationProblem"}} in detail["anyOf"]
+    assert "HTTPValidationError" not in spec["components"]["schemas"]  # FastAPI's default 422 shape is not answered
+    expected = {
+        ("post", "/classify"): {"400", "401", "403", "404", "413", "415", "422", "503"},
+        ("get", "/api/recordings/{recording_id}"): {"400", "404", "422", "503"},
+        ("post", "/api/models/{name}/versions/{version}/promote"): {"400", "401", "403", "404", "422", "503"},
+        ("post", "/api/training-jobs/{job_id}/cancel"): {"400", "401", "403", "404", "409", "422", "503"},
+        ("post", "/api/ingestion-jobs"): {"400", "401", "403", "422", "503"},
+    }
+    for (method, path), codes in expected.items():
+        responses = spec["paths"][path][method]["responses"]
+        assert codes <= set(responses), (method, path, sorted(responses))
+        for code in codes:
+            schema = responses[code]["content"]["application/json"]["schema"]
+            assert schema == {"$ref": "#/components/schemas/ErrorAnswer"}, (method, path, code)
