@@ -170,6 +170,8 @@ class IngestionJobRequest(BaseModel):
     @field_validator("manifest")
     @classmethod
     def _manifest_is_table(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower().startswith(("http://", "https://")):
+            raise ValueError("manifest is the path of a blob in the container, not a URL")
         if value is not None and not value.lower().endswith((".xlsx", ".csv")):
             raise ValueError("manifest must be an .xlsx or .csv blob")
         return value
