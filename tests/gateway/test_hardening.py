@@ -214,6 +214,29 @@ def test_a_client_that_disconnects_mid_upload_is_counted_as_499_not_an_error(cli
     assert "ClientDisconnect" not in log and "unhandled error" not in log
 
 
+def _inference_counted(stack, status: str) -> float:
+    text = httpx.get(stack.url("inference") + "/metrics", timeout=10).text
+    for line in text.splitlines():
+        if line.startswith("ecg_inference_requests_total{") and f'status="{status}"' in line:
+            return float(line.rsplit(" ", 1)[1])
+    return 0.0
+
+
+def test_a_client_that_disconnects_from_inference_is_counted_as_499(stack):
+    before = _inference_counted(stack, "499")
+    with socket.create_connection(("127.0.0.1", stack.port("inference"))) as raw:
+        raw.sendall(
+            b"POST /classify HTTP/1.1\r\nHost: x\r\nContent-Type: application/json\r\nContent-Length: 100000\r\n\r\n"
+            + b'{"samples": [' * 10
+        )
+        time.sleep(0.3)
+    deadline = time.monotonic() + 20
+    while _inference_counted(stack, "499") < before + 1 and time.monotonic() < deadline:
+        time.sleep(0.1)
+    assert _inference_counted(stack, "499") == before + 1
+    assert "unexpected error" not in stack["inference"].log()
+
+
 def test_one_request_id_in_the_answer_and_both_services_logs(client, stack, wellnest_sample):
     given = "trace-me-0123456789"
     answer = client.post(
