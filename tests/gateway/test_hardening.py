@@ -125,6 +125,24 @@ def test_nul_characters_in_json_bodies_are_4xx(client):
     assert ingestion.status_code == 422, ingestion.text
 
 
+@pytest.mark.parametrize(
+    ("path", "body"),
+    [
+        ("/api/training-jobs", '{"dataset": "d", "normal_classes": ["N"], "highpass_hz": 1e400}'),
+        ("/api/training-jobs", '{"dataset": "d", "normal_classes": ["N"], "filters": {"min_duration_s": 1e400}}'),
+        (
+            "/api/ingestion-jobs",
+            '{"dataset": "d", "container": "recordings", "connection_string": "UseDevelopmentStorage=true", '
+            '"rows": [{"blob": "a.hea", "metadata": {"age": 1e400}}]}',
+        ),
+    ],
+)
+def test_infinite_numbers_in_json_bodies_are_refused_not_stored_as_null(client, path, body):
+    response = client.post(path, headers={**KEY, "content-type": "application/json"}, content=body)
+    assert response.status_code == 422, response.text
+    assert "finite_number" in [problem["type"] for problem in response.json()["detail"]]
+
+
 SECRET_SAS = "sv=2024-01-01&sp=rl&sig=U0VDUkVULXNhcy1zaWduYXR1cmUtMDEyMzQ1Njc4OQ%3D%3D"
 SECRET_KEY_VALUE = "U0VDUkVULWFjY291bnQta2V5LTAxMjM0NTY3ODk="
 SECRET_CONNECTION = (

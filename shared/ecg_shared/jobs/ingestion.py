@@ -100,7 +100,7 @@ class IngestionFailure(Base):
 class ManifestRow(BaseModel):
     """One recording to take: a blob name (or URL) in the container, its label and any metadata."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON would store inf as null: refused
 
     blob: str = Field(..., min_length=1, max_length=1024)
     label: str | None = Field(None, max_length=100)
@@ -142,7 +142,7 @@ class IngestionJobRequest(BaseModel):
     the whole container).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON would store inf as null: refused
 
     dataset: str = Field(..., pattern=DATASET_PATTERN, description="dataset name to file the recordings under")
     container: str = Field(..., pattern=CONTAINER_PATTERN)
