@@ -26,6 +26,7 @@ STATIC_DIR = Path(__file__).resolve().parent / "static"
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
+    configure_service_logging(get_settings().log_level)  # when serving, not on import (tests read the schema)
     app.state.inference = InferenceClient()
     try:
         yield
@@ -34,7 +35,6 @@ async def lifespan(app: FastAPI):
 
 
 def create_app() -> FastAPI:
-    configure_service_logging(get_settings().log_level)
     app = FastAPI(
         title="ECG classification gateway",
         description="Classify ECG recordings, browse stored recordings, run ingestion and training jobs, manage "
