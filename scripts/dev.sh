@@ -9,6 +9,10 @@ cd "$(dirname "$0")/.."
 export PATH="$PWD/.venv/bin:$PATH"
 
 listening() { (exec 3<>"/dev/tcp/127.0.0.1/$1") 2>/dev/null; }
+# Procfile entries under honcho, without honcho's own reading of .env: it would let .env override variables set in
+# the environment (`ECG_API_KEY=... make dev` would silently use the .env key). The services read .env themselves
+# (pydantic-settings), where the environment wins. tests/deploy/test_dev_env.py runs this very line.
+run_procfile() { honcho start --env /dev/null "$@"; }
 
 scripts/init-env.sh
 scripts/ensure-services.sh
@@ -36,7 +40,7 @@ if listening "$azurite_port"; then
   echo "Azurite (or another blob service) already listens on 127.0.0.1:$azurite_port: using it"
 else
   mkdir -p "${AZURITE_LOCATION:-var/azurite}"
-  honcho start azurite &
+  run_procfile azurite &
   azurite_pid=$!
   for _ in $(seq 1 60); do listening "$azurite_port" && break; sleep 0.5; done
   listening "$azurite_port" || { echo "error: Azurite did not start on port $azurite_port" >&2; exit 1; }
@@ -47,4 +51,4 @@ ecg db upgrade
 ecg models seed
 
 echo "starting inference, gateway, workers; the gateway is http://127.0.0.1:${GATEWAY_PORT:-8000} (Ctrl-C stops all)"
-honcho start inference gateway ingestion-worker training-worker
+run_procfile inference gateway ingestion-worker training-worker

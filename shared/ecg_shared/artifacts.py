@@ -33,13 +33,21 @@ class ArtifactStore:
         return self._service
 
     def put(self, blob_name: str, data: bytes) -> str:
-        container = self.service.get_container_client(self.container)
+        uri = f"azure://{self.container}/{blob_name}"
+        self.restore(uri, data)
+        return uri
+
+    def restore(self, uri: str, data: bytes) -> None:
+        """Write ``data`` at ``uri`` (an ``azure://`` one), creating its container if it is gone."""
+        parsed = urlparse(uri)
+        if parsed.scheme != "azure":
+            raise ValueError(f"cannot write artifact URI {uri!r}: only azure:// URIs are stored")
+        container = self.service.get_container_client(parsed.netloc)
         try:
             container.create_container()
         except ResourceExistsError:
             pass
-        container.upload_blob(blob_name, data, overwrite=True)
-        return f"azure://{self.container}/{blob_name}"
+        container.upload_blob(parsed.path.lstrip("/"), data, overwrite=True)
 
     def get(self, uri: str) -> bytes:
         parsed = urlparse(uri)

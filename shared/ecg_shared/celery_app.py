@@ -8,6 +8,7 @@ from __future__ import annotations
 
 from celery import Celery
 
+from ecg_shared.logs import quiet_azure_http_logs
 from ecg_shared.settings import get_settings
 
 INGESTION_QUEUE = "ingestion"
@@ -29,6 +30,7 @@ def make_celery() -> Celery:
 
 
 celery_app = make_celery()
+quiet_azure_http_logs()  # the workers' INFO logs would carry every artifact download's headers
 
 
 def enqueue(task_name: str, queue: str, *args, **kwargs) -> str:

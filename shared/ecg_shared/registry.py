@@ -11,7 +11,7 @@ from datetime import UTC, datetime
 from sqlalchemy import func, select, text
 from sqlalchemy.orm import Session
 
-from ecg_shared.artifacts import ArtifactStore, sha256
+from ecg_shared.artifacts import ArtifactNotFound, ArtifactStore, sha256
 from ecg_shared.db.models import ModelVersion
 from ecg_shared.model_metadata import ModelMetadata
 
@@ -100,6 +100,22 @@ def archive(session: Session, name: str, version: int) -> ModelVersion:
     row.stage = "archived"
     session.flush()
     return row
+
+
+def artifact_problem(row: ModelVersion, store: ArtifactStore | None = None) -> str | None:
+    """What is wrong with the version's file in the artifact store (missing, or not the registered file), or None."""
+    store = store or ArtifactStore()
+    try:
+        data = store.get(row.artifact_uri)
+    except ArtifactNotFound:
+        return f"file missing: {row.artifact_uri}"
+    digest = sha256(data)
+    if digest != row.artifact_sha256:
+        return (
+            f"checksum differs: {row.artifact_uri} has sha256 {digest[:16]}..., the registered file "
+            f"{row.artifact_sha256[:16]}..."
+        )
+    return None
 
 
 def registry_revision(session: Session) -> str:

@@ -1,4 +1,5 @@
-"""``ecg models``: list, show, promote and archive registered model versions, and seed the bundled models."""
+"""``ecg models``: list, show, promote and archive registered model versions, seed the bundled models, and check
+that every version's file is in the artifact store."""
 
 from __future__ import annotations
 
@@ -17,6 +18,7 @@ class SeedResult:
     version: int
     registered: bool  # False: a version with the same file was already registered
     promoted: bool
+    restored: str | None = None  # what was wrong with the registered version's stored file, now replaced
 
 
 def read_bundled_model(path: Path):
@@ -43,29 +45,46 @@ def read_bundled_model(path: Path):
     return metadata, data, card
 
 
-def seed_models(session, models_dir: Path) -> list[SeedResult]:
+def seed_models(session, models_dir: Path, store=None) -> list[SeedResult]:
     """Register every ``models_dir/*.onnx`` unless a version with the same file exists; promote it if its name has
-    no active version. Idempotent: running it again changes nothing."""
+    no active version. A version already registered has its stored file checked, and restored from the bundled one
+    when it is missing or differs. Idempotent: running it again changes nothing.
+
+    A bundled model's metadata names the training job that made it, in the database it was trained in; here that id
+    would point at an unrelated job, so the version links to none (its model card keeps the original as
+    ``origin_training_job_id``)."""
     from sqlalchemy import select
 
-    from ecg_shared.artifacts import sha256
+    from ecg_shared.artifacts import ArtifactStore, sha256
     from ecg_shared.db.models import ModelVersion
-    from ecg_shared.registry import active_versions, promote, register_version
+    from ecg_shared.registry import active_versions, artifact_problem, promote, register_version
 
+    store = store or ArtifactStore()
     results = []
     for path in sorted(models_dir.glob("*.onnx")):
         metadata, data, card = read_bundled_model(path)
         existing = session.scalar(
             select(ModelVersion).where(ModelVersion.name == metadata.name, ModelVersion.artifact_sha256 == sha256(data))
         )
-        row = existing or register_version(
-            session, metadata, data, metrics=card.get("metrics", {}), model_card={**card, "bundled_file": path.name}
-        )
+        restored = None
+        if existing is None:
+            origin, metadata.training_job_id = metadata.training_job_id, None
+            model_card = {**card, "bundled_file": path.name}
+            if origin is not None:
+                model_card["origin_training_job_id"] = origin
+            row = register_version(
+                session, metadata, data, metrics=card.get("metrics", {}), model_card=model_card, store=store
+            )
+        else:
+            row = existing
+            restored = artifact_problem(row, store)
+            if restored:
+                store.restore(row.artifact_uri, data)
         promoted = False
         if not any(v.name == metadata.name for v in active_versions(session)):
             promote(session, row.name, row.version)
             promoted = True
-        results.append(SeedResult(row.name, row.version, existing is None, promoted))
+        results.append(SeedResult(row.name, row.version, existing is None, promoted, restored))
     return results
 
 
@@ -189,4 +208,29 @@ def seed_command(models_dir: Path | None = typer.Option(None, "--dir", help="Def
         typer.echo(f"no bundled models in {folder}")
     for result in results:
         what = "registered" if result.registered else "already registered"
+        if result.restored:
+            what += f", its file restored ({result.restored})"
         typer.echo(f"{result.name} v{result.version}: {what}{', promoted to active' if result.promoted else ''}")
+
+
+@models_app.command("check")
+def check_command() -> None:
+    """Check every registered version's file in the artifact store (present, same sha256); exit 1 if any is not."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.registry import artifact_problem, list_versions
+
+    with session_scope() as session:
+        rows = list_versions(session)
+        problems = [(row, artifact_problem(row)) for row in rows]
+    for row, problem in problems:
+        typer.echo(f"{row.name} v{row.version} ({row.stage}): {problem or 'ok'}")
+    broken = [row for row, problem in problems if problem]
+    if not rows:
+        typer.echo("no registered models")
+    if broken:
+        typer.echo(
+            f"error: {len(broken)} of {len(rows)} versions have no usable file; `ecg models seed` restores the "
+            "bundled ones, others need their training job run again",
+            err=True,
+        )
+        raise typer.Exit(1)

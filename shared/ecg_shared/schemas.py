@@ -132,3 +132,31 @@ class ClassifyResponse(BaseModel):
     verdict: Verdict
     explanation: list[ModelExplanation] | None = None
     timings: Timings
+
+
+# --- Error answers (both services) -------------------------------------------------------------------------------
+
+
+class ValidationProblem(BaseModel):
+    """One problem with the request: where (``loc``: ``["query", "limit"]``, ``["body", "rows", 3, "blob"]``) and
+    what. Never the submitted value, which may be a secret."""
+
+    loc: list[str | int]
+    msg: str
+    type: str
+
+
+class ErrorAnswer(BaseModel):
+    """Every 4xx and 5xx answer: ``detail`` is one sentence naming the problem, or, for a request that does not
+    match the schema (422), the list of its problems."""
+
+    detail: str | list[ValidationProblem]
+
+
+def validation_problems(errors: list[dict]) -> list[dict]:
+    """Pydantic/FastAPI validation errors as :class:`ValidationProblem` dicts: without ``input``, ``ctx`` or
+    ``url``, which echo what was submitted (a SAS token, a connection string)."""
+    return [
+        {"loc": [p if isinstance(p, int) else str(p) for p in e.get("loc", ())], "msg": e["msg"], "type": e["type"]}
+        for e in errors
+    ]

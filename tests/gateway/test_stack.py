@@ -37,3 +37,30 @@ def test_procfile_azurite_runs_on_a_free_port_and_stops(database_url):
         assert stack.env["ECG_REDIS_URL"].rsplit("/", 1)[1] != "0"
         process = stack["azurite"]
     assert not process.alive()
+
+
+def test_procfile_azurite_logs_no_sas_signature(database_url):
+    """Azurite's access log would hold every request's URL, SAS signature included: the Procfile runs it silent."""
+    from datetime import UTC, datetime, timedelta
+
+    from azure.storage.blob import ContainerClient, ContainerSasPermissions, generate_container_sas
+
+    from tests.support.azurite import ACCOUNT
+
+    with start_stack(["azurite"], database_url=database_url) as stack:
+        account_url = f"{stack.url('azurite')}/{ACCOUNT}"
+        ContainerClient.from_connection_string(stack.env["ECG_ARTIFACT_CONNECTION_STRING"], "signed").create_container()
+        sas = generate_container_sas(
+            ACCOUNT,
+            "signed",
+            account_key=stack.env["ECG_ARTIFACT_CONNECTION_STRING"].split("AccountKey=")[1].split(";")[0],
+            permission=ContainerSasPermissions(read=True, list=True),
+            expiry=datetime.now(UTC) + timedelta(hours=1),
+        )
+        listed = httpx.get(f"{account_url}/signed?restype=container&comp=list&{sas}", timeout=10)
+        assert listed.status_code == 200, listed.text
+        azurite = stack["azurite"]
+    log = azurite.log()  # read once it stopped: an access log line is written after the answer
+    signature = sas.split("sig=")[1].split("&")[0]
+    assert "sig=" not in log and signature not in log, log[-2000:]
+    assert "Azurite Blob service successfully listens" in log

@@ -103,13 +103,13 @@ def test_xlsx_manifest_job_with_sas_token_stores_labels_once_and_rerun_skips(azu
 
 
 def test_csv_manifest_with_blob_urls_custom_columns_and_metadata(azurite, cinc_container, data_dir):
-    """A clinic's CSV: semicolons, its own column names, blob URLs (with a SAS query), extra metadata columns."""
+    """A clinic's CSV: semicolons, its own column names, blob URLs, extra metadata columns."""
     sas = make_sas(azurite, cinc_container)
     truth = reference_labels(data_dir)
     names = ["A00001", "A00002", "A00003", "A00004"]
     lines = ["Recording URL;Diagnosis;Site"]
     lines += [
-        f"{azurite.account_url}/{cinc_container}/{n}.hea?{sas};{truth[n]}-checked;ward {i}" for i, n in enumerate(names)
+        f"{azurite.account_url}/{cinc_container}/{n}.hea;{truth[n]}-checked;ward {i}" for i, n in enumerate(names)
     ]
     csv_blob = unique_name("clinic") + ".csv"
     container = connection_source(azurite, cinc_container).sync_container()
@@ -132,6 +132,54 @@ def test_csv_manifest_with_blob_urls_custom_columns_and_metadata(azurite, cinc_c
     for i, name in enumerate(names):
         assert by_record[name].label == f"{truth[name]}-checked"
         assert by_record[name].metadata_["Site"] == f"ward {i}"
+
+
+def _stored_text(job_id: int) -> str:
+    """Everything the database keeps about a job (its row and its failures), as text."""
+    from sqlalchemy import text
+
+    with session_scope() as session:
+        job = session.execute(text("SELECT to_jsonb(j)::text FROM ingestion_jobs j WHERE id = :id"), {"id": job_id})
+        failures = session.execute(
+            text(
+                "SELECT coalesce(string_agg(blob || ' ' || reason, ' '), '') FROM ingestion_failures WHERE job_id = :id"
+            ),
+            {"id": job_id},
+        )
+        return job.scalar_one() + failures.scalar_one()
+
+
+def test_a_manifest_blob_whose_rows_carry_a_sas_fails_the_job_naming_the_row(azurite, cinc_container):
+    """A SAS in a row is a credential the job must not keep or show: the row is refused, by number, without it."""
+    sas = make_sas(azurite, cinc_container)
+    signature = sas.split("sig=")[1].split("&")[0]
+    lines = ["blob,label", "A00001.hea,N", f"{azurite.account_url}/{cinc_container}/A00002.hea?{sas},N"]
+    csv_blob = unique_name("with-sas") + ".csv"
+    connection_source(azurite, cinc_container).sync_container().upload_blob(csv_blob, "\n".join(lines).encode())
+    view = run_job(
+        dataset=unique_name("sas-rows"),
+        account_url=azurite.account_url,
+        container=cinc_container,
+        sas_token=sas,
+        manifest=csv_blob,
+    )
+    assert view.status == "failed" and view.stored == 0
+    assert view.error.startswith(f"manifest {csv_blob}, row 3: column 'blob': the blob URL carries a query string")
+    assert signature not in view.model_dump_json() and signature not in _stored_text(view.id)
+
+
+def test_a_blob_url_outside_the_container_is_a_failure_stored_without_its_query(azurite, cinc_container):
+    sas = make_sas(azurite, cinc_container)
+    outside = f"{azurite.account_url}/elsewhere/A00001.hea"
+    view = run_job(
+        dataset=unique_name("outside"),
+        account_url=azurite.account_url,
+        container=cinc_container,
+        sas_token=sas,
+        rows=[{"blob": "A00003.hea", "label": "N"}, {"blob": outside, "label": "N"}],
+    )
+    assert view.status == "succeeded" and (view.stored, view.failed) == (1, 1)
+    assert view.failures[0].blob == outside and "outside the job's container" in view.failures[0].reason
 
 
 def test_manifest_with_missing_column_fails_the_job_with_the_columns_it_has(azurite, cinc_container):
@@ -370,6 +418,48 @@ def test_local_manifest_file_is_sent_as_rows(azurite, cinc_container, cli_env, t
     assert '"stored":1' in result.stdout, result.stdout
     (row,) = stored(dataset)
     assert row.label == "X" and row.metadata_["bed"] == 3
+
+
+def test_a_local_manifest_whose_rows_carry_a_sas_is_refused_before_any_job(azurite, cinc_container, cli_env, tmp_path):
+    """`ecg ingest -m local.xlsx` with a SAS URL in a row: exit 2 naming the row, no job row, no signature shown."""
+    from openpyxl import Workbook
+
+    sas = make_sas(azurite, cinc_container)
+    signature = sas.split("sig=")[1].split("&")[0]
+    sheet = tmp_path / "clinic.xlsx"
+    workbook = Workbook()
+    for row in (
+        ["blob", "label"],
+        ["A00006.hea", "X"],
+        [f"{azurite.account_url}/{cinc_container}/A00007.hea?{sas}", "Y"],
+    ):
+        workbook.active.append(row)
+    workbook.save(sheet)
+    with session_scope() as session:
+        jobs_before = session.scalar(select(func.count()).select_from(IngestionJob))
+    result = subprocess.run(
+        [
+            *ECG,
+            "ingest",
+            "-d",
+            unique_name("local-sas"),
+            "-c",
+            cinc_container,
+            "--account-url",
+            azurite.account_url,
+            "--manifest",
+            str(sheet),
+        ],
+        env={**cli_env, "ECG_INGEST_SAS_TOKEN": sas},
+        capture_output=True,
+        text=True,
+        timeout=120,
+    )
+    assert result.returncode == 2, result.stderr
+    assert "clinic.xlsx, row 3: column 'blob': the blob URL carries a query string (a SAS token?)" in result.stderr
+    assert "Traceback" not in result.stderr and signature not in result.stderr + result.stdout
+    with session_scope() as session:
+        assert session.scalar(select(func.count()).select_from(IngestionJob)) == jobs_before
 
 
 def test_cli_reports_bad_input_without_a_traceback(azurite, cli_env, tmp_path):

@@ -43,6 +43,8 @@ def test_account_url_carrying_a_sas_is_split_and_the_token_is_hidden():
         ({"account_url": AZURITE, "sas_token": SAS, "manifest": "m.xlsx", "prefix": "a/"}, "not manifest and prefix"),
         ({"account_url": AZURITE, "sas_token": SAS, "manifest": "m.json"}, "manifest must be an .xlsx or .csv blob"),
         ({"account_url": AZURITE, "sas_token": SAS, "rows": []}, "rows is empty"),
+        ({"account_url": AZURITE, "sas_token": SAS, "manifest": f"{AZURITE}/c/m.xlsx?{SAS}&x=.csv"}, "not a URL"),
+        ({"account_url": AZURITE, "sas_token": SAS, "rows": [{"blob": f"{AZURITE}/c/a.hea?{SAS}"}]}, "a SAS token?"),
         ({"account_url": AZURITE, "sas_token": SAS, "format": "mp3"}, "Input should be"),
     ],
 )
@@ -116,7 +118,7 @@ def test_manifest_plan_pairs_wfdb_blobs_and_dedupes():
     listing = _listing("r/A1.hea", "r/A1.mat", "r/B2.hea", "r/B2.dat", "r/lonely.hea", "dev/u1")
     rows = [
         ManifestRow(blob="r/A1.hea", label="N"),
-        ManifestRow(blob=f"{AZURITE}/ecgs/r/B2.hea?{SAS}"),
+        ManifestRow(blob=f"{AZURITE}/ecgs/r/B2.hea"),
         ManifestRow(blob="r/A1.hea"),
         ManifestRow(blob="r/lonely.hea"),
         ManifestRow(blob="dev/u1", label="A"),

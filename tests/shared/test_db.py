@@ -54,3 +54,57 @@ def test_import_directory_labels_and_reimport(database_url, data_dir, tmp_path):
         labels = set(session.scalars(select(Recording.label).where(Recording.dataset == "ptb-import")))
     assert again[:2] == (0, 5)
     assert labels <= {"Normal", "Abnormal"} and labels
+
+
+def test_migration_0005_scrubs_stored_sas_queries_and_foreign_training_job_links():
+    """A database written before 0005: a job whose rows kept SAS URLs, a failure naming one, a seeded version linked
+    to the training job of the database the bundled model came from. After the upgrade none of that remains."""
+    import json
+    import uuid
+
+    from sqlalchemy import create_engine, text
+    from sqlalchemy.engine import make_url
+
+    from ecg_shared.db.migrate import upgrade
+    from tests.support.database import admin_url, drop_test_database
+
+    url = make_url(admin_url()).set(database=f"ecg_test_{uuid.uuid4().hex[:10]}").render_as_string(False)
+    sas = "sv=2025-01-05&sp=rl&sig=c2VjcmV0LXNpZ25hdHVyZQ%3D%3D"
+    try:
+        upgrade(url, "0004")
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            spec = {
+                "rows": [{"blob": f"https://a.blob.core.windows.net/c/x.hea?{sas}", "label": "N"}, {"blob": "y.hea"}]
+            }
+            job_id = connection.execute(
+                text(
+                    "INSERT INTO ingestion_jobs (dataset, account_url, container, auth, spec) "
+                    "VALUES ('d', 'https://a.blob.core.windows.net', 'c', 'sas_token', CAST(:spec AS jsonb)) "
+                    "RETURNING id"
+                ),
+                {"spec": json.dumps(spec)},
+            ).scalar_one()
+            connection.execute(
+                text("INSERT INTO ingestion_failures (job_id, blob, reason) VALUES (:job, :blob, 'outside')"),
+                {"job": job_id, "blob": f"https://a.blob.core.windows.net/other/x.hea?{sas}"},
+            )
+            for name, card in (("seeded", {"bundled_file": "seeded.onnx"}), ("trained", {})):
+                connection.execute(
+                    text(
+                        "INSERT INTO model_versions (name, version, family, model_card, artifact_uri, artifact_sha256, "
+                        "training_job_id) VALUES (:name, 1, 'cnn', CAST(:card AS jsonb), 'azure://m/x', 'ab', 7)"
+                    ),
+                    {"name": name, "card": json.dumps(card)},
+                )
+        upgrade(url)
+        with engine.connect() as connection:
+            stored = connection.execute(text("SELECT spec FROM ingestion_jobs")).scalar_one()
+            failure = connection.execute(text("SELECT blob FROM ingestion_failures")).scalar_one()
+            links = dict(connection.execute(text("SELECT name, training_job_id FROM model_versions")).all())
+        engine.dispose()
+        assert stored["rows"] == [{"blob": "https://a.blob.core.windows.net/c/x.hea", "label": "N"}, {"blob": "y.hea"}]
+        assert failure == "https://a.blob.core.windows.net/other/x.hea"
+        assert links == {"seeded": None, "trained": 7}
+    finally:
+        drop_test_database(url)

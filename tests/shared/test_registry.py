@@ -144,3 +144,91 @@ def test_models_cli_seeds_lists_shows_and_promotes(database_url, azurite, tmp_pa
     assert archived.exit_code == 0
     assert runner.invoke(app, ["models", "promote", "cli-model", "1"]).output.strip() == "cli-model v1 is active"
     assert runner.invoke(app, ["models", "seed", "--dir", str(tmp_path / "nowhere")]).exit_code == 1
+
+
+def test_seed_restores_a_registered_version_whose_file_is_missing_or_differs(db_session, azurite, tmp_path: Path):
+    """The blob volume lost, or two checkouts sharing a database: `seed` checks the stored files, not just the rows."""
+    from azure.storage.blob import BlobServiceClient
+
+    data = tiny_onnx("seed-restore", ["N", "A"], ("II",))
+    (tmp_path / "seed-restore.onnx").write_bytes(data)
+    (first,) = seed_models(db_session, tmp_path)
+    row = get_version(db_session, "seed-restore", first.version)
+    container, blob = row.artifact_uri.removeprefix("azure://").split("/", 1)
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string).get_container_client(container)
+
+    blobs.delete_blob(blob)
+    (again,) = seed_models(db_session, tmp_path)
+    assert (again.registered, again.restored) == (False, f"file missing: {row.artifact_uri}")
+    assert ArtifactStore().get(row.artifact_uri) == data
+
+    blobs.upload_blob(blob, b"another file", overwrite=True)
+    (again,) = seed_models(db_session, tmp_path)
+    assert again.restored.startswith(f"checksum differs: {row.artifact_uri} has sha256 {sha256(b'another file')[:16]}")
+    assert ArtifactStore().get(row.artifact_uri) == data
+    (intact,) = seed_models(db_session, tmp_path)
+    assert intact.restored is None and len(list_versions(db_session, "seed-restore")) == 1
+
+
+@pytest.fixture()
+def own_database(database_url, monkeypatch):
+    """A fresh database of this test's own, as ECG_DATABASE_URL: what `ecg models check` sees is only its versions."""
+    from ecg_shared.settings import get_settings
+    from tests.support.database import create_test_database, drop_test_database
+
+    url = create_test_database()
+    monkeypatch.setenv("ECG_DATABASE_URL", url)
+    get_settings.cache_clear()
+    yield url
+    monkeypatch.setenv("ECG_DATABASE_URL", database_url)
+    get_settings.cache_clear()
+    drop_test_database(url)
+
+
+def test_models_check_reports_every_version_whose_file_is_missing_or_differs(own_database, azurite, tmp_path: Path):
+    from azure.storage.blob import BlobServiceClient
+
+    from ecg_shared.db import session_scope
+
+    database_url = own_database
+    for name in ("check-a", "check-b", "check-c"):
+        (tmp_path / f"{name}.onnx").write_bytes(tiny_onnx(name, ["N", "A"], ("II",)))
+    runner = CliRunner()
+    assert runner.invoke(app, ["models", "seed", "--dir", str(tmp_path)]).exit_code == 0
+    healthy = runner.invoke(app, ["models", "check"])
+    assert healthy.exit_code == 0, healthy.output
+    assert "check-a v1 (active): ok" in healthy.output and "check-c v1 (active): ok" in healthy.output
+
+    with session_scope(database_url) as session:
+        uris = {name: get_version(session, name, 1).artifact_uri for name in ("check-a", "check-b")}
+    blobs = BlobServiceClient.from_connection_string(azurite.connection_string)
+    container, blob = uris["check-a"].removeprefix("azure://").split("/", 1)
+    blobs.get_container_client(container).delete_blob(blob)
+    container, blob = uris["check-b"].removeprefix("azure://").split("/", 1)
+    blobs.get_container_client(container).upload_blob(blob, b"not the model", overwrite=True)
+
+    broken = runner.invoke(app, ["models", "check"])
+    assert broken.exit_code == 1
+    assert f"check-a v1 (active): file missing: {uris['check-a']}" in broken.output
+    assert f"check-b v1 (active): checksum differs: {uris['check-b']}" in broken.output
+    assert "check-c v1 (active): ok" in broken.output
+
+    assert runner.invoke(app, ["models", "seed", "--dir", str(tmp_path)]).exit_code == 0
+    assert runner.invoke(app, ["models", "check"]).exit_code == 0
+
+
+def test_seeded_versions_do_not_claim_training_jobs_of_this_database(db_session, azurite):
+    """The bundled models name the jobs that trained them in another database (ids 1 and 2): here those ids belong to
+    unrelated jobs, so a seeded version links to none and keeps the original in its model card."""
+    from ecg_shared.settings import get_settings
+
+    bundled = sorted(get_settings().models_dir.glob("*.onnx"))
+    if not bundled:
+        pytest.skip(f"no bundled models in {get_settings().models_dir}")
+    origins = {read_bundled_model(path)[0].name: read_bundled_model(path)[0].training_job_id for path in bundled}
+    assert any(origin is not None for origin in origins.values()), "the bundled models name their training jobs"
+    for result in seed_models(db_session, get_settings().models_dir):
+        row = get_version(db_session, result.name, result.version)
+        assert row.training_job_id is None
+        assert row.onnx_metadata["training_job_id"] is None
+        assert row.model_card.get("origin_training_job_id") == origins[result.name]

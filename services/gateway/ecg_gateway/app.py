@@ -10,16 +10,17 @@ from contextlib import asynccontextmanager
 from pathlib import Path
 
 import fastapi_offline
-from fastapi import FastAPI, Request
+from fastapi import FastAPI
 from fastapi.middleware.gzip import GZipMiddleware
 from fastapi.openapi.docs import get_swagger_ui_html
-from fastapi.responses import HTMLResponse, JSONResponse
+from fastapi.responses import HTMLResponse
 from fastapi.staticfiles import StaticFiles
-from sqlalchemy.exc import OperationalError
 
+from ecg_gateway.errors import RefuseNulBytes, install_error_handlers
 from ecg_gateway.forwarding import InferenceClient
 from ecg_gateway.metrics import MetricsMiddleware
 from ecg_gateway.routes import classify, health, jobs, models, pages, recordings, report
+from ecg_shared.logs import RequestIdMiddleware, configure_service_logging
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger("ecg_gateway")
@@ -29,6 +30,7 @@ SWAGGER_UI_DIR = Path(fastapi_offline.__file__).resolve().parent / "static"  # S
 
 @asynccontextmanager
 async def lifespan(app: FastAPI):
+    configure_service_logging(get_settings().log_level)  # when serving, not on import (tests read the schema)
     app.state.inference = InferenceClient()
     try:
         yield
@@ -37,19 +39,23 @@ async def lifespan(app: FastAPI):
 
 
 def create_app() -> FastAPI:
-    logging.basicConfig(level=get_settings().log_level)
     app = FastAPI(
         title="ECG classification gateway",
         description="Classify ECG recordings, browse stored recordings, run ingestion and training jobs, manage "
-        "model versions. Endpoints that change state need the `X-API-Key` header.",
+        "model versions. Endpoints that change state need the `X-API-Key` header. Every error answer is "
+        '`{"detail": ...}`: a sentence naming the problem, or (422, a request that does not match the schema) the '
+        "list of problems. Every answer carries `X-Request-ID` (the client's, or a new one), which the gateway's and "
+        "the inference service's log lines about the request carry too.",
         version="1.0",
         lifespan=lifespan,
         docs_url=None,  # served below from the gateway's own copy of Swagger UI, not from a CDN
         redoc_url=None,
     )
+    app.add_middleware(RefuseNulBytes)
     app.add_middleware(GZipMiddleware, minimum_size=2048)  # traces for plotting are large JSON
     app.add_middleware(MetricsMiddleware)
     app.mount("/static/swagger-ui", StaticFiles(directory=SWAGGER_UI_DIR), name="swagger-ui")
+    app.add_middleware(RequestIdMiddleware)  # outermost: every log line of the request carries its id
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
 
     @app.get("/docs", include_in_schema=False)
@@ -65,17 +71,7 @@ def create_app() -> FastAPI:
 
     for module in (health, classify, report, recordings, models, jobs, pages):
         app.include_router(module.router)
-
-    @app.exception_handler(OperationalError)
-    async def database_unavailable(request: Request, exc: OperationalError) -> JSONResponse:
-        log.error("database unavailable on %s %s: %s", request.method, request.url.path, exc.orig)
-        return JSONResponse({"detail": "the database is unavailable; try again shortly"}, status_code=503)
-
-    @app.exception_handler(Exception)
-    async def unexpected_error(request: Request, exc: Exception) -> JSONResponse:
-        log.exception("unhandled error on %s %s", request.method, request.url.path)
-        return JSONResponse({"detail": "internal error in the gateway; it has been logged"}, status_code=500)
-
+    install_error_handlers(app)
     return app
 
 

@@ -6,6 +6,7 @@ import httpx
 from fastapi import HTTPException, status
 
 from ecg_gateway.metrics import DOWNSTREAM_FAILURES
+from ecg_shared.logs import REQUEST_ID_HEADER, current_request_id
 from ecg_shared.settings import get_settings
 
 
@@ -20,7 +21,9 @@ class InferenceClient:
         await self._client.aclose()
 
     async def request(self, method: str, path: str, **kwargs) -> httpx.Response:
-        """Send one request; a service that is down, slow or broken gives an HTTPException 503 naming it."""
+        """Send one request (with this request's ``X-Request-ID``); a service that is down, slow or broken gives an
+        HTTPException 503 naming it."""
+        kwargs["headers"] = {**kwargs.get("headers", {}), REQUEST_ID_HEADER: current_request_id()}
         try:
             response = await self._client.request(method, path, **kwargs)
         except httpx.TimeoutException:
@@ -42,12 +45,19 @@ class InferenceClient:
             )
         return response
 
-    async def reachable(self) -> bool:
+    async def readiness_problem(self) -> str | None:
+        """None when the service is ready (reachable, with at least one model loaded), else what is wrong."""
         try:
-            response = await self._client.get("/healthz", timeout=2.0)
+            response = await self._client.get("/readyz", timeout=2.0)
         except httpx.HTTPError:
-            return False
-        return response.status_code == 200
+            return "inference service unreachable"
+        if response.status_code == 200:
+            return None
+        try:
+            problems = response.json().get("problems") or []
+        except (ValueError, AttributeError):
+            problems = []
+        return "inference service not ready: " + ("; ".join(map(str, problems)) or f"HTTP {response.status_code}")
 
 
 def _detail(response: httpx.Response) -> str:

@@ -14,14 +14,17 @@ from contextlib import asynccontextmanager
 
 import numpy as np
 from fastapi import FastAPI, Request
+from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse, Response
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Histogram, generate_latest, multiprocess
+from starlette.requests import ClientDisconnect
 
 from ecg_inference.batcher import MicroBatcher
 from ecg_inference.classify import ClassificationError, chosen_models, classify_submitting
 from ecg_inference.request_body import read_classify_input
 from ecg_inference.watcher import ModelWatcher
-from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body
+from ecg_shared.logs import RequestIdMiddleware, configure_service_logging
+from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body, validation_problems
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger("ecg_inference")
@@ -48,7 +51,7 @@ def _warm_up() -> None:
 @asynccontextmanager
 async def lifespan(app: FastAPI):
     settings = get_settings()
-    logging.basicConfig(level=settings.log_level, format="%(asctime)s %(levelname)s %(name)s: %(message)s")
+    configure_service_logging(settings.log_level)
     app.state.watcher = ModelWatcher()
     app.state.batcher = MicroBatcher(settings.batch_wait_ms)
     await asyncio.gather(app.state.watcher.start(), asyncio.to_thread(_warm_up))
@@ -58,12 +61,28 @@ async def lifespan(app: FastAPI):
 
 
 app = FastAPI(title="ECG inference", version="1.0", lifespan=lifespan)
+app.add_middleware(RequestIdMiddleware)
+
+
+@app.exception_handler(RequestValidationError)
+async def invalid_request(request: Request, exc: RequestValidationError) -> JSONResponse:
+    """422 with the list of problems, as the gateway answers it: without the submitted values."""
+    REQUESTS.labels("422").inc()
+    return JSONResponse({"detail": validation_problems(exc.errors())}, status_code=422)
 
 
 @app.exception_handler(ClassificationError)
 async def classification_error(request: Request, exc: ClassificationError) -> JSONResponse:
     REQUESTS.labels(str(exc.status)).inc()
     return JSONResponse({"detail": exc.message}, status_code=exc.status)
+
+
+@app.exception_handler(ClientDisconnect)
+async def client_disconnected(request: Request, exc: ClientDisconnect) -> Response:
+    """The client went away before its body arrived: not an error of this service; counted as 499."""
+    log.info("client disconnected before its request was read")
+    REQUESTS.labels("499").inc()
+    return Response(status_code=499)
 
 
 @app.exception_handler(Exception)

@@ -30,4 +30,5 @@ def install_redaction(logger: logging.Logger | None = None) -> None:
 
 
 def quiet_azure_logs() -> None:
+    """Every Azure SDK logger at WARNING (the HTTP one among them: see ``ecg_shared.logs``)."""
     logging.getLogger("azure").setLevel(logging.WARNING)

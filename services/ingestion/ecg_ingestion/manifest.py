@@ -12,6 +12,8 @@ import io
 from datetime import date, datetime, time
 from typing import Any
 
+from pydantic import ValidationError
+
 from ecg_shared.jobs.ingestion import ManifestRow
 
 MANIFEST_NAME = "manifest.xlsx"
@@ -80,6 +82,14 @@ def _metadata_value(value: Any) -> str | int | float | bool:
     return str(value)
 
 
+def _row_problem(exc: ValidationError, blob_column: str, label_column: str | None) -> str:
+    columns = {"blob": blob_column, "label": label_column or "label", "metadata": "metadata"}
+    return "; ".join(
+        f"column {columns.get(str(e['loc'][0]), e['loc'][0])!r}: {e['msg'].removeprefix('Value error, ')}"
+        for e in exc.errors(include_input=False)
+    )
+
+
 def _manifest_rows(table: list[list[Any]], name: str, blob_column: str, label_column: str | None) -> list[ManifestRow]:
     table = [row for row in table if any(cell not in (None, "") for cell in row)]
     if not table:
@@ -96,11 +106,15 @@ def _manifest_rows(table: list[list[Any]], name: str, blob_column: str, label_co
             raise ManifestError(f"manifest {name}, row {line}: the {blob_column!r} cell is empty")
         label = cells[label_at] if label_at is not None else None
         metadata = {key: _metadata_value(cells[i]) for i, key in other if cells[i] not in (None, "")}
-        rows.append(
-            ManifestRow(
-                blob=str(blob).strip(), label=None if label in (None, "") else str(label).strip(), metadata=metadata
+        try:
+            rows.append(
+                ManifestRow(
+                    blob=str(blob).strip(), label=None if label in (None, "") else str(label).strip(), metadata=metadata
+                )
             )
-        )
+        except ValidationError as exc:  # named by row and column, never with the cell's value (it may hold a SAS)
+            problem = _row_problem(exc, blob_column, label_column)
+            raise ManifestError(f"manifest {name}, row {line}: {problem}") from None
     if not rows:
         raise ManifestError(f"manifest {name} has a header row but no recordings")
     return rows

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from typing import Any
 
 from ecg_ingestion.storage import BlobSource
-from ecg_shared.jobs.ingestion import ManifestRow
+from ecg_shared.jobs.ingestion import ManifestRow, strip_query
 
 WFDB_DATA_SUFFIXES = (".mat", ".dat")
 # Files a data set folder holds beside its recordings; a prefix job does not try to decode them.
@@ -90,7 +90,7 @@ def plan_manifest(rows: list[ManifestRow], listing: dict[str, BlobInfo], source:
         try:
             name = source.blob_name(row.blob)
         except ValueError as exc:
-            plan.failures.append((row.blob, str(exc)))
+            plan.failures.append((strip_query(row.blob), str(exc)))  # a reference is stored without a query
             continue
         if name in seen:
             plan.duplicates += 1

@@ -37,6 +37,10 @@ DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 # Azure container names: 3-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit.
 CONTAINER_PATTERN = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"
 MAX_FAILURES_IN_VIEW = 500
+ROW_QUERY_REFUSED = (
+    "the blob URL carries a query string (a SAS token?), which a manifest row must not hold: give the URL without "
+    "its '?...' part, or the blob name; the job's own SAS token or connection string reads every blob"
+)
 
 
 class IngestionJobNotFound(LookupError):
@@ -96,11 +100,20 @@ class IngestionFailure(Base):
 class ManifestRow(BaseModel):
     """One recording to take: a blob name (or URL) in the container, its label and any metadata."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON would store inf as null: refused
 
     blob: str = Field(..., min_length=1, max_length=1024)
     label: str | None = Field(None, max_length=100)
     metadata: dict[str, str | int | float | bool | None] = Field(default_factory=dict)
+
+    @field_validator("blob")
+    @classmethod
+    def _no_credential_in_the_reference(cls, value: str) -> str:
+        """A row never carries a credential: a blob URL with a query string (a SAS token's place) is refused, as
+        the row would be stored and shown with it. The job's own credential reads every blob of its container."""
+        if value.strip().lower().startswith(("http://", "https://")) and urlsplit(value.strip()).query:
+            raise ValueError(ROW_QUERY_REFUSED)
+        return value
 
 
 def strip_query(url: str) -> str:
@@ -129,7 +142,7 @@ class IngestionJobRequest(BaseModel):
     the whole container).
     """
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON would store inf as null: refused
 
     dataset: str = Field(..., pattern=DATASET_PATTERN, description="dataset name to file the recordings under")
     container: str = Field(..., pattern=CONTAINER_PATTERN)
@@ -157,6 +170,8 @@ class IngestionJobRequest(BaseModel):
     @field_validator("manifest")
     @classmethod
     def _manifest_is_table(cls, value: str | None) -> str | None:
+        if value is not None and value.strip().lower().startswith(("http://", "https://")):
+            raise ValueError("manifest is the path of a blob in the container, not a URL")
         if value is not None and not value.lower().endswith((".xlsx", ".csv")):
             raise ValueError("manifest must be an .xlsx or .csv blob")
         return value

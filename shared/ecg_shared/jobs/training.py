@@ -73,7 +73,7 @@ class TrainingJob(Base):
 class DatasetFilters(BaseModel):
     """Which recordings of the dataset to train on."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON would store inf as null: refused
 
     labels: list[str] | None = Field(None, description="only recordings with these (raw) labels")
     min_duration_s: float | None = Field(None, ge=0, description="skip shorter recordings")
@@ -83,7 +83,7 @@ class DatasetFilters(BaseModel):
 class TrainingJobRequest(BaseModel):
     """What to train: data, label set, model family and hyper-parameters (with defaults)."""
 
-    model_config = ConfigDict(extra="forbid")
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON would store inf as null: refused
 
     dataset: str = Field(min_length=1, max_length=200)
     name: str | None = Field(

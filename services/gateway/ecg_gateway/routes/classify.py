@@ -5,11 +5,13 @@ from __future__ import annotations
 import asyncio
 import io
 import logging
+import math
 
 from fastapi import APIRouter, Depends, Query, Request
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
 
+from ecg_gateway.errors import COMMON_ERRORS, KEYED_ERRORS, error_responses
 from ecg_gateway.plotting import plot_trace
 from ecg_gateway.security import classify_access
 from ecg_gateway.uploads import ClassifyBody, read_classify_body
@@ -21,7 +23,9 @@ router = APIRouter(tags=["classify"])
 
 
 def _trace_for(upload: ClassifyBody, hints: dict[str, str]) -> dict | None:
-    """The recording as the page draws it, or None when the gateway cannot read it (inference then says why)."""
+    """The recording as the page draws it, or None when the gateway cannot read or draw it. The inference service
+    validates the same upload meanwhile and says why it refuses one; a trace is only added to an answer it accepted.
+    """
     if upload.data is None:
         return None
     kwargs: dict = {}
@@ -30,20 +34,28 @@ def _trace_for(upload: ClassifyBody, hints: dict[str, str]) -> dict | None:
             kwargs["fs"] = float(hints["fs"])
         except ValueError:
             return None
+        if not math.isfinite(kwargs["fs"]) or kwargs["fs"] <= 0:
+            return None
     try:
         named = io.BytesIO(upload.data)
         named.name = upload.filename  # read_ecg detects by content and name
         record = read_ecg(named, format=hints.get("format") or None, **kwargs)
+        return plot_trace(record)
     except EcgFormatError:
         return None
-    return plot_trace(record)
+    except Exception:  # a recording the readers take but the display filter cannot (fs=1, fs=2**31): no trace
+        log.warning("no display trace for %r", upload.filename, exc_info=True)
+        return None
 
 
 @router.post(
     "/classify",
     dependencies=[Depends(classify_access)],
     openapi_extra={"requestBody": classify_openapi_request_body()},
-    responses={200: {"model": ClassifyResponse}},
+    responses={
+        200: {"model": ClassifyResponse},
+        **error_responses(*COMMON_ERRORS, *KEYED_ERRORS, 404, 413, 415),
+    },
     summary="Classify an ECG file (forwarded to the inference service)",
 )
 async def classify(

@@ -1,4 +1,5 @@
-"""``/healthz`` (the process answers), ``/readyz`` (Postgres, Redis and inference reachable), ``/metrics``."""
+"""``/healthz`` (the process answers), ``/readyz`` (Postgres and Redis reachable, the inference service ready: at
+least one model loaded), ``/metrics``."""
 
 from __future__ import annotations
 
@@ -41,17 +42,17 @@ def _redis_ok() -> str | None:
     return None
 
 
-@router.get("/readyz", summary="Postgres, Redis and the inference service are reachable")
+@router.get(
+    "/readyz",
+    summary="Ready: Postgres and Redis reachable, the inference service ready (a model loaded); 503 names what is not",
+    responses={503: {"description": "Not ready: `checks` names each dependency that is not `ok`, and why"}},
+)
 async def readyz(request: Request) -> JSONResponse:
     inference = request.app.state.inference  # before any check starts, so none is left unawaited if it is missing
-    postgres, redis_problem, inference_up = await asyncio.gather(
-        run_in_threadpool(_postgres_ok), run_in_threadpool(_redis_ok), inference.reachable()
+    postgres, redis_problem, inference_problem = await asyncio.gather(
+        run_in_threadpool(_postgres_ok), run_in_threadpool(_redis_ok), inference.readiness_problem()
     )
-    checks = {
-        "postgres": postgres or "ok",
-        "redis": redis_problem or "ok",
-        "inference": "ok" if inference_up else "inference service unreachable",
-    }
+    checks = {"postgres": postgres or "ok", "redis": redis_problem or "ok", "inference": inference_problem or "ok"}
     ready = all(value == "ok" for value in checks.values())
     return JSONResponse(
         {"status": "ready" if ready else "not ready", "checks": checks}, status_code=200 if ready else 503

@@ -8,16 +8,19 @@ reason and the answer is 503, so no job waits forever for a task that was never 
 from __future__ import annotations
 
 import logging
+from typing import Annotated
 
-from fastapi import APIRouter, Depends, HTTPException, Query, status
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel
 
+from ecg_gateway.errors import COMMON_ERRORS, INT64_MAX, KEYED_ERRORS, error_responses
 from ecg_gateway.security import require_api_key
 from ecg_shared.db import session_scope
 from ecg_shared.jobs import ingestion, training
 
 log = logging.getLogger(__name__)
-router = APIRouter(prefix="/api", tags=["jobs"])
+router = APIRouter(prefix="/api", tags=["jobs"], responses=error_responses(*COMMON_ERRORS))
+JobId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the job's id")]
 
 _QUEUE_DOWN = "the job queue (Redis) is unreachable, so the job could not be queued; try again shortly"
 
@@ -45,6 +48,7 @@ def list_training_jobs(limit: int = Query(50, ge=1, le=500)) -> TrainingJobList:
     response_model=training.TrainingJobView,
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_api_key)],
+    responses=error_responses(*KEYED_ERRORS),
     summary="Start a training job",
 )
 def start_training_job(request: training.TrainingJobRequest) -> training.TrainingJobView:
@@ -72,9 +76,10 @@ def _training_job(session, job_id: int) -> training.TrainingJob:
 @router.get(
     "/training-jobs/{job_id}",
     response_model=training.TrainingJobView,
+    responses=error_responses(404),
     summary="One training job: status, progress per epoch, metrics and confusion matrix when done",
 )
-def get_training_job(job_id: int) -> training.TrainingJobView:
+def get_training_job(job_id: JobId) -> training.TrainingJobView:
     with session_scope() as session:
         return training.training_job_view(_training_job(session, job_id))
 
@@ -83,9 +88,10 @@ def get_training_job(job_id: int) -> training.TrainingJobView:
     "/training-jobs/{job_id}/cancel",
     response_model=training.TrainingJobView,
     dependencies=[Depends(require_api_key)],
+    responses=error_responses(*KEYED_ERRORS, 404, 409),
     summary="Cancel a queued job, or ask a running one to stop",
 )
-def cancel_training_job(job_id: int) -> training.TrainingJobView:
+def cancel_training_job(job_id: JobId) -> training.TrainingJobView:
     with session_scope() as session:
         try:
             job = training.cancel_training_job(session, job_id)
@@ -112,6 +118,7 @@ def list_ingestion_jobs(limit: int = Query(50, ge=1, le=500)) -> IngestionJobLis
     response_model=ingestion.IngestionJobView,
     status_code=status.HTTP_201_CREATED,
     dependencies=[Depends(require_api_key)],
+    responses=error_responses(*KEYED_ERRORS),
     summary="Start an ingestion job: read recordings from an Azure Blob container into the database",
 )
 def start_ingestion_job(request: ingestion.IngestionJobRequest) -> ingestion.IngestionJobView:
@@ -140,9 +147,10 @@ def start_ingestion_job(request: ingestion.IngestionJobRequest) -> ingestion.Ing
 @router.get(
     "/ingestion-jobs/{job_id}",
     response_model=ingestion.IngestionJobView,
+    responses=error_responses(404),
     summary="One ingestion job: status, counts, the first failures",
 )
-def get_ingestion_job(job_id: int) -> ingestion.IngestionJobView:
+def get_ingestion_job(job_id: JobId) -> ingestion.IngestionJobView:
     with session_scope() as session:
         try:
             job = ingestion.get_ingestion_job(session, job_id)

@@ -3,16 +3,18 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, status
+from fastapi import APIRouter, Depends, HTTPException, Path, status
 from pydantic import BaseModel
 
+from ecg_gateway.errors import COMMON_ERRORS, INT32_MAX, KEYED_ERRORS, error_responses
 from ecg_gateway.security import require_api_key
 from ecg_shared import registry
 from ecg_shared.db import ModelVersion, session_scope
 
-router = APIRouter(prefix="/api/models", tags=["models"])
+router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(*COMMON_ERRORS))
+VersionNumber = Annotated[int, Path(ge=1, le=INT32_MAX, description="the version number")]
 
 
 class ModelVersionView(BaseModel):
@@ -82,7 +84,7 @@ def list_models() -> ModelList:
         return ModelList(models=_models(registry.list_versions(session)))
 
 
-@router.get("/{name}", response_model=ModelView, summary="One model's versions")
+@router.get("/{name}", response_model=ModelView, responses=error_responses(404), summary="One model's versions")
 def get_model(name: str) -> ModelView:
     with session_scope() as session:
         models = _models(registry.list_versions(session, name))
@@ -95,9 +97,10 @@ def get_model(name: str) -> ModelView:
     "/{name}/versions/{version}/promote",
     response_model=ModelVersionView,
     dependencies=[Depends(require_api_key)],
+    responses=error_responses(*KEYED_ERRORS, 404),
     summary="Make this version the active one (the previous active version is archived)",
 )
-def promote_version(name: str, version: int) -> ModelVersionView:
+def promote_version(name: str, version: VersionNumber) -> ModelVersionView:
     """Committed before the answer is sent: a 200 means the inference service will pick the version up."""
     try:
         with session_scope() as session:

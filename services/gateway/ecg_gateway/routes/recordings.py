@@ -3,17 +3,19 @@
 from __future__ import annotations
 
 from datetime import datetime
-from typing import Any
+from typing import Annotated, Any
 
-from fastapi import APIRouter, HTTPException, Query, status
+from fastapi import APIRouter, HTTPException, Path, Query, status
 from pydantic import BaseModel
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ecg_gateway.errors import COMMON_ERRORS, INT64_MAX, error_responses
 from ecg_gateway.plotting import plot_trace
 from ecg_shared.db import Recording, session_scope
 
-router = APIRouter(prefix="/api/recordings", tags=["recordings"])
+router = APIRouter(prefix="/api/recordings", tags=["recordings"], responses=error_responses(*COMMON_ERRORS))
+RecordingId = Annotated[int, Path(ge=1, le=INT64_MAX, description="the recording's id")]
 
 _SUMMARY_COLUMNS = (
     Recording.id,
@@ -65,7 +67,7 @@ def list_recordings(
     dataset: str | None = Query(None, description="only this data set"),
     label: str | None = Query(None, description="only this label (e.g. N, A, Normal)"),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
 ) -> RecordingPage:
     filters = []
     if dataset is not None:
@@ -87,8 +89,13 @@ def _get(session: Session, recording_id: int) -> Recording:
     return row
 
 
-@router.get("/{recording_id}", response_model=RecordingDetail, summary="One recording's metadata")
-def get_recording(recording_id: int) -> RecordingDetail:
+@router.get(
+    "/{recording_id}",
+    response_model=RecordingDetail,
+    responses=error_responses(404),
+    summary="One recording's metadata",
+)
+def get_recording(recording_id: RecordingId) -> RecordingDetail:
     with session_scope() as session:
         row = _get(session, recording_id)
         return RecordingDetail(
@@ -99,9 +106,13 @@ def get_recording(recording_id: int) -> RecordingDetail:
         )
 
 
-@router.get("/{recording_id}/signal", summary="One recording's trace for plotting (filtered, decimated, mV)")
+@router.get(
+    "/{recording_id}/signal",
+    responses=error_responses(404),
+    summary="One recording's trace for plotting (filtered, decimated, mV)",
+)
 def get_recording_signal(
-    recording_id: int,
+    recording_id: RecordingId,
     max_points: int | None = Query(
         None, ge=100, le=100_000, description="samples per lead at most (default: ECG_PLOT_MAX_POINTS / leads)"
     ),
