@@ -57,6 +57,51 @@ def test_foreground_training_writes_the_bundle_that_seed_registers(training_env,
     assert seeded.returncode == 0 and f"{name} v1: already registered" in seeded.stdout
 
 
+def test_a_fused_ensemble_job_exports_what_the_service_then_computes(training_env, ptbxl_slice, tmp_path, data_dir):
+    """Beat and morphology features fused with two networks: one ONNX file with two inputs, its card's evaluation
+    block, and the probabilities the service path gives equal to the file's own graph, calibrated."""
+    import time
+
+    import numpy as np
+
+    from ecg_inference.classify import classify_prepared, prepare_recording
+    from ecg_inference.models import ModelSet, load_model
+    from ecg_shared.beats import recording_features
+    from ecg_shared.calibration import calibrate
+    from ecg_shared.formats import read_ecg
+    from ecg_shared.preprocessing import clean, window_batch
+
+    name = unique_name("fused")
+    args = ["train", "-d", ptbxl_slice, "--name", name, "--epochs", "1", *SMALL_JOB]
+    result = ecg(training_env, *args, "--features", "beats+morphology", "--ensemble", "2", "--output", str(tmp_path))
+    assert result.returncode == 0, result.stderr[-3000:]
+    card = json.loads((tmp_path / f"{name}.card.json").read_text())
+    assert card["hyperparameters"]["ensemble"] == 2 and len(card["history"]) == 2
+    assert card["fusion"]["network_weight"] in [round(w / 10, 1) for w in range(11)]
+    evaluation = card["evaluation"]
+    assert {"figures", "confusion_matrix", "calibration", "subgroups", "operating_point"} <= set(evaluation)
+    assert evaluation["calibration"]["p_abnormal"]["bins"] and card["export"]["parity_max_abs_diff"] < 1e-4
+
+    onnx_bytes = (tmp_path / f"{name}.onnx").read_bytes()
+    model = load_model(onnx_bytes)
+    meta = model.metadata
+    assert meta.calibration["method"] == "temperature" and 0 < meta.abnormal_prevalence < 1
+    session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
+    assert sorted(i.name for i in session.get_inputs()) == ["ecg", "features"]
+    record = read_ecg(data_dir / "ptbxl" / "00101_lr.hea")
+    answer = classify_prepared(
+        [prepare_recording(record, ModelSet({name: model}), explain=False)], [time.perf_counter()]
+    )
+    cleaned = clean(record, meta.preprocessing)
+    windows = window_batch(cleaned, meta.preprocessing)
+    features = recording_features(
+        cleaned, meta.preprocessing.sampling_rate, list(meta.preprocessing.leads), meta.feature_spec
+    )
+    raw = session.run(["probabilities"], {"ecg": windows, "features": np.repeat(features[None], len(windows), 0)})[0]
+    expected = calibrate(raw.mean(axis=0, keepdims=True), meta.calibration)[0]
+    assert list(answer[0].models[0].probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+
+
 def test_foreground_job_on_missing_data_exits_1_with_the_reason(training_env, database_url):
     result = ecg(training_env, "train", "-d", "nothing-here", "--epochs", "1", *SMALL_JOB)
     assert result.returncode == 1

@@ -23,7 +23,7 @@ case "${1:-}" in
     dataset=ptbxl
     recipe=(--family resnet --classes Normal,Abnormal --normal Normal --leads "$twelve_leads"
             --sampling-rate 100 --window-s 10 --normalisation minmax --epochs 30 --batch-size 32 --lr 0.001 --seed 0
-            --features beats+morphology --ensemble 3) ;;
+            --features beats+morphology) ;;
   *) echo "usage: $0 rhythm-1lead|normal-12lead" >&2; exit 2 ;;
 esac
 
