@@ -1,0 +1,144 @@
+"""HL7 aECG (``<AnnotatedECG>``, urn:hl7-org:v3, the FDA's annotated ECG): the rhythm series, in mV.
+
+The waveforms are ``component/series`` elements; the one coded ``RHYTHM`` is the recording (a representative beat
+sits under ``derivation/derivedSeries`` and is not read). A series holds one or more ``sequenceSet``s; in each, a
+time sequence (``TIME_ABSOLUTE`` / ``TIME_RELATIVE``, a ``GLIST_TS`` or ``GLIST_PQ`` whose ``increment`` gives the
+sampling interval in s or ms) and one ``SLIST_PQ`` per lead, coded ``MDC_ECG_LEAD_*``, whose values are
+``origin + scale × digits`` in the unit of ``scale`` (nV, µV, mV or V). The first sequence set holding leads is read.
+
+Only the device (model, software, manufacturer), the filters and the series' start date are kept; subjects,
+investigators, sites and trial identifiers are never read.
+"""
+
+from __future__ import annotations
+
+from xml.etree.ElementTree import Element
+
+import numpy as np
+
+from ecg_shared.formats.leads import derive_limb_leads
+from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record, normalise_lead_name
+from ecg_shared.formats.vendor_xml import child_text, number, parse_xml, xml_root_name
+
+WHAT = "HL7 aECG"
+_LEAD_PREFIX = "MDC_ECG_LEAD_"
+_TIME_CODES = {"TIME_ABSOLUTE", "TIME_RELATIVE"}
+_MV_PER_UNIT = {"nV": 1e-6, "uV": 1e-3, "µV": 1e-3, "mV": 1.0, "V": 1000.0}
+_SECONDS_PER_UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
+_XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
+_FILTERS = {
+    "MDC_ECG_CTL_VBL_ATTR_FILTER_LOW_PASS": "low_pass_hz",
+    "MDC_ECG_CTL_VBL_ATTR_FILTER_HIGH_PASS": "high_pass_hz",
+    "MDC_ECG_CTL_VBL_ATTR_FILTER_NOTCH": "notch_hz",
+}
+
+
+def looks_like_hl7_aecg(head: bytes) -> bool:
+    return xml_root_name(head) == "AnnotatedECG"
+
+
+def _code(element: Element) -> str:
+    code = element.find("code")
+    return (code.get("code") or "") if code is not None else ""
+
+
+def _rhythm_series(root: Element) -> Element:
+    series = root.findall("component/series")
+    for candidate in series:
+        if _code(candidate).upper() == "RHYTHM":
+            return candidate
+    codes = ", ".join(_code(s) or "?" for s in series) or "none"
+    raise EcgFormatError(f"{WHAT}: no RHYTHM series (series present: {codes})")
+
+
+def _quantity(element: Element | None, what: str, units: dict[str, float]) -> float:
+    if element is None:
+        raise EcgFormatError(f"{what} is missing")
+    unit = element.get("unit") or ""
+    if unit not in units:
+        raise EcgFormatError(f"{what}: unit {unit!r} is not one of {', '.join(units)}")
+    return number(element.get("value"), what) * units[unit]
+
+
+def _sampling_rate(sequences: list[Element]) -> float:
+    for sequence in sequences:
+        if _code(sequence) in _TIME_CODES:
+            interval = _quantity(sequence.find("value/increment"), f"{WHAT} time increment", _SECONDS_PER_UNIT)
+            if interval <= 0:
+                raise EcgFormatError(f"{WHAT}: the time increment must be positive, got {interval} s")
+            return 1.0 / interval
+    raise EcgFormatError(f"{WHAT}: the sequence set has no TIME_ABSOLUTE or TIME_RELATIVE sequence (no rate)")
+
+
+def _lead(sequence: Element, name: str) -> np.ndarray:
+    what = f"{WHAT} lead {name}"
+    value = sequence.find("value")
+    if value is None or (value.get(_XSI_TYPE) or "SLIST_PQ") != "SLIST_PQ":
+        raise EcgFormatError(f"{what}: expected an SLIST_PQ value")
+    scale = _quantity(value.find("scale"), f"{what} scale", _MV_PER_UNIT)
+    origin_element = value.find("origin")
+    origin = 0.0 if origin_element is None else _quantity(origin_element, f"{what} origin", _MV_PER_UNIT)
+    digits = child_text(value, "digits")
+    if digits is None:
+        raise EcgFormatError(f"{what}: no digits")
+    try:
+        counts = np.array(digits.split(), dtype=np.float64)
+    except ValueError:
+        raise EcgFormatError(f"{what}: the digits are not all numbers") from None
+    return (origin + scale * counts).astype(np.float32)
+
+
+def _lead_sequences(series: Element) -> list[Element]:
+    for sequence_set in series.findall("component/sequenceSet"):
+        sequences = sequence_set.findall("component/sequence")
+        if any(_code(s).startswith(_LEAD_PREFIX) for s in sequences):
+            return sequences
+    raise EcgFormatError(f"{WHAT}: the rhythm series has no sequence set with leads")
+
+
+def _metadata(series: Element) -> dict:
+    device = series.find("author/seriesAuthor")
+    metadata = {
+        "format": "hl7_aecg",
+        "units": "mV",
+        "device": child_text(device, "manufacturedSeriesDevice/manufacturerModelName"),
+        "software": child_text(device, "manufacturedSeriesDevice/softwareName"),
+        "manufacturer": child_text(device, "manufacturerOrganization/name"),
+    }
+    start = series.find("effectiveTime/low")
+    value = start.get("value") if start is not None else None
+    if value and len(value) >= 8 and value[:8].isdigit():
+        metadata["recorded_on"] = f"{value[:4]}-{value[4:6]}-{value[6:8]}"
+    for control in series.findall("controlVariable/controlVariable"):
+        key = _FILTERS.get(_code(control))
+        for component in control.findall("component/controlVariable"):
+            quantity = component.find("value")
+            if key and quantity is not None and quantity.get("unit") == "Hz":
+                metadata[key] = quantity.get("value")
+    return {key: value for key, value in metadata.items() if value}
+
+
+def read_hl7_aecg(data: bytes, source: str | None = None) -> Record:
+    root = parse_xml(data, WHAT)
+    if root.tag != "AnnotatedECG":
+        raise EcgFormatError(f"{WHAT}: the root element is <{root.tag}>, not <AnnotatedECG>")
+    series = _rhythm_series(root)
+    sequences = _lead_sequences(series)
+    rate = _sampling_rate(sequences)
+    names, columns = [], []
+    for sequence in sequences:
+        code = _code(sequence)
+        if code.startswith(_LEAD_PREFIX):
+            names.append(normalise_lead_name(code[len(_LEAD_PREFIX) :]))
+            columns.append(_lead(sequence, names[-1]))
+    lengths = sorted({column.size for column in columns})
+    if len(lengths) != 1 or lengths[0] == 0:
+        raise EcgFormatError(f"{WHAT}: the leads hold different or zero sample counts ({lengths})")
+    order = sorted(
+        range(len(names)), key=lambda i: STANDARD_12_LEADS.index(names[i]) if names[i] in STANDARD_12_LEADS else 99
+    )
+    metadata = _metadata(series)
+    if source:
+        metadata["source"] = source
+    signal = np.column_stack([columns[i] for i in order])
+    return derive_limb_leads(Record(signal, rate, [names[i] for i in order], metadata))
