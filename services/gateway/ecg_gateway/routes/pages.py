@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from ecg_shared.formats import FORMATS
 from ecg_shared.settings import get_settings
 
 TEMPLATES = Jinja2Templates(directory=Path(__file__).resolve().parents[1] / "templates")
@@ -30,6 +31,7 @@ def _render(request: Request, path: str) -> HTMLResponse:
         "nav": [(p, t) for p, (_, t) in PAGES.items()],
         "classify_requires_key": settings.classify_requires_key,
         "max_upload_bytes": settings.max_upload_bytes,
+        "formats": FORMATS,
     }
     return TEMPLATES.TemplateResponse(request, template, context)
 
