@@ -25,7 +25,7 @@ from typing import Any
 
 import numpy as np
 
-from ecg_shared.formats.lead_codes import lead_from_code, lead_from_text
+from ecg_shared.formats.lead_codes import lead_from_code, lead_from_text, standard_order
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record
 
@@ -310,4 +310,5 @@ def read_dicom_ecg(data: bytes, source: str | None = None) -> Record:
         raise EcgFormatError(f"DICOM waveform names lead(s) {', '.join(duplicates)} more than once")
     if source:
         metadata["source"] = source
-    return derive_limb_leads(Record(millivolts, rate, names, metadata))
+    order = standard_order(names)
+    return derive_limb_leads(Record(millivolts[:, order], rate, [names[k] for k in order], metadata))

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import re
 
-from ecg_shared.formats.record import normalise_lead_name
+from ecg_shared.formats.record import STANDARD_12_LEADS, normalise_lead_name
 
 # EN 1064 lead identification, the codes a recording's leads use. Calibration and Frank-component codes (24-60, 79+)
 # are not ECG leads for classification; they map to None.
@@ -96,3 +96,9 @@ def lead_from_code(scheme: str, value: str) -> str | None:
     if number is None or not number.isdigit():
         return None
     return SCP_LEADS.get(int(number))
+
+
+def standard_order(names: list[str]) -> list[int]:
+    """Column order that puts the standard twelve leads first, in their usual order, then the others as they came."""
+    rank = {name: k for k, name in enumerate(STANDARD_12_LEADS)}
+    return sorted(range(len(names)), key=lambda k: (rank.get(names[k], len(rank)), k))
