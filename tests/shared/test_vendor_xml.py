@@ -1,0 +1,218 @@
+"""GE MUSE, Philips PageWriter/Sierra and HL7 aECG XML on the real sample files (ECG_DATA_DIR/formats), and hostile
+or broken XML: every failure is an EcgFormatError that names the problem."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import re
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from ecg_shared.formats import STANDARD_12_LEADS, EcgFormatError, detect_format, read_ecg
+from ecg_shared.formats.xli import xli_decode
+from ecg_shared.heart import heart_rate
+
+EXTRA_LEADS = ("V3R", "V4R", "V7")
+
+# file, format, leads, rate (Hz), samples, the rate the file's own measurements state (None: not stated), and
+# whether the limb leads III, aVR, aVL, aVF were derived (MUSE stores 8 leads). Facts from PROVENANCE.md.
+SAMPLES = [
+    ("ge_muse_xml/example1.xml", "muse_xml", STANDARD_12_LEADS, 500, 5000, 48, True),
+    ("ge_muse_xml/example2.xml", "muse_xml", STANDARD_12_LEADS, 500, 5000, 65, True),
+    ("ge_muse_xml/MUSE_20080710_165457_96000.xml", "muse_xml", STANDARD_12_LEADS, 250, 2500, 69, True),
+    # Philips: 11 000 ms per channel, of which the cart's trailing calibration pulse (0.4-0.5 s) is cut.
+    ("philips_sierra_xml/129DYPRG.XML", "philips_xml", STANDARD_12_LEADS, 500, 5264, 41, False),
+    ("philips_sierra_xml/3191723_ZZDEMOPTONLY_1-04_orig.xml", "philips_xml", STANDARD_12_LEADS, 500, 5300, 84, False),
+    ("philips_sierra_xml/ecg_900657176_1.xml", "philips_xml", STANDARD_12_LEADS + EXTRA_LEADS, 500, 5300, 120, False),
+    ("hl7_aecg/Example aECG.xml", "hl7_aecg", STANDARD_12_LEADS, 500, 5000, None, False),
+]
+
+# What each file says about its patient (and, in the Philips files, order and operator): none may reach a record.
+PATIENT_FIELDS = {
+    "ge_muse_xml/MUSE_20080710_165457_96000.xml": ["159357456", "RESTING", "THE FIRST SITE"],
+    "philips_sierra_xml/129DYPRG.XML": ["1112010721168bdc", "GE EMS", "GEILM"],
+    "philips_sierra_xml/3191723_ZZDEMOPTONLY_1-04_orig.xml": ["ZZDEMOPTONLY", "1950-01-01", "120190145", "VWJ"],
+    "philips_sierra_xml/ecg_900657176_1.xml": ["900657176", "1959-01-20", "DCFVJMK", "4567890", "FGHJK"],
+    "hl7_aecg/Example aECG.xml": ["Clark", "19530508", "SBJ-123", "JMK", "KAB", "River City"],
+}
+
+
+@pytest.fixture(scope="session")
+def formats_dir(data_dir: Path) -> Path:
+    path = data_dir / "formats"
+    if not path.is_dir():
+        pytest.skip(f"clinical-format samples not found at {path} (see PROVENANCE.md there)")
+    return path
+
+
+def _bytes(formats_dir: Path, name: str) -> bytes:
+    return (formats_dir / name).read_bytes()
+
+
+@pytest.mark.parametrize(("name", "fmt", "leads", "rate", "samples", "stated_bpm", "derived"), SAMPLES)
+def test_sample_files_decode_with_their_leads_rate_duration_and_a_plausible_lead_ii(
+    formats_dir, name, fmt, leads, rate, samples, stated_bpm, derived
+):
+    data = _bytes(formats_dir, name)
+    assert detect_format(data) == fmt
+    record = read_ecg(formats_dir / name)
+    assert record.format == fmt
+    assert record.lead_names == list(leads)
+    assert record.sampling_rate == rate
+    assert record.n_samples == samples
+    assert record.metadata["units"] == "mV"
+    assert record.metadata.get("derived_leads", []) == (["III", "aVR", "aVL", "aVF"] if derived else [])
+
+    lead_ii = record.lead("II")
+    assert np.all(np.isfinite(record.signal))
+    assert 0.3 < np.ptp(lead_ii) < 5.0  # a QRS of tenths of a mV to a few mV: the scale was taken from the file
+    assert np.median(np.abs(np.diff(lead_ii))) * rate < 20  # mV/s: smooth between beats, no decoding noise
+    rate_found = heart_rate(record)
+    assert rate_found.lead == "II" and rate_found.bpm is not None
+    if stated_bpm is None:
+        assert 40 <= rate_found.bpm <= 120
+    else:
+        assert rate_found.bpm == pytest.approx(stated_bpm, rel=0.12)
+
+
+@pytest.mark.parametrize("name", [s[0] for s in SAMPLES])
+def test_the_limb_leads_obey_einthoven_and_goldberger_within_quantisation(formats_dir, name):
+    record = read_ecg(formats_dir / name)
+    step_mv = 0.005 if record.format == "philips_xml" else 0.0025  # 5 µV (Philips), 4.88 and 2.5 µV per count
+    einthoven = record.lead("I") + record.lead("III") - record.lead("II")
+    goldberger = record.lead("aVR") + record.lead("aVL") + record.lead("aVF")
+    assert np.abs(einthoven).max() <= 2 * step_mv + 1e-6
+    assert np.abs(goldberger).max() <= 3 * step_mv + 1e-6
+
+
+def test_philips_xli_decodes_as_sierra_ecg_tools_does(formats_dir):
+    """The chunks' int16 samples hash to what sierra-ecg-tools' reference decoder (sierraecg 0.4.0) gives."""
+    expected = {
+        "129DYPRG.XML": "f87587f7209ce9da505f1e7424446d77c2c8a523467a1a8b1c89f6fbd2d04211",
+        "3191723_ZZDEMOPTONLY_1-04_orig.xml": "c2579d6d3245a26501ad6dd3c8bd884415781c08703015a99416f6c0261ff79a",
+    }
+    for name, digest in expected.items():
+        raw = _bytes(formats_dir, f"philips_sierra_xml/{name}")
+        text = raw.decode("utf-16" if raw.startswith(b"\xff\xfe") else "utf-8")
+        payload = re.search(r"<parsedwaveforms[^>]*>([^<]*)<", text).group(1)
+        chunks = xli_decode(base64.b64decode("".join(payload.split())))
+        assert len(chunks) == 16 and all(chunk.size == 5500 for chunk in chunks)
+        assert hashlib.sha256(b"".join(c.astype("<i2").tobytes() for c in chunks)).hexdigest() == digest
+
+
+def test_philips_utf16_and_utf8_files_are_both_read_and_the_calibration_pulse_is_cut(formats_dir):
+    utf16 = _bytes(formats_dir, "philips_sierra_xml/3191723_ZZDEMOPTONLY_1-04_orig.xml")
+    assert utf16.startswith(b"\xff\xfe")
+    record = read_ecg(utf16)
+    assert record.metadata["document"] == "PhilipsECG 1.04"
+    assert record.metadata["limb_leads_stored_as"] == "residuals"
+    assert record.metadata["calibration_pulse_removed_s"] == pytest.approx(0.4)
+    # the same document re-encoded as UTF-8 decodes to the same samples
+    as_utf8 = utf16.decode("utf-16").replace('encoding="utf-16"', 'encoding="utf-8"').encode("utf-8")
+    np.testing.assert_array_equal(read_ecg(as_utf8).signal, record.signal)
+
+
+@pytest.mark.parametrize("name", list(PATIENT_FIELDS))
+def test_readers_keep_no_patient_fields(formats_dir, name):
+    record = read_ecg(_bytes(formats_dir, name))
+    kept = repr(record.metadata)
+    for value in PATIENT_FIELDS[name]:
+        assert value not in kept
+    assert {"device", "recorded_on"} <= set(record.metadata)
+
+
+def test_detection_is_by_content_not_by_file_name(formats_dir, tmp_path):
+    muse = _bytes(formats_dir, "ge_muse_xml/example1.xml")
+    disguised = tmp_path / "export.csv"
+    disguised.write_bytes(muse)
+    assert read_ecg(disguised).format == "muse_xml"
+    assert detect_format(muse, "export.txt") == "muse_xml"
+    with pytest.raises(EcgFormatError, match=r"XML document with root <Patient>"):
+        read_ecg(b'<?xml version="1.0"?>\n<!-- a, b -->\n<Patient><Name>Doe, J</Name></Patient>')
+
+
+# --- bad input ----------------------------------------------------------------------------------------------------
+
+BILLION_LAUGHS = b"""<?xml version="1.0"?>
+<!DOCTYPE RestingECG [
+ <!ENTITY lol "lol">
+ <!ENTITY lol2 "&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;&lol;">
+ <!ENTITY lol3 "&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;&lol2;">
+]>
+<RestingECG><MuseInfo><MuseVersion>&lol3;</MuseVersion></MuseInfo></RestingECG>"""
+
+EXTERNAL_ENTITY = b"""<?xml version="1.0"?>
+<!DOCTYPE AnnotatedECG [ <!ENTITY secret SYSTEM "file:///etc/passwd"> ]>
+<AnnotatedECG xmlns="urn:hl7-org:v3"><text>&secret;</text></AnnotatedECG>"""
+
+
+def test_entity_expansion_is_refused_and_named():
+    with pytest.raises(EcgFormatError, match=r"declares an entity .*billion laughs"):
+        read_ecg(BILLION_LAUGHS)
+
+
+def test_external_entities_are_refused_and_named():
+    with pytest.raises(EcgFormatError, match=r"external entity .*file:///etc/passwd"):
+        read_ecg(EXTERNAL_ENTITY)
+
+
+@pytest.mark.parametrize("name", [s[0] for s in SAMPLES])
+def test_truncated_xml_is_named(formats_dir, name):
+    data = _bytes(formats_dir, name)
+    with pytest.raises(EcgFormatError, match=r"malformed or truncated"):
+        read_ecg(data[: len(data) // 2])
+
+
+def _replace_in_first(data: bytes, tag: bytes, old: bytes, new: bytes) -> bytes:
+    start = data.index(b"<" + tag) + len(tag) + 1
+    start = data.index(b">", start) + 1
+    position = data.index(old, start)
+    return data[:position] + new + data[position + len(old) :]
+
+
+def test_invalid_base64_is_named(formats_dir):
+    muse = _bytes(formats_dir, "ge_muse_xml/example1.xml")
+    rhythm = muse.index(b"<WaveformType>Rhythm")
+    broken = muse[:rhythm] + _replace_in_first(muse[rhythm:], b"WaveFormData", b"A", b"*")
+    with pytest.raises(EcgFormatError, match=r"lead I: the waveform data is not valid base64"):
+        read_ecg(broken)
+    philips = _bytes(formats_dir, "philips_sierra_xml/129DYPRG.XML")
+    with pytest.raises(EcgFormatError, match=r"Philips XML: the waveform data is not valid base64"):
+        read_ecg(_replace_in_first(philips, b"parsedwaveforms", b"A", b"%"))
+
+
+def test_corrupt_muse_samples_fail_their_crc(formats_dir):
+    muse = _bytes(formats_dir, "ge_muse_xml/example2.xml")
+    rhythm = muse.index(b"<WaveformType>Rhythm")
+    start = muse.index(b"<WaveFormData>", rhythm) + len(b"<WaveFormData>") + 40
+    flipped = b"B" if muse[start : start + 1] != b"B" else b"C"
+    with pytest.raises(EcgFormatError, match=r"CRC-32"):
+        read_ecg(muse[:start] + flipped + muse[start + 1 :])
+
+
+def test_truncated_xli_data_is_named(formats_dir):
+    raw = _bytes(formats_dir, "philips_sierra_xml/129DYPRG.XML")
+    text = raw.decode("utf-8")
+    payload = re.search(r"<parsedwaveforms[^>]*>([^<]*)<", text).group(1)
+    data = base64.b64decode("".join(payload.split()))
+    shortened = base64.b64encode(data[: len(data) // 3]).decode()
+    with pytest.raises(EcgFormatError, match=r"Philips XLI: chunk \d+ claims \d+ bytes"):
+        read_ecg(text.replace(payload, shortened).encode("utf-8"))
+
+
+def test_a_muse_file_with_only_median_beats_is_refused(formats_dir):
+    muse = _bytes(formats_dir, "ge_muse_xml/example1.xml")
+    with pytest.raises(EcgFormatError, match=r"no Rhythm waveform \(waveforms present: Median, Median\)"):
+        read_ecg(muse.replace(b"<WaveformType>Rhythm", b"<WaveformType>Median"))
+
+
+def test_an_aecg_with_an_unknown_scale_unit_is_refused_and_millivolt_scales_are_read(formats_dir):
+    aecg = _bytes(formats_dir, "hl7_aecg/Example aECG.xml")
+    reference = read_ecg(aecg)
+    in_mv = aecg.replace(b'<scale value="2.5" unit="uV"/>', b'<scale value="0.0025" unit="mV"/>')
+    np.testing.assert_allclose(read_ecg(in_mv).signal, reference.signal, atol=1e-6)
+    with pytest.raises(EcgFormatError, match=r"unit 'furlong'"):
+        read_ecg(aecg.replace(b'<scale value="2.5" unit="uV"/>', b'<scale value="2.5" unit="furlong"/>'))
