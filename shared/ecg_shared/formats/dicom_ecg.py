@@ -25,9 +25,9 @@ from typing import Any
 
 import numpy as np
 
-from ecg_shared.formats.lead_codes import lead_from_code, lead_from_text, standard_order
+from ecg_shared.formats.lead_codes import KNOWN_LEADS, lead_from_code, lead_from_text, standard_order
 from ecg_shared.formats.leads import derive_limb_leads
-from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record
+from ecg_shared.formats.record import EcgFormatError, Record
 
 SOP_CLASSES = {
     "1.2.840.10008.5.1.4.1.1.9.1.1": "12-lead ECG",
@@ -62,8 +62,6 @@ _SAMPLE_TYPES = {
     (64, "UV"): np.uint64,
 }
 _BEAT_WORDS = ("MEDIAN", "BEAT", "AVERAGE", "REPRESENTATIVE", "TEMPLATE")
-_KNOWN_LEADS = set(STANDARD_12_LEADS) | {"V7", "V8", "V9", "V3R", "V4R", "V5R", "V6R", "V7R", "V2R", "X", "Y", "Z"}
-_KNOWN_LEADS |= {"V8R", "V9R", "CC5", "CM5", "-aVR", "D", "A", "J"}
 
 
 def looks_like_dicom(head: bytes) -> bool:
@@ -85,10 +83,10 @@ def _channel_lead(channel: Any) -> str | None:
         if lead:
             return lead
         meaning = lead_from_text(source.get("CodeMeaning", ""))
-        if meaning in _KNOWN_LEADS:
+        if meaning in KNOWN_LEADS:
             return meaning
     label = lead_from_text(channel.get("ChannelLabel", ""))
-    return label if label in _KNOWN_LEADS else None
+    return label if label in KNOWN_LEADS else None
 
 
 def _units_to_mv(channel: Any) -> float | None:

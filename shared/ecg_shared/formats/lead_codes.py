@@ -74,6 +74,9 @@ ISHNE_LEADS: dict[int, str] = {
     22: "Nehb I",
 }
 
+# Lead names a channel label may carry: the standard twelve and the extra chest, right-sided and vector leads.
+KNOWN_LEADS = frozenset(STANDARD_12_LEADS) | {name for name in SCP_LEADS.values()}
+
 _LEAD_WORDS = re.compile(r"^(?:ecg|ekg)?[\s_:-]*(?:lead)?[\s_:-]*", re.IGNORECASE)
 _PARENTHESES = re.compile(r"\s*\(.*?\)\s*")
 
