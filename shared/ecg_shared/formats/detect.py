@@ -14,6 +14,7 @@ from ecg_shared.formats.hl7_aecg import looks_like_hl7_aecg, read_hl7_aecg
 from ecg_shared.formats.muse import looks_like_muse, read_muse
 from ecg_shared.formats.philips import looks_like_philips, read_philips
 from ecg_shared.formats.record import EcgFormatError, Record
+from ecg_shared.formats.scp_ecg import looks_like_scp, read_scp_ecg
 from ecg_shared.formats.tabular import read_csv, read_numpy
 from ecg_shared.formats.vendor_xml import xml_root_name
 from ecg_shared.formats.wellnest import looks_like_wellnest, read_wellnest
@@ -28,6 +29,7 @@ CLINICAL_FORMATS: tuple[tuple[str, Callable[[bytes], bool], ClinicalReader], ...
     ("muse_xml", looks_like_muse, read_muse),
     ("philips_xml", looks_like_philips, read_philips),
     ("hl7_aecg", looks_like_hl7_aecg, read_hl7_aecg),
+    ("scp_ecg", looks_like_scp, read_scp_ecg),
 )
 _CLINICAL_READERS = {name: reader for name, _, reader in CLINICAL_FORMATS}
 _XML_ROOTS = "GE MUSE <RestingECG>, Philips <restingecgdata> or HL7 <AnnotatedECG>"
