@@ -10,7 +10,9 @@ from pathlib import Path
 from typing import IO, Any
 
 from ecg_shared.formats.dicom_ecg import looks_like_dicom, read_dicom_ecg
+from ecg_shared.formats.edf import looks_like_edf, read_edf
 from ecg_shared.formats.hl7_aecg import looks_like_hl7_aecg, read_hl7_aecg
+from ecg_shared.formats.ishne import looks_like_ishne, read_ishne
 from ecg_shared.formats.muse import looks_like_muse, read_muse
 from ecg_shared.formats.philips import looks_like_philips, read_philips
 from ecg_shared.formats.record import EcgFormatError, Record
@@ -26,6 +28,8 @@ HEAD_BYTES = 4096
 ClinicalReader = Callable[..., Record]
 CLINICAL_FORMATS: tuple[tuple[str, Callable[[bytes], bool], ClinicalReader], ...] = (
     ("dicom_ecg", looks_like_dicom, read_dicom_ecg),
+    ("edf", looks_like_edf, read_edf),
+    ("ishne", looks_like_ishne, read_ishne),
     ("muse_xml", looks_like_muse, read_muse),
     ("philips_xml", looks_like_philips, read_philips),
     ("hl7_aecg", looks_like_hl7_aecg, read_hl7_aecg),
