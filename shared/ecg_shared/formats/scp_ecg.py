@@ -103,6 +103,8 @@ class _Huffman:
 
     def decode(self, data: bytes, count: int, what: str) -> np.ndarray:
         """``count`` values from ``data``, starting in table 1."""
+        if count > 8 * len(data):  # every code is at least one bit long
+            raise EcgFormatError(f"{what}: {len(data)} bytes cannot hold the {count} samples declared (truncated?)")
         padded = bytes(data) + bytes(8)
         total = len(data) * 8
         out = np.empty(count, dtype=np.int64)
@@ -451,6 +453,10 @@ def read_scp_ecg(data: bytes, source: str | None = None) -> Record:
     if rhythm.bimodal and reference is None:
         raise scp.fail("bimodal compression without section 5, which gives the full sample rate")
 
+    for lead, stream in zip(leads, rhythm.streams, strict=True):
+        most = 8 * len(stream) * 4 if huffman else len(stream) // 2 * 4  # 4: the largest bimodal decimation
+        if lead.length > most:
+            raise scp.fail(f"section 3 gives lead {lead.name} {lead.length} samples; its data holds at most {most}")
     interval_us = rhythm.interval_us
     factor = 1
     protections: list[np.ndarray] = []
