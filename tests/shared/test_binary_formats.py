@@ -453,3 +453,107 @@ def test_scp_sections_damaged_under_valid_crcs_raise_only_format_errors(formats_
         body[16 + int(where * (len(body) - 17))] ^= mask
     sections[section] = bytes(body[: max(16, int(cut * len(body)))])
     _only_format_errors(read_scp_ecg, _scp_file(sections))
+
+
+# -- SCP-ECG encodings the samples do not use, on files built here -------------------------------------------------
+
+
+def _default_huffman(values: np.ndarray) -> bytes:
+    """EN 1064's default table: 0 -> '0', +-k (k <= 8) -> k ones, '0', sign; else 8 or 16 bits of the value."""
+    bits = []
+    for v in (int(v) for v in values):
+        if v == 0:
+            bits.append("0")
+        elif abs(v) <= 8:
+            bits.append("1" * abs(v) + "0" + ("1" if v < 0 else "0"))
+        elif -128 <= v <= 127:
+            bits.append("1111111110" + format(v & 0xFF, "08b"))
+        else:
+            bits.append("1111111111" + format(v & 0xFFFF, "016b"))
+    stream = "".join(bits)
+    stream += "0" * (-len(stream) % 8)
+    return int(stream, 2).to_bytes(len(stream) // 8, "big") if stream else b""
+
+
+def _second_differences(x: np.ndarray) -> np.ndarray:
+    d = x.astype(np.int64).copy()
+    d[2:] = x[2:] - 2 * x[1:-1] + x[:-2]
+    return d
+
+
+def _section(sid: int, body: bytes) -> bytes:
+    return struct.pack("<HHIBB6s", 0, sid, 0, 20, 20, b"\0" * 6) + body
+
+
+def _encoded(avm: int, interval: int, bimodal: int, leads: list[np.ndarray]) -> bytes:
+    streams = [_default_huffman(_second_differences(lead)) for lead in leads]
+    head = struct.pack("<HHBB", avm, interval, 2, bimodal) + struct.pack(f"<{len(streams)}H", *map(len, streams))
+    return head + b"".join(streams)
+
+
+def _synthetic_scp(n: int, flags: int, beats, zones, reference: np.ndarray, rhythm: bytes, interval: int) -> bytes:
+    section0 = struct.pack("<HHIBB6s", 0, 0, 0, 20, 20, b"SCPECG")
+    leads = struct.pack("<BB", 1, flags) + struct.pack("<IIB", 1, n, 2)  # one lead, II
+    qrs = struct.pack("<HHH", len(reference) * interval // 1000, 100, len(beats))
+    qrs += b"".join(struct.pack("<HIII", 0, sb, fc, se) for sb, fc, se in beats)
+    qrs += b"".join(struct.pack("<II", qb, qe) for qb, qe in zones)
+    return _scp_file(
+        {
+            0: section0,
+            2: _section(2, struct.pack("<H", 19999)),
+            3: _section(3, leads),
+            4: _section(4, qrs),
+            5: _section(5, _encoded(1000, interval, 0, [reference])),
+            6: _section(6, rhythm),
+        }
+    )
+
+
+def _beat_train(n: int, centres: list[int]) -> np.ndarray:
+    t = np.arange(n)
+    x = 50 * np.sin(2 * np.pi * t / 700)
+    for c in centres:
+        x += 1200 * np.exp(-0.5 * ((t - c) / 6) ** 2) - 200 * np.exp(-0.5 * ((t - c - 15) / 8) ** 2)
+    return np.rint(x).astype(np.int64)
+
+
+def test_scp_reference_beat_is_added_back_over_each_qrs_zone():
+    n, centres = 2000, [200, 600, 1000, 1400, 1800]
+    signal = _beat_train(n, centres)
+    reference = signal[100:400].copy()  # the beat around the first QRS: fiducial (1-based) 100 is sample 200
+    beats = [(c - 50, c, c + 100) for c in centres]
+    residual = signal.copy()
+    for sb, fc, se in beats:
+        residual[sb - 1 : se] -= reference[sb - fc + 100 - 1 : se - fc + 100]
+    assert np.abs(residual[150:300]).max() == 0  # the first zone cancels exactly
+    data = _synthetic_scp(n, 0x01, beats, [], reference, _encoded(1000, 2000, 0, [residual]), 2000)
+    record = read_scp_ecg(data)
+    assert record.metadata["reference_beat_added"] and record.sampling_rate == 500
+    np.testing.assert_allclose(record.lead("II"), signal / 1000, atol=1e-6)  # 1000 nV per unit
+
+
+def test_scp_bimodal_compression_restores_the_full_rate():
+    n, centres, factor = 2000, [200, 600, 1000, 1400, 1800], 2
+    signal = _beat_train(n, centres)
+    zones = [(c - 40, c + 59) for c in centres]  # 1-based, each 100 samples: full rate inside
+    protected = np.zeros(n, dtype=bool)
+    for qb, qe in zones:
+        protected[qb - 1 : qe] = True
+    stored, k = [], 0
+    while k < n:  # protected samples as they are, the rest as means of blocks of `factor` within each run
+        run_end = k
+        while run_end < n and protected[run_end] == protected[k]:
+            run_end += 1
+        if protected[k]:
+            stored += list(signal[k:run_end])
+        else:
+            stored += [round(float(signal[b : min(b + factor, run_end)].mean())) for b in range(k, run_end, factor)]
+        k = run_end
+    rhythm = _encoded(1000, 2000 * factor, 1, [np.asarray(stored)])
+    beats = [(c - 40, c, c + 59) for c in centres]
+    data = _synthetic_scp(n, 0x00, beats, zones, signal[100:400], rhythm, 2000)
+    record = read_scp_ecg(data)
+    assert record.sampling_rate == 500 and record.n_samples == n
+    restored = record.lead("II") * 1000
+    np.testing.assert_allclose(restored[protected], signal[protected], atol=1e-3)  # exact where protected
+    assert np.abs(restored[~protected] - signal[~protected]).max() < 5  # the slow wave, interpolated

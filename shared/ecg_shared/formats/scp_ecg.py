@@ -541,10 +541,13 @@ def _add_reference_beat(
         for kind, begin, centre, end in beats:
             if kind != 0 or end < begin:
                 continue
-            start_in_beat = begin - centre + fiducial  # 1-based positions in the reference beat
-            if begin < lead.first or end > lead.last or start_in_beat < 1 or start_in_beat + end - begin > len(beat):
-                raise scp.fail(f"section 4 QRS zone {begin}-{end} does not fit the lead or the reference beat")
-            segment = slice(begin - lead.first, end - lead.first + 1)
-            restored[segment] += beat[start_in_beat - 1 : start_in_beat - 1 + end - begin + 1]
+            # Rhythm sample i (1-based) lies at position i - centre + fiducial of the reference beat (1-based); a
+            # zone reaching past the lead or the beat is added where both exist.
+            low = max(begin, lead.first, centre - fiducial + 1)
+            high = min(end, lead.last, centre - fiducial + len(beat))
+            if high >= low:
+                restored[low - lead.first : high - lead.first + 1] += beat[
+                    low - centre + fiducial - 1 : high - centre + fiducial
+                ]
         out.append(np.rint(restored).astype(np.int64))
     return out
