@@ -15,7 +15,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from ecg_shared.formats import STANDARD_12_LEADS, EcgFormatError, Record
+from ecg_shared.formats import STANDARD_12_LEADS, EcgFormatError, Record, detect_format, read_ecg
 from ecg_shared.formats.dicom_ecg import looks_like_dicom, read_dicom_ecg
 from ecg_shared.formats.edf import looks_like_edf, read_edf
 from ecg_shared.formats.ishne import looks_like_ishne, read_ishne
@@ -93,6 +93,13 @@ def test_no_patient_field_reaches_the_record(formats_dir, name):
     text = repr(record.metadata)
     for value in PATIENT_FIELDS[name]:
         assert value not in text
+
+
+@pytest.mark.parametrize("name, fmt", [(s[0], s[3]) for s in SAMPLES])
+def test_read_ecg_detects_the_format_by_content(formats_dir, name, fmt):
+    data = _bytes(formats_dir, name)
+    assert detect_format(data, name="recording.bin") == fmt
+    assert read_ecg(data).format == fmt
 
 
 def test_acquisition_metadata_is_kept(formats_dir):
@@ -418,12 +425,14 @@ def _original(formats_dir: Path, name: str) -> bytes:
 
 
 def _only_format_errors(reader, data: bytes) -> None:
-    try:
-        record = reader(data)
-    except EcgFormatError as exc:
-        assert str(exc)
-        return
-    assert isinstance(record, Record) and np.all(np.isfinite(record.signal))
+    """The reader, and read_ecg's detection in front of it, give a record or an EcgFormatError, nothing else."""
+    for read in (reader, read_ecg):
+        try:
+            record = read(data)
+        except EcgFormatError as exc:
+            assert str(exc)
+            continue
+        assert isinstance(record, Record) and np.all(np.isfinite(record.signal))
 
 
 @pytest.mark.parametrize("name", _SWEEP_FILES)

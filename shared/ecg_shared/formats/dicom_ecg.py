@@ -61,6 +61,7 @@ _SAMPLE_TYPES = {
     (64, "SV"): np.int64,
     (64, "UV"): np.uint64,
 }
+_FIRST_TAGS = (b"\x02\x00\x00\x00", b"\x08\x00\x05\x00", b"\x08\x00\x08\x00", b"\x08\x00\x16\x00")
 _BEAT_WORDS = ("MEDIAN", "BEAT", "AVERAGE", "REPRESENTATIVE", "TEMPLATE")
 
 
@@ -68,7 +69,11 @@ def looks_like_dicom(head: bytes) -> bool:
     """True for a DICOM Part 10 file (``DICM`` after the 128-byte preamble) or a bare dataset from (0002/0008,xxxx)."""
     if len(head) >= 132 and head[128:132] == b"DICM":
         return True
-    return len(head) >= 8 and head[:2] in (b"\x02\x00", b"\x08\x00") and head[2:4] in (b"\x00\x00", b"\x05\x00")
+    # A bare dataset starts with (0002,0000) UL or (0008,0005/0008/0016), explicit (VR letters) or implicit (a
+    # 32-bit length under 64 KiB).
+    if len(head) < 8 or head[:4] not in _FIRST_TAGS:
+        return False
+    return head[4:6] in (b"UL", b"CS", b"UI") or head[6:8] == b"\x00\x00"
 
 
 def _code_item(sequence: Any) -> Any:
@@ -194,6 +199,8 @@ def _scaled(group: Any, signal: np.ndarray, channels: list[tuple[int, str]]) -> 
         channel = definitions[index]
         to_mv = _units_to_mv(channel)
         if to_mv is None:
+            if not channel.get("ChannelSensitivityUnitsSequence") and channel.get("ChannelSensitivity") is not None:
+                raise EcgFormatError(f"DICOM ECG channel {lead} gives a sensitivity without its units")
             continue  # a channel measured in something other than volts is not an ECG lead
         sensitivity = channel.get("ChannelSensitivity")
         if sensitivity is None:

@@ -101,7 +101,7 @@ def read_edf(data: bytes, source: str | None = None) -> Record:
 
     data, n_records, partial = _checked_size(bytes(data))
     try:
-        edf = edfio.read_edf(data, lazy_load_data=True)
+        edf = edfio.read_edf(data, lazy_load_data=True, header_encoding="latin-1")  # "µV" in the wild
         signals = list(edf.signals)
     except EcgFormatError:
         raise

@@ -96,6 +96,9 @@ def lead_from_code(scheme: str, value: str) -> str | None:
         number = value.rsplit("-", 1)[1]
     elif scheme.startswith("MDC") and value.startswith("2:"):
         number = value[2:]
+    elif value.upper().startswith("MDC_ECG_LEAD_"):  # the MDC reference identifier instead of its code
+        lead = lead_from_text(value[len("MDC_ECG_LEAD_") :].replace("NEG", "-"))
+        return lead if lead in KNOWN_LEADS else None
     if number is None or not number.isdigit():
         return None
     return SCP_LEADS.get(int(number))
