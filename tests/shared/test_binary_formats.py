@@ -6,6 +6,7 @@ from __future__ import annotations
 import binascii
 import datetime
 import io
+import json
 import struct
 import tracemalloc
 from pathlib import Path
@@ -78,6 +79,7 @@ def test_sample_decodes_with_its_leads_rate_duration_and_a_plausible_lead_ii(
     assert record.n_samples == n_samples
     assert record.signal.dtype == np.float32 and np.all(np.isfinite(record.signal))
     assert "derived_leads" not in record.metadata  # all twelve are stored in these files
+    json.dumps(record.metadata)  # stored with the recording: plain JSON values only
     lead_ii = record.lead("II")
     assert 0.5 < np.ptp(lead_ii) < 15  # millivolts: a QRS, not counts or volts
     bpm = heart_rate(record).bpm
