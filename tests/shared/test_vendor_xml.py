@@ -121,7 +121,8 @@ def test_readers_keep_no_patient_fields(formats_dir, name):
     kept = repr(record.metadata)
     for value in PATIENT_FIELDS[name]:
         assert value not in kept
-    assert {"device", "recorded_on"} <= set(record.metadata)
+    assert {"model", "recorded_at", "filters"} <= set(record.metadata)
+    assert len(record.metadata["recorded_at"]) == 10  # the date, not the time of day
 
 
 def test_detection_is_by_content_not_by_file_name(formats_dir, tmp_path):

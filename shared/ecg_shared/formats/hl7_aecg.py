@@ -6,8 +6,8 @@ time sequence (``TIME_ABSOLUTE`` / ``TIME_RELATIVE``, a ``GLIST_TS`` or ``GLIST_
 sampling interval in s or ms) and one ``SLIST_PQ`` per lead, coded ``MDC_ECG_LEAD_*``, whose values are
 ``origin + scale × digits`` in the unit of ``scale`` (nV, µV, mV or V). The first sequence set holding leads is read.
 
-Only the device (model, software, manufacturer), the filters and the series' start date are kept; subjects,
-investigators, sites and trial identifiers are never read.
+Only the device (model, software, manufacturer), the filters and the series' start date (not the time) are kept;
+subjects, investigators, sites and trial identifiers are never read.
 """
 
 from __future__ import annotations
@@ -18,7 +18,7 @@ import numpy as np
 
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record, normalise_lead_name
-from ecg_shared.formats.vendor_xml import child_text, number, parse_xml, xml_root_name
+from ecg_shared.formats.vendor_xml import child_text, filter_settings, number, parse_xml, xml_root_name
 
 WHAT = "HL7 aECG"
 _LEAD_PREFIX = "MDC_ECG_LEAD_"
@@ -27,8 +27,8 @@ _MV_PER_UNIT = {"nV": 1e-6, "uV": 1e-3, "µV": 1e-3, "mV": 1.0, "V": 1000.0}
 _SECONDS_PER_UNIT = {"s": 1.0, "ms": 1e-3, "us": 1e-6}
 _XSI_TYPE = "{http://www.w3.org/2001/XMLSchema-instance}type"
 _FILTERS = {
-    "MDC_ECG_CTL_VBL_ATTR_FILTER_LOW_PASS": "low_pass_hz",
-    "MDC_ECG_CTL_VBL_ATTR_FILTER_HIGH_PASS": "high_pass_hz",
+    "MDC_ECG_CTL_VBL_ATTR_FILTER_LOW_PASS": "lowpass_hz",
+    "MDC_ECG_CTL_VBL_ATTR_FILTER_HIGH_PASS": "highpass_hz",
     "MDC_ECG_CTL_VBL_ATTR_FILTER_NOTCH": "notch_hz",
 }
 
@@ -101,20 +101,24 @@ def _metadata(series: Element) -> dict:
     metadata = {
         "format": "hl7_aecg",
         "units": "mV",
-        "device": child_text(device, "manufacturedSeriesDevice/manufacturerModelName"),
+        "model": child_text(device, "manufacturedSeriesDevice/manufacturerModelName"),
         "software": child_text(device, "manufacturedSeriesDevice/softwareName"),
         "manufacturer": child_text(device, "manufacturerOrganization/name"),
     }
     start = series.find("effectiveTime/low")
     value = start.get("value") if start is not None else None
     if value and len(value) >= 8 and value[:8].isdigit():
-        metadata["recorded_on"] = f"{value[:4]}-{value[4:6]}-{value[6:8]}"
+        metadata["recorded_at"] = f"{value[:4]}-{value[4:6]}-{value[6:8]}"
+    cutoffs: dict[str, str | None] = {}
     for control in series.findall("controlVariable/controlVariable"):
         key = _FILTERS.get(_code(control))
         for component in control.findall("component/controlVariable"):
             quantity = component.find("value")
             if key and quantity is not None and quantity.get("unit") == "Hz":
-                metadata[key] = quantity.get("value")
+                cutoffs[key] = quantity.get("value")
+    metadata["filters"] = filter_settings(
+        cutoffs.get("highpass_hz"), cutoffs.get("lowpass_hz"), cutoffs.get("notch_hz")
+    )
     return {key: value for key, value in metadata.items() if value}
 
 

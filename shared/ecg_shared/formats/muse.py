@@ -6,8 +6,9 @@ strip); only the rhythm is read. Each ``LeadData`` carries its samples as base64
 decoded bytes, which is checked. The rate is ``SampleBase`` × 10^``SampleExponent``. Carts usually store 8 leads
 (I, II, V1–V6); III, aVR, aVL and aVF are then derived (:func:`ecg_shared.formats.leads.derive_limb_leads`).
 
-Only a de-identified subset of the header is kept: the device and software, the filters, the scale and the
-acquisition date. Patient and test demographics (names, IDs, birth dates, physicians, sites) are never read.
+Only a de-identified subset of the header is kept: the cart model and software, the filters, the scale and the
+acquisition date (not the time). Patient and test demographics (names, IDs, birth dates, physicians, sites) are never
+read.
 """
 
 from __future__ import annotations
@@ -20,7 +21,14 @@ import numpy as np
 
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import EcgFormatError, Record
-from ecg_shared.formats.vendor_xml import child_text, decode_base64, number, parse_xml, xml_root_name
+from ecg_shared.formats.vendor_xml import (
+    child_text,
+    decode_base64,
+    filter_settings,
+    number,
+    parse_xml,
+    xml_root_name,
+)
 
 WHAT = "GE MUSE XML"
 _MICROVOLTS_PER_UNIT = {"MICROVOLTS": 1.0, "MICROVOLT": 1.0, "UV": 1.0, "MILLIVOLTS": 1000.0, "MV": 1000.0}
@@ -77,19 +85,22 @@ def _metadata(root: Element, waveform: Element, leads: list[Element]) -> dict:
     metadata = {
         "format": "muse_xml",
         "units": "mV",
-        "device": child_text(root, "TestDemographics/AcquisitionDevice"),
+        "manufacturer": "GE",
+        "model": child_text(root, "TestDemographics/AcquisitionDevice"),
         "software": child_text(root, "TestDemographics/AcquisitionSoftwareVersion"),
         "muse_version": child_text(root, "MuseInfo/MuseVersion"),
-        "recorded_on": _acquisition_date(root),
-        "high_pass_hz": child_text(waveform, "HighPassFilter"),
-        "low_pass_hz": child_text(waveform, "LowPassFilter"),
-        "ac_filter": child_text(waveform, "ACFilter"),
+        "recorded_at": _acquisition_date(root),
+        "filters": filter_settings(
+            child_text(waveform, "HighPassFilter"),
+            child_text(waveform, "LowPassFilter"),
+            child_text(waveform, "ACFilter"),
+        ),
         "amplitude_uv_per_bit": child_text(leads[0], "LeadAmplitudeUnitsPerBit"),
     }
     off = [child_text(lead, "LeadID") for lead in leads if (child_text(lead, "LeadOff") or "").upper() == "TRUE"]
     if off:
         metadata["leads_off"] = off
-    return {key: value for key, value in metadata.items() if value is not None}
+    return {key: value for key, value in metadata.items() if value}
 
 
 def read_muse(data: bytes, source: str | None = None) -> Record:

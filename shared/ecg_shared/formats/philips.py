@@ -14,7 +14,8 @@ aVF = ⌊(II + III)/2⌋ − stored. The residuals are small, the leads themselv
 on the data (stored III far smaller than II − I) and says which it found in ``metadata["limb_leads_stored_as"]``.
 
 Both UTF-8 and UTF-16 (with a byte order mark) files are read; the XML parser takes the encoding from the file. Only
-the device, software, filters, scale and acquisition date are kept: never the patient, order or acquirer sections.
+the cart model, software, filters, scale and acquisition date (not the time) are kept: never the patient, order or
+acquirer sections.
 """
 
 from __future__ import annotations
@@ -25,7 +26,14 @@ import numpy as np
 
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record
-from ecg_shared.formats.vendor_xml import child_text, decode_base64, number, parse_xml, xml_root_name
+from ecg_shared.formats.vendor_xml import (
+    child_text,
+    decode_base64,
+    filter_settings,
+    number,
+    parse_xml,
+    xml_root_name,
+)
 from ecg_shared.formats.xli import xli_decode
 
 WHAT = "Philips XML"
@@ -104,6 +112,7 @@ def _calibration_samples(counts: np.ndarray, rate: float) -> int:
 def _metadata(root: Element, signal: Element | None, waveforms: Element) -> dict:
     acquisition = root.find("dataacquisition")
     machine = acquisition.find("machine") if acquisition is not None else None
+    bandwidth = (child_text(signal, "signalbandwidth") or "").split("-")  # SierraECG 1.03: "0.05-150"
     metadata = {
         "format": "philips_xml",
         "units": "mV",
@@ -112,13 +121,15 @@ def _metadata(root: Element, signal: Element | None, waveforms: Element) -> dict
                 None, [child_text(root, "documentinfo/documenttype"), child_text(root, "documentinfo/documentversion")]
             )
         ),
-        "device": (machine.text or "").strip() or None if machine is not None else None,
+        "manufacturer": "Philips",
+        "model": (machine.text or "").strip() or None if machine is not None else None,
         "software": machine.get("detaildescription") or None if machine is not None else None,
-        "recorded_on": acquisition.get("date") if acquisition is not None else None,
-        "high_pass_hz": waveforms.get("hipass") or child_text(signal, "hipass"),
-        "low_pass_hz": waveforms.get("lowpass") or child_text(signal, "lowpass"),
-        "ac_filter_hz": child_text(signal, "acsetting")
-        or child_text(root, "reportinfo/reportbandwidth/notchfiltersetting"),
+        "recorded_at": acquisition.get("date") if acquisition is not None else None,
+        "filters": filter_settings(
+            waveforms.get("hipass") or child_text(signal, "hipass") or bandwidth[0],
+            waveforms.get("lowpass") or child_text(signal, "lowpass") or bandwidth[-1],
+            child_text(signal, "acsetting") or child_text(root, "reportinfo/reportbandwidth/notchfiltersetting"),
+        ),
         "signal_bandwidth": child_text(signal, "signalbandwidth"),
         "acquisition_type": child_text(signal, "acquisitiontype"),
     }

@@ -100,3 +100,14 @@ def number(text: str | None, what: str) -> float:
     if value != value or value in (float("inf"), float("-inf")):
         raise EcgFormatError(f"{what} is not a finite number ({text!r})")
     return value
+
+
+def filter_settings(highpass: str | None, lowpass: str | None, notch: str | None) -> dict[str, float]:
+    """The readers' common ``metadata["filters"]``: cut-offs in Hz, leaving out absent or non-numeric ones."""
+    settings = {}
+    for key, text in (("highpass_hz", highpass), ("lowpass_hz", lowpass), ("notch_hz", notch)):
+        try:
+            settings[key] = float(text)  # type: ignore[arg-type]
+        except (TypeError, ValueError):
+            continue
+    return settings
