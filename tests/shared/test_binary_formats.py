@@ -568,3 +568,39 @@ def test_scp_bimodal_compression_restores_the_full_rate():
     restored = record.lead("II") * 1000
     np.testing.assert_allclose(restored[protected], signal[protected], atol=1e-3)  # exact where protected
     assert np.abs(restored[~protected] - signal[~protected]).max() < 5  # the slow wave, interpolated
+
+
+def _scp_with_leads(leads: list[tuple[int, int, np.ndarray]]) -> bytes:
+    """A plain (no reference beat) SCP file: (SCP lead code, first sample, samples) per lead, 500 Hz, 1 µV."""
+    table = struct.pack("<BB", len(leads), 0x00)
+    table += b"".join(struct.pack("<IIB", first, first + len(x) - 1, code) for code, first, x in leads)
+    return _scp_file(
+        {
+            0: struct.pack("<HHIBB6s", 0, 0, 0, 20, 20, b"SCPECG"),
+            2: _section(2, struct.pack("<H", 19999)),
+            3: _section(3, table),
+            6: _section(6, _encoded(1000, 2000, 0, [x for _, _, x in leads])),
+        }
+    )
+
+
+def test_scp_leads_recorded_in_groups_keep_the_leads_that_cover_the_whole_recording():
+    rhythm = _beat_train(5000, list(range(200, 5000, 400)))
+    data = _scp_with_leads([(1, 1, rhythm[:1250]), (2, 1, rhythm), (3, 1251, rhythm[1250:2500])])  # I, II, V1
+    record = read_scp_ecg(data)
+    assert record.lead_names == ["II"] and record.n_samples == 5000
+    assert record.metadata["leads_left_out"] == ["I", "V1"]
+    np.testing.assert_allclose(record.lead("II"), rhythm / 1000, atol=1e-6)
+
+
+def test_scp_leads_of_slightly_different_length_are_cut_to_their_common_span():
+    rhythm = _beat_train(5000, list(range(200, 5000, 400)))
+    record = read_scp_ecg(_scp_with_leads([(1, 1, rhythm), (2, 1, rhythm[:4900])]))
+    assert record.n_samples == 4900 and record.metadata["trimmed_to_common_span"]
+    assert record.metadata["derived_leads"] == ["III", "aVR", "aVL", "aVF"]
+
+
+def test_scp_leads_with_no_common_sample_are_refused():
+    rhythm = _beat_train(2000, [200, 600])
+    with pytest.raises(EcgFormatError, match="one group after another"):
+        read_scp_ecg(_scp_with_leads([(1, 1, rhythm[:1000]), (2, 1001, rhythm[1000:])]))

@@ -136,7 +136,7 @@ def _choose_group(groups: list[Any]) -> int:
     return best
 
 
-def _raw_samples(group: Any, index: int) -> np.ndarray:
+def _raw_samples(group: Any, index: int, little_endian: bool) -> np.ndarray:
     bits = int(group.get("WaveformBitsAllocated", 0) or 0)
     interpretation = str(group.get("WaveformSampleInterpretation", "")).strip().upper()
     dtype = _SAMPLE_TYPES.get((bits, interpretation))
@@ -156,7 +156,10 @@ def _raw_samples(group: Any, index: int) -> np.ndarray:
             f"DICOM multiplex group {index + 1} is truncated: {n_channels} channels x {n_samples} samples need "
             f"{needed} bytes of waveform data, the file holds {len(data)}"
         )
-    return np.frombuffer(bytes(data[:needed]), dtype=np.dtype(dtype).newbyteorder("<")).reshape(n_samples, n_channels)
+    # OW data of the (retired) big-endian transfer syntax is stored in 16-bit big-endian words.
+    order = "<" if little_endian or np.dtype(dtype).itemsize == 1 else ">"
+    samples = np.frombuffer(bytes(data[:needed]), dtype=np.dtype(dtype).newbyteorder(order))
+    return samples.astype(np.dtype(dtype)).reshape(n_samples, n_channels)
 
 
 def _padding_mask(group: Any, raw: np.ndarray) -> np.ndarray | None:
@@ -268,7 +271,7 @@ def read_dicom_ecg(data: bytes, source: str | None = None) -> Record:
         rate = float(group.get("SamplingFrequency", 0) or 0)
         if not np.isfinite(rate) or rate <= 0:
             raise EcgFormatError(f"DICOM multiplex group {chosen + 1} has no sampling frequency")
-        raw = _raw_samples(group, chosen)
+        raw = _raw_samples(group, chosen, little_endian=ds.original_encoding[1] is not False)
         padded = _padding_mask(group, raw)
         if padded is None:
             signal, trimmed, filled = raw.astype(np.float64), 0, 0

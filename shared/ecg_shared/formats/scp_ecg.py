@@ -490,11 +490,9 @@ def read_scp_ecg(data: bytes, source: str | None = None) -> Record:
         length_ms = struct.unpack_from("<H", scp.body(4), 0)[0] if len(scp.body(4)) >= 2 else 0
         metadata["representative_beat"] = {"duration_ms": length_ms}
 
+    leads, samples = _simultaneous(scp, leads, samples, metadata)
+    names = [lead.name for lead in leads]
     first, last = max(lead.first for lead in leads), min(lead.last for lead in leads)
-    if last < first:
-        raise scp.fail("the leads were not recorded at the same time (no sample common to all)")
-    if first != min(lead.first for lead in leads) or last != max(lead.last for lead in leads):
-        metadata["trimmed_to_common_span"] = True
     signal = np.column_stack(
         [s[first - lead.first : last - lead.first + 1] for s, lead in zip(samples, leads, strict=True)]
     )
@@ -513,6 +511,27 @@ def read_scp_ecg(data: bytes, source: str | None = None) -> Record:
         metadata["source"] = source
     order = standard_order(names)
     return derive_limb_leads(Record(signal[:, order], 1e6 / interval_us, [names[k] for k in order], metadata))
+
+
+def _simultaneous(
+    scp: _ScpFile, leads: list[_Lead], samples: list[np.ndarray], metadata: dict[str, Any]
+) -> tuple[list[_Lead], list[np.ndarray]]:
+    """The leads to put side by side: all of them over the span they share when it covers nearly all of the
+    recording; else, for carts that record lead groups one after another, the leads that cover the whole recording."""
+    start, end = min(lead.first for lead in leads), max(lead.last for lead in leads)
+    first, last = max(lead.first for lead in leads), min(lead.last for lead in leads)
+    if last - first + 1 >= 0.9 * (end - start + 1):
+        if (first, last) != (start, end):
+            metadata["trimmed_to_common_span"] = True
+        return leads, samples
+    whole = [k for k, lead in enumerate(leads) if (lead.first, lead.last) == (start, end)]
+    if whole:
+        metadata["leads_left_out"] = [lead.name for k, lead in enumerate(leads) if k not in whole]
+        return [leads[k] for k in whole], [samples[k] for k in whole]
+    if last >= first:
+        metadata["trimmed_to_common_span"] = True
+        return leads, samples
+    raise scp.fail("the leads were recorded one group after another, with no sample common to all of them")
 
 
 def _add_reference_beat(
