@@ -604,3 +604,24 @@ def test_scp_leads_with_no_common_sample_are_refused():
     rhythm = _beat_train(2000, [200, 600])
     with pytest.raises(EcgFormatError, match="one group after another"):
         read_scp_ecg(_scp_with_leads([(1, 1, rhythm[:1000]), (2, 1001, rhythm[1000:])]))
+
+
+def test_scp_huffman_tables_that_switch_among_each_other():
+    def table(codes):  # (bits, mode, value): mode 1 a value, mode 0 a switch to table `value`
+        out = struct.pack("<H", len(codes))
+        return out + b"".join(struct.pack("<BBBhI", len(b), len(b), m, v, int(b[::-1], 2)) for b, m, v in codes)
+
+    tables = struct.pack("<H", 2) + table([("0", 1, 0), ("11", 1, 1), ("10", 0, 2)]) + table([("0", 1, 5), ("1", 0, 1)])
+    values = [0, 1, 5, 5, 0, 1]
+    bits = "0" + "11" + "10" + "0" + "0" + "1" + "0" + "11"
+    stream = int(bits + "0" * (-len(bits) % 8), 2).to_bytes((len(bits) + 7) // 8, "big")
+    rhythm = struct.pack("<HHBBH", 1000, 2000, 0, 0, len(stream)) + stream
+    data = _scp_file(
+        {
+            0: struct.pack("<HHIBB6s", 0, 0, 0, 20, 20, b"SCPECG"),
+            2: _section(2, tables),
+            3: _section(3, struct.pack("<BB", 1, 0) + struct.pack("<IIB", 1, len(values), 2)),
+            6: _section(6, rhythm),
+        }
+    )
+    np.testing.assert_allclose(read_scp_ecg(data).lead("II"), np.array(values) / 1000, atol=1e-9)

@@ -83,7 +83,8 @@ def _reverse_bits(value: int, width: int) -> int:
 
 
 class _Huffman:
-    """Prefix-code tables as lookup arrays indexed by the next ``max_prefix`` bits."""
+    """Prefix-code tables. Decoding first finds, with numpy, the code starting at every bit position (its length and
+    value, through a lookup array indexed by the table's next ``width`` bits), then follows the codes from bit 0."""
 
     def __init__(self, tables: list[list[tuple[int, _Code]]]):
         self.tables = []
@@ -91,53 +92,76 @@ class _Huffman:
             if not table:
                 raise EcgFormatError(f"wrong Huffman table: table {number} has no codes")
             width = max(code.prefix_bits for _, code in table)
-            lookup: list[_Code | None] = [None] * (1 << width)
-            for bits, code in table:
+            entry = np.full(1 << width, -1, dtype=np.int64)  # index into the table's codes, -1: no code
+            for k, (bits, code) in enumerate(table):
                 start = bits << (width - code.prefix_bits)
-                span = range(start, start + (1 << (width - code.prefix_bits)))
-                if any(lookup[i] is not None for i in span):
+                stop = start + (1 << (width - code.prefix_bits))
+                if np.any(entry[start:stop] >= 0):
                     raise EcgFormatError(f"wrong Huffman table: table {number} is not a prefix code")
-                for i in span:
-                    lookup[i] = code
-            self.tables.append((width, lookup))
+                entry[start:stop] = k
+            self.tables.append((width, entry, [code for _, code in table]))
+
+    @staticmethod
+    def _windows(data: bytes) -> np.ndarray:
+        """The 64 bits starting at each bit position of ``data`` (zeros past its end), as unsigned integers."""
+        n = len(data)
+        padded = np.frombuffer(bytes(data) + bytes(8), dtype=np.uint8).astype(np.uint64)
+        word = np.zeros(n, dtype=np.uint64)
+        for k in range(8):
+            word = (word << np.uint64(8)) | padded[k : k + n]
+        positions = np.arange(8 * n)
+        return word[positions >> 3] << (positions & 7).astype(np.uint64)
+
+    def _codes_at(self, windows: np.ndarray, table: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """For each bit position: the code's length in bits (0: no code), its value (or target table), switch flag."""
+        width, entry, codes = self.tables[table]
+        index = entry[(windows >> np.uint64(64 - width)).astype(np.int64)]
+        found = index >= 0
+        index = np.where(found, index, 0)
+        prefix = np.array([c.prefix_bits for c in codes], dtype=np.int64)[index]
+        total = np.array([c.total_bits for c in codes], dtype=np.int64)[index]
+        base = np.array([c.value for c in codes], dtype=np.int64)[index]
+        switch = np.array([c.switch for c in codes], dtype=bool)[index]
+        extra = total - prefix  # bits of the value itself after the prefix, two's complement
+        mask = (np.uint64(1) << extra.astype(np.uint64)) - np.uint64(1)
+        raw = ((windows >> (64 - total).astype(np.uint64)) & mask).astype(np.int64)
+        negative = (extra > 0) & (((raw >> np.maximum(extra - 1, 0)) & 1) == 1)
+        value = base + np.where(negative, raw - (1 << extra), raw)
+        step = np.where(found, np.where(switch, prefix, total), 0)
+        return step, np.where(switch, base, value), switch
 
     def decode(self, data: bytes, count: int, what: str) -> np.ndarray:
         """``count`` values from ``data``, starting in table 1."""
         if count > 8 * len(data):  # every code is at least one bit long
             raise EcgFormatError(f"{what}: {len(data)} bytes cannot hold the {count} samples declared (truncated?)")
-        padded = bytes(data) + bytes(8)
-        total = len(data) * 8
-        out = np.empty(count, dtype=np.int64)
+        windows = self._windows(data)
+        n_bits = len(windows)
+        decoded: list[tuple[list, list, list] | None] = [None] * len(self.tables)
+        decoded[0] = tuple(a.tolist() for a in self._codes_at(windows, 0))
+        steps, values, switches = decoded[0]
+        out: list[int] = []
         position = 0
-        width, lookup = self.tables[0]
-        mask = (1 << 64) - 1
-        i = 0
-        while i < count:
-            if position >= total:
+        while len(out) < count:
+            if position >= n_bits:
                 raise EcgFormatError(
-                    f"{what}: the Huffman data ends after {i} of {count} samples (wrong Huffman table or truncated)"
+                    f"{what}: the Huffman data ends after {len(out)} of {count} samples (wrong table or truncated)"
                 )
-            word = (int.from_bytes(padded[position >> 3 : (position >> 3) + 8], "big") << (position & 7)) & mask
-            code = lookup[word >> (64 - width)]
-            if code is None:
+            step = steps[position]
+            if step == 0:
                 raise EcgFormatError(f"{what}: bit pattern at bit {position} is not in the Huffman table (wrong table)")
-            if code.switch:
-                if not 1 <= code.value <= len(self.tables):
-                    raise EcgFormatError(f"wrong Huffman table: a code switches to missing table {code.value}")
-                width, lookup = self.tables[code.value - 1]
-                position += code.prefix_bits
-                continue
-            extra = code.total_bits - code.prefix_bits
-            value = code.value
-            if extra:
-                raw = (word >> (64 - code.total_bits)) & ((1 << extra) - 1)
-                value += raw - (1 << extra) if raw >> (extra - 1) else raw
-            position += code.total_bits
-            if position > total:
-                raise EcgFormatError(f"{what}: the last Huffman code runs past the end of the data (truncated)")
-            out[i] = value
-            i += 1
-        return out
+            if switches[position]:
+                target = values[position]
+                if not 1 <= target <= len(self.tables):
+                    raise EcgFormatError(f"wrong Huffman table: a code switches to missing table {target}")
+                if decoded[target - 1] is None:
+                    decoded[target - 1] = tuple(a.tolist() for a in self._codes_at(windows, target - 1))
+                steps, values, switches = decoded[target - 1]
+            else:
+                out.append(values[position])
+            position += step
+        if position > n_bits:
+            raise EcgFormatError(f"{what}: the last Huffman code runs past the end of the data (truncated)")
+        return np.asarray(out, dtype=np.int64)
 
 
 def _plain_samples(data: bytes, count: int, what: str) -> np.ndarray:
