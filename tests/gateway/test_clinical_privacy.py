@@ -143,3 +143,31 @@ def test_no_patient_field_is_stored_logged_or_answered(privacy_stack, azurite, d
         if value in haystack
     ]
     assert not leaks, leaks
+
+
+def test_hostile_and_broken_xml_gets_422_naming_the_problem(privacy_stack, data_dir):
+    from tests.shared.test_vendor_xml import BILLION_LAUGHS, EXTERNAL_ENTITY
+
+    muse = (data_dir / "formats" / "ge_muse_xml" / "example1.xml").read_bytes()
+    rhythm = muse.index(b"<WaveformType>Rhythm")
+    data_start = muse.index(b"<WaveFormData>", rhythm) + len(b"<WaveFormData>")
+    cases = {
+        "billion-laughs.xml": (BILLION_LAUGHS, "entity declarations are refused"),
+        "external-entity.xml": (EXTERNAL_ENTITY, "external entities are refused"),
+        "truncated.xml": (muse[: len(muse) // 2], "malformed or truncated"),
+        "bad-base64.xml": (muse[:data_start] + b"*" + muse[data_start + 1 :], "not valid base64"),
+    }
+    client = httpx.Client(base_url=privacy_stack.url("gateway"), timeout=60)
+    for filename, (content, problem) in cases.items():
+        response = client.post(
+            "/classify",
+            params={"trace": "true"},
+            files={"file": (filename, content)},
+            headers=privacy_stack_key(privacy_stack),
+        )
+        assert response.status_code == 422, (filename, response.status_code, response.text)
+        assert problem in response.json()["detail"], (filename, response.text)
+
+
+def privacy_stack_key(stack: Stack) -> dict[str, str]:
+    return {"X-API-Key": stack.env["ECG_API_KEY"]}
