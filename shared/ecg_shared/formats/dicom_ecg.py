@@ -247,14 +247,23 @@ def _recorded_at(ds: Any) -> str | None:
 def read_dicom_ecg(data: bytes, source: str | None = None) -> Record:
     """Decode a DICOM waveform file's rhythm ECG into millivolts."""
     import pydicom
+
+    # pydicom checks each value as it converts it and warns and logs what it finds wrong, the value included: this
+    # reader wants no file content in the logs, so values are taken as they are (a bad one fails where it is used).
+    pydicom.config.settings.reading_validation_mode = pydicom.config.IGNORE
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        return _decode(data, source)
+
+
+def _decode(data: bytes, source: str | None) -> Record:
+    import pydicom
     from pydicom.errors import InvalidDicomError
 
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore")
-            ds = pydicom.dcmread(io.BytesIO(bytes(data)), force=True, specific_tags=_WANTED)
-            groups = list(ds.get("WaveformSequence") or [])
-            sop_class = str(ds.get("SOPClassUID", "") or "")
+        ds = pydicom.dcmread(io.BytesIO(bytes(data)), force=True, specific_tags=_WANTED)
+        groups = list(ds.get("WaveformSequence") or [])
+        sop_class = str(ds.get("SOPClassUID", "") or "")
     except InvalidDicomError as exc:
         raise EcgFormatError(f"not a readable DICOM file: {exc}") from None
     except EcgFormatError:
