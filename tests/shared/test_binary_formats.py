@@ -625,3 +625,35 @@ def test_scp_huffman_tables_that_switch_among_each_other():
         }
     )
     np.testing.assert_allclose(read_scp_ecg(data).lead("II"), np.array(values) / 1000, atol=1e-9)
+
+
+def _ishne_with_lead_codes(data: bytes, codes: list[int]) -> bytes:
+    header = bytearray(data[:522])
+    header[10 + 148 : 10 + 148 + 2 * len(codes)] = struct.pack(f"<{len(codes)}h", *codes)
+    ecg_offset = struct.unpack_from("<i", header, 10 + 12)[0]
+    out = bytes(header) + data[522:]
+    return out[:8] + struct.pack("<H", binascii.crc_hqx(out[10:ecg_offset], 0xFFFF)) + out[10:]
+
+
+def test_ishne_generic_bipolar_channels_are_told_apart_by_channel_number(formats_dir):
+    data = _ishne_with_lead_codes(_bytes(formats_dir, "ishne_holter/ECG_P28.01.ecg"), [1] * 3 + list(range(8, 17)))
+    record = read_ishne(data)
+    assert record.lead_names[-3:] == ["bipolar (channel 1)", "bipolar (channel 2)", "bipolar (channel 3)"]
+    assert "derived_leads" not in record.metadata  # no I and II to derive from
+
+
+def test_ishne_lead_named_twice_is_refused(formats_dir):
+    data = _ishne_with_lead_codes(_bytes(formats_dir, "ishne_holter/ECG_P28.01.ecg"), [5, 5])
+    with pytest.raises(EcgFormatError, match=r"names lead.* I more than once"):
+        read_ishne(data)
+
+
+def test_edf_limb_leads_labelled_by_their_electrodes():
+    import edfio
+
+    t = np.arange(2560) / 256
+    signals = [
+        edfio.EdfSignal(np.sin(2 * np.pi * t), 256, label=label, physical_dimension="mV", physical_range=(-2, 2))
+        for label in ("ECG LA-RA", "ECG LL-RA")
+    ]
+    assert read_edf(_edf_bytes(signals)).lead_names == ["I", "II", "III", "aVR", "aVL", "aVF"]

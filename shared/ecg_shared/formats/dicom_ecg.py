@@ -25,7 +25,13 @@ from typing import Any
 
 import numpy as np
 
-from ecg_shared.formats.lead_codes import KNOWN_LEADS, lead_from_code, lead_from_text, standard_order
+from ecg_shared.formats.lead_codes import (
+    KNOWN_LEADS,
+    distinct_lead_names,
+    lead_from_code,
+    lead_from_text,
+    standard_order,
+)
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import EcgFormatError, Record
 
@@ -322,9 +328,7 @@ def _decode(data: bytes, source: str | None) -> Record:
     ignored = int(group.get("NumberOfWaveformChannels", 0) or 0) - len(names)
     if ignored:
         metadata["ignored_channels"] = ignored
-    if len(set(names)) != len(names):
-        duplicates = sorted({n for n in names if names.count(n) > 1})
-        raise EcgFormatError(f"DICOM waveform names lead(s) {', '.join(duplicates)} more than once")
+    names = distinct_lead_names(names, "DICOM waveform")
     if source:
         metadata["source"] = source
     order = standard_order(names)

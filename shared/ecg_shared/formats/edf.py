@@ -22,7 +22,7 @@ from typing import Any
 
 import numpy as np
 
-from ecg_shared.formats.lead_codes import KNOWN_LEADS, lead_from_text, standard_order
+from ecg_shared.formats.lead_codes import KNOWN_LEADS, distinct_lead_names, lead_from_text, standard_order
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import EcgFormatError, Record
 
@@ -117,10 +117,7 @@ def read_edf(data: bytes, source: str | None = None) -> Record:
     rates = Counter(signal.sampling_frequency for signal, _ in ecg)
     rate = max(rates, key=lambda r: (rates[r], r))
     kept = [(signal, name) for signal, name in ecg if signal.sampling_frequency == rate]
-    names = [name for _, name in kept]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise EcgFormatError(f"EDF file has more than one channel for lead(s) {', '.join(duplicates)}")
+    names = distinct_lead_names([name for _, name in kept], "EDF file")
 
     n_samples = len(kept[0][0].data)
     signal = np.empty((n_samples, len(kept)), dtype=np.float32)

@@ -18,7 +18,7 @@ from typing import Any
 
 import numpy as np
 
-from ecg_shared.formats.lead_codes import ISHNE_LEADS, standard_order
+from ecg_shared.formats.lead_codes import ISHNE_LEADS, distinct_lead_names, standard_order
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import EcgFormatError, Record
 
@@ -86,10 +86,7 @@ def read_ishne(data: bytes, source: str | None = None) -> Record:
             f"the ECG block holds {held} bytes"
         )
 
-    names = [ISHNE_LEADS.get(code, f"lead code {code}") for code in codes]
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise EcgFormatError(f"ISHNE header names lead(s) {', '.join(duplicates)} more than once")
+    names = distinct_lead_names([ISHNE_LEADS.get(code, f"lead code {code}") for code in codes], "ISHNE header")
     raw = np.frombuffer(data, dtype="<i2", count=n_samples * n_leads, offset=ecg_offset).reshape(n_samples, n_leads)
     signal = np.empty((n_samples, n_leads), dtype=np.float32)
     for column, resolution in enumerate(resolutions):

@@ -81,11 +81,15 @@ _LEAD_WORDS = re.compile(r"^(?:ecg|ekg)?[\s_:-]*(?:lead)?[\s_:-]*", re.IGNORECAS
 _PARENTHESES = re.compile(r"\s*\(.*?\)\s*")
 
 
+# Limb leads labelled by their electrodes, positive first.
+_ELECTRODE_PAIRS = {"LA-RA": "I", "LL-RA": "II", "LL-LA": "III"}
+
+
 def lead_from_text(text: str) -> str:
-    """A lead name from a label such as ``Lead I (Einthoven)``, ``ECG II``, ``EKG V1`` or ``aVR``."""
+    """A lead name from a label such as ``Lead I (Einthoven)``, ``ECG II``, ``EKG V1``, ``ECG LL-RA`` or ``aVR``."""
     cleaned = _PARENTHESES.sub(" ", str(text)).strip()
     cleaned = _LEAD_WORDS.sub("", cleaned, count=1).strip() or cleaned
-    return normalise_lead_name(cleaned)
+    return _ELECTRODE_PAIRS.get(cleaned.upper().replace(" ", ""), normalise_lead_name(cleaned))
 
 
 def lead_from_code(scheme: str, value: str) -> str | None:
@@ -108,3 +112,16 @@ def standard_order(names: list[str]) -> list[int]:
     """Column order that puts the standard twelve leads first, in their usual order, then the others as they came."""
     rank = {name: k for k, name in enumerate(STANDARD_12_LEADS)}
     return sorted(range(len(names)), key=lambda k: (rank.get(names[k], len(rank)), k))
+
+
+def distinct_lead_names(names: list[str], what: str) -> list[str]:
+    """The names, with repeats of a non-specific name (Holters' generic ``bipolar`` channels, unknown codes, a
+    plain ``ECG`` label) told apart by channel number; a named lead given twice is refused, since which is which
+    cannot be known."""
+    from ecg_shared.formats.record import EcgFormatError
+
+    repeated = {name for name in names if names.count(name) > 1}
+    ambiguous = sorted(repeated & KNOWN_LEADS)
+    if ambiguous:
+        raise EcgFormatError(f"{what} names lead(s) {', '.join(ambiguous)} more than once")
+    return [f"{name} (channel {k + 1})" if name in repeated else name for k, name in enumerate(names)]

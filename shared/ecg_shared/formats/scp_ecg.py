@@ -30,7 +30,7 @@ from typing import Any
 
 import numpy as np
 
-from ecg_shared.formats.lead_codes import SCP_LEADS, standard_order
+from ecg_shared.formats.lead_codes import SCP_LEADS, distinct_lead_names, standard_order
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import EcgFormatError, Record
 
@@ -525,9 +525,10 @@ def read_scp_ecg(data: bytes, source: str | None = None) -> Record:
     unknown = [lead.name for lead in leads if lead.name.startswith("lead code")]
     if unknown:
         metadata["unknown_lead_codes"] = unknown
-    duplicates = sorted({n for n in names if names.count(n) > 1})
-    if duplicates:
-        raise scp.fail(f"section 3 names lead(s) {', '.join(duplicates)} more than once")
+    try:
+        names = distinct_lead_names(names, "section 3")
+    except EcgFormatError as exc:
+        raise scp.fail(str(exc)) from None
     metadata.update(scp.device())
     if scp.departures:
         metadata["departures_from_standard"] = list(scp.departures)
