@@ -217,3 +217,25 @@ def test_an_aecg_with_an_unknown_scale_unit_is_refused_and_millivolt_scales_are_
     np.testing.assert_allclose(read_ecg(in_mv).signal, reference.signal, atol=1e-6)
     with pytest.raises(EcgFormatError, match=r"unit 'furlong'"):
         read_ecg(aecg.replace(b'<scale value="2.5" unit="uV"/>', b'<scale value="2.5" unit="furlong"/>'))
+
+
+@pytest.mark.parametrize("stored_as", ["residuals", "leads"])
+def test_uncompressed_philips_waveforms_with_residual_or_recorded_limb_leads(formats_dir, stored_as):
+    """The same 1.04 file rewritten with uncompressed int16 leads, the limb leads either as Philips' residuals (what
+    XLI carried) or as the leads themselves: both read as the XLI original."""
+    from ecg_shared.formats.philips import _restore_limb_leads
+
+    raw = _bytes(formats_dir, "philips_sierra_xml/3191723_ZZDEMOPTONLY_1-04_orig.xml")
+    original = read_ecg(raw)
+    text = raw.decode("utf-16")
+    payload = re.search(r"<parsedwaveforms[^>]*>([^<]*)<", text).group(1)
+    chunks = [chunk.astype(np.int32) for chunk in xli_decode(base64.b64decode("".join(payload.split())))[:12]]
+    if stored_as == "leads":
+        leads = dict(zip(STANDARD_12_LEADS, chunks, strict=True))
+        assert _restore_limb_leads(leads) == "residuals"
+        chunks = [leads[name] for name in STANDARD_12_LEADS]
+    uncompressed = base64.b64encode(np.concatenate(chunks).astype("<i2").tobytes()).decode()
+    rewritten = text.replace(payload, uncompressed).replace('compression="XLI"', 'compression="Uncompressed"')
+    record = read_ecg(rewritten.encode("utf-16"))
+    assert record.metadata["limb_leads_stored_as"] == stored_as
+    np.testing.assert_array_equal(record.signal, original.signal)

@@ -11,7 +11,8 @@ how much.
 Philips stores III, aVR, aVL and aVF as residuals from Einthoven's and Goldberger's relations (as sierra-ecg-tools
 documents): III = II − I − stored, aVR = −stored − ⌊(I + II)/2⌋, aVL = ⌊(I − III)/2⌋ − stored,
 aVF = ⌊(II + III)/2⌋ − stored. The residuals are small, the leads themselves are not, so the reader tells the two apart
-on the data (stored III far smaller than II − I) and says which it found in ``metadata["limb_leads_stored_as"]``.
+on the data (stored III nearer 0 than II − I, sample for sample) and says which it found in
+``metadata["limb_leads_stored_as"]``.
 
 Both UTF-8 and UTF-16 (with a byte order mark) files are read; the XML parser takes the encoding from the file. Only
 the cart model, software, filters, scale and acquisition date (not the time) are kept: never the patient, order or
@@ -89,7 +90,9 @@ def _restore_limb_leads(leads: dict[str, np.ndarray]) -> str:
     """Undo Philips' residual coding of III, aVR, aVL and aVF in place, when the data shows it was applied."""
     lead_i, lead_ii, stored_iii = leads["I"], leads["II"], leads["III"]
     einthoven = lead_ii - lead_i
-    if np.abs(stored_iii).sum() * 2 >= np.abs(einthoven).sum() + 1:
+    # Residuals sit near 0, a recorded III near II - I: whichever the stored lead is closer to, sample for sample
+    # (medians, so the calibration pulse at the end, where residual coding gives large values, does not decide).
+    if np.median(np.abs(stored_iii)) >= np.median(np.abs(stored_iii - einthoven)):
         return "leads"
     lead_iii = einthoven - stored_iii
     leads["III"] = lead_iii
