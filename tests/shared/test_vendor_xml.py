@@ -239,3 +239,28 @@ def test_uncompressed_philips_waveforms_with_residual_or_recorded_limb_leads(for
     record = read_ecg(rewritten.encode("utf-16"))
     assert record.metadata["limb_leads_stored_as"] == stored_as
     np.testing.assert_array_equal(record.signal, original.signal)
+
+
+def test_muse_amplitude_units_come_from_the_file(formats_dir):
+    muse = _bytes(formats_dir, "ge_muse_xml/example1.xml")
+    reference = read_ecg(muse)
+    in_mv = muse.replace(
+        b"<LeadAmplitudeUnitsPerBit>4.88</LeadAmplitudeUnitsPerBit>\n         <LeadAmplitudeUnits>MICROVOLTS",
+        b"<LeadAmplitudeUnitsPerBit>0.00488</LeadAmplitudeUnitsPerBit>\n         <LeadAmplitudeUnits>MILLIVOLTS",
+    )
+    assert in_mv.count(b"MILLIVOLTS") == 16
+    np.testing.assert_allclose(read_ecg(in_mv).signal, reference.signal, atol=1e-6)
+    with pytest.raises(EcgFormatError, match=r"unknown LeadAmplitudeUnits 'FURLONGS'"):
+        read_ecg(muse.replace(b"MICROVOLTS", b"FURLONGS"))
+
+
+def test_aecg_origin_and_time_units_come_from_the_file(formats_dir):
+    aecg = _bytes(formats_dir, "hl7_aecg/Example aECG.xml")
+    reference = read_ecg(aecg)
+    shifted = aecg.replace(b'<origin value="0" unit="uV"/>', b'<origin value="0.1" unit="mV"/>')
+    shifted = shifted.replace(b'<increment value="0.002" unit="s"/>', b'<increment value="2" unit="ms"/>')
+    record = read_ecg(shifted)
+    assert record.sampling_rate == 500
+    recorded = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6", "III", "aVR", "aVL", "aVF"]
+    for lead in recorded:
+        np.testing.assert_allclose(record.lead(lead), reference.lead(lead) + 0.1, atol=1e-5)
