@@ -60,7 +60,9 @@ def read_ishne(data: bytes, source: str | None = None) -> Record:
     if variable_size < 0 or (variable_size and variable_offset + variable_size > ecg_offset):
         raise EcgFormatError(f"ISHNE variable-length block ({variable_size} bytes) overlaps the ECG block")
     stored_crc = struct.unpack_from("<H", data, 8)[0]
-    if binascii.crc_hqx(data[_PREAMBLE:ecg_offset], 0xFFFF) != stored_crc:
+    # The format's description puts the variable block under the CRC; some writers cover the fixed header only.
+    covered = {binascii.crc_hqx(data[_PREAMBLE:end], 0xFFFF) for end in (ecg_offset, _PREAMBLE + _FIXED_HEADER)}
+    if stored_crc not in covered:
         raise EcgFormatError("ISHNE header CRC does not match its content (corrupt header)")
 
     record_date = struct.unpack_from("<3h", header, 128)
