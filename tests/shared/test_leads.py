@@ -42,3 +42,14 @@ def test_records_without_i_and_ii_or_with_all_limb_leads_are_unchanged():
     full = _record(["I", "II", "III", "aVR", "aVL", "aVF"], [ones] * 6)
     assert derive_limb_leads(full) is full
     assert "derived_leads" not in full.metadata
+
+
+def test_in_standard_order_puts_the_standard_leads_first():
+    from ecg_shared.formats.leads import in_standard_order
+
+    names = ["V1", "I", "V4R", "II", "aVF"]
+    record = _record(names, [np.full(4, i, dtype=np.float32) for i in range(len(names))])
+    ordered = in_standard_order(record)
+    assert ordered.lead_names == ["I", "II", "aVF", "V1", "V4R"]
+    assert [int(ordered.lead(n)[0]) for n in ordered.lead_names] == [1, 3, 4, 0, 2]
+    assert in_standard_order(ordered) is ordered

@@ -16,8 +16,8 @@ from xml.etree.ElementTree import Element
 
 import numpy as np
 
-from ecg_shared.formats.leads import derive_limb_leads
-from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record, normalise_lead_name
+from ecg_shared.formats.leads import derive_limb_leads, in_standard_order
+from ecg_shared.formats.record import EcgFormatError, Record, normalise_lead_name
 from ecg_shared.formats.vendor_xml import child_text, filter_settings, number, parse_xml, xml_root_name
 
 WHAT = "HL7 aECG"
@@ -138,11 +138,7 @@ def read_hl7_aecg(data: bytes, source: str | None = None) -> Record:
     lengths = sorted({column.size for column in columns})
     if len(lengths) != 1 or lengths[0] == 0:
         raise EcgFormatError(f"{WHAT}: the leads hold different or zero sample counts ({lengths})")
-    order = sorted(
-        range(len(names)), key=lambda i: STANDARD_12_LEADS.index(names[i]) if names[i] in STANDARD_12_LEADS else 99
-    )
     metadata = _metadata(series)
     if source:
         metadata["source"] = source
-    signal = np.column_stack([columns[i] for i in order])
-    return derive_limb_leads(Record(signal, rate, [names[i] for i in order], metadata))
+    return in_standard_order(derive_limb_leads(Record(np.column_stack(columns), rate, names, metadata)))

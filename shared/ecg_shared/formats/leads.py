@@ -24,6 +24,17 @@ _FROM_I_AND_II = {
 }
 
 
+def in_standard_order(record: Record) -> Record:
+    """The standard leads first, in the standard order (I, II, III, aVR, aVL, aVF, V1–V6), then any others (V3R, V7,
+    …) in their original order; the record itself when already so."""
+    names = list(record.lead_names)
+    ordered = [lead for lead in STANDARD_12_LEADS if lead in names] + [n for n in names if n not in STANDARD_12_LEADS]
+    if ordered == names:
+        return record
+    columns = [names.index(lead) for lead in ordered]
+    return replace(record, signal=record.signal[:, columns], lead_names=ordered)
+
+
 def derive_limb_leads(record: Record) -> Record:
     """Add whichever of III, aVR, aVL and aVF are missing, computed from I and II.
 

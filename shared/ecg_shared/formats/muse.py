@@ -19,7 +19,7 @@ from xml.etree.ElementTree import Element
 
 import numpy as np
 
-from ecg_shared.formats.leads import derive_limb_leads
+from ecg_shared.formats.leads import derive_limb_leads, in_standard_order
 from ecg_shared.formats.record import EcgFormatError, Record
 from ecg_shared.formats.vendor_xml import (
     child_text,
@@ -122,4 +122,4 @@ def read_muse(data: bytes, source: str | None = None) -> Record:
     if source:
         metadata["source"] = source
     record = Record(np.column_stack(columns), base * 10.0**exponent, names, metadata)
-    return derive_limb_leads(record)
+    return in_standard_order(derive_limb_leads(record))

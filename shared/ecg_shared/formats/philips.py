@@ -25,7 +25,7 @@ from xml.etree.ElementTree import Element
 
 import numpy as np
 
-from ecg_shared.formats.leads import derive_limb_leads
+from ecg_shared.formats.leads import derive_limb_leads, in_standard_order
 from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record
 from ecg_shared.formats.vendor_xml import (
     child_text,
@@ -173,4 +173,4 @@ def read_philips(data: bytes, source: str | None = None) -> Record:
         counts = counts[:-calibration]
         metadata["calibration_pulse_removed_s"] = round(calibration / rate, 3)
     signal_mv = counts.astype(np.float64) * resolution / 1000.0
-    return derive_limb_leads(Record(signal_mv, rate, labels, metadata))
+    return in_standard_order(derive_limb_leads(Record(signal_mv, rate, labels, metadata)))
