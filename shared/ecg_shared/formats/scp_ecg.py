@@ -235,15 +235,16 @@ class _ScpFile:
         zero_based = any(pid == 0 and index == 6 for pid, _, index in pointers)
         if zero_based:
             self.departures.append("section offsets are 0-based, not 1-based")
-        self._section_at(6, 0, "section 0")
         if declared_size != len(data):
             if declared_size > len(data):
-                if struct.unpack_from("<H", data, 4)[0] == 0 or zero_based:
-                    self.departures.append(f"the file-size field ({declared_size}) does not give the file size")
+                low, high = struct.unpack_from("<HH", data, 2)
+                if low == 0 and high <= len(data):  # a 16-bit size two bytes late (Healforce), not a cut file
+                    self.departures.append(f"the file-size field holds {high} in its upper 16 bits")
                 else:
                     raise self.fail(f"truncated: the header says {declared_size} bytes, the file has {len(data)}")
             else:
                 self.departures.append(f"{len(data) - declared_size} bytes follow the declared end of the file")
+        self._section_at(6, 0, "section 0")
         end = min(declared_size, len(data))
         if _crc(data[2:end]) != stored_crc:
             raise self.fail("the file's CRC does not match its content (corrupt or truncated)")
@@ -268,7 +269,7 @@ class _ScpFile:
             raise self.fail(f"{what} claims {length} bytes, past the end of the file (truncated)")
         raw = self.data[offset : offset + length]
         if _crc(raw[2:]) != crc:
-            raise self.fail(f"{what}'s CRC does not match its content (corrupt)")
+            raise self.fail(f"{what}'s CRC does not match its content (corrupt, or not the standard's CRC-CCITT)")
         return raw[_HEADER.size :], protocol, reserved, length
 
     def body(self, sid: int) -> bytes | None:
