@@ -142,6 +142,19 @@ def test_dicom_with_only_the_median_beat_is_refused(formats_dir):
         read_dicom_ecg(_dicom(formats_dir, keep_median))
 
 
+def test_dicom_with_a_median_beat_and_a_pressure_group_is_refused_for_lacking_rhythm(formats_dir):
+    def pressure_instead_of_rhythm(ds):
+        rhythm = ds.WaveformSequence[0]
+        for channel in rhythm.ChannelDefinitionSequence:
+            channel.ChannelSourceSequence[0].CodeValue = "2:18948"  # MDC arterial blood pressure, not an ECG lead
+            channel.ChannelSourceSequence[0].CodingSchemeDesignator = "MDC"
+            channel.ChannelSourceSequence[0].CodeMeaning = "Arterial pressure"
+        rhythm.MultiplexGroupLabel = "PRESSURE"
+
+    with pytest.raises(EcgFormatError, match="only a representative beat"):
+        read_dicom_ecg(_dicom(formats_dir, pressure_instead_of_rhythm))
+
+
 def test_dicom_median_beat_first_still_gives_the_rhythm(formats_dir):
     data = _dicom(formats_dir, lambda ds: setattr(ds, "WaveformSequence", list(ds.WaveformSequence)[::-1]))
     record = read_dicom_ecg(data)
@@ -162,7 +175,11 @@ def test_dicom_12_lead_stored_as_hemodynamic_with_a_pressure_channel(formats_dir
         group.NumberOfWaveformChannels += 1
         channel = Dataset()
         source, units = Dataset(), Dataset()
-        source.CodeValue, source.CodingSchemeDesignator, source.CodeMeaning = "2:4", "MDC", "Arterial pressure"
+        source.CodeValue, source.CodingSchemeDesignator, source.CodeMeaning = (
+            "2:18948",
+            "MDC",
+            "Arterial blood pressure",
+        )
         units.CodeValue, units.CodingSchemeDesignator, units.CodeMeaning = "mm[Hg]", "UCUM", "mmHg"
         channel.ChannelSourceSequence, channel.ChannelSensitivityUnitsSequence = [source], [units]
         channel.ChannelSensitivity, channel.ChannelBaseline = "1", "0"

@@ -126,8 +126,8 @@ def _choose_group(groups: list[Any]) -> int:
         group = groups[index]
         originality = str(group.get("WaveformOriginality", "")).upper()
         return (
-            not _is_beat_group(group),
             len(_ecg_channels(group)) > 0,
+            not _is_beat_group(group),
             originality == "ORIGINAL",
             len(_ecg_channels(group)),
             int(group.get("NumberOfWaveformSamples", 0) or 0),
