@@ -95,6 +95,24 @@ def _ecg_name(label: str, dimension: str) -> str | None:
     return label.strip() if _SAYS_ECG.search(label) else None
 
 
+def _ecg_signal(signals: list[Any]) -> tuple[np.ndarray, list[Any], list[str]]:
+    """The ECG channels sharing the most common rate, in mV, the edfio signals they came from, and their names."""
+    ecg = [(signal, name) for signal in signals if (name := _ecg_name(signal.label, signal.physical_dimension))]
+    if not ecg:
+        found = ", ".join(f"{s.label.strip()!r} [{s.physical_dimension.strip()}]" for s in signals) or "none"
+        raise EcgFormatError(f"EDF file has no ECG channel (a voltage labelled as an ECG lead); channels: {found}")
+    rates = Counter(signal.sampling_frequency for signal, _ in ecg)
+    rate = max(rates, key=lambda r: (rates[r], r))
+    kept = [signal for signal, _ in ecg if signal.sampling_frequency == rate]
+    names = distinct_lead_names([name for signal, name in ecg if signal.sampling_frequency == rate], "EDF file")
+    out = np.empty((len(kept[0].data), len(kept)), dtype=np.float32)
+    for column, channel in enumerate(kept):  # one float64 channel at a time, straight into the float32 record
+        out[:, column] = channel.data * _VOLTS_TO_MV[channel.physical_dimension.strip().lower()]
+    if not np.all(np.isfinite(out)):
+        raise EcgFormatError("EDF channel scale is invalid (physical or digital range gives non-finite values)")
+    return out, kept, names
+
+
 def read_edf(data: bytes, source: str | None = None) -> Record:
     """Decode the ECG channels of an EDF/EDF+ file into millivolts."""
     import edfio
@@ -103,38 +121,20 @@ def read_edf(data: bytes, source: str | None = None) -> Record:
     try:
         edf = edfio.read_edf(data, lazy_load_data=True, header_encoding="latin-1")  # "µV" in the wild
         signals = list(edf.signals)
+        if edf.reserved.startswith("EDF+D"):
+            raise EcgFormatError("EDF+D (discontinuous) recordings are not supported: their records have time gaps")
+        signal, kept, names = _ecg_signal(signals)
     except EcgFormatError:
         raise
-    except Exception as exc:  # edfio raises ValueError and others on non-compliant headers
+    except Exception as exc:  # edfio raises ValueError and others on non-compliant headers and records
         raise EcgFormatError(f"EDF file cannot be read: {type(exc).__name__}: {exc}") from None
-    if edf.reserved.startswith("EDF+D"):
-        raise EcgFormatError("EDF+D (discontinuous) recordings are not supported: their records have time gaps")
-
-    ecg = [(signal, name) for signal in signals if (name := _ecg_name(signal.label, signal.physical_dimension))]
-    if not ecg:
-        found = ", ".join(f"{s.label.strip()!r} [{s.physical_dimension.strip()}]" for s in signals) or "none"
-        raise EcgFormatError(f"EDF file has no ECG channel (a voltage labelled as an ECG lead); channels: {found}")
-    rates = Counter(signal.sampling_frequency for signal, _ in ecg)
-    rate = max(rates, key=lambda r: (rates[r], r))
-    kept = [(signal, name) for signal, name in ecg if signal.sampling_frequency == rate]
-    names = distinct_lead_names([name for _, name in kept], "EDF file")
-
-    n_samples = len(kept[0][0].data)
-    signal = np.empty((n_samples, len(kept)), dtype=np.float32)
-    try:
-        for column, (channel, _) in enumerate(kept):
-            signal[:, column] = channel.data * _VOLTS_TO_MV[channel.physical_dimension.strip().lower()]
-    except Exception as exc:
-        raise EcgFormatError(f"EDF data records cannot be decoded: {type(exc).__name__}: {exc}") from None
-    if not np.all(np.isfinite(signal)):
-        raise EcgFormatError("EDF channel scale is invalid (physical or digital range gives non-finite values)")
 
     metadata: dict[str, Any] = {
         "format": "edf+" if edf.reserved.startswith("EDF+") else "edf",
         "data_records": n_records,
-        "ignored_channels": [s.label.strip() for s in signals if not any(s is k for k, _ in kept)],
-        "filters": kept[0][0].prefiltering.strip() or None,
-        "transducer": kept[0][0].transducer_type.strip() or None,
+        "ignored_channels": [s.label.strip() for s in signals if not any(s is k for k in kept)],
+        "filters": kept[0].prefiltering.strip() or None,
+        "transducer": kept[0].transducer_type.strip() or None,
     }
     if partial:
         metadata["trailing_bytes_ignored"] = partial
@@ -152,4 +152,5 @@ def read_edf(data: bytes, source: str | None = None) -> Record:
     if source:
         metadata["source"] = source
     order = standard_order(names)
+    rate = kept[0].sampling_frequency
     return derive_limb_leads(Record(signal[:, order], rate, [names[k] for k in order], metadata))
