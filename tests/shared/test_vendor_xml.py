@@ -10,6 +10,8 @@ from pathlib import Path
 
 import numpy as np
 import pytest
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
 
 from ecg_shared.formats import STANDARD_12_LEADS, EcgFormatError, detect_format, read_ecg
 from ecg_shared.formats.xli import xli_decode
@@ -264,3 +266,45 @@ def test_aecg_origin_and_time_units_come_from_the_file(formats_dir):
     recorded = ["I", "II", "V1", "V2", "V3", "V4", "V5", "V6", "III", "aVR", "aVL", "aVF"]
     for lead in recorded:
         np.testing.assert_allclose(record.lead(lead), reference.lead(lead) + 0.1, atol=1e-5)
+
+
+def _philips_xli_payload(formats_dir: Path) -> tuple[str, str, bytes]:
+    text = _bytes(formats_dir, "philips_sierra_xml/129DYPRG.XML").decode("utf-8")
+    payload = re.search(r"<parsedwaveforms[^>]*>([^<]*)<", text).group(1)
+    return text, payload, base64.b64decode("".join(payload.split()))
+
+
+@settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(st.data())
+def test_corrupted_xli_data_is_read_or_refused_by_name_never_anything_else(formats_dir, data):
+    """Real XLI chunks with bytes overwritten anywhere (headers and LZW codes alike), then the whole file: the reader
+    either decodes something or raises EcgFormatError, and always ends."""
+    text, payload, compressed = _philips_xli_payload(formats_dir)
+    damaged = bytearray(compressed)
+    for _ in range(data.draw(st.integers(1, 8))):
+        damaged[data.draw(st.integers(0, len(damaged) - 1))] = data.draw(st.integers(0, 255))
+    try:
+        xli_decode(bytes(damaged))
+    except EcgFormatError as exc:
+        assert str(exc).startswith("Philips XLI")
+    rewritten = text.replace(payload, base64.b64encode(bytes(damaged)).decode())
+    try:
+        read_ecg(rewritten.encode("utf-8"))
+    except EcgFormatError as exc:
+        assert str(exc)
+
+
+def test_an_xli_decompression_bomb_is_refused(formats_dir):
+    """10-bit LZW codes each naming the entry being defined (the previous string plus its first byte): 875 bytes that
+    would expand to 245 KB per chunk. Decoding stops past the samples the file declares."""
+    codes = [0, *range(256, 256 + 699)]
+    bits = "".join(f"{code:010b}" for code in codes)
+    bits += "0" * (-len(bits) % 8)
+    payload = int(bits, 2).to_bytes(len(bits) // 8, "big")
+    chunk = len(payload).to_bytes(4, "little") + bytes(4) + payload
+    assert len(xli_decode(chunk, max_samples=200_000)[0]) > 100_000  # the bomb is real
+    with pytest.raises(EcgFormatError, match=r"decompresses past the 5500 samples"):
+        xli_decode(chunk, max_samples=5500)
+    text, payload_b64, _ = _philips_xli_payload(formats_dir)
+    with pytest.raises(EcgFormatError, match=r"decompresses past the 5500 samples"):
+        read_ecg(text.replace(payload_b64, base64.b64encode(chunk * 12).decode()).encode("utf-8"))

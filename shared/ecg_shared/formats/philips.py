@@ -40,6 +40,7 @@ from ecg_shared.formats.xli import xli_decode
 WHAT = "Philips XML"
 _RESIDUAL_LIMB_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF")
 _MAX_CALIBRATION_S = 1.5
+_MAX_DURATION_MS = 3_600_000  # carts record 10-60 s; the bound keeps a lying header from sizing a decompression bomb
 _STANDARD_ACQUISITIONS = {"STD-12", "10-WIRE", "STD 12", "12-LEAD"}
 
 
@@ -67,7 +68,7 @@ def _channels(waveforms: Element, n_leads: int, n_samples: int) -> list[np.ndarr
     if waveforms.get("compressflag", "True").lower() == "false":
         method = "Uncompressed"
     if method.upper() == "XLI":
-        channels = xli_decode(data)
+        channels = xli_decode(data, max_samples=n_samples, max_chunks=n_leads)
     elif method.lower() in ("uncompressed", "none"):
         if len(data) < 2 * n_leads * n_samples:
             raise EcgFormatError(
@@ -156,6 +157,8 @@ def read_philips(data: bytes, source: str | None = None) -> Record:
     n_samples = round(duration_ms * rate / 1000.0)
     if rate <= 0 or n_samples <= 0:
         raise EcgFormatError(f"{WHAT}: {rate} Hz over {duration_ms} ms is no recording")
+    if duration_ms > _MAX_DURATION_MS:
+        raise EcgFormatError(f"{WHAT}: durationperchannel {duration_ms:g} ms is over an hour, not a cart's recording")
     labels = _lead_labels(waveforms, signal)
     channels = _channels(waveforms, len(labels), n_samples)
     if waveforms.get("signalsigned", "True").lower() == "false":

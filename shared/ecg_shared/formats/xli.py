@@ -19,7 +19,7 @@ _LAST_CODE = (1 << _CODE_BITS) - 2  # the highest code in the dictionary; 1023 e
 _HEADER_BYTES = 8
 
 
-def _lzw_decode(payload: bytes) -> bytes:
+def _lzw_decode(payload: bytes, max_bytes: int) -> bytes:
     table: list[bytes] = [bytes([code]) for code in range(256)]
     out = bytearray()
     previous = b""
@@ -47,6 +47,10 @@ def _lzw_decode(payload: bytes) -> bytes:
         if previous and len(table) <= _LAST_CODE:
             table.append(previous + entry[:1])
         out += entry
+        if len(out) > max_bytes:  # a decompression bomb: LZW turns 10 bits into up to 1 KiB
+            raise EcgFormatError(
+                f"Philips XLI: a chunk decompresses past the {max_bytes // 2} samples the file declares"
+            )
         previous = entry
     return bytes(out)
 
@@ -65,11 +69,15 @@ def _predict(words: np.ndarray, start: int) -> np.ndarray:
     return samples.astype(np.int16)  # the device's 16-bit arithmetic: wrap, as its encoder did
 
 
-def xli_decode(data: bytes) -> list[np.ndarray]:
-    """Every lead's samples (int16 counts), in the order of the chunks."""
+def xli_decode(data: bytes, max_samples: int = 1 << 20, max_chunks: int | None = None) -> list[np.ndarray]:
+    """The samples (int16 counts) of the first ``max_chunks`` chunks (all by default), in their order.
+
+    A chunk that decompresses to more than ``max_samples`` samples is refused, so a crafted stream cannot expand
+    10-bit codes into gigabytes.
+    """
     leads: list[np.ndarray] = []
     offset = 0
-    while offset < len(data):
+    while offset < len(data) and (max_chunks is None or len(leads) < max_chunks):
         if len(data) - offset < _HEADER_BYTES:
             raise EcgFormatError(f"Philips XLI: {len(data) - offset} stray bytes after lead {len(leads)}")
         size = int.from_bytes(data[offset : offset + 4], "little", signed=True)
@@ -80,7 +88,7 @@ def xli_decode(data: bytes) -> list[np.ndarray]:
                 f"Philips XLI: chunk {len(leads) + 1} claims {size} bytes but {len(data) - offset} remain "
                 "(truncated or corrupt data)"
             )
-        decoded = _lzw_decode(data[offset : offset + size])
+        decoded = _lzw_decode(data[offset : offset + size], 2 * max_samples + 1)
         offset += size
         if len(decoded) % 2:
             decoded += b"\x00"
