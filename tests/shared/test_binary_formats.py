@@ -7,6 +7,7 @@ import binascii
 import datetime
 import io
 import json
+import logging
 import struct
 import tracemalloc
 from pathlib import Path
@@ -89,12 +90,14 @@ def test_sample_decodes_with_its_leads_rate_duration_and_a_plausible_lead_ii(
 
 
 @pytest.mark.parametrize("name", sorted(PATIENT_FIELDS))
-def test_no_patient_field_reaches_the_record(formats_dir, name):
+def test_no_patient_field_reaches_the_record_or_the_logs(formats_dir, name, caplog):
     reader, _ = READERS[name]
-    record = reader(_bytes(formats_dir, name))
+    with caplog.at_level(logging.DEBUG):
+        record = reader(_bytes(formats_dir, name))
     text = repr(record.metadata)
     for value in PATIENT_FIELDS[name]:
         assert value not in text
+        assert value not in caplog.text
 
 
 @pytest.mark.parametrize("name, fmt", [(s[0], s[3]) for s in SAMPLES])
