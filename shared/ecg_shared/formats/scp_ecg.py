@@ -26,6 +26,7 @@ from __future__ import annotations
 import binascii
 import struct
 from dataclasses import dataclass
+from itertools import pairwise
 from typing import Any
 
 import numpy as np
@@ -423,6 +424,12 @@ def _decode_streams(encoded: _Encoded, counts: list[int], huffman: _Huffman | No
     return leads
 
 
+def _runs(protected: np.ndarray) -> list[tuple[int, int, bool]]:
+    """(start, end, protected) of each run of equal flags, end exclusive."""
+    edges = [0, *(np.flatnonzero(np.diff(protected)) + 1).tolist(), len(protected)]
+    return [(a, b, bool(protected[a])) for a, b in pairwise(edges) if b > a]
+
+
 def _bimodal_count(lead: _Lead, zones: list[tuple[int, int]], factor: int) -> tuple[int, np.ndarray]:
     """Stored samples for one lead under bimodal compression, and each full-rate sample's protected flag."""
     protected = np.zeros(lead.length, dtype=bool)
@@ -430,37 +437,19 @@ def _bimodal_count(lead: _Lead, zones: list[tuple[int, int]], factor: int) -> tu
         lo, hi = max(begin, lead.first), min(end, lead.last)
         if hi >= lo:
             protected[lo - lead.first : hi - lead.first + 1] = True
-    count, k = 0, 0
-    while k < lead.length:  # runs of protected (full rate) and unprotected (decimated) samples
-        run_end = k
-        while run_end < lead.length and protected[run_end] == protected[k]:
-            run_end += 1
-        run = run_end - k
-        count += run if protected[k] else -(-run // factor)
-        k = run_end
+    count = sum(b - a if kept else -(-(b - a) // factor) for a, b, kept in _runs(protected))
     return count, protected
 
 
 def _expand_bimodal(stored: np.ndarray, protected: np.ndarray, factor: int) -> np.ndarray:
     """Full-rate samples: protected ones as stored, decimated ones interpolated between their blocks' centres."""
-    n = len(protected)
-    positions, values, k, s = [], [], 0, 0
-    while k < n:
-        run_end = k
-        while run_end < n and protected[run_end] == protected[k]:
-            run_end += 1
-        if protected[k]:
-            for t in range(k, run_end):
-                positions.append(t)
-                values.append(stored[s])
-                s += 1
+    positions: list[float] = []
+    for a, b, kept in _runs(protected):
+        if kept:
+            positions += range(a, b)
         else:
-            for block in range(k, run_end, factor):
-                positions.append((block + min(block + factor, run_end) - 1) / 2)
-                values.append(stored[s])
-                s += 1
-        k = run_end
-    return np.interp(np.arange(n), positions, values)
+            positions += [(block + min(block + factor, b) - 1) / 2 for block in range(a, b, factor)]
+    return np.interp(np.arange(len(protected)), positions, stored[: len(positions)])
 
 
 def read_scp_ecg(data: bytes, source: str | None = None) -> Record:
