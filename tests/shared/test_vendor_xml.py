@@ -308,3 +308,20 @@ def test_an_xli_decompression_bomb_is_refused(formats_dir):
     text, payload_b64, _ = _philips_xli_payload(formats_dir)
     with pytest.raises(EcgFormatError, match=r"decompresses past the 5500 samples"):
         read_ecg(text.replace(payload_b64, base64.b64encode(chunk * 12).decode()).encode("utf-8"))
+
+
+def test_aecg_with_lead_groups_in_several_sequence_sets_reads_the_fullest(formats_dir):
+    """A first sequence set holding only leads I and II (a cart's lead group) before the full one: the full set is the
+    recording, and the record says a set was left out."""
+    aecg = _bytes(formats_dir, "hl7_aecg/Example aECG.xml").decode("utf-8")
+    start = aecg.index("<sequenceSet>")
+    end = aecg.index("</sequenceSet>") + len("</sequenceSet>")
+    full = aecg[start:end]
+    v1 = full.index("<component>", full.index("MDC_ECG_LEAD_II"))
+    partial = full[:v1] + "</sequenceSet>"
+    assert partial.count("MDC_ECG_LEAD_") == 2
+    rewritten = aecg[:start] + partial + "</component><component>" + full + aecg[end:]
+    record = read_ecg(rewritten.encode("utf-8"))
+    assert record.lead_names == list(STANDARD_12_LEADS)
+    assert record.metadata["sequence_sets_left_out"] == 1
+    np.testing.assert_array_equal(record.signal, read_ecg(aecg.encode("utf-8")).signal)

@@ -4,7 +4,8 @@ The waveforms are ``component/series`` elements; the one coded ``RHYTHM`` is the
 sits under ``derivation/derivedSeries`` and is not read). A series holds one or more ``sequenceSet``s; in each, a
 time sequence (``TIME_ABSOLUTE`` / ``TIME_RELATIVE``, a ``GLIST_TS`` or ``GLIST_PQ`` whose ``increment`` gives the
 sampling interval in s or ms) and one ``SLIST_PQ`` per lead, coded ``MDC_ECG_LEAD_*``, whose values are
-``origin + scale × digits`` in the unit of ``scale`` (nV, µV, mV or V). The first sequence set holding leads is read.
+``origin + scale × digits`` in the unit of ``scale`` (nV, µV, mV or V). The sequence set with the most leads is read
+(the others, if a cart wrote lead groups one after another, are counted in ``metadata["sequence_sets_left_out"]``).
 
 Only the device (model, software, manufacturer), the filters and the series' start date (not the time) are kept;
 subjects, investigators, sites and trial identifiers are never read.
@@ -88,12 +89,19 @@ def _lead(sequence: Element, name: str) -> np.ndarray:
     return (origin + scale * counts).astype(np.float32)
 
 
-def _lead_sequences(series: Element) -> list[Element]:
+def _lead_sequences(series: Element) -> tuple[list[Element], int]:
+    """The sequence set with the most leads (the first of equals), and how many sets with leads there were: a cart
+    that records lead groups one after another writes one set per group, of which only one can be the recording."""
+    candidates = []
     for sequence_set in series.findall("component/sequenceSet"):
         sequences = sequence_set.findall("component/sequence")
-        if any(_code(s).startswith(_LEAD_PREFIX) for s in sequences):
-            return sequences
-    raise EcgFormatError(f"{WHAT}: the rhythm series has no sequence set with leads")
+        leads = sum(_code(s).startswith(_LEAD_PREFIX) for s in sequences)
+        if leads:
+            candidates.append((leads, sequences))
+    if not candidates:
+        raise EcgFormatError(f"{WHAT}: the rhythm series has no sequence set with leads")
+    most = max(leads for leads, _ in candidates)
+    return next(sequences for leads, sequences in candidates if leads == most), len(candidates)
 
 
 def _metadata(series: Element) -> dict:
@@ -127,7 +135,7 @@ def read_hl7_aecg(data: bytes, source: str | None = None) -> Record:
     if root.tag != "AnnotatedECG":
         raise EcgFormatError(f"{WHAT}: the root element is <{root.tag}>, not <AnnotatedECG>")
     series = _rhythm_series(root)
-    sequences = _lead_sequences(series)
+    sequences, n_sets = _lead_sequences(series)
     rate = _sampling_rate(sequences)
     names, columns = [], []
     for sequence in sequences:
@@ -139,6 +147,8 @@ def read_hl7_aecg(data: bytes, source: str | None = None) -> Record:
     if len(lengths) != 1 or lengths[0] == 0:
         raise EcgFormatError(f"{WHAT}: the leads hold different or zero sample counts ({lengths})")
     metadata = _metadata(series)
+    if n_sets > 1:
+        metadata["sequence_sets_left_out"] = n_sets - 1
     if source:
         metadata["source"] = source
     return in_standard_order(derive_limb_leads(Record(np.column_stack(columns), rate, names, metadata)))
