@@ -17,6 +17,8 @@ from sqlalchemy import text
 
 from tests.support.stack import Stack, start_stack
 
+pytestmark = pytest.mark.slow  # a stack of its own: inference, gateway and the Celery ingestion worker
+
 # What each sample file says of its patient (and of the people and places around the recording), as the file
 # spells it, from reading the files themselves (PROVENANCE.md names the files).
 PATIENT_FIELDS = {
