@@ -325,3 +325,11 @@ def test_aecg_with_lead_groups_in_several_sequence_sets_reads_the_fullest(format
     assert record.lead_names == list(STANDARD_12_LEADS)
     assert record.metadata["sequence_sets_left_out"] == 1
     np.testing.assert_array_equal(record.signal, read_ecg(aecg.encode("utf-8")).signal)
+
+
+def test_xml_with_long_comments_before_the_root_is_still_detected(formats_dir):
+    aecg = _bytes(formats_dir, "hl7_aecg/Example aECG.xml")
+    declaration_end = aecg.index(b"?>") + 2
+    padded = aecg[:declaration_end] + b"\n<!-- " + b"exported by a, b, c; " * 1000 + b"-->" + aecg[declaration_end:]
+    assert detect_format(padded) == "hl7_aecg"
+    assert read_ecg(padded).n_samples == 5000

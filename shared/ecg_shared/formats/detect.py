@@ -24,7 +24,7 @@ from ecg_shared.formats.wfdb_format import read_wfdb_path, read_wfdb_zip
 
 # Clinical formats, recognised from their content (magic bytes, XML root element) and read from bytes: name,
 # recogniser (given the first HEAD_BYTES), reader. Checked in this order, before the formats a file extension decides.
-HEAD_BYTES = 4096
+HEAD_BYTES = 65536
 ClinicalReader = Callable[..., Record]
 CLINICAL_FORMATS: tuple[tuple[str, Callable[[bytes], bool], ClinicalReader], ...] = (
     ("dicom_ecg", looks_like_dicom, read_dicom_ecg),

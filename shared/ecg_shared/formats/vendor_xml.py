@@ -18,7 +18,7 @@ import defusedxml.ElementTree
 
 from ecg_shared.formats.record import EcgFormatError
 
-_HEAD_BYTES = 4096
+_HEAD_BYTES = 65536  # room for the comments and DOCTYPE some exports put before the root element
 _MARKUP_BEFORE_ROOT = re.compile(r"<\?.*?\?>|<!--.*?-->|<!DOCTYPE[^>\[]*(\[.*?\])?\s*>", re.DOTALL)
 _ROOT_TAG = re.compile(r"<([A-Za-z_][\w.\-]*:)?([A-Za-z_][\w.\-]*)")
 
