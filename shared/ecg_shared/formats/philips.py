@@ -26,7 +26,7 @@ from xml.etree.ElementTree import Element
 import numpy as np
 
 from ecg_shared.formats.leads import derive_limb_leads, in_standard_order
-from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record
+from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record, normalise_lead_name
 from ecg_shared.formats.vendor_xml import (
     child_text,
     decode_base64,
@@ -159,7 +159,7 @@ def read_philips(data: bytes, source: str | None = None) -> Record:
         raise EcgFormatError(f"{WHAT}: {rate} Hz over {duration_ms} ms is no recording")
     if duration_ms > _MAX_DURATION_MS:
         raise EcgFormatError(f"{WHAT}: durationperchannel {duration_ms:g} ms is over an hour, not a cart's recording")
-    labels = _lead_labels(waveforms, signal)
+    labels = [normalise_lead_name(label) for label in _lead_labels(waveforms, signal)]
     channels = _channels(waveforms, len(labels), n_samples)
     if waveforms.get("signalsigned", "True").lower() == "false":
         channels = [channel.astype(np.uint16).astype(np.int32) for channel in channels]
