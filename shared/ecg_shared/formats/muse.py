@@ -57,7 +57,8 @@ def _lead_samples(lead: Element, name: str) -> np.ndarray:
     if len(raw) % size:
         raise EcgFormatError(f"{what}: {len(raw)} bytes of data is not a whole number of {size}-byte samples")
     crc = child_text(lead, "LeadDataCRC32")
-    if crc is not None and zlib.crc32(raw) != int(number(crc, f"{what} LeadDataCRC32")):
+    # Compared as unsigned 32 bits: a writer that prints the CRC as a signed integer states the same checksum.
+    if crc is not None and zlib.crc32(raw) != int(number(crc, f"{what} LeadDataCRC32")) & 0xFFFFFFFF:
         raise EcgFormatError(f"{what}: the waveform data fails its CRC-32 check (the file is corrupt or truncated)")
     counts = np.frombuffer(raw, dtype=_SAMPLE_TYPES[size])
     expected = child_text(lead, "LeadSampleCountTotal")
