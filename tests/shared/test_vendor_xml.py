@@ -333,3 +333,11 @@ def test_xml_with_long_comments_before_the_root_is_still_detected(formats_dir):
     padded = aecg[:declaration_end] + b"\n<!-- " + b"exported by a, b, c; " * 1000 + b"-->" + aecg[declaration_end:]
     assert detect_format(padded) == "hl7_aecg"
     assert read_ecg(padded).n_samples == 5000
+
+
+def test_aecg_digits_that_are_not_numbers_are_named(formats_dir):
+    aecg = _bytes(formats_dir, "hl7_aecg/Example aECG.xml")
+    start = aecg.index(b"<digits>", aecg.index(b"MDC_ECG_LEAD_II")) + len(b"<digits>")
+    broken = aecg[:start] + b"12 x7 " + aecg[start:]
+    with pytest.raises(EcgFormatError, match=r"lead II: the digits are not all numbers"):
+        read_ecg(broken)

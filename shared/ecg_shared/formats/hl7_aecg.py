@@ -13,6 +13,7 @@ subjects, investigators, sites and trial identifiers are never read.
 
 from __future__ import annotations
 
+import warnings
 from xml.etree.ElementTree import Element
 
 import numpy as np
@@ -83,8 +84,12 @@ def _lead(sequence: Element, name: str) -> np.ndarray:
     if digits is None:
         raise EcgFormatError(f"{what}: no digits")
     try:
-        counts = np.array(digits.split(), dtype=np.float64)
-    except ValueError:
+        # NumPy's C parser, without a Python string per sample (a list of them would take 25 times the text); the
+        # "could not be read to its end" warning for a stray token is turned into the error it announces.
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", DeprecationWarning)
+            counts = np.fromstring(digits, dtype=np.float64, sep=" ")
+    except (ValueError, DeprecationWarning):
         raise EcgFormatError(f"{what}: the digits are not all numbers") from None
     return (origin + scale * counts).astype(np.float32)
 
