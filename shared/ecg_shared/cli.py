@@ -53,8 +53,10 @@ def describe(path: Path, fmt: str | None = None, fs: float | None = None) -> dic
 
 @app.command()
 def inspect(
-    file: Path = typer.Argument(..., help="ECG file: Wellnest raw, WFDB .hea, CSV, .npy/.npz or a WFDB zip."),
-    format: str | None = typer.Option(None, "--format", help="Skip detection: wellnest, wfdb, csv, npy, npz."),  # noqa: A002
+    file: Path = typer.Argument(
+        ..., help="ECG file: MUSE/Philips/aECG XML, DICOM, SCP, EDF, ISHNE, Wellnest, WFDB .hea or zip, CSV, .npy/.npz."
+    ),
+    format: str | None = typer.Option(None, "--format", help="Skip detection: a format name (docs/formats.md)."),  # noqa: A002
     fs: float | None = typer.Option(None, "--fs", help="Sampling rate (Hz) for formats that carry none."),
     as_json: bool = typer.Option(False, "--json", help="Print one JSON object."),
 ) -> None:

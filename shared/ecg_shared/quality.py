@@ -14,6 +14,7 @@ from functools import lru_cache
 import numpy as np
 
 from ecg_shared.formats.record import Record
+from ecg_shared.preprocessing import LEAD_BY_LEAD_SAMPLES
 
 FLAT_PEAK_TO_PEAK_MV = 0.05
 CLIPPED_FRACTION = 0.02
@@ -60,13 +61,29 @@ def clipped_fraction(signal: np.ndarray) -> np.ndarray:
 
 
 def noise_fraction(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
-    """Per lead: share of (de-meaned) power outside the ECG band, from one real FFT."""
-    x = signal - signal.mean(axis=0, keepdims=True)
-    power = np.abs(np.fft.rfft(x, axis=0)) ** 2
-    freqs = np.fft.rfftfreq(x.shape[0], d=1.0 / sampling_rate)
+    """Per lead: share of (de-meaned) power outside the ECG band, from one real FFT (per lead for long recordings,
+    whose complex spectra of every lead at once would take about twelve times the float32 signal: same result)."""
+    freqs = np.fft.rfftfreq(signal.shape[0], d=1.0 / sampling_rate)
     in_band = (freqs >= NOISE_BAND_HZ[0]) & (freqs <= NOISE_BAND_HZ[1])
-    total = power.sum(axis=0) + 1e-12
-    return 1.0 - power[in_band].sum(axis=0) / total
+
+    means = signal.mean(axis=0, keepdims=True)
+
+    def fraction(columns: np.ndarray, mean: np.ndarray) -> np.ndarray:
+        x = columns - mean
+        power = np.abs(np.fft.rfft(x, axis=0)) ** 2
+        total = power.sum(axis=0) + 1e-12
+        return 1.0 - power[in_band].sum(axis=0) / total
+
+    if signal.size <= LEAD_BY_LEAD_SAMPLES or signal.shape[1] == 1:
+        return fraction(signal, means)
+    # Two leads per FFT call: as fast as all at once, a sixth of the memory, and the same single-precision sums (a
+    # reduction down one column alone runs in another order). An odd last lead goes with its neighbour.
+    n_leads = signal.shape[1]
+    parts = []
+    for start in range(0, n_leads, 2):
+        lo = min(start, n_leads - 2)
+        parts.append(fraction(signal[:, lo : lo + 2], means[:, lo : lo + 2])[start - lo :])
+    return np.concatenate(parts)
 
 
 @lru_cache(maxsize=16)

@@ -152,7 +152,7 @@ def test_explicit_format_overrides_detection(wellnest_sample):
     with pytest.raises(EcgFormatError):
         read_ecg(wellnest_sample.read_bytes(), format="csv")
     with pytest.raises(EcgFormatError, match="unknown format"):
-        read_ecg(b"1,2", format="edf")
+        read_ecg(b"1,2", format="holter-2000")
 
 
 def test_file_objects_are_read(wellnest_sample):

@@ -89,14 +89,16 @@ def _text_line(file: str, answer: dict | None, error: str | None) -> str:
 
 
 def classify(
-    files: list[Path] = typer.Argument(..., help="ECG files: Wellnest raw, WFDB .hea, CSV, .npy/.npz, WFDB zip."),
+    files: list[Path] = typer.Argument(
+        ..., help="ECG files: clinical XML, DICOM, SCP, EDF, ISHNE, Wellnest, WFDB, CSV, .npy/.npz."
+    ),
     model: str | None = typer.Option(None, "--model", help="Only this bundled model (e.g. rhythm-1lead)."),
     as_json: bool = typer.Option(False, "--json", help="One JSON object per line: the service's answer plus 'file'."),
     csv_path: Path | None = typer.Option(None, "--csv", help="Also write a CSV report (one row per file) here."),
     explain: bool = typer.Option(
         False, "--explain/--no-explain", help="Add occlusion explanations (each costs a forward pass per lead and s)."
     ),
-    fmt: str | None = typer.Option(None, "--format", help="Skip detection: wellnest, wfdb, csv, npy, npz."),
+    fmt: str | None = typer.Option(None, "--format", help="Skip detection: a format name (docs/formats.md)."),
     fs: float | None = typer.Option(None, "--fs", help="Sampling rate (Hz) for formats that carry none."),
     chunk: int = typer.Option(64, "--chunk", min=1, help="Files classified per onnxruntime call."),
 ) -> None:

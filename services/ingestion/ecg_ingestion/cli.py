@@ -71,7 +71,7 @@ def ingest(
     prefix: str | None = typer.Option(
         None, "--prefix", help="Take every blob under this prefix (no manifest).", rich_help_panel=SELECTION
     ),
-    format: str | None = typer.Option(None, "--format", help="wellnest, wfdb, csv, npy, npz (default: detect)."),  # noqa: A002
+    format: str | None = typer.Option(None, "--format", help="a format name (docs/formats.md; default: detect)."),  # noqa: A002
     queue: bool = typer.Option(False, "--queue", help="Enqueue for the ingestion workers; print the job id."),
     resume: int | None = typer.Option(None, "--resume", help="Run job ID again: it skips what is already stored."),
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),

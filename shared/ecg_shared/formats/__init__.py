@@ -3,6 +3,7 @@
 >>> record = read_ecg("A00001.hea")          # WFDB, detected from the extension
 >>> record = read_ecg(blob_bytes)              # Wellnest raw, detected from the frame sync bytes
 >>> record = read_ecg(f, format="csv", fs=500)
+>>> record = read_ecg(muse_xml_bytes)          # GE MUSE, Philips, HL7 aECG, DICOM, SCP-ECG, EDF, ISHNE: by content
 """
 
 from ecg_shared.formats.detect import FORMATS, detect_format, read_ecg

@@ -5,15 +5,40 @@ from __future__ import annotations
 import io
 import os
 import zipfile
+from collections.abc import Callable
 from pathlib import Path
 from typing import IO, Any
 
+from ecg_shared.formats.dicom_ecg import looks_like_dicom, read_dicom_ecg
+from ecg_shared.formats.edf import looks_like_edf, read_edf
+from ecg_shared.formats.hl7_aecg import looks_like_hl7_aecg, read_hl7_aecg
+from ecg_shared.formats.ishne import looks_like_ishne, read_ishne
+from ecg_shared.formats.muse import looks_like_muse, read_muse
+from ecg_shared.formats.philips import looks_like_philips, read_philips
 from ecg_shared.formats.record import EcgFormatError, Record
+from ecg_shared.formats.scp_ecg import looks_like_scp, read_scp_ecg
 from ecg_shared.formats.tabular import read_csv, read_numpy
+from ecg_shared.formats.vendor_xml import xml_root_name
 from ecg_shared.formats.wellnest import looks_like_wellnest, read_wellnest
 from ecg_shared.formats.wfdb_format import read_wfdb_path, read_wfdb_zip
 
-FORMATS = ("wellnest", "wfdb", "csv", "npy", "npz")
+# Clinical formats, recognised from their content (magic bytes, XML root element) and read from bytes: name,
+# recogniser (given the first HEAD_BYTES), reader. Checked in this order, before the formats a file extension decides.
+HEAD_BYTES = 65536
+ClinicalReader = Callable[..., Record]
+CLINICAL_FORMATS: tuple[tuple[str, Callable[[bytes], bool], ClinicalReader], ...] = (
+    ("dicom_ecg", looks_like_dicom, read_dicom_ecg),
+    ("edf", looks_like_edf, read_edf),
+    ("ishne", looks_like_ishne, read_ishne),
+    ("muse_xml", looks_like_muse, read_muse),
+    ("philips_xml", looks_like_philips, read_philips),
+    ("hl7_aecg", looks_like_hl7_aecg, read_hl7_aecg),
+    ("scp_ecg", looks_like_scp, read_scp_ecg),
+)
+_CLINICAL_READERS = {name: reader for name, _, reader in CLINICAL_FORMATS}
+_XML_ROOTS = "GE MUSE <RestingECG>, Philips <restingecgdata> or HL7 <AnnotatedECG>"
+
+FORMATS = ("wellnest", "wfdb", "csv", "npy", "npz", *_CLINICAL_READERS)
 _EXTENSIONS = {
     ".csv": "csv",
     ".txt": "csv",
@@ -55,6 +80,13 @@ def detect_format(data: bytes, name: str | None = None) -> str:
         if members and all(m.endswith(".npy") for m in members):
             return "npz"
         raise EcgFormatError("zip archive holds neither a WFDB record (.hea) nor NumPy arrays")
+    head = data[:HEAD_BYTES]
+    for fmt, recognises, _ in CLINICAL_FORMATS:
+        if recognises(head):
+            return fmt
+    root = xml_root_name(head)
+    if root is not None:
+        raise EcgFormatError(f"unknown ECG format: an XML document with root <{root}>, not {_XML_ROOTS}")
     if looks_like_wellnest(data):
         return "wellnest"
     suffix = Path(name).suffix.lower() if name else ""
@@ -69,7 +101,7 @@ def detect_format(data: bytes, name: str | None = None) -> str:
             raise EcgFormatError("a WFDB header alone holds no samples: send a zip of the .hea and its .dat/.mat")
         if "," in text:
             return "csv"
-    raise EcgFormatError("unknown ECG format: not Wellnest, WFDB (zip), CSV, .npy or .npz")
+    raise EcgFormatError(f"unknown ECG format: not {', '.join(FORMATS)}")
 
 
 def _as_bytes(source: Any) -> tuple[bytes, str | None]:
@@ -97,6 +129,8 @@ def _read_path(path: Path, fmt: str | None, hints: dict) -> Record:
 def _read_bytes(data: bytes, fmt: str | None, hints: dict, name: str | None) -> Record:
     fmt = fmt or detect_format(data, name)
     source = hints.pop("source", None) or name
+    if fmt in _CLINICAL_READERS:
+        return _CLINICAL_READERS[fmt](data, source=source)
     if fmt == "wellnest":
         return read_wellnest(data, gain=hints.get("gain"), source=source)
     if fmt == "wfdb":

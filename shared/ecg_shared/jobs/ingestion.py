@@ -28,11 +28,12 @@ from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
 from ecg_shared.db.models import Base
+from ecg_shared.formats import FORMATS
 
 INGESTION_TASK = "ecg_ingestion.run_ingestion_job"
 JOB_STATUSES = ("queued", "running", "succeeded", "failed")
 FINAL_STATUSES = ("succeeded", "failed")
-RECORD_FORMATS = ("wellnest", "wfdb", "csv", "npy", "npz")
+RECORD_FORMATS = FORMATS  # every format read_ecg reads
 DATASET_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9._-]{0,199}$"
 # Azure container names: 3-63 lower-case letters, digits and hyphens, starting and ending with a letter or digit.
 CONTAINER_PATTERN = r"^[a-z0-9][a-z0-9-]{1,61}[a-z0-9]$"

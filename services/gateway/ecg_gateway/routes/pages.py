@@ -8,6 +8,7 @@ from fastapi import APIRouter, Request
 from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
+from ecg_shared.formats import FORMATS
 from ecg_shared.settings import get_settings
 from ecg_shared.vocabulary import page_vocabulary
 
@@ -32,6 +33,7 @@ def _render(request: Request, path: str) -> HTMLResponse:
         "classify_requires_key": settings.classify_requires_key,
         "max_upload_bytes": settings.max_upload_bytes,
         "vocabulary": page_vocabulary(),
+        "formats": FORMATS,
     }
     return TEMPLATES.TemplateResponse(request, template, context)
 
