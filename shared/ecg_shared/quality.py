@@ -115,8 +115,15 @@ def noise_bursts(signal: np.ndarray, sampling_rate: float, powerline_hz: float) 
     n_windows = signal.shape[0] // max(window, 1)
     if sampling_rate < 50 or n_windows < 4:
         return [[] for _ in range(signal.shape[1])]
-    high = _high_frequency(signal, sampling_rate, powerline_hz)
-    rms = np.sqrt(np.mean(high[: n_windows * window].reshape(n_windows, window, -1) ** 2, axis=1))
+
+    def window_rms(columns: np.ndarray) -> np.ndarray:
+        high = _high_frequency(columns, sampling_rate, powerline_hz)
+        return np.sqrt(np.mean(high[: n_windows * window].reshape(n_windows, window, -1) ** 2, axis=1))
+
+    if signal.size <= LEAD_BY_LEAD_SAMPLES:
+        rms = window_rms(signal)
+    else:  # a long recording: one lead at a time bounds the filter's copies (the same result)
+        rms = np.column_stack([window_rms(signal[:, [k]])[:, 0] for k in range(signal.shape[1])])
     loud = rms >= np.maximum(BURST_RATIO * np.median(rms, axis=0), BURST_MIN_RMS_MV)
     bursts: list[list[tuple[float, float]]] = []
     for lead in range(signal.shape[1]):
