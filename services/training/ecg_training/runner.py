@@ -14,6 +14,7 @@ import traceback
 from collections.abc import Callable
 
 from ecg_shared.db import session_scope
+from ecg_shared.db.models import ModelVersion
 from ecg_shared.jobs.training import (
     EpochProgress,
     TrainingJobRequest,
@@ -23,6 +24,7 @@ from ecg_shared.jobs.training import (
     lock_running_attempt,
     record_epoch,
 )
+from ecg_shared.promotion import GateResult
 from ecg_shared.registry import active_versions, promote, register_version
 from ecg_shared.settings import get_settings
 from ecg_training.data import TrainingDataError, load_training_data
@@ -57,8 +59,11 @@ class _Heartbeat(threading.Thread):
         self._stop.set()
 
 
-def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bool) -> tuple[str, int, bool]:
-    """Register the version and finish the job in one transaction; returns (name, version, promoted)."""
+def _register(job_id: int, attempt: int, trained: TrainedModel, gate: GateResult | None) -> tuple[str, int, bool]:
+    """Register the version and finish the job in one transaction; returns (name, version, promoted).
+
+    With a ``gate`` (auto_promote), the version is promoted when the gate passed against the version that is still
+    active now (a promotion meanwhile voids the comparison)."""
     with session_scope() as session:
         job = lock_running_attempt(session, job_id, attempt)
         if job.cancel_requested:
@@ -70,7 +75,17 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bo
             metrics=trained.metrics,
             model_card={**trained.model_card, "version": trained.metadata.version},
         )
-        promoted = auto_promote and _beats_active(session, row.name, trained.metrics["primary"])
+        promoted, promotion = False, None
+        if gate is not None:
+            if gate.candidate is not None:
+                gate.candidate.version = row.version
+            compared = gate.active.version if gate.active is not None else None
+            current = next((v.version for v in active_versions(session) if v.name == row.name), None)
+            promoted = gate.passed and (compared == current or (gate.active is None and current is None))
+            why = (
+                gate.reason if promoted or not gate.passed else f"{gate.reason}; but v{current} was promoted meanwhile"
+            )
+            promotion = {**gate.model_dump(), "reason": why}
         if promoted:
             promote(session, row.name, row.version)
         finish_training_job(
@@ -80,19 +95,44 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bo
             "succeeded",
             model_name=row.name,
             model_version=row.version,
-            metrics={**trained.metrics, "promoted": promoted},
+            metrics={**trained.metrics, "promoted": promoted, "promotion_gate": promotion},
         )
         return row.name, row.version, promoted
 
 
-def _beats_active(session, name: str, primary: dict) -> bool:
-    """True when ``name`` has no active version, or the active one scored lower on the same metric (figures on
-    different metrics are not comparable: no automatic promotion then)."""
-    active = next((v for v in active_versions(session) if v.name == name), None)
-    if active is None:
-        return True
-    theirs = (active.metrics or {}).get("primary") or {}
-    return theirs.get("name") == primary["name"] and float(theirs.get("value", 1.0)) < primary["value"]
+def _promotion_gate(trained: TrainedModel, request: TrainingJobRequest) -> GateResult:
+    """The promotion gate for a trained, not yet registered version, run in this process (``ecg_inference.gate``)."""
+    from ecg_inference.gate import gate
+    from ecg_inference.models import load_model
+
+    candidate = load_model(trained.onnx_bytes, version=None)
+    candidate.version = None
+    unregistered = ModelVersion(
+        name=trained.metadata.name, onnx_metadata=trained.metadata.to_dict(), model_card=trained.model_card
+    )
+    try:
+        with session_scope() as session:
+            return gate(
+                session,
+                trained.metadata.name,
+                request.promotion_evaluation,
+                candidate=candidate,
+                candidate_row=unregistered,
+            )
+    except Exception as exc:  # e.g. the active version's file is gone: not promoted, and the job still succeeds
+        log.warning("promotion gate for %s could not run: %s: %s", trained.metadata.name, type(exc).__name__, exc)
+        return GateResult(
+            name=trained.metadata.name,
+            evaluation=request.promotion_evaluation,
+            metric=None,
+            n=0,
+            labels={},
+            skipped={},
+            candidate=None,
+            active=None,
+            passed=False,
+            reason=f"the promotion gate could not run: {type(exc).__name__}: {exc}",
+        )
 
 
 def run_training_job(
@@ -130,7 +170,8 @@ def run_training_job(
         heartbeat.beat()
         if heartbeat.cancelled.is_set():
             raise TrainingCancelled("cancelled before registration")
-        name, version, promoted = _register(job_id, attempt, trained, request.auto_promote)
+        gate = _promotion_gate(trained, request) if request.auto_promote else None
+        name, version, promoted = _register(job_id, attempt, trained, gate)
         log.info("training job %s succeeded: %s v%s%s", job_id, name, version, " (promoted)" if promoted else "")
         return "succeeded"
     except TrainingCancelled as exc:

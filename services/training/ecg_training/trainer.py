@@ -225,6 +225,7 @@ def model_card(
         ),
         "data": {
             "dataset": request.dataset,
+            "extra_datasets": request.extra_datasets,
             "filters": request.filters.model_dump(),
             "label_mapping": request.label_mapping,
             **data.summary(),
@@ -284,7 +285,8 @@ def model_card(
             "per recording, the mean over non-overlapping windows. Not a medical device; not for diagnosis."
         ),
         "limitations": [
-            f"Trained on {request.dataset} only ({sum(len(s) for s in data.splits().values())} recordings); "
+            f"Trained on {' + '.join(request.datasets)} only "
+            f"({sum(len(s) for s in data.splits().values())} recordings); "
             "performance on other devices, populations and lead placements is unknown until measured.",
             f"Expects the preprocessing stored in the ONNX metadata: leads {', '.join(data.spec.leads)}, resampled "
             f"to {data.spec.sampling_rate:g} Hz, {data.spec.window_s:g} s windows, {data.spec.normalisation} "

@@ -1,0 +1,42 @@
+"""The promotion gate's request and answer, shared by the inference service (which scores, ``ecg_inference.gate``),
+the gateway (which asks before promoting) and the training worker (``auto_promote``)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, Field
+
+REVIEWED = "reviewed"  # evaluation on the clinician-reviewed recordings (settled review labels)
+DEFAULT_MAX_RECORDINGS = 500
+
+
+class GateRequest(BaseModel):
+    name: str
+    version: int = Field(ge=1, le=2**31 - 1)
+    evaluation: str = Field(
+        REVIEWED, min_length=1, max_length=200, description="'reviewed' (the reviewed recordings) or a dataset name"
+    )
+    max_recordings: int = Field(DEFAULT_MAX_RECORDINGS, ge=1, le=20_000, description="the first N by id")
+
+
+class VersionScore(BaseModel):
+    version: int | None = Field(description="null for a version not registered yet (a training job's candidate)")
+    n: int = Field(description="evaluation recordings scored (those both versions can read)")
+    agreement: float | None = Field(description="share called as labelled (normal/abnormal)")
+    auc: float | None = Field(description="normal-vs-abnormal ROC AUC (null unless both kinds are present)")
+    sensitivity: float | None
+    specificity: float | None
+    threshold: float
+    score: float | None = Field(description="the compared figure")
+
+
+class GateResult(BaseModel):
+    name: str
+    evaluation: str
+    metric: str | None = Field(description="auc_abnormal or agreement: the figure compared")
+    n: int
+    labels: dict[str, int] = Field(description="evaluation recordings by label (normal, abnormal)")
+    skipped: dict[str, int] = Field(description="recordings left out, by reason")
+    candidate: VersionScore | None
+    active: VersionScore | None
+    passed: bool
+    reason: str
