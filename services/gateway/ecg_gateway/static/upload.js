@@ -26,6 +26,7 @@
 
   async function classify(file) {
     clearError();
+    Review.clear();
     if (!file) return;
     if (file.size === 0) { showError(`"${file.name}" is empty: choose an ECG recording.`); return; }
     const form = new FormData();
@@ -38,9 +39,10 @@
     dropZone.classList.add("busy");
     const started = performance.now();
     try {
-      const result = await api("/classify?trace=true&explain=true", { method: "POST", body: form });
+      const result = await api(`/classify?trace=true&explain=true${Review.keepParam()}`, { method: "POST", body: form });
       statusLine.textContent = `${file.name}: answered in ${Math.round(performance.now() - started)} ms`;
       render(result);
+      Review.show(result);
     } catch (err) {
       statusLine.textContent = "";
       showError(`Could not classify "${file.name}": ${err.message}`);
