@@ -38,19 +38,19 @@ def base_dataset(data_dir, database_url) -> str:
     return name
 
 
-def _upload(page, path) -> int:
-    page.set_input_files("#file-input", str(path))
-    page.locator("#review-kept").wait_for(timeout=30_000)
-    text = page.locator("#review-kept").inner_text()
+def _upload(tab, path) -> int:
+    tab.set_input_files("#file-input", str(path))
+    tab.locator("#review-kept").wait_for(timeout=30_000)
+    text = tab.locator("#review-kept").inner_text()
     return int(text.split("#")[1].split(" ")[0])
 
 
-def _review(page, reviewer: str, label: str, comment: str = "") -> None:
-    page.fill("#reviewer", reviewer)
-    page.check(f"input[name=review-label][value={label}]")
-    page.fill("#review-comment", comment)
-    page.click("#save-review")
-    page.locator(f"#review-list li[data-reviewer='{reviewer}']", has_text=label.capitalize()).wait_for(timeout=10_000)
+def _review(tab, reviewer: str, label: str, comment: str = "") -> None:
+    tab.fill("#reviewer", reviewer)
+    tab.check(f"input[name=review-label][value={label}]")
+    tab.fill("#review-comment", comment)
+    tab.click("#save-review")
+    tab.locator(f"#review-list li[data-reviewer='{reviewer}']", has_text=label.capitalize()).wait_for(timeout=10_000)
 
 
 def test_upload_keep_review_train_and_measure(page, gateway_url, wellnest_sample, data_dir, base_dataset, tmp_path):  # noqa: F811
