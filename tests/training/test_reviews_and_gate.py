@@ -39,9 +39,8 @@ def _store(session, data_dir, dataset: str, headers) -> list[int]:
 
 
 def test_review_labels_take_precedence_and_the_reviewed_dataset_trains_alone_or_with_others(db_session, data_dir):
-    from ecg_training.data import _select_candidates, load_training_data
-
     from ecg_shared.formats import read_ecg
+    from ecg_training.data import _select_candidates, load_training_data
 
     headers = sorted((data_dir / "ptbxl").glob("*.hea"))
     dataset = f"relabelled-{uuid.uuid4().hex[:6]}"
@@ -110,7 +109,7 @@ def _auto_promote(session, trained, evaluation: str):
     claim_training_job(session, job.id, "test-host", 60, 2)
     session.commit()
     gate = _promotion_gate(trained, request)
-    name, version, promoted = _register(job.id, 1, trained, gate)
+    _, version, promoted = _register(job.id, 1, trained, gate)
     session.expire_all()
     return version, promoted, get_training_job(session, job.id).metrics
 
