@@ -10,10 +10,8 @@ RUN python -m venv /opt/venv
 WORKDIR /src
 COPY requirements/constraints.txt requirements/constraints.txt
 COPY shared shared
-COPY services/inference services/inference
 COPY services/training services/training
-# ecg_inference without its onnxruntime extra: training pins onnxruntime itself (the promotion gate runs in process)
-RUN /opt/venv/bin/pip install ./shared ./services/inference './services/training' && /opt/venv/bin/pip check
+RUN /opt/venv/bin/pip install ./shared './services/training' && /opt/venv/bin/pip check
 
 # --- runtime: the slim base, the virtual environment, an unprivileged user ----------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -40,3 +40,19 @@ class GateResult(BaseModel):
     active: VersionScore | None
     passed: bool
     reason: str
+
+
+def unopposed(name: str, evaluation: str, reason: str = "no active version to compare with") -> GateResult:
+    """The gate's answer when there is nothing to compare against: it passes."""
+    return GateResult(
+        name=name, evaluation=evaluation, metric=None, n=0, labels={}, skipped={}, candidate=None, active=None,
+        passed=True, reason=reason,
+    )  # fmt: skip
+
+
+def refused(name: str, evaluation: str, reason: str) -> GateResult:
+    """The gate's answer when it could not compare (no data, or it could not run): not a pass."""
+    return GateResult(
+        name=name, evaluation=evaluation, metric=None, n=0, labels={}, skipped={}, candidate=None, active=None,
+        passed=False, reason=reason,
+    )  # fmt: skip

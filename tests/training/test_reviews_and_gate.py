@@ -99,22 +99,45 @@ def _trained(metadata, onnx: bytes):
     return TrainedModel(metadata, onnx, metrics, card, keras_model=None)
 
 
+@pytest.fixture(scope="module")
+def inference_service(database_url, azurite):
+    """The real inference service (the Procfile's entry): where auto_promote's gate scores the versions."""
+    from tests.support.stack import start_stack
+
+    with start_stack(
+        ["inference"], database_url=database_url, artifact_connection_string=azurite.connection_string
+    ) as stack:
+        yield stack.url("inference")
+
+
+@pytest.fixture()
+def gate_at(inference_service, monkeypatch):
+    from ecg_shared.settings import get_settings
+
+    monkeypatch.setenv("ECG_INFERENCE_URL", inference_service)
+    get_settings.cache_clear()
+    yield inference_service
+    monkeypatch.undo()
+    get_settings.cache_clear()
+
+
 def _auto_promote(session, trained, evaluation: str):
-    """The runner's path for one finished training: the gate, then registration in the job's transaction."""
+    """What run_training_job does once a model is trained: register it (job succeeded), then the gate."""
     from ecg_shared.jobs.training import claim_training_job, create_training_job, get_training_job
-    from ecg_training.runner import _promotion_gate, _register
+    from ecg_training.runner import _gate_and_promote, _register
 
     request = _request("x", auto_promote=True, promotion_evaluation=evaluation, name=trained.metadata.name)
     job = create_training_job(session, request)
     claim_training_job(session, job.id, "test-host", 60, 2)
     session.commit()
-    gate = _promotion_gate(trained, request)
-    _, version, promoted = _register(job.id, 1, trained, gate)
+    name, version, promoted = _register(job.id, 1, trained, request)
+    if not promoted:
+        promoted = _gate_and_promote(job.id, name, version, evaluation)
     session.expire_all()
     return version, promoted, get_training_job(session, job.id).metrics
 
 
-def test_auto_promote_is_gated_on_the_evaluation_data(db_session, data_dir, azurite):
+def test_auto_promote_is_gated_on_the_evaluation_data(db_session, data_dir, gate_at):
     from ecg_shared import registry
     from ecg_shared.formats import read_ecg
     from tests.inference.onnx_models import twelve_lead_metadata
@@ -123,11 +146,11 @@ def test_auto_promote_is_gated_on_the_evaluation_data(db_session, data_dir, azur
     abnormal = [h for h in sorted((data_dir / "ptbxl").glob("*.hea")) if read_ecg(h).label == "Abnormal"][:5]
     evaluation = f"gate-eval-{uuid.uuid4().hex[:6]}"
     _store(db_session, data_dir, evaluation, abnormal)
-    active = registry.register_version(
-        db_session, twelve_lead_metadata(name=name), _constant(twelve_lead_metadata(name=name), True)
-    )
-    registry.promote(db_session, name, active.version)
-    db_session.commit()
+
+    # The first version of a model has nothing to be compared with: promoted at registration.
+    says_abnormal = _trained(twelve_lead_metadata(name=name), _constant(twelve_lead_metadata(name=name), True))
+    first, promoted, metrics = _auto_promote(db_session, says_abnormal, evaluation)
+    assert promoted is True and metrics["promotion_gate"]["reason"] == "no active version to compare with"
 
     worse = _trained(twelve_lead_metadata(name=name), _constant(twelve_lead_metadata(name=name), False))
     version, promoted, metrics = _auto_promote(db_session, worse, evaluation)
@@ -135,11 +158,11 @@ def test_auto_promote_is_gated_on_the_evaluation_data(db_session, data_dir, azur
     gate = metrics["promotion_gate"]
     assert gate["passed"] is False and gate["metric"] == "agreement" and gate["n"] == 5
     assert gate["candidate"]["version"] == version and gate["candidate"]["agreement"] == 0.0
-    assert gate["active"]["version"] == active.version and gate["active"]["agreement"] == 1.0
+    assert gate["active"]["version"] == first and gate["active"]["agreement"] == 1.0
     assert registry.get_version(db_session, name, version).stage == "candidate"
-    assert registry.get_version(db_session, name, active.version).stage == "active"
+    assert registry.get_version(db_session, name, first).stage == "active"
 
-    # Nothing to compare on: not promoted either, and the job still succeeds with the reason.
+    # Nothing to compare on: not promoted either; the job has still succeeded, with the reason.
     version, promoted, metrics = _auto_promote(db_session, worse, "no-such-dataset")
     assert promoted is False and "nothing to compare on" in metrics["promotion_gate"]["reason"]
 
@@ -148,4 +171,19 @@ def test_auto_promote_is_gated_on_the_evaluation_data(db_session, data_dir, azur
     assert promoted is True and metrics["promotion_gate"]["passed"] is True
     db_session.expire_all()
     assert registry.get_version(db_session, name, version).stage == "active"
-    assert registry.get_version(db_session, name, active.version).stage == "archived"
+    assert registry.get_version(db_session, name, first).stage == "archived"
+
+
+def test_auto_promote_refuses_when_the_gate_cannot_be_asked(db_session, monkeypatch):
+    from ecg_shared.settings import get_settings
+    from ecg_training.runner import ask_gate
+    from tests.support.ports import free_port
+
+    monkeypatch.setenv("ECG_INFERENCE_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there
+    get_settings.cache_clear()
+    try:
+        gate = ask_gate("any-model", 2, "reviewed")
+    finally:
+        monkeypatch.undo()
+        get_settings.cache_clear()
+    assert gate.passed is False and "could not run: inference unreachable" in gate.reason

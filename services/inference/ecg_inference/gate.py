@@ -27,7 +27,15 @@ from ecg_shared.artifacts import ArtifactStore
 from ecg_shared.db.models import ModelVersion, Recording
 from ecg_shared.evaluation import evaluate
 from ecg_shared.formats.record import Record
-from ecg_shared.promotion import DEFAULT_MAX_RECORDINGS, REVIEWED, GateRequest, GateResult, VersionScore
+from ecg_shared.promotion import (
+    DEFAULT_MAX_RECORDINGS,
+    REVIEWED,
+    GateRequest,
+    GateResult,
+    VersionScore,
+    refused,
+    unopposed,
+)
 from ecg_shared.registry import get_version
 from ecg_shared.reviews import settled_labels
 
@@ -123,22 +131,18 @@ def _score(
 
 def compare(name: str, candidate: LoadedModel, active: LoadedModel | None, evaluation: EvaluationSet) -> GateResult:
     """Score both on the recordings both can read and decide (see the module docstring)."""
-    base = dict(name=name, evaluation=evaluation.name)
     if active is None or active.version == candidate.version:
-        what = "no active version to compare with" if active is None else "it is the active version"
-        return GateResult(
-            **base, metric=None, n=0, labels={}, skipped=evaluation.skipped, candidate=None, active=None,
-            passed=True, reason=what,
-        )  # fmt: skip
+        return unopposed(
+            name, evaluation.name, "no active version to compare with" if active is None else "it is the active version"
+        )
     theirs, ours = _calls(active, evaluation), _calls(candidate, evaluation)
     common = sorted(set(theirs) & set(ours))
     labels = {k: sum(evaluation.truth[i] == k for i in common) for k in ("normal", "abnormal")}
     if not common:
         why = "; ".join(f"{n} x {reason}" for reason, n in evaluation.skipped.items()) or "no labelled recordings"
-        return GateResult(
-            **base, metric=None, n=0, labels=labels, skipped=evaluation.skipped, candidate=None, active=None,
-            passed=False, reason=f"nothing to compare on in {evaluation.name!r} ({why})",
-        )  # fmt: skip
+        result = refused(name, evaluation.name, f"nothing to compare on in {evaluation.name!r} ({why})")
+        result.skipped = evaluation.skipped
+        return result
     mine, current = _score(candidate, ours, common, evaluation.truth), _score(active, theirs, common, evaluation.truth)
     metric = "auc_abnormal" if mine.auc is not None and current.auc is not None else "agreement"
     for score in (mine, current):
@@ -149,8 +153,8 @@ def compare(name: str, candidate: LoadedModel, active: LoadedModel | None, evalu
         f"{current.score:.3f} on {len(common)} recordings of {evaluation.name!r}"
     )
     return GateResult(
-        **base, metric=metric, n=len(common), labels=labels, skipped=evaluation.skipped, candidate=mine,
-        active=current, passed=passed, reason=reason,
+        name=name, evaluation=evaluation.name, metric=metric, n=len(common), labels=labels,
+        skipped=evaluation.skipped, candidate=mine, active=current, passed=passed, reason=reason,
     )  # fmt: skip
 
 

@@ -2,7 +2,9 @@
 
 Claim the job (safe against redelivery), keep a heartbeat (which also picks up cancellation), load and split the
 data, train, evaluate, export and check parity, then register the version and mark the job succeeded in ONE
-transaction, so a crash at any point leaves no half-registered model.
+transaction, so a crash at any point leaves no half-registered model. With ``auto_promote`` the committed version
+then goes through the promotion gate (the inference service scores it and the active version on the same evaluation
+data) and is promoted only if it scores at least as well; a crash before that leaves it a candidate.
 """
 
 from __future__ import annotations
@@ -13,8 +15,10 @@ import threading
 import traceback
 from collections.abc import Callable
 
+import httpx
+from sqlalchemy import text
+
 from ecg_shared.db import session_scope
-from ecg_shared.db.models import ModelVersion
 from ecg_shared.jobs.training import (
     EpochProgress,
     TrainingJobRequest,
@@ -23,8 +27,9 @@ from ecg_shared.jobs.training import (
     heartbeat_training_job,
     lock_running_attempt,
     record_epoch,
+    record_promotion,
 )
-from ecg_shared.promotion import GateResult
+from ecg_shared.promotion import GateRequest, GateResult, refused, unopposed
 from ecg_shared.registry import active_versions, promote, register_version
 from ecg_shared.settings import get_settings
 from ecg_training.data import TrainingDataError, load_training_data
@@ -59,11 +64,11 @@ class _Heartbeat(threading.Thread):
         self._stop.set()
 
 
-def _register(job_id: int, attempt: int, trained: TrainedModel, gate: GateResult | None) -> tuple[str, int, bool]:
+def _register(job_id: int, attempt: int, trained: TrainedModel, request: TrainingJobRequest) -> tuple[str, int, bool]:
     """Register the version and finish the job in one transaction; returns (name, version, promoted).
 
-    With a ``gate`` (auto_promote), the version is promoted when the gate passed against the version that is still
-    active now (a promotion meanwhile voids the comparison)."""
+    With auto_promote and no active version yet, the version is promoted here (the gate has nothing to compare
+    against); otherwise :func:`_gate_and_promote` decides once the version is committed."""
     with session_scope() as session:
         job = lock_running_attempt(session, job_id, attempt)
         if job.cancel_requested:
@@ -75,18 +80,9 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, gate: GateResult
             metrics=trained.metrics,
             model_card={**trained.model_card, "version": trained.metadata.version},
         )
-        promoted, promotion = False, None
-        if gate is not None:
-            if gate.candidate is not None:
-                gate.candidate.version = row.version
-            compared = gate.active.version if gate.active is not None else None
-            current = next((v.version for v in active_versions(session) if v.name == row.name), None)
-            promoted = gate.passed and (compared == current or (gate.active is None and current is None))
-            why = (
-                gate.reason if promoted or not gate.passed else f"{gate.reason}; but v{current} was promoted meanwhile"
-            )
-            promotion = {**gate.model_dump(), "reason": why}
-        if promoted:
+        gate = None
+        if request.auto_promote and not any(v.name == row.name for v in active_versions(session)):
+            gate = unopposed(row.name, request.promotion_evaluation)
             promote(session, row.name, row.version)
         finish_training_job(
             session,
@@ -95,44 +91,51 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, gate: GateResult
             "succeeded",
             model_name=row.name,
             model_version=row.version,
-            metrics={**trained.metrics, "promoted": promoted, "promotion_gate": promotion},
+            metrics={
+                **trained.metrics,
+                "promoted": gate is not None,
+                "promotion_gate": gate.model_dump() if gate else None,
+            },
         )
-        return row.name, row.version, promoted
+        return row.name, row.version, gate is not None
 
 
-def _promotion_gate(trained: TrainedModel, request: TrainingJobRequest) -> GateResult:
-    """The promotion gate for a trained, not yet registered version, run in this process (``ecg_inference.gate``)."""
-    from ecg_inference.gate import gate
-    from ecg_inference.models import load_model
-
-    candidate = load_model(trained.onnx_bytes, version=None)
-    candidate.version = None
-    unregistered = ModelVersion(
-        name=trained.metadata.name, onnx_metadata=trained.metadata.to_dict(), model_card=trained.model_card
-    )
+def ask_gate(name: str, version: int, evaluation: str) -> GateResult:
+    """The inference service's promotion gate (``POST /gate``) for a registered version; a gate that cannot be
+    asked refuses, with the reason."""
+    settings = get_settings()
+    body = GateRequest(name=name, version=version, evaluation=evaluation).model_dump()
     try:
-        with session_scope() as session:
-            return gate(
-                session,
-                trained.metadata.name,
-                request.promotion_evaluation,
-                candidate=candidate,
-                candidate_row=unregistered,
-            )
-    except Exception as exc:  # e.g. the active version's file is gone: not promoted, and the job still succeeds
-        log.warning("promotion gate for %s could not run: %s: %s", trained.metadata.name, type(exc).__name__, exc)
-        return GateResult(
-            name=trained.metadata.name,
-            evaluation=request.promotion_evaluation,
-            metric=None,
-            n=0,
-            labels={},
-            skipped={},
-            candidate=None,
-            active=None,
-            passed=False,
-            reason=f"the promotion gate could not run: {type(exc).__name__}: {exc}",
+        response = httpx.post(f"{settings.inference_url.rstrip('/')}/gate", json=body, timeout=settings.gate_timeout_s)
+    except httpx.HTTPError as exc:
+        return refused(
+            name, evaluation, f"the promotion gate could not run: inference unreachable ({type(exc).__name__})"
         )
+    if response.status_code != 200:
+        return refused(
+            name, evaluation, f"the promotion gate could not run: inference answered HTTP {response.status_code}"
+        )
+    return GateResult.model_validate(response.json())
+
+
+def _gate_and_promote(job_id: int, name: str, version: int, evaluation: str) -> bool:
+    """auto_promote for a committed version: promote it when the gate passes against the version that is still
+    active (a promotion meanwhile voids the comparison); the job's metrics record the gate either way."""
+    gate = ask_gate(name, version, evaluation)
+    with session_scope() as session:
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        current = next((v.version for v in active_versions(session) if v.name == name), None)
+        compared = gate.active.version if gate.active is not None else None
+        promoted = gate.passed and current == compared
+        if gate.passed and not promoted:
+            gate.reason += f"; but v{current} was promoted meanwhile"
+        if promoted:
+            promote(session, name, version)
+        record_promotion(session, job_id, promoted, gate.model_dump())
+    log.info(
+        "training job %s: %s v%s %s: %s", job_id, name, version, "promoted" if promoted else "not promoted", gate.reason
+    )
+    return promoted
 
 
 def run_training_job(
@@ -170,8 +173,9 @@ def run_training_job(
         heartbeat.beat()
         if heartbeat.cancelled.is_set():
             raise TrainingCancelled("cancelled before registration")
-        gate = _promotion_gate(trained, request) if request.auto_promote else None
-        name, version, promoted = _register(job_id, attempt, trained, gate)
+        name, version, promoted = _register(job_id, attempt, trained, request)
+        if request.auto_promote and not promoted:
+            promoted = _gate_and_promote(job_id, name, version, request.promotion_evaluation)
         log.info("training job %s succeeded: %s v%s%s", job_id, name, version, " (promoted)" if promoted else "")
         return "succeeded"
     except TrainingCancelled as exc:

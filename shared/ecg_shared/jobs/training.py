@@ -376,6 +376,14 @@ def finish_training_job(
     session.flush()
 
 
+def record_promotion(session: Session, job_id: int, promoted: bool, gate: dict[str, Any]) -> None:
+    """After auto_promote's gate (the job has succeeded): whether its version was promoted, and the comparison."""
+    job = session.get(TrainingJob, job_id, with_for_update=True)
+    if job is not None:
+        job.metrics = {**(job.metrics or {}), "promoted": promoted, "promotion_gate": gate}
+        session.flush()
+
+
 def fail_stale_training_jobs(session: Session, stale_after_s: float) -> list[int]:
     """Mark running jobs whose heartbeat is older than ``stale_after_s`` failed; returns their ids."""
     cutoff = _now() - timedelta(seconds=stale_after_s)
