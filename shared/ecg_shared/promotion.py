@@ -9,11 +9,18 @@ REVIEWED = "reviewed"  # evaluation on the clinician-reviewed recordings (settle
 DEFAULT_MAX_RECORDINGS = 500
 
 
+NAME_PATTERN = r"^[^\x00-\x1f]+$"  # no control characters (Postgres text cannot hold NUL)
+
+
 class GateRequest(BaseModel):
-    name: str
+    name: str = Field(min_length=1, max_length=100, pattern=NAME_PATTERN)
     version: int = Field(ge=1, le=2**31 - 1)
     evaluation: str = Field(
-        REVIEWED, min_length=1, max_length=200, description="'reviewed' (the reviewed recordings) or a dataset name"
+        REVIEWED,
+        min_length=1,
+        max_length=200,
+        pattern=NAME_PATTERN,
+        description="'reviewed' (the reviewed recordings) or a dataset name",
     )
     max_recordings: int = Field(DEFAULT_MAX_RECORDINGS, ge=1, le=20_000, description="the first N by id")
 

@@ -105,7 +105,11 @@ class ReviewRequest(BaseModel):
     @field_validator("comment")
     @classmethod
     def _comment(cls, value: str | None) -> str | None:
-        return value.strip() or None if value is not None else None
+        if value is None:
+            return None
+        if any(ord(c) < 32 and c not in "\n\t" for c in value):
+            raise ValueError("comment contains control characters")
+        return value.strip() or None
 
 
 class ReviewView(BaseModel):

@@ -64,10 +64,18 @@ def test_keeping_needs_the_key_and_keeps_no_patient_identifiers(client, data_dir
     wellnest = _keep(client, "sample-10s.raw", wellnest_sample.read_bytes())["kept"]
     assert client.get(f"/api/recordings/{wellnest['recording_id']}").json()["format"] == "wellnest"
 
+    # JSON samples are kept too (the recording is known by the hash of the body).
+    from ecg_shared.formats import read_ecg
 
-def test_two_reviewers_disagree_visibly_then_deleting_the_recording_deletes_the_reviews(
-    client, data_dir, database_url
-):
+    lead_ii = read_ecg(ptbxl).lead("II")
+    body = {"samples": [round(float(v), 4) for v in lead_ii], "sampling_rate": 100, "leads": ["II"]}
+    as_json = client.post("/classify", params={"keep": "true"}, json=body, headers=KEY)
+    assert as_json.status_code == 200, as_json.text
+    kept_json = client.get(f"/api/recordings/{as_json.json()['kept']['recording_id']}").json()
+    assert kept_json["format"] == "json" and kept_json["lead_names"] == ["II"] and kept_json["n_samples"] == 1000
+
+
+def test_two_reviewers_disagree_visibly_then_deleting_the_recording_deletes_the_reviews(client, data_dir, database_url):
     from sqlalchemy import func, select
 
     from ecg_shared.db import Classification, Review, session_scope
@@ -81,6 +89,8 @@ def test_two_reviewers_disagree_visibly_then_deleting_the_recording_deletes_the_
     assert bad.status_code == 422 and "label" in bad.text
     nameless = client.post(reviews_path, headers=KEY, json={"reviewer": "   ", "label": "normal"})
     assert nameless.status_code == 422 and "reviewer" in nameless.text
+    nul = client.post(reviews_path, headers=KEY, json={"reviewer": "A", "label": "normal", "comment": "a\x00b"})
+    assert nul.status_code == 422 and "control characters" in nul.text
     missing = client.post("/api/recordings/999999999/reviews", headers=KEY, json={"reviewer": "A", "label": "normal"})
     assert missing.status_code == 404 and "999999999" in missing.json()["detail"]
 
@@ -223,3 +233,5 @@ def test_the_gate_refuses_a_worse_candidate_without_force_and_promotes_it_with_f
     )
     assert overridden.status_code == 200 and overridden.json()["stage"] == "active"
     assert client.get(f"{base}/999/comparison").status_code == 404
+    assert client.get(f"{base}/{says_normal}/comparison", params={"evaluation": "a\x00b"}).status_code == 422
+    assert client.post("/api/models/a%00b/versions/1/promote", headers=KEY).status_code == 422

@@ -126,6 +126,7 @@ class TrainingJobRequest(BaseModel):
         "reviewed",
         min_length=1,
         max_length=200,
+        pattern=r"^[^\x00-\x1f]+$",
         description="the gate's evaluation data for auto_promote: 'reviewed' (the reviewed recordings) or a dataset",
     )
 
@@ -140,8 +141,8 @@ class TrainingJobRequest(BaseModel):
     @field_validator("extra_datasets")
     @classmethod
     def _datasets_named(cls, names: list[str]) -> list[str]:
-        if any(not name or len(name) > 200 for name in names):
-            raise ValueError("each extra dataset needs a name of 1 to 200 characters")
+        if any(not name or len(name) > 200 or any(ord(c) < 32 for c in name) for name in names):
+            raise ValueError("each extra dataset needs a name of 1 to 200 characters, without control characters")
         return list(dict.fromkeys(names))
 
     @property

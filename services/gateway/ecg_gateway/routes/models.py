@@ -13,7 +13,7 @@ from pydantic import BaseModel, Field
 from ecg_gateway.security import require_api_key
 from ecg_shared import registry
 from ecg_shared.db import ModelVersion, session_scope
-from ecg_shared.promotion import REVIEWED, GateRequest, GateResult
+from ecg_shared.promotion import NAME_PATTERN, REVIEWED, GateRequest, GateResult
 from ecg_shared.settings import get_settings
 
 router = APIRouter(prefix="/api/models", tags=["models"])
@@ -104,9 +104,11 @@ EVALUATION = Query(
     REVIEWED,
     min_length=1,
     max_length=200,
+    pattern=NAME_PATTERN,
     description="evaluation data: 'reviewed' (the clinician-reviewed recordings) or a dataset name",
 )
 VERSION = Path(ge=1, le=2**31 - 1)
+NAME = Path(min_length=1, max_length=100, pattern=NAME_PATTERN)
 
 
 async def _gate(request: Request, name: str, version: int, evaluation: str) -> GateResult:
@@ -129,7 +131,7 @@ async def _gate(request: Request, name: str, version: int, evaluation: str) -> G
     summary="Score this version and the active one on the same evaluation data (what promotion checks)",
 )
 async def compare_version(
-    request: Request, name: str, version: int = VERSION, evaluation: str = EVALUATION
+    request: Request, name: str = NAME, version: int = VERSION, evaluation: str = EVALUATION
 ) -> GateResult:
     """Both versions classify the evaluation recordings the way the inference service does and are scored with the
     training figures on the recordings both can read; ``passed`` says whether promotion would go ahead."""
@@ -145,7 +147,7 @@ async def compare_version(
 )
 async def promote_version(
     request: Request,
-    name: str,
+    name: str = NAME,
     version: int = VERSION,
     evaluation: str = EVALUATION,
     force: bool = Query(False, description="promote even if it scores lower or cannot be compared (skips the gate)"),
