@@ -90,6 +90,11 @@
           el("td", { text: Object.entries(p.validation).map(([k, v]) => `${k} ${formatNumber(v)}`).join(" · ") || "–" }),
           el("td", { text: formatNumber(p.seconds) }))))));
     }
+    const gate = job.metrics.promotion_gate;
+    if (gate) {  // auto_promote: what the promotion gate decided
+      parts.push(el("p", { class: "promotion", "data-promoted": String(job.metrics.promoted) },
+        el("strong", { text: job.metrics.promoted ? "Promoted" : "Not promoted" }), `: ${gate.reason}`));
+    }
     if (job.status === "succeeded" && Object.keys(job.metrics).length) {
       parts.push(el("h3", { text: "Test metrics" }), Metrics.summary(job.metrics), Metrics.confusion(job.metrics),
         Metrics.perClass(job.metrics));
