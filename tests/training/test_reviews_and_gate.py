@@ -77,6 +77,28 @@ def test_review_labels_take_precedence_and_the_reviewed_dataset_trains_alone_or_
     assert data.sources[dataset] == {"recordings": 29, "review_labels": 1}
     assert data.sources[REVIEWED_DATASET]["recordings"] == data.sources[REVIEWED_DATASET]["review_labels"] >= 1
     assert data.summary()["sources"] == data.sources
+    fitted = set(data.train.recording_ids + data.validation.recording_ids)
+    reviewed_ids = {corrected, kept_reviewed} | set(alone)
+    assert data.fit_on_reviewed == sorted(fitted & reviewed_ids)
+    assert data.summary()["fit_on_reviewed_recordings"] == data.fit_on_reviewed
+
+    # The gate does not score a version on reviewed recordings it was fitted on.
+    from ecg_inference.gate import fitted_on, load_evaluation
+    from ecg_shared.db.models import ModelVersion
+
+    version = ModelVersion(
+        name="m",
+        onnx_metadata={"classes": ["Normal", "Abnormal"], "normal_classes": ["Normal"], "unreadable_classes": []},
+        model_card={"data": {**data.summary(), "label_mapping": mapping}},
+    )
+    excluded = {rid: "fitted on it" for rid in fitted_on(version)}
+    evaluation = load_evaluation(db_session, "reviewed", version, 10_000, excluded)
+    assert corrected in set(evaluation.ids) ^ set(data.fit_on_reviewed)  # in exactly one of the two
+    assert not set(evaluation.ids) & set(data.fit_on_reviewed)
+    assert evaluation.skipped.get("fitted on it", 0) == len(data.fit_on_reviewed)
+    assert disputed not in evaluation.ids and kept_waiting not in evaluation.ids
+    truth = dict(zip(evaluation.ids, evaluation.truth, strict=True))
+    assert all(truth[rid] == "abnormal" for rid in {kept_reviewed} & set(truth))
 
     with pytest.raises(ValueError, match="extra dataset"):
         _request(dataset, extra_datasets=[""])

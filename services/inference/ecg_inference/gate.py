@@ -3,9 +3,10 @@
 Evaluation data is either the clinician-reviewed recordings (``"reviewed"``: every recording with a settled review
 label, see ``ecg_shared.reviews``) or a named dataset, whose labels become normal/abnormal through the candidate's
 own classes (its training ``label_mapping``, then its normal and unreadable classes); a settled review label takes
-precedence over the file's. Each version classifies each recording the way the service does (``prepare_runs`` and
-``model_result`` of :mod:`ecg_inference.classify`), and is scored with the training figures
-(``ecg_shared.evaluation.evaluate``) on the recordings BOTH versions can read.
+precedence over the file's. Reviewed recordings a version was fitted on (its model card's
+``data.fit_on_reviewed_recordings``: its train and validation splits) are left out. Each version classifies each
+recording the way the service does (``prepare_runs`` and ``model_result`` of :mod:`ecg_inference.classify`), and is
+scored with the training figures (``ecg_shared.evaluation.evaluate``) on the recordings BOTH versions can read.
 
 The figure compared: the normal-vs-abnormal ROC AUC when the evaluation holds both normal and abnormal recordings,
 else agreement (the share of recordings each version calls as labelled). The candidate passes when it scores at
@@ -45,6 +46,7 @@ log = logging.getLogger(__name__)
 @dataclass
 class EvaluationSet:
     name: str
+    ids: list[int] = field(default_factory=list)  # recording ids, one per record
     records: list[Record] = field(default_factory=list)
     truth: list[str] = field(default_factory=list)  # "normal" / "abnormal", one per record
     skipped: dict[str, int] = field(default_factory=dict)
@@ -67,8 +69,20 @@ def _truth(label: str, candidate: ModelVersion) -> str | None:
     return "normal" if cls in meta.get("normal_classes", []) else "abnormal"
 
 
-def load_evaluation(session: Session, evaluation: str, candidate: ModelVersion, max_recordings: int) -> EvaluationSet:
-    """The evaluation recordings and their truth (see the module docstring)."""
+def fitted_on(row: ModelVersion) -> set[int]:
+    """Reviewed recordings the version was trained or validated on (its model card says), never used to score it."""
+    return set(((row.model_card or {}).get("data") or {}).get("fit_on_reviewed_recordings") or [])
+
+
+def load_evaluation(
+    session: Session,
+    evaluation: str,
+    candidate: ModelVersion,
+    max_recordings: int,
+    excluded: dict[int, str] | None = None,
+) -> EvaluationSet:
+    """The evaluation recordings and their truth (see the module docstring), without ``excluded`` (id -> why)."""
+    excluded = excluded or {}
     settled = settled_labels().subquery()
     label = settled.c.label if evaluation == REVIEWED else func.coalesce(settled.c.label, Recording.label)
     query = select(Recording, label.label("truth_label")).outerjoin(settled, settled.c.recording_id == Recording.id)
@@ -79,11 +93,14 @@ def load_evaluation(session: Session, evaluation: str, candidate: ModelVersion, 
     found = EvaluationSet(evaluation)
     for row, raw in session.execute(query.order_by(Recording.id).limit(max_recordings)):
         truth = _truth(raw, candidate)
-        if truth is None:
+        if row.id in excluded:
+            found.skip(excluded[row.id])
+        elif truth is None:
             found.skip(f"label {raw!r} is not normal or abnormal for {candidate.name}")
-            continue
-        found.records.append(row.to_record())
-        found.truth.append(truth)
+        else:
+            found.ids.append(row.id)
+            found.records.append(row.to_record())
+            found.truth.append(truth)
         session.expunge(row)  # the signal is in the Record now; do not keep a second copy in the session
     return found
 
@@ -182,7 +199,10 @@ def gate(
     active = None
     if active_row is not None and active_row.version != candidate.version:
         active = load_version(session, name, active_row.version, store)
-    data = load_evaluation(session, evaluation, candidate_row, max_recordings)
+    excluded = {rid: "the candidate was fitted on it" for rid in fitted_on(candidate_row)}
+    if active_row is not None and active_row.version != candidate.version:
+        excluded |= {rid: f"v{active_row.version} was fitted on it" for rid in fitted_on(active_row)}
+    data = load_evaluation(session, evaluation, candidate_row, max_recordings, excluded)
     result = compare(name, candidate, active, data)
     log.info("promotion gate for %s v%s: %s", name, candidate.version, result.reason)
     return result

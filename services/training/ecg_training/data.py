@@ -73,11 +73,15 @@ class TrainingData:
     fingerprint: str
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
     sources: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> recordings, labelled by review
+    # Review-labelled recordings of the train and validation splits: the promotion gate leaves them out of its
+    # evaluation of this model (a model is not scored on what it was fitted to).
+    fit_on_reviewed: list[int] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
             "classes": self.classes,
             "sources": self.sources,
+            "fit_on_reviewed_recordings": self.fit_on_reviewed,
             "recordings": {name: len(part) for name, part in self.splits().items()},
             "class_counts": {name: part.counts(self.classes) for name, part in self.splits().items()},
             "skipped": self.skipped,
@@ -191,8 +195,15 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
 
     data = TrainingData(spec, classes, part(train), part(validation), part(test), digest.hexdigest(), dict(skipped))
     data.sources = _sources(session, ids)
+    data.fit_on_reviewed = _reviewed(session, data.train.recording_ids + data.validation.recording_ids)
     log.info("training data %s: %s", _names(request), data.summary()["recordings"])
     return data
+
+
+def _reviewed(session: Session, ids: list[int]) -> list[int]:
+    """Those of ``ids`` whose label is a settled review label."""
+    settled = settled_labels().subquery()
+    return sorted(session.scalars(select(settled.c.recording_id).where(settled.c.recording_id.in_(ids))))
 
 
 def _sources(session: Session, ids: list[int]) -> dict[str, dict[str, int]]:
