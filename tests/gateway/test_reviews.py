@@ -133,6 +133,36 @@ def test_two_reviewers_disagree_visibly_then_deleting_the_recording_deletes_the_
             assert left == 0
 
 
+def test_live_agreement_counts_settled_reviews_against_each_models_kept_call(client, data_dir):
+    def agreement() -> dict:
+        return {(m["name"], m["version"]): m for m in client.get("/api/reviews/agreement").json()["models"]}
+
+    before = agreement()
+    kept = _keep(client, "rec.zip", zip_wfdb_record(data_dir / "ptbxl" / "00004_lr.hea"))
+    recording_id = kept["kept"]["recording_id"]
+    calls = {(m["name"], m["version"]): m["call"] for m in kept["models"]}
+    label = calls[next(key for key in calls if key[0] == "normal-12lead")]  # agree with the 12-lead model
+    client.post(f"/api/recordings/{recording_id}/reviews", headers=KEY, json={"reviewer": "Dr Cy", "label": label})
+    after = agreement()
+    assert any(key in before for key in calls), "the models that answered should be the active ones"
+    for key, call in calls.items():
+        if key not in before:
+            continue  # not an active version (any more)
+        assert after[key]["reviewed"] == before[key]["reviewed"] + 1
+        assert after[key]["agreed"] == before[key]["agreed"] + (call == label)
+        assert after[key]["rate"] == pytest.approx(after[key]["agreed"] / after[key]["reviewed"])
+
+    other = "unreadable" if label != "unreadable" else "normal"
+    client.post(f"/api/recordings/{recording_id}/reviews", headers=KEY, json={"reviewer": "Dr Di", "label": other})
+    disputed = agreement()
+    for key in calls:
+        if key in before:
+            assert disputed[key]["reviewed"] == before[key]["reviewed"]
+            assert disputed[key]["disputed"] == before[key]["disputed"] + 1
+    client.delete(f"/api/recordings/{recording_id}", headers=KEY)
+    assert agreement() == before
+
+
 def test_the_api_documents_reviews_deletion_and_the_gate(client):
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]
