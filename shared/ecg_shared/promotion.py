@@ -3,7 +3,10 @@ the gateway (which asks before promoting) and the training worker (``auto_promot
 
 from __future__ import annotations
 
+import httpx
 from pydantic import BaseModel, Field
+
+from ecg_shared.settings import get_settings
 
 REVIEWED = "reviewed"  # evaluation on the clinician-reviewed recordings (settled review labels)
 DEFAULT_MAX_RECORDINGS = 500
@@ -63,3 +66,22 @@ def refused(name: str, evaluation: str, reason: str) -> GateResult:
         name=name, evaluation=evaluation, metric=None, n=0, labels={}, skipped={}, candidate=None, active=None,
         passed=False, reason=reason,
     )  # fmt: skip
+
+
+def ask_gate(name: str, version: int, evaluation: str = REVIEWED) -> GateResult:
+    """The inference service's promotion gate (``POST /gate`` at ECG_INFERENCE_URL) for a registered version, for
+    the training worker (``auto_promote``) and ``ecg models promote``; a gate that cannot be asked refuses, saying
+    why. (The gateway asks through its own async client.)"""
+    settings = get_settings()
+    body = GateRequest(name=name, version=version, evaluation=evaluation).model_dump()
+    try:
+        response = httpx.post(f"{settings.inference_url.rstrip('/')}/gate", json=body, timeout=settings.gate_timeout_s)
+    except httpx.HTTPError as exc:
+        return refused(
+            name, evaluation, f"the promotion gate could not run: inference unreachable ({type(exc).__name__})"
+        )
+    if response.status_code != 200:
+        return refused(
+            name, evaluation, f"the promotion gate could not run: inference answered HTTP {response.status_code}"
+        )
+    return GateResult.model_validate(response.json())

@@ -176,6 +176,7 @@ def test_auto_promote_is_gated_on_the_evaluation_data(db_session, data_dir, gate
 
     worse = _trained(twelve_lead_metadata(name=name), _constant(twelve_lead_metadata(name=name), False))
     version, promoted, metrics = _auto_promote(db_session, worse, evaluation)
+    worse_version = version
     assert promoted is False and metrics["promoted"] is False
     gate = metrics["promotion_gate"]
     assert gate["passed"] is False and gate["metric"] == "agreement" and gate["n"] == 5
@@ -195,10 +196,23 @@ def test_auto_promote_is_gated_on_the_evaluation_data(db_session, data_dir, gate
     assert registry.get_version(db_session, name, version).stage == "active"
     assert registry.get_version(db_session, name, first).stage == "archived"
 
+    # `ecg models promote` goes through the same gate; --force overrides it.
+    from typer.testing import CliRunner
+
+    from ecg_shared.cli import app
+
+    runner = CliRunner()
+    refused = runner.invoke(app, ["models", "promote", name, str(worse_version), "--evaluation", evaluation])
+    assert refused.exit_code == 1 and "not promoted: candidate agreement 0.000 < active" in refused.output
+    db_session.expire_all()
+    assert registry.get_version(db_session, name, worse_version).stage == "candidate"
+    forced = runner.invoke(app, ["models", "promote", name, str(worse_version), "--force"])
+    assert forced.exit_code == 0 and forced.output.strip() == f"{name} v{worse_version} is active"
+
 
 def test_auto_promote_refuses_when_the_gate_cannot_be_asked(db_session, monkeypatch):
+    from ecg_shared.promotion import ask_gate
     from ecg_shared.settings import get_settings
-    from ecg_training.runner import ask_gate
     from tests.support.ports import free_port
 
     monkeypatch.setenv("ECG_INFERENCE_URL", f"http://127.0.0.1:{free_port()}")  # nothing listens there

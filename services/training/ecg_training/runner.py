@@ -15,7 +15,6 @@ import threading
 import traceback
 from collections.abc import Callable
 
-import httpx
 from sqlalchemy import text
 
 from ecg_shared.db import session_scope
@@ -29,7 +28,7 @@ from ecg_shared.jobs.training import (
     record_epoch,
     record_promotion,
 )
-from ecg_shared.promotion import GateRequest, GateResult, refused, unopposed
+from ecg_shared.promotion import ask_gate, unopposed
 from ecg_shared.registry import active_versions, promote, register_version
 from ecg_shared.settings import get_settings
 from ecg_training.data import TrainingDataError, load_training_data
@@ -98,24 +97,6 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, request: Trainin
             },
         )
         return row.name, row.version, gate is not None
-
-
-def ask_gate(name: str, version: int, evaluation: str) -> GateResult:
-    """The inference service's promotion gate (``POST /gate``) for a registered version; a gate that cannot be
-    asked refuses, with the reason."""
-    settings = get_settings()
-    body = GateRequest(name=name, version=version, evaluation=evaluation).model_dump()
-    try:
-        response = httpx.post(f"{settings.inference_url.rstrip('/')}/gate", json=body, timeout=settings.gate_timeout_s)
-    except httpx.HTTPError as exc:
-        return refused(
-            name, evaluation, f"the promotion gate could not run: inference unreachable ({type(exc).__name__})"
-        )
-    if response.status_code != 200:
-        return refused(
-            name, evaluation, f"the promotion gate could not run: inference answered HTTP {response.status_code}"
-        )
-    return GateResult.model_validate(response.json())
 
 
 def _gate_and_promote(job_id: int, name: str, version: int, evaluation: str) -> bool:
