@@ -133,13 +133,15 @@ def test_upload_keep_review_train_and_measure(page, gateway_url, wellnest_sample
     with session_scope() as session:
         metadata = twelve_lead_metadata()
         candidate = registry.register_version(session, metadata, tiny_model(metadata, seed=11)).version
+    compared = api.get(f"/api/models/normal-12lead/versions/{candidate}/comparison", timeout=120)
+    assert compared.status_code == 200, compared.text
     page.reload()
     section = page.locator("section.model-section[data-model='normal-12lead']")
     section.locator(f"tr[data-version='{candidate}'] button").click()
     page.locator("#gate-table").wait_for(timeout=60_000)
     dialog = page.locator("#gate-dialog")
     assert "the clinician-reviewed recordings" in dialog.inner_text()
-    gate = api.get(f"/api/models/normal-12lead/versions/{candidate}/comparison").json()
+    gate = compared.json()
     assert gate["n"] >= 2 and f"{gate['n']} recordings both versions can read" in dialog.inner_text()
     assert page.locator("#gate-table tbody tr").count() == 2
     assert f"v{candidate}" in page.locator("#gate-table tbody tr").first.inner_text()

@@ -62,16 +62,24 @@ def _truth(label: str, candidate: ModelVersion) -> str | None:
     if label == "unreadable":
         return None
     meta = candidate.onnx_metadata or {}
-    mapping = ((candidate.model_card or {}).get("data") or {}).get("label_mapping") or {}
+    mapping = _card_data(candidate).get("label_mapping")
+    mapping = mapping if isinstance(mapping, dict) else {}
     cls = mapping.get(label, label)
     if cls not in meta.get("classes", []) or cls in meta.get("unreadable_classes", []):
         return None
     return "normal" if cls in meta.get("normal_classes", []) else "abnormal"
 
 
+def _card_data(row: ModelVersion) -> dict:
+    """The model card's ``data`` section, or {} (cards are free-form: a seeded or hand-written one may differ)."""
+    data = (row.model_card or {}).get("data") if isinstance(row.model_card, dict) else None
+    return data if isinstance(data, dict) else {}
+
+
 def fitted_on(row: ModelVersion) -> set[int]:
     """Reviewed recordings the version was trained or validated on (its model card says), never used to score it."""
-    return set(((row.model_card or {}).get("data") or {}).get("fit_on_reviewed_recordings") or [])
+    ids = _card_data(row).get("fit_on_reviewed_recordings")
+    return {int(i) for i in ids if isinstance(i, int)} if isinstance(ids, list) else set()
 
 
 def load_evaluation(
