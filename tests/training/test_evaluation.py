@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecg_training.evaluation import choose_threshold, evaluate, primary_metric
+from ecg_shared.evaluation import choose_threshold, evaluate, primary_metric
 
 CLASSES = ["N", "A", "O", "~"]
 

@@ -14,10 +14,10 @@ from datetime import UTC, datetime
 import keras
 import numpy as np
 
+from ecg_shared.evaluation import choose_threshold, evaluate, primary_metric
 from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
 from ecg_shared.model_metadata import ModelMetadata
 from ecg_training.data import RandomCrops, Split, TrainingData, mean_by_recording, recording_windows
-from ecg_training.evaluation import choose_threshold, evaluate, primary_metric
 from ecg_training.export import check_parity, to_onnx
 from ecg_training.families import build_model, float32_copy
 
