@@ -9,6 +9,7 @@ import httpx
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
+from sqlalchemy import text
 
 from ecg_gateway.security import require_api_key
 from ecg_shared import registry
@@ -165,6 +166,15 @@ async def promote_version(
 
     def promote() -> ModelVersionView:
         with session_scope() as session:
+            if gate is not None and gate.active is not None:  # the comparison holds only against that version
+                session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+                current = next((v.version for v in registry.active_versions(session) if v.name == name), None)
+                if current != gate.active.version:
+                    raise HTTPException(
+                        status.HTTP_409_CONFLICT,
+                        f"not promoted: v{current} became active while v{version} was compared with "
+                        f"v{gate.active.version}; compare again",
+                    )
             return version_view(registry.promote(session, name, version))
 
     try:

@@ -13,6 +13,7 @@ from ecg_shared import registry, reviews
 from ecg_shared.db import session_scope
 
 router = APIRouter(tags=["reviews"])
+NOT_FOUND = {404: {"description": "no recording with that id"}}
 RecordingId = Path(ge=1, le=2**63 - 1, description="the recording's id")
 
 
@@ -50,6 +51,7 @@ def _not_found(exc: reviews.ReviewNotFound) -> HTTPException:
     response_model=reviews.RecordingReviews,
     dependencies=[Depends(require_api_key)],
     summary="Review a recording: confirm or correct its label, or call it unreadable (API key)",
+    responses=NOT_FOUND,
 )
 def add_review(request: reviews.ReviewRequest, recording_id: int = RecordingId) -> reviews.RecordingReviews:
     """Stored with the reviewer's name and the time. A reviewer's second review of the same recording replaces
@@ -67,6 +69,7 @@ def add_review(request: reviews.ReviewRequest, recording_id: int = RecordingId) 
     "/api/recordings/{recording_id}/reviews",
     response_model=reviews.RecordingReviews,
     summary="A recording's kept classification, its reviews and whether reviewers disagree",
+    responses=NOT_FOUND,
 )
 def get_reviews(recording_id: int = RecordingId) -> reviews.RecordingReviews:
     with session_scope() as session:
@@ -103,6 +106,7 @@ def agreement() -> AgreementList:
     response_model=Deleted,
     dependencies=[Depends(require_api_key)],
     summary="Delete a recording with its kept classifications and reviews (API key)",
+    responses=NOT_FOUND,
 )
 def delete_recording(recording_id: int = RecordingId) -> Deleted:
     with session_scope() as session:
