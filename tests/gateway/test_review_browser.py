@@ -98,8 +98,9 @@ def test_upload_keep_review_train_and_measure(page, gateway_url, wellnest_sample
     form.locator("input[name=epochs]").fill("1")
     form.locator("input[name=normal_classes]").fill("normal")
     form.locator("button[type=submit]").click()
-    page.locator("#training-detail[data-job]").wait_for(timeout=10_000)
-    job_id = int(page.locator("#training-detail").get_attribute("data-job"))
+    mine = page.locator(f"#training-detail[data-model='{base_dataset}-cnn']")  # not an earlier test's job
+    mine.wait_for(timeout=10_000)
+    job_id = int(mine.get_attribute("data-job"))
     assert f"{base_dataset} + reviewed" in page.locator("#training-detail").inner_text()
     assert run_training_job(job_id) == "succeeded", api.get(f"/api/training-jobs/{job_id}").json()["error"]
     page.locator("#training-detail [data-status=succeeded]").wait_for(timeout=15_000)
