@@ -3,7 +3,7 @@
 1. upload a PTB-XL slice to Azurite as Wellnest device blobs, with the Excel manifest (`ecg dataset upload`);
 2. an ingestion job through the gateway (POST /api/ingestion-jobs), polled until the recordings are in Postgres;
 3. a short training job through the gateway (POST /api/training-jobs), polled epoch by epoch;
-4. the new model version promoted (POST /api/models/NAME/versions/V/promote);
+4. the new model version promoted if the promotion gate passes (POST /api/models/NAME/versions/V/promote);
 5. the real Wellnest device recording classified through POST /classify by the new version.
 
 Against `make up` (Docker), the ingestion worker reaches Azurite by its service name: pass
@@ -208,9 +208,16 @@ def main(argv: list[str] | None = None) -> int:
         f"accuracy {test.get('accuracy', float('nan')):.3f}"
     )
 
-    step(4, f"promote {MODEL_NAME} version {version}")
-    promoted = check(client.post(f"/api/models/{MODEL_NAME}/versions/{version}/promote"), "promote")
-    print(f"    {MODEL_NAME} v{promoted['version']} is now {promoted['stage']}")
+    step(4, f"promote {MODEL_NAME} version {version} if it passes the promotion gate")
+    versions = f"/api/models/{MODEL_NAME}/versions/{version}"
+    gate = check(client.get(f"{versions}/comparison", params={"evaluation": dataset}), "the promotion gate")
+    print(f"    gate on dataset {dataset!r} (the job's own data): {gate['reason']}")
+    if gate["passed"]:
+        promoted = check(client.post(f"{versions}/promote", params={"evaluation": dataset}), "promote")
+        print(f"    {MODEL_NAME} v{promoted['version']} is now {promoted['stage']}")
+    else:
+        version = gate["active"]["version"]
+        print(f"    not promoted: v{version} stays active (promote with force=true to override the gate)")
 
     step(5, f"POST /classify with the real Wellnest device recording {options.wellnest.name}")
     deadline = time.monotonic() + 60

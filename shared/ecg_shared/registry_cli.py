@@ -159,10 +159,34 @@ def show_command(name: str, version: int) -> None:
 
 
 @models_app.command("promote")
-def promote_command(name: str, version: int) -> None:
-    """Make NAME vVERSION the active version (the previous active one is archived)."""
-    from ecg_shared.registry import promote
+def promote_command(
+    name: str,
+    version: int,
+    evaluation: str = typer.Option(
+        "reviewed", "--evaluation", help="the gate's evaluation data: 'reviewed' or a dataset name"
+    ),
+    force: bool = typer.Option(False, "--force", help="promote even if it scores lower (skips the gate)"),
+) -> None:
+    """Make NAME vVERSION the active version (the previous active one is archived), if it passes the promotion gate:
+    the inference service (ECG_INFERENCE_URL) scores it and the active version on the same evaluation data."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.promotion import ask_gate
+    from ecg_shared.registry import RegistryError, active_versions, get_version, promote
 
+    if not force:
+        try:
+            with session_scope() as session:
+                get_version(session, name, version)
+                active = next((v.version for v in active_versions(session) if v.name == name), None)
+        except RegistryError as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
+        if active is not None and active != version:
+            gate = ask_gate(name, version, evaluation)
+            if not gate.passed:
+                typer.echo(f"error: not promoted: {gate.reason} (--force overrides the gate)", err=True)
+                raise typer.Exit(1)
+            typer.echo(f"gate: {gate.reason}")
     _change_stage(promote, name, version, "is active")
 
 

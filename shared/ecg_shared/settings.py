@@ -92,6 +92,8 @@ class Settings(BaseSettings):
     # Seconds the gateway waits for the inference service to connect / to answer before giving up with 503.
     inference_connect_timeout_s: float = 2.0
     inference_timeout_s: float = 30.0
+    # Seconds the gateway waits for the promotion gate (inference scoring two versions on the evaluation data).
+    gate_timeout_s: float = 300.0
     # Samples at most (all leads together) in a trace sent to the browser for plotting; longer ones are resampled.
     plot_max_points: int = 60000
     # Paper of the printable PDF report (POST /classify/report), landscape: "a4" (297 x 210 mm) or "letter".

@@ -278,14 +278,17 @@ def test_models_are_listed_and_a_version_promoted(client, database_url, active_m
     assert {v["version"]: v["stage"] for v in twelve["versions"]}[candidate] == "candidate"
     assert twelve["versions"][0]["classes"] == ["Normal", "Abnormal"] and len(twelve["versions"][0]["leads"]) == 12
 
-    promoted = client.post(f"/api/models/normal-12lead/versions/{candidate}/promote", headers=KEY)
+    # force: this test is about the registry's bookkeeping; the gate has tests of its own (test_reviews.py).
+    promoted = client.post(
+        f"/api/models/normal-12lead/versions/{candidate}/promote", params={"force": "true"}, headers=KEY
+    )
     assert promoted.status_code == 200, promoted.text
     assert promoted.json()["stage"] == "active"
     after = client.get("/api/models/normal-12lead").json()
     stages = {v["version"]: v["stage"] for v in after["versions"]}
     assert after["active_version"] == candidate and stages[previous] == "archived"
 
-    unknown = client.post("/api/models/normal-12lead/versions/999/promote", headers=KEY)
+    unknown = client.post("/api/models/normal-12lead/versions/999/promote", params={"force": "true"}, headers=KEY)
     assert unknown.status_code == 404 and "999" in unknown.json()["detail"]
     assert client.get("/api/models/no-such-model").status_code == 404
 

@@ -522,6 +522,10 @@ def test_start_a_short_training_job_and_watch_it_finish(page, stack, cinc_datase
     dialog = page.locator("#promote-dialog")
     assert "no active version" in dialog.inner_text()
     dialog.get_by_role("button", name="Promote v1").click()
+    # The promotion gate's dialog comes first: nothing active to compare with, so it passes.
+    page.locator("#gate-promote").wait_for(timeout=30_000)
+    assert "no active version to compare with" in page.locator("#gate-verdict").inner_text()
+    page.click("#gate-promote")
     page.locator("section[data-model='browser-test-model'] .badge-active").wait_for(timeout=10_000)
     assert "active v1" in page.locator("section[data-model='browser-test-model'] h2").inner_text()
     assert page.locator("#models-error").is_hidden()

@@ -18,12 +18,13 @@ RHYTHM_SPEC = PreprocessingSpec(sampling_rate=300, window_samples=9000, leads=("
 TWELVE_LEAD_SPEC = PreprocessingSpec(sampling_rate=100, window_samples=1000, leads=STANDARD_12_LEADS)
 
 
-def tiny_model(metadata: ModelMetadata, seed: int = 0, scale: float = 0.02) -> bytes:
+def tiny_model(metadata: ModelMetadata, seed: int = 0, scale: float = 0.02, bias: list[float] | None = None) -> bytes:
+    """``bias`` with ``scale=0`` gives a model whose answer is always softmax(bias), whatever the input."""
     spec = metadata.preprocessing
     features = spec.window_samples * len(spec.leads)
     rng = np.random.default_rng(seed)
     weights = (rng.standard_normal((features, len(metadata.classes))) * scale).astype(np.float32)
-    bias = rng.standard_normal(len(metadata.classes)).astype(np.float32)
+    bias = np.asarray(bias if bias is not None else rng.standard_normal(len(metadata.classes)), dtype=np.float32)
     graph = helper.make_graph(
         [
             helper.make_node("Reshape", [INPUT_NAME, "flat_shape"], ["flat"]),

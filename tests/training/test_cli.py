@@ -9,8 +9,6 @@ import onnxruntime as ort
 import pytest
 
 from ecg_shared.model_metadata import ModelMetadata
-from ecg_shared.registry import get_version, promote, register_version
-from ecg_training.runner import _beats_active
 from tests.support.ports import free_port
 from tests.training.conftest import ECG, unique_name
 from tests.training.test_worker import SMALL_JOB
@@ -106,23 +104,6 @@ def test_foreground_job_on_missing_data_exits_1_with_the_reason(training_env, da
     result = ecg(training_env, "train", "-d", "nothing-here", "--epochs", "1", *SMALL_JOB)
     assert result.returncode == 1
     assert "failed: TrainingDataError: dataset 'nothing-here' has no labelled recordings" in result.stderr
-
-
-def test_auto_promotion_needs_a_better_primary_metric(db_session, azurite):
-    from tests.shared.test_registry import metadata_of, tiny_onnx
-
-    name = unique_name("auto")
-    onnx_bytes = tiny_onnx(name, ["Normal", "Abnormal"], ("II",))
-    assert _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.5})  # nothing active yet
-    row = register_version(
-        db_session, metadata_of(onnx_bytes), onnx_bytes, metrics={"primary": {"name": "auc_abnormal", "value": 0.8}}
-    )
-    promote(db_session, name, row.version)
-    assert not _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.79})
-    assert not _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.8})
-    assert _beats_active(db_session, name, {"name": "auc_abnormal", "value": 0.81})
-    assert not _beats_active(db_session, name, {"name": "mean_f1_readable", "value": 0.99})  # not comparable
-    assert get_version(db_session, name, row.version).stage == "active"
 
 
 def test_queueing_without_a_broker_fails_and_leaves_no_queued_job(training_env, database_url):

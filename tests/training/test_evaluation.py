@@ -5,7 +5,7 @@ from __future__ import annotations
 import numpy as np
 import pytest
 
-from ecg_training.evaluation import (
+from ecg_shared.evaluation import (
     evaluate,
     primary_metric,
     sensitivity_at_specificity,

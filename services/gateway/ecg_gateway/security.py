@@ -45,3 +45,8 @@ def classify_access(given: str | None = Security(_api_key_header)) -> None:
     """Dependency for classify: open, or keyed when ECG_CLASSIFY_REQUIRES_KEY is true."""
     if get_settings().classify_requires_key:
         check_api_key(given)
+
+
+def given_api_key(given: str | None = Security(_api_key_header)) -> str | None:
+    """The key sent, unchecked: for endpoints where only some uses need it (``/classify?keep=true``)."""
+    return given

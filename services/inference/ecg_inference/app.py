@@ -21,6 +21,7 @@ from starlette.requests import ClientDisconnect
 
 from ecg_inference.batcher import MicroBatcher
 from ecg_inference.classify import ClassificationError, chosen_models, classify_submitting
+from ecg_inference.gate import GateRequest, GateResult, gate_registered
 from ecg_inference.request_body import read_classify_input
 from ecg_inference.watcher import ModelWatcher
 from ecg_shared.logs import RequestIdMiddleware, configure_service_logging
@@ -157,3 +158,20 @@ async def classify(request: Request, explain: bool | None = None, model: str | N
     REQUESTS.labels("200").inc()
     # Serialised by pydantic-core directly: the model is already validated, FastAPI need not do it again.
     return Response(answer.model_dump_json(), media_type="application/json")
+
+
+@app.post("/gate", response_model=GateResult)
+async def promotion_gate(request: GateRequest) -> GateResult:
+    """Score a registered version and the active one on the same evaluation data (``ecg_inference.gate``); the
+    gateway asks before promoting. Runs on a thread: the evaluation takes seconds, other requests go on."""
+    from ecg_shared.db import session_scope
+    from ecg_shared.registry import RegistryError
+
+    def run() -> GateResult:
+        with session_scope() as session:
+            return gate_registered(session, request)
+
+    try:
+        return await asyncio.to_thread(run)
+    except RegistryError as exc:
+        return JSONResponse({"detail": str(exc)}, status_code=404)

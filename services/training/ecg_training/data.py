@@ -18,14 +18,15 @@ import keras
 import numpy as np
 from sklearn.model_selection import train_test_split
 from sklearn.utils.class_weight import compute_class_weight
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
 from ecg_shared.beats import FeatureSpec, recording_features
-from ecg_shared.db.models import Recording
+from ecg_shared.db.models import Recording, Review
 from ecg_shared.formats.record import EcgFormatError
 from ecg_shared.jobs.training import TrainingJobRequest
 from ecg_shared.preprocessing import PreprocessingSpec, clean, window_batch
+from ecg_shared.reviews import REVIEWED_DATASET, settled_labels
 
 log = logging.getLogger(__name__)
 LOAD_CHUNK = 500
@@ -95,10 +96,16 @@ class TrainingData:
     test: Split
     fingerprint: str
     skipped: dict[str, int] = field(default_factory=dict)  # reason -> count
+    sources: dict[str, dict[str, int]] = field(default_factory=dict)  # dataset -> recordings, labelled by review
+    # Review-labelled recordings of the train and validation splits: the promotion gate leaves them out of its
+    # evaluation of this model (a model is not scored on what it was fitted to).
+    fit_on_reviewed: list[int] = field(default_factory=list)
 
     def summary(self) -> dict:
         return {
             "classes": self.classes,
+            "sources": self.sources,
+            "fit_on_reviewed_recordings": self.fit_on_reviewed,
             "recordings": {name: len(part) for name, part in self.splits().items()},
             "class_counts": {name: part.counts(self.classes) for name, part in self.splits().items()},
             "skipped": self.skipped,
@@ -110,34 +117,47 @@ class TrainingData:
 
 
 def _select_candidates(session: Session, request: TrainingJobRequest) -> list[tuple[int, str, str]]:
-    """(id, class, content hash) of every recording the request covers, before any signal is read."""
-    query = select(Recording.id, Recording.label, Recording.content_sha256).where(
-        Recording.dataset == request.dataset, Recording.label.is_not(None)
+    """(id, class, content hash) of every recording the request covers, before any signal is read.
+
+    A recording's label is its settled review label (every reviewer gave it) where it has one, else the file's.
+    Recordings of the reviewed dataset count only once reviewed; disputed ones wait until their reviewers agree."""
+    settled = settled_labels().subquery()
+    label = func.coalesce(settled.c.label, Recording.label)
+    disputed = Recording.id.in_(select(Review.recording_id)) & settled.c.label.is_(None)
+    query = (
+        select(Recording.id, label, Recording.content_sha256)
+        .outerjoin(settled, settled.c.recording_id == Recording.id)
+        .where(Recording.dataset.in_(request.datasets), label.is_not(None), ~disputed)
+        .where((Recording.dataset != REVIEWED_DATASET) | settled.c.label.is_not(None))
     )
     filters = request.filters
     if filters.labels:
-        query = query.where(Recording.label.in_(filters.labels))
+        query = query.where(label.in_(filters.labels))
     if filters.min_duration_s:
         query = query.where(Recording.n_samples >= filters.min_duration_s * Recording.sampling_rate)
     rows = session.execute(query.order_by(Recording.id)).all()
     if not rows:
-        raise TrainingDataError(f"dataset {request.dataset!r} has no labelled recordings matching the request")
+        raise TrainingDataError(f"dataset {_names(request)} has no labelled recordings matching the request")
     mapped = [(rid, request.label_mapping.get(label, label), digest) for rid, label, digest in rows]
     if request.classes is not None:
         mapped = [row for row in mapped if row[1] in request.classes]
         if not mapped:
-            raise TrainingDataError(f"no recording of {request.dataset!r} has a class among {request.classes}")
+            raise TrainingDataError(f"no recording of {_names(request)} has a class among {request.classes}")
     if filters.max_recordings and len(mapped) > filters.max_recordings:
         keep = np.random.default_rng(request.seed).choice(len(mapped), filters.max_recordings, replace=False)
         mapped = [mapped[i] for i in sorted(keep)]
     return mapped
 
 
+def _names(request: TrainingJobRequest) -> str:
+    return " + ".join(repr(name) for name in request.datasets)
+
+
 def _classes(request: TrainingJobRequest, labels: list[str]) -> list[str]:
     found = sorted(set(labels))
     classes = list(request.classes) if request.classes is not None else found
     if len(found) < 2:
-        raise TrainingDataError(f"dataset {request.dataset!r} has only one class ({found[0]!r}); need at least two")
+        raise TrainingDataError(f"dataset {_names(request)} has only one class ({found[0]!r}); need at least two")
     missing = sorted(set(request.normal_classes + request.unreadable_classes) - set(classes))
     if missing:
         raise TrainingDataError(f"normal/unreadable classes {missing} not found among the dataset's classes {classes}")
@@ -183,7 +203,7 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
     if len(signals) < 10:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in skipped.most_common(3))
         raise TrainingDataError(
-            f"only {len(signals)} usable recordings in {request.dataset!r}; need at least 10"
+            f"only {len(signals)} usable recordings in {_names(request)}; need at least 10"
             + (f" (skipped: {reasons})" if reasons else "")
         )
     y = np.array(labels, dtype=np.int64)
@@ -206,8 +226,28 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
         return Split([ids[i] for i in indices], chosen, y[indices], [infos[i] for i in indices], vectors)
 
     data = TrainingData(spec, classes, part(train), part(validation), part(test), digest.hexdigest(), dict(skipped))
-    log.info("training data %s: %s", request.dataset, data.summary()["recordings"])
+    data.sources = _sources(session, ids)
+    data.fit_on_reviewed = _reviewed(session, data.train.recording_ids + data.validation.recording_ids)
+    log.info("training data %s: %s", _names(request), data.summary()["recordings"])
     return data
+
+
+def _reviewed(session: Session, ids: list[int]) -> list[int]:
+    """Those of ``ids`` whose label is a settled review label."""
+    settled = settled_labels().subquery()
+    return sorted(session.scalars(select(settled.c.recording_id).where(settled.c.recording_id.in_(ids))))
+
+
+def _sources(session: Session, ids: list[int]) -> dict[str, dict[str, int]]:
+    """Per dataset: how many of the recordings used came from it, and how many of those carry a review's label."""
+    settled = settled_labels().subquery()
+    rows = session.execute(
+        select(Recording.dataset, func.count(), func.count(settled.c.label))
+        .outerjoin(settled, settled.c.recording_id == Recording.id)
+        .where(Recording.id.in_(ids))
+        .group_by(Recording.dataset)
+    ).all()
+    return {dataset: {"recordings": n, "review_labels": reviewed} for dataset, n, reviewed in rows}
 
 
 def crop_window(

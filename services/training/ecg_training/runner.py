@@ -2,7 +2,9 @@
 
 Claim the job (safe against redelivery), keep a heartbeat (which also picks up cancellation), load and split the
 data, train, evaluate, export and check parity, then register the version and mark the job succeeded in ONE
-transaction, so a crash at any point leaves no half-registered model.
+transaction, so a crash at any point leaves no half-registered model. With ``auto_promote`` the committed version
+then goes through the promotion gate (the inference service scores it and the active version on the same evaluation
+data) and is promoted only if it scores at least as well; a crash before that leaves it a candidate.
 """
 
 from __future__ import annotations
@@ -13,6 +15,8 @@ import threading
 import traceback
 from collections.abc import Callable
 
+from sqlalchemy import text
+
 from ecg_shared.db import session_scope
 from ecg_shared.jobs.training import (
     EpochProgress,
@@ -22,7 +26,9 @@ from ecg_shared.jobs.training import (
     heartbeat_training_job,
     lock_running_attempt,
     record_epoch,
+    record_promotion,
 )
+from ecg_shared.promotion import ask_gate, unopposed
 from ecg_shared.registry import active_versions, promote, register_version
 from ecg_shared.settings import get_settings
 from ecg_training.data import TrainingDataError, load_training_data
@@ -57,8 +63,11 @@ class _Heartbeat(threading.Thread):
         self._stop.set()
 
 
-def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bool) -> tuple[str, int, bool]:
-    """Register the version and finish the job in one transaction; returns (name, version, promoted)."""
+def _register(job_id: int, attempt: int, trained: TrainedModel, request: TrainingJobRequest) -> tuple[str, int, bool]:
+    """Register the version and finish the job in one transaction; returns (name, version, promoted).
+
+    With auto_promote and no active version yet, the version is promoted here (the gate has nothing to compare
+    against); otherwise :func:`_gate_and_promote` decides once the version is committed."""
     with session_scope() as session:
         job = lock_running_attempt(session, job_id, attempt)
         if job.cancel_requested:
@@ -70,8 +79,9 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bo
             metrics=trained.metrics,
             model_card={**trained.model_card, "version": trained.metadata.version},
         )
-        promoted = auto_promote and _beats_active(session, row.name, trained.metrics["primary"])
-        if promoted:
+        gate = None
+        if request.auto_promote and not any(v.name == row.name for v in active_versions(session)):
+            gate = unopposed(row.name, request.promotion_evaluation)
             promote(session, row.name, row.version)
         finish_training_job(
             session,
@@ -80,19 +90,33 @@ def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bo
             "succeeded",
             model_name=row.name,
             model_version=row.version,
-            metrics={**trained.metrics, "promoted": promoted},
+            metrics={
+                **trained.metrics,
+                "promoted": gate is not None,
+                "promotion_gate": gate.model_dump() if gate else None,
+            },
         )
-        return row.name, row.version, promoted
+        return row.name, row.version, gate is not None
 
 
-def _beats_active(session, name: str, primary: dict) -> bool:
-    """True when ``name`` has no active version, or the active one scored lower on the same metric (figures on
-    different metrics are not comparable: no automatic promotion then)."""
-    active = next((v for v in active_versions(session) if v.name == name), None)
-    if active is None:
-        return True
-    theirs = (active.metrics or {}).get("primary") or {}
-    return theirs.get("name") == primary["name"] and float(theirs.get("value", 1.0)) < primary["value"]
+def _gate_and_promote(job_id: int, name: str, version: int, evaluation: str) -> bool:
+    """auto_promote for a committed version: promote it when the gate passes against the version that is still
+    active (a promotion meanwhile voids the comparison); the job's metrics record the gate either way."""
+    gate = ask_gate(name, version, evaluation)
+    with session_scope() as session:
+        session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+        current = next((v.version for v in active_versions(session) if v.name == name), None)
+        compared = gate.active.version if gate.active is not None else None
+        promoted = gate.passed and current == compared
+        if gate.passed and not promoted:
+            gate.reason += f"; but v{current} was promoted meanwhile"
+        if promoted:
+            promote(session, name, version)
+        record_promotion(session, job_id, promoted, gate.model_dump())
+    log.info(
+        "training job %s: %s v%s %s: %s", job_id, name, version, "promoted" if promoted else "not promoted", gate.reason
+    )
+    return promoted
 
 
 def run_training_job(
@@ -130,7 +154,9 @@ def run_training_job(
         heartbeat.beat()
         if heartbeat.cancelled.is_set():
             raise TrainingCancelled("cancelled before registration")
-        name, version, promoted = _register(job_id, attempt, trained, request.auto_promote)
+        name, version, promoted = _register(job_id, attempt, trained, request)
+        if request.auto_promote and not promoted:
+            promoted = _gate_and_promote(job_id, name, version, request.promotion_evaluation)
         log.info("training job %s succeeded: %s v%s%s", job_id, name, version, " (promoted)" if promoted else "")
         return "succeeded"
     except TrainingCancelled as exc:

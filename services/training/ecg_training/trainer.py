@@ -17,17 +17,17 @@ import keras
 import numpy as np
 
 from ecg_shared.calibration import calibrate
-from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
-from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, ModelMetadata
-from ecg_training.calibration import calibration_report, fit_temperature
-from ecg_training.data import RandomCrops, Split, TrainingData, feature_spec, mean_by_recording, recording_windows
-from ecg_training.evaluation import (
+from ecg_shared.evaluation import (
     evaluate,
     primary_metric,
     subgroup_figures,
     threshold_for_sensitivity,
     with_intervals,
 )
+from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
+from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, ModelMetadata
+from ecg_training.calibration import calibration_report, fit_temperature
+from ecg_training.data import RandomCrops, Split, TrainingData, feature_spec, mean_by_recording, recording_windows
 from ecg_training.export import averaged_onnx, check_parity, finish_onnx, network_onnx
 from ecg_training.families import build_model, float32_copy
 from ecg_training.fusion import FeatureModel, choose_blend_weight, fit_feature_model, fused_onnx
@@ -337,6 +337,7 @@ def model_card(
         ),
         "data": {
             "dataset": request.dataset,
+            "extra_datasets": request.extra_datasets,
             "filters": request.filters.model_dump(),
             "label_mapping": request.label_mapping,
             **data.summary(),
@@ -417,7 +418,8 @@ def model_card(
             "abnormal recordings at the cost of false alarms. Not a medical device; not for diagnosis."
         ),
         "limitations": [
-            f"Trained on {request.dataset} only ({sum(len(s) for s in data.splits().values())} recordings); "
+            f"Trained on {' + '.join(request.datasets)} only "
+            f"({sum(len(s) for s in data.splits().values())} recordings); "
             "performance on other devices, populations and lead placements is unknown until measured.",
             f"Expects the preprocessing stored in the ONNX metadata: leads {', '.join(data.spec.leads)}, resampled "
             f"to {data.spec.sampling_rate:g} Hz, {data.spec.window_s:g} s windows, {data.spec.normalisation} "

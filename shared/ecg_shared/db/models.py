@@ -8,8 +8,10 @@ from typing import Any
 import numpy as np
 from sqlalchemy import (
     BigInteger,
+    CheckConstraint,
     DateTime,
     Float,
+    ForeignKey,
     Index,
     Integer,
     LargeBinary,
@@ -136,3 +138,51 @@ class ModelVersion(Base):
     training_job_id: Mapped[int | None] = mapped_column(BigInteger)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
     promoted_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+
+
+# --- Kept classifications and their clinician reviews (see ecg_shared.reviews) -----------------------------------
+
+REVIEW_LABELS = ("normal", "abnormal", "unreadable")
+
+
+class Classification(Base):
+    """A classification answer kept with its recording (``POST /classify?keep=true``): the verdict and, per model,
+    the version, class probabilities and call. Deleted with its recording."""
+
+    __tablename__ = "classifications"
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    verdict: Mapped[str] = mapped_column(String(20))  # normal, abnormal or unreadable
+    probability: Mapped[float] = mapped_column(Float)
+    rule: Mapped[str] = mapped_column(Text)
+    # One entry per model: name, version, family, predicted_class, call, p_abnormal, threshold, probabilities.
+    models: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+
+
+class Review(Base):
+    """A clinician's reading of a kept recording: the right label (or "unreadable") and an optional comment.
+
+    One review per reviewer and recording (a second one from the same person replaces the first); reviews of
+    different people are all kept. Deleted with its recording."""
+
+    __tablename__ = "reviews"
+    __table_args__ = (
+        UniqueConstraint("recording_id", "reviewer", name="uq_reviews_recording_reviewer"),
+        CheckConstraint("label IN ('normal', 'abnormal', 'unreadable')", name="ck_reviews_label"),
+    )
+
+    id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
+    recording_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
+    # The classification the reviewer saw (null when it is gone); deleted with it too.
+    classification_id: Mapped[int | None] = mapped_column(
+        BigInteger, ForeignKey("classifications.id", ondelete="CASCADE")
+    )
+    reviewer: Mapped[str] = mapped_column(String(100))
+    label: Mapped[str] = mapped_column(String(20))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
+    updated_at: Mapped[datetime] = mapped_column(
+        DateTime(timezone=True), server_default=func.now(), onupdate=func.now()
+    )

@@ -85,7 +85,13 @@ class TrainingJobRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid", allow_inf_nan=False)  # JSON would store inf as null: refused
 
-    dataset: str = Field(min_length=1, max_length=200)
+    dataset: str = Field(min_length=1, max_length=200, description="the dataset to train on ('reviewed': see below)")
+    extra_datasets: list[str] = Field(
+        default_factory=list,
+        max_length=20,
+        description="more datasets trained on with `dataset`, e.g. ['reviewed']: the clinician-reviewed recordings. "
+        "In every dataset a recording's settled review label takes precedence over the label its file carried",
+    )
     name: str | None = Field(
         None, pattern=MODEL_NAME_PATTERN, description="registry model name; default '<dataset>-<family>'"
     )
@@ -128,7 +134,18 @@ class TrainingJobRequest(BaseModel):
         0.9, gt=0, lt=1, description="the abnormal call's threshold reaches this sensitivity on the validation split"
     )
     mixed_precision: bool = Field(False, description="train under mixed_bfloat16 (measure: slower for these nets here)")
-    auto_promote: bool = Field(False, description="promote when the job's metric beats the active version's")
+    auto_promote: bool = Field(
+        False,
+        description="promote when the promotion gate passes: the new version scores at least as well as the active "
+        "one on `promotion_evaluation`",
+    )
+    promotion_evaluation: str = Field(
+        "reviewed",
+        min_length=1,
+        max_length=200,
+        pattern=r"^[^\x00-\x1f]+$",
+        description="the gate's evaluation data for auto_promote: 'reviewed' (the reviewed recordings) or a dataset",
+    )
 
     @field_validator("leads")
     @classmethod
@@ -137,6 +154,18 @@ class TrainingJobRequest(BaseModel):
         if len(set(normalised)) != len(normalised):
             raise ValueError(f"leads repeat: {leads}")
         return normalised
+
+    @field_validator("extra_datasets")
+    @classmethod
+    def _datasets_named(cls, names: list[str]) -> list[str]:
+        if any(not name or len(name) > 200 or any(ord(c) < 32 for c in name) for name in names):
+            raise ValueError("each extra dataset needs a name of 1 to 200 characters, without control characters")
+        return list(dict.fromkeys(names))
+
+    @property
+    def datasets(self) -> list[str]:
+        """Every dataset the job trains on, `dataset` first."""
+        return list(dict.fromkeys([self.dataset, *self.extra_datasets]))
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainingJobRequest:
@@ -363,6 +392,14 @@ def finish_training_job(
         setattr(job, key, value)
     _finish(job, status, error)
     session.flush()
+
+
+def record_promotion(session: Session, job_id: int, promoted: bool, gate: dict[str, Any]) -> None:
+    """After auto_promote's gate (the job has succeeded): whether its version was promoted, and the comparison."""
+    job = session.get(TrainingJob, job_id, with_for_update=True)
+    if job is not None:
+        job.metrics = {**(job.metrics or {}), "promoted": promoted, "promotion_gate": gate}
+        session.flush()
 
 
 def fail_stale_training_jobs(session: Session, stale_after_s: float) -> list[int]:

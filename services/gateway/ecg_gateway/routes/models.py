@@ -5,13 +5,19 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-from fastapi import APIRouter, Depends, HTTPException, Path, status
-from pydantic import BaseModel
+import httpx
+from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
+from fastapi.concurrency import run_in_threadpool
+from pydantic import BaseModel, Field
+from sqlalchemy import text
 
 from ecg_gateway.errors import COMMON_ERRORS, INT32_MAX, KEYED_ERRORS, error_responses
 from ecg_gateway.security import require_api_key
 from ecg_shared import registry
 from ecg_shared.db import ModelVersion, session_scope
+from ecg_shared.promotion import NAME_PATTERN, REVIEWED, GateRequest, GateResult
+from ecg_shared.schemas import ErrorAnswer
+from ecg_shared.settings import get_settings
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(*COMMON_ERRORS))
 VersionNumber = Annotated[int, Path(ge=1, le=INT32_MAX, description="the version number")]
@@ -93,19 +99,90 @@ def get_model(name: str) -> ModelView:
     return models[0]
 
 
+class Promotion(ModelVersionView):
+    forced: bool = Field(description="promoted with force=true, without the gate")
+    gate: GateResult | None = Field(description="the comparison that let it through (null when forced)")
+
+
+GATE_REFUSED = "the version scores lower than the active one (or cannot be compared); force=true overrides"
+EVALUATION = Query(
+    REVIEWED,
+    min_length=1,
+    max_length=200,
+    pattern=NAME_PATTERN,
+    description="evaluation data: 'reviewed' (the clinician-reviewed recordings) or a dataset name",
+)
+VERSION = Path(ge=1, le=2**31 - 1)
+NAME = Path(min_length=1, max_length=100, pattern=NAME_PATTERN)
+
+
+async def _gate(request: Request, name: str, version: int, evaluation: str) -> GateResult:
+    """Ask the inference service to score the version and the active one (``ecg_inference.gate``)."""
+    body = GateRequest(name=name, version=version, evaluation=evaluation).model_dump()
+    timeout = httpx.Timeout(get_settings().gate_timeout_s, connect=get_settings().inference_connect_timeout_s)
+    response = await request.app.state.inference.request("POST", "/gate", json=body, timeout=timeout)
+    if response.status_code == 404:
+        raise HTTPException(status.HTTP_404_NOT_FOUND, response.json().get("detail", "not found"))
+    if not response.is_success:
+        raise HTTPException(
+            status.HTTP_503_SERVICE_UNAVAILABLE, f"the promotion gate failed (HTTP {response.status_code})"
+        )
+    return GateResult.model_validate(response.json())
+
+
+@router.get(
+    "/{name}/versions/{version}/comparison",
+    response_model=GateResult,
+    summary="Score this version and the active one on the same evaluation data (what promotion checks)",
+)
+async def compare_version(
+    request: Request, name: str = NAME, version: int = VERSION, evaluation: str = EVALUATION
+) -> GateResult:
+    """Both versions classify the evaluation recordings the way the inference service does and are scored with the
+    training figures on the recordings both can read; ``passed`` says whether promotion would go ahead."""
+    return await _gate(request, name, version, evaluation)
+
+
 @router.post(
     "/{name}/versions/{version}/promote",
-    response_model=ModelVersionView,
+    response_model=Promotion,
     dependencies=[Depends(require_api_key)],
-    responses=error_responses(*KEYED_ERRORS, 404),
-    summary="Make this version the active one (the previous active version is archived)",
+    responses=error_responses(*KEYED_ERRORS, 404) | {409: {"model": ErrorAnswer, "description": GATE_REFUSED}},
+    summary="Make this version the active one, if it scores at least as well (the previous one is archived)",
 )
-def promote_version(name: str, version: VersionNumber) -> ModelVersionView:
-    """Committed before the answer is sent: a 200 means the inference service will pick the version up."""
-    try:
+async def promote_version(
+    request: Request,
+    name: str = NAME,
+    version: int = VERSION,
+    evaluation: str = EVALUATION,
+    force: bool = Query(False, description="promote even if it scores lower or cannot be compared (skips the gate)"),
+) -> Promotion:
+    """The gate (``GET .../comparison``) runs first: a version scoring lower than the active one on the evaluation
+    data, or one that cannot be compared on it, is refused with 409 unless ``force=true``. Committed before the
+    answer is sent: a 200 means the inference service will pick the version up."""
+    gate = None
+    if not force:
+        gate = await _gate(request, name, version, evaluation)
+        if not gate.passed:
+            raise HTTPException(
+                status.HTTP_409_CONFLICT, f"not promoted: {gate.reason}; promote with force=true to override"
+            )
+
+    def promote() -> ModelVersionView:
         with session_scope() as session:
-            row = registry.promote(session, name, version)
-            view = version_view(row)
+            if gate is not None and gate.active is not None:  # the comparison holds only against that version
+                session.execute(text("SELECT pg_advisory_xact_lock(hashtext(:name))"), {"name": name})
+                current = next((v.version for v in registry.active_versions(session) if v.name == name), None)
+                if current != gate.active.version:
+                    raise HTTPException(
+                        status.HTTP_409_CONFLICT,
+                        f"not promoted: v{current} became active while v{version} was compared with "
+                        f"v{gate.active.version}; compare again",
+                    )
+            return version_view(registry.promote(session, name, version))
+
+    try:
+        view = await run_in_threadpool(promote)
     except registry.RegistryError as exc:
         raise HTTPException(status.HTTP_404_NOT_FOUND, str(exc)) from None
-    return view
+    return Promotion(**view.model_dump(), forced=force, gate=gate)

@@ -108,14 +108,9 @@
     dialog.showModal();
   }
 
-  async function promote(name, version) {
+  function promote(name, version) {  // shows the gate's comparison first; promotes from there (promotion.js)
     errorBox.hidden = true;
-    try {
-      await api(`/api/models/${encodeURIComponent(name)}/versions/${version}/promote`, { method: "POST" });
-      await load();
-    } catch (err) {
-      showError(`Could not promote ${name} v${version}: ${err.message}`);
-    }
+    PromotionGate.open(name, version, () => { load(); PromotionGate.showAgreement(); });
   }
 
   function versionRow(model, v) {

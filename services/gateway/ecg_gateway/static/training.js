@@ -15,6 +15,7 @@
     const data = new FormData(form);
     const request = {
       dataset: data.get("dataset").trim(),
+      extra_datasets: words(data.get("extra_datasets") || ""),
       family: data.get("family"),
       epochs: Number(data.get("epochs")),
       batch_size: Number(data.get("batch_size")),
@@ -47,6 +48,8 @@
     }
   });
 
+  const datasets = (job) => [job.dataset, ...(job.request.extra_datasets || [])].join(" + ");
+
   function progressText(job) {
     return `epoch ${job.epoch} / ${job.epochs}`;
   }
@@ -57,7 +60,7 @@
       class: `selectable${job.id === selected ? " selected" : ""}`, "data-job": job.id,
       onclick: () => { selected = job.id; refresh(); },
     },
-    el("td", { text: job.id }), el("td", { text: job.model_name }), el("td", { text: job.dataset }),
+    el("td", { text: job.id }), el("td", { text: job.model_name }), el("td", { text: datasets(job) }),
     el("td", { text: job.family }), el("td", {}, el("span", { class: `badge badge-${job.status}`, text: job.status })),
     el("td", { text: progressText(job) }), el("td", { text: formatTime(job.created_at) }))));
   }
@@ -72,7 +75,7 @@
         el("span", { style: `width:${job.epochs ? (100 * job.epoch / job.epochs).toFixed(0) : 0}%` })),
       el("dl", { class: "kv" },
         el("dt", { text: "progress" }), el("dd", { text: progressText(job) }),
-        el("dt", { text: "dataset" }), el("dd", { text: job.dataset }),
+        el("dt", { text: "dataset" }), el("dd", { text: datasets(job) }),
         el("dt", { text: "started" }), el("dd", { text: formatTime(job.started_at) }),
         el("dt", { text: "finished" }), el("dd", { text: formatTime(job.finished_at) }),
         job.model_version ? [el("dt", { text: "model version" }), el("dd", {}, el("a", { href: "/models", text: `${job.model_name} v${job.model_version}` }))] : null,
@@ -86,6 +89,11 @@
           el("td", { text: formatNumber(p.loss) }),
           el("td", { text: Object.entries(p.validation).map(([k, v]) => `${k} ${formatNumber(v)}`).join(" · ") || "–" }),
           el("td", { text: formatNumber(p.seconds) }))))));
+    }
+    const gate = job.metrics.promotion_gate;
+    if (gate) {  // auto_promote: what the promotion gate decided
+      parts.push(el("p", { class: "promotion", "data-promoted": String(job.metrics.promoted) },
+        el("strong", { text: job.metrics.promoted ? "Promoted" : "Not promoted" }), `: ${gate.reason}`));
     }
     if (job.status === "succeeded" && Object.keys(job.metrics).length) {
       parts.push(el("h3", { text: "Test metrics" }), Metrics.summary(job.metrics), Metrics.confusion(job.metrics),

@@ -45,6 +45,7 @@
     document.getElementById("verdict-rule").textContent = "";
     document.getElementById("verdict-models").replaceChildren();
     clearError();
+    Review.clear();
   }
 
   function failed(fileName, message) {
@@ -69,10 +70,11 @@
     dropZone.classList.add("busy");
     const started = performance.now();
     try {
-      const result = await api("/classify?trace=true&explain=true", { method: "POST", body: form });
+      const result = await api(`/classify?trace=true&explain=true${Review.keepParam()}`, { method: "POST", body: form });
       if (mine !== upload) return;
       statusLine.textContent = `${file.name}: answered in ${Math.round(performance.now() - started)} ms`;
       render(file.name, result);
+      Review.show(result);
       document.dispatchEvent(new CustomEvent("ecg:classified", { detail: { file, format, fs } }));
     } catch (err) {
       if (mine !== upload) return;
