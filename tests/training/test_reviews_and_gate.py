@@ -208,6 +208,9 @@ def test_auto_promote_is_gated_on_the_evaluation_data(db_session, data_dir, gate
     assert registry.get_version(db_session, name, worse_version).stage == "candidate"
     forced = runner.invoke(app, ["models", "promote", name, str(worse_version), "--force"])
     assert forced.exit_code == 0 and forced.output.strip() == f"{name} v{worse_version} is active"
+    # leave no test model active: a stack sharing this database would serve it to the tests after this one
+    registry.archive(db_session, name, worse_version)
+    db_session.commit()
 
 
 def test_auto_promote_refuses_when_the_gate_cannot_be_asked(db_session, monkeypatch):
