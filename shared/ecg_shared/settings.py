@@ -76,10 +76,9 @@ class Settings(BaseSettings):
     # --- Training worker ------------------------------------------------------------------------------------------
     # A running job refreshes its heartbeat this often (seconds) and checks for cancellation as often.
     training_heartbeat_s: float = 10.0
-    # A redelivered job whose heartbeat is older than this is taken over from the start by the next worker.
-    training_stale_after_s: float = 60.0
-    # Training workers mark running jobs failed whose heartbeat is older than this (their worker is gone).
-    training_job_lost_after_s: float = 900.0
+    # A running job whose heartbeat is older than this (seconds) lost its worker: the training workers queue it again,
+    # to resume from its last epoch's checkpoint, or mark it failed once it used training_max_attempts.
+    training_stale_after_s: float = 45.0
     # How many times a job is started before a lost worker makes it fail for good.
     training_max_attempts: int = 2
 

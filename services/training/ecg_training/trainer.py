@@ -16,6 +16,7 @@ import numpy as np
 
 from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
 from ecg_shared.model_metadata import ModelMetadata
+from ecg_training.checkpoint import Checkpoint
 from ecg_training.data import RandomCrops, Split, TrainingData, mean_by_recording, recording_windows
 from ecg_training.evaluation import choose_threshold, evaluate, primary_metric
 from ecg_training.export import check_parity, to_onnx
@@ -40,11 +41,14 @@ class TrainedModel:
 
 @dataclass
 class TrainingHooks:
-    """How a run reports and is stopped: called at epoch ends / polled at batch ends."""
+    """How a run reports, is stopped and resumed: called at epoch ends / polled at batch ends."""
 
     on_epoch: Callable[[EpochProgress], None] | None = None
     on_batch: Callable[[int, int], None] | None = None  # (batch index within epoch, batches per epoch)
     cancelled: threading.Event | None = None
+    on_checkpoint: Callable[[Checkpoint], None] | None = None  # after each epoch, before on_epoch
+    resume_from: Checkpoint | None = None  # go on from this checkpoint's epoch
+    attempt: int = 1  # recorded in each epoch's progress
 
 
 def predict_recordings(model: keras.Model, split: Split, data: TrainingData, batch_size: int = 64) -> np.ndarray:
@@ -57,12 +61,42 @@ def predict_recordings(model: keras.Model, split: Split, data: TrainingData, bat
 class _Monitor(keras.callbacks.Callback):
     """Validation scoring, best-weights tracking, progress reporting and cancellation."""
 
-    def __init__(self, data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks, steps: int) -> None:
+    def __init__(
+        self, data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks, batches: RandomCrops
+    ) -> None:
         super().__init__()
-        self.data, self.request, self.hooks, self.steps = data, request, hooks, steps
+        self.data, self.request, self.hooks, self.batches = data, request, hooks, batches
+        self.steps = len(batches)
         self.best_score, self.best_weights, self.best_epoch = -np.inf, None, 0
         self.history: list[EpochProgress] = []
         self.started = time.monotonic()
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Restore the model, the optimizer, the best-so-far and the crops of ``checkpoint``."""
+        self.model.set_weights(checkpoint.weights)
+        optimizer = self.model.optimizer
+        optimizer.build(self.model.trainable_variables)
+        if len(optimizer.variables) != len(checkpoint.optimizer):
+            raise ValueError("the checkpoint's optimizer state does not fit this model")
+        for variable, value in zip(optimizer.variables, checkpoint.optimizer, strict=True):
+            variable.assign(value)
+        self.best_score, self.best_epoch = checkpoint.best_score, checkpoint.best_epoch
+        self.best_weights = checkpoint.best_weights
+        self.history = list(checkpoint.history)
+        self.batches.restore(checkpoint.crops)
+
+    def checkpoint(self, epochs_done: int) -> Checkpoint:
+        return Checkpoint(
+            epoch=epochs_done,
+            weights=self.model.get_weights(),
+            optimizer=[keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables],
+            best_score=float(self.best_score),
+            best_epoch=self.best_epoch,
+            best_weights=self.best_weights,
+            history=list(self.history),
+            crops=self.batches.state(),
+            fingerprint=self.data.fingerprint,
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.monotonic()
@@ -97,8 +131,11 @@ class _Monitor(keras.callbacks.Callback):
             loss=float((logs or {}).get("loss", float("nan"))),
             seconds=round(time.monotonic() - self.started, 2),
             validation={k: round(float(v), 5) for k, v in validation.items()},
+            attempt=self.hooks.attempt,
         )
         self.history.append(progress)
+        if self.hooks.on_checkpoint:
+            self.hooks.on_checkpoint(self.checkpoint(epoch + 1))
         log.info(
             "epoch %d/%d loss %.4f validation %s", progress.epoch, request.epochs, progress.loss, progress.validation
         )
@@ -107,7 +144,8 @@ class _Monitor(keras.callbacks.Callback):
 
 
 def fit(data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks) -> tuple[keras.Model, _Monitor]:
-    """Train ``request.family`` on random crops; returns the model holding its best epoch's weights."""
+    """Train ``request.family`` on random crops (from ``hooks.resume_from`` on, if given); returns the model holding
+    its best epoch's weights."""
     keras.utils.set_random_seed(request.seed)
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
     model = build_model(request.family, n_leads, n_classes, mixed_precision=request.mixed_precision)
@@ -116,8 +154,13 @@ def fit(data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks) -
         request.learning_rate, decay_steps=request.epochs * len(batches), alpha=0.05
     )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", jit_compile=False)
-    monitor = _Monitor(data, request, hooks, len(batches))
-    model.fit(batches, epochs=request.epochs, callbacks=[monitor], verbose=0)
+    monitor = _Monitor(data, request, hooks, batches)
+    monitor.set_model(model)
+    first_epoch = 0
+    if hooks.resume_from is not None:
+        monitor.resume(hooks.resume_from)
+        first_epoch = hooks.resume_from.epoch
+    model.fit(batches, epochs=request.epochs, initial_epoch=first_epoch, callbacks=[monitor], verbose=0)
     if hooks.cancelled is not None and hooks.cancelled.is_set():
         raise TrainingCancelled("cancelled during training")
     if monitor.best_weights is not None:
