@@ -102,6 +102,13 @@ class Settings(BaseSettings):
     ingest_concurrency: int = 32
     ingest_batch_size: int = 200
     ingest_decode_workers: int = 0
+    # A running job refreshes its heartbeat this often (seconds). One whose heartbeat is older than ingest_stale_after_s
+    # lost its worker: the ingestion workers queue it again (or fail it, see ingest_max_attempts).
+    ingest_heartbeat_s: float = 10.0
+    ingest_stale_after_s: float = 45.0
+    # Attempts at a job: an outage (database or storage unreachable) or a lost worker ends one, and the job goes on
+    # with the next (after 5, 10, 20, 40, 60 ... s for an outage) until they are used up; then it fails with the reason.
+    ingest_max_attempts: int = 5
     # Defaults for `ecg ingest` / `ecg dataset upload`, so secrets stay out of shell history.
     ingest_sas_token: SecretStr | None = None
     ingest_connection_string: SecretStr | None = None

@@ -47,7 +47,7 @@ class _Heartbeat(threading.Thread):
         self.job_id, self.attempt, self.interval_s = job_id, attempt, interval_s
         self.cancelled = threading.Event()
         self.lost = False
-        self._stop = threading.Event()
+        self._stopping = threading.Event()
 
     def beat(self) -> None:
         try:
@@ -62,11 +62,11 @@ class _Heartbeat(threading.Thread):
             self.cancelled.set()
 
     def run(self) -> None:
-        while not self._stop.wait(self.interval_s):
+        while not self._stopping.wait(self.interval_s):
             self.beat()
 
     def stop(self) -> None:
-        self._stop.set()
+        self._stopping.set()
 
 
 def _register(job_id: int, attempt: int, trained: TrainedModel, auto_promote: bool) -> tuple[str, int, bool]:
