@@ -41,6 +41,13 @@ class Settings(BaseSettings):
     # --- Signal processing ----------------------------------------------------------------------------------------
     powerline_hz: float = 50.0
 
+    # --- HTTP services (gateway, inference): slow clients ------------------------------------------------------------
+    # A request's head (request line and headers) must arrive within http_header_timeout_s of the connection (or of
+    # its first byte on a kept-alive connection), its body within http_body_timeout_s of the head; else 408 and the
+    # connection is closed (ecg_shared/http_server.py).
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 120.0
+
     # --- Inference service (services/inference) and `ecg classify` ------------------------------------------------
     # Where the service gets its models: "registry" (active versions, hot reloaded) or "bundled" (models_dir).
     inference_model_source: Literal["registry", "bundled"] = "registry"

@@ -1,6 +1,6 @@
 """The gateway: the upload web page and the public REST API; forwards classification to the inference service.
 
-Run: ``uvicorn ecg_gateway.app:app --host 0.0.0.0 --port 8000`` (the Procfile's ``gateway`` entry).
+Run: ``python -m ecg_gateway --host 0.0.0.0 --port 8000`` (the Procfile's ``gateway`` entry).
 """
 
 from __future__ import annotations
