@@ -37,6 +37,9 @@ class Settings(BaseSettings):
     wellnest_max_bad_fraction: float = 0.01
     # Recordings shorter than this (seconds) are rejected by the readers and the quality check.
     min_duration_s: float = 2.0
+    # The most a zip or .npz record may expand to (bytes), checked before inflating it: 64 MiB hold 90 minutes of
+    # 12-lead, 500 Hz, 16-bit ECG. Larger archives (zip bombs among them) are refused with the reason.
+    max_unzipped_bytes: int = 64 * 1024 * 1024
 
     # --- Signal processing ----------------------------------------------------------------------------------------
     powerline_hz: float = 50.0
@@ -70,6 +73,13 @@ class Settings(BaseSettings):
     # Occlusion explanations by default (the `explain` query parameter overrides), and their time resolution.
     explain: bool = True
     explain_segment_s: float = 1.0
+    # Explanations cost one model input per lead and window: recordings longer than this (seconds) are classified
+    # without one, and the answer's explanation_note says so.
+    explain_max_duration_s: float = 300.0
+    # Recordings longer than this (seconds) are prepared one at a time per worker process, on a thread of their own,
+    # and their model inputs go to onnxruntime after shorter requests' (in slices of the batch limit), so short
+    # requests are answered quickly while long ones run.
+    long_recording_s: float = 120.0
 
     # --- Artifact store (ONNX files of registered models) ---------------------------------------------------------
     # An Azure Storage connection string; the default is the Azurite emulator on its standard port.
