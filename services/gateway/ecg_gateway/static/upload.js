@@ -156,6 +156,7 @@
       + `${trace.duration_s.toFixed(1)} s · grid 1 mm / 5 mm · ${document.getElementById("speed").value} mm/s · `
       + `${document.getElementById("gain").value} mm/mV · 1 mV calibration pulse at the start of each lead`
       + (exp && segments.length ? ` · shaded: the time segments that most support "${exp.target_class}" (${exp.model})` : "")
+      + (!exp && current.result.explanation_note ? ` · ${current.result.explanation_note}` : "")
       + (layout.pxPerMm < Number(document.getElementById("zoom").value) ? " · zoom limited by the strip length" : "");
   }
 
