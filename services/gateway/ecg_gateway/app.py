@@ -17,7 +17,7 @@ from sqlalchemy.exc import OperationalError
 
 from ecg_gateway.forwarding import InferenceClient
 from ecg_gateway.metrics import MetricsMiddleware
-from ecg_gateway.routes import classify, health, jobs, models, pages, recordings
+from ecg_gateway.routes import classify, drift, health, jobs, models, pages, recordings
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger("ecg_gateway")
@@ -45,7 +45,7 @@ def create_app() -> FastAPI:
     app.add_middleware(GZipMiddleware, minimum_size=2048)  # traces for plotting are large JSON
     app.add_middleware(MetricsMiddleware)
     app.mount("/static", StaticFiles(directory=STATIC_DIR), name="static")
-    for module in (health, classify, recordings, models, jobs, pages):
+    for module in (health, classify, recordings, models, drift, jobs, pages):
         app.include_router(module.router)
 
     @app.exception_handler(OperationalError)

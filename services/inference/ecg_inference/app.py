@@ -20,6 +20,7 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, H
 
 from ecg_inference.batcher import MicroBatcher
 from ecg_inference.classify import ClassificationError, chosen_models, classify_submitting
+from ecg_inference.drift import record_answer
 from ecg_inference.request_body import read_classify_input
 from ecg_inference.watcher import ModelWatcher
 from ecg_shared.schemas import ClassifyResponse, classify_openapi_request_body
@@ -140,5 +141,6 @@ async def classify(request: Request, explain: bool | None = None, model: str | N
     answer = await classify_submitting(record, chosen, explaining, batcher.submit, read_ms, started, long_lane)
     LATENCY.observe(time.perf_counter() - started)
     REQUESTS.labels("200").inc()
+    record_answer(answer)
     # Serialised by pydantic-core directly: the model is already validated, FastAPI need not do it again.
     return Response(answer.model_dump_json(), media_type="application/json")

@@ -14,6 +14,7 @@ from datetime import UTC, datetime
 import keras
 import numpy as np
 
+from ecg_shared.drift import bucket_counts
 from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
 from ecg_shared.model_metadata import ModelMetadata
 from ecg_training.checkpoint import Checkpoint
@@ -218,6 +219,9 @@ def train_and_export(
             "created_at": datetime.now(UTC).isoformat(),
         },
     )
+    abnormal = [i for i, name in enumerate(data.classes) if name in metadata.abnormal_classes]
+    # The reference for drift monitoring: how p_abnormal is distributed on the validation split (ecg_shared.drift).
+    validation["p_abnormal_histogram"] = bucket_counts(validation_probabilities[:, abnormal].sum(axis=1))
     if hooks.cancelled is not None and hooks.cancelled.is_set():
         raise TrainingCancelled("cancelled during evaluation")
     onnx_bytes = to_onnx(exported, metadata)
