@@ -475,17 +475,19 @@ def requeue_stale_ingestion_jobs(
     credential, else mark it failed with the reason. Returns (queued, failed) ids. As for training jobs, the task is
     sent before the commit: a task that finds the job still running with a stale heartbeat takes it over."""
     cutoff = _now() - timedelta(seconds=stale_after_s)
+    last_sign = func.coalesce(IngestionJob.heartbeat_at, IngestionJob.updated_at, IngestionJob.started_at)
     jobs = session.scalars(
         select(IngestionJob)
-        .where(IngestionJob.status == "running", IngestionJob.heartbeat_at < cutoff)
+        .where(IngestionJob.status == "running", last_sign < cutoff)
         .order_by(IngestionJob.id)
         .with_for_update(skip_locked=True)
     ).all()
     queued, failed = [], []
     for job in jobs:
+        since = job.heartbeat_at or job.updated_at or job.started_at
         lost = (
-            f"worker {job.worker_hostname} lost during attempt {job.attempts} "
-            f"(no heartbeat since {job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC)"
+            f"worker {job.worker_hostname or '(unknown)'} lost during attempt {job.attempts} "
+            f"(no heartbeat since {since:%Y-%m-%d %H:%M:%S} UTC)"
         )
         if job.credential_encrypted is None:
             finish_job(
