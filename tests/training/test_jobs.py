@@ -141,3 +141,4 @@ def test_jobs_that_lost_their_worker_are_queued_again_until_their_attempts_run_o
     assert requeue_stale_training_jobs(db_session, 60, 2, sent.append) == ([], [stale.id])
     assert sent == [stale.id] and stale.status == "failed"
     assert "successor lost during attempt 2" in stale.error and "gave up after 2 attempts" in stale.error
+    assert finish_training_job(db_session, fresh.id, 1, "cancelled", "test over")  # none left for a reaper
