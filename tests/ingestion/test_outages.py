@@ -198,3 +198,32 @@ def _finished(job_id: int):
     with session_scope() as session:
         job = get_ingestion_job(session, job_id)
         return ingestion_job_view(job, session) if job.status in ("succeeded", "failed") else None
+
+
+def test_a_storage_outage_is_waited_out_and_the_job_goes_on(azurite, big_container, database_url, tmp_path):
+    """Azurite behind a proxy that is cut mid-job: the SDK's retries run out (about 40 s), the attempt stops, the
+    next one follows after a pause and finishes the job once storage is back."""
+    proxy = TcpProxy("127.0.0.1", azurite.port).start()
+    try:
+        through_proxy = azurite.connection_string.replace(f":{azurite.port}/", f":{proxy.port}/")
+        dataset = unique_name("storage-outage")
+        log = tmp_path / "ingest.log"
+        env = job_env(azurite, database_url, ECG_INGEST_CONNECTION_STRING=through_proxy)
+        process = start_cli(env, log, "-d", dataset, "-c", big_container, "--manifest", "manifest.xlsx", "--json")
+        try:
+            wait_until(lambda: len(stored(dataset)) >= 15, timeout=90, what="the first batches to be stored")
+            proxy.cut()
+            wait_until(lambda: "try 2 of 5" in log.read_text(), timeout=120, what="the attempt to stop", interval=0.5)
+            assert "storage unreachable" in job_of(dataset).error and job_of(dataset).status == "running"
+            proxy.restore()
+            assert process.wait(timeout=180) == 0, log.read_text()[-3000:]
+        finally:
+            if process.poll() is None:
+                process.kill()
+    finally:
+        proxy.close()
+    output = log.read_text()
+    assert "Traceback" not in output
+    view = json.loads(output.strip().splitlines()[-1])
+    assert (view["status"], view["attempts"], view["failed"]) == ("succeeded", 2, 0)
+    assert len(stored(dataset)) == TOTAL and duplicates(dataset) == 0
