@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import json
 import os
+import signal
 import subprocess
 import sys
 import uuid
@@ -192,6 +193,43 @@ def test_a_killed_workers_job_is_taken_up_by_another_worker(request, azurite, bi
     assert view.attempts == 2 and view.skipped >= before and view.stored + view.skipped == TOTAL
     assert len(stored(dataset)) == TOTAL and duplicates(dataset) == 0
     assert "queued again to resume" in second.log()
+
+
+def test_a_killed_pool_process_is_taken_up_again_by_its_worker(request, azurite, big_container, database_url):
+    """SIGKILL of the Celery pool process running the job: the worker's reaper queues it again once its heartbeat is
+    stale, and Celery hands the task back too; whichever comes first resumes the job, the other finds it taken."""
+    from tests.training.test_worker_crash import pool_children
+
+    claim = claim_redis_db()
+    request.addfinalizer(claim.release)
+    env = job_env(
+        azurite,
+        database_url,
+        ECG_REDIS_URL=f"{redis_base_url()}/{claim.index}",
+        ECG_SECRET_KEY=Fernet.generate_key().decode(),
+    )
+    dataset = unique_name("child-killed")
+    worker = start_worker("ingestion-worker-child-killed", env)
+    try:
+        queued = subprocess.run(
+            [ECG, "ingest", "--queue", "-d", dataset, "-c", big_container, "--manifest", "manifest.xlsx"],
+            env=env,
+            capture_output=True,
+            text=True,
+            timeout=60,
+        )
+        assert queued.returncode == 0, queued.stderr
+        job_id = int(queued.stdout.strip())
+        wait_until(lambda: len(stored(dataset)) >= 15, timeout=90, what="the first batches to be stored")
+        (child,) = pool_children(worker.process.pid)
+        os.kill(child, signal.SIGKILL)
+        view = wait_until(lambda: _finished(job_id), timeout=180, what=f"job {job_id} to finish", interval=0.5)
+        assert view.status == "succeeded", (view.error, worker.log()[-3000:])
+        assert view.attempts == 2 and view.stored + view.skipped == TOTAL
+        assert len(stored(dataset)) == TOTAL and duplicates(dataset) == 0
+        assert f"ingestion job {job_id}: attempt 2 started" in worker.log()
+    finally:
+        worker.stop()
 
 
 def _finished(job_id: int):
