@@ -156,7 +156,8 @@ def run_ingestion_job(
         try:
             with session_scope() as session:
                 job = get_ingestion_job(session, job_id)
-                if attempt is not None and job.status == "running" and job.attempts == attempt:
+                ours = job.status == "running" and job.attempts == attempt
+                if ours or job.status == "queued":  # queued: no attempt of ours could even claim it
                     finish_job(session, job, error)
                 return ingestion_job_view(job, session)
         except Exception as exc:
