@@ -144,6 +144,19 @@ def test_an_outage_outlasting_the_attempts_ends_the_cli_with_one_line_and_the_jo
     assert len(stored(dataset)) == TOTAL and duplicates(dataset) == 0
 
 
+def test_the_cli_without_a_database_prints_one_line(azurite, big_container, database_proxy):
+    proxy, proxied_url = database_proxy
+    proxy.cut()
+    for args in (["-d", unique_name("no-db"), "-c", big_container], ["--resume", "1"]):
+        result = subprocess.run(
+            [ECG, "ingest", *args], env=job_env(azurite, proxied_url), capture_output=True, text=True, timeout=60
+        )
+        assert result.returncode == 1 and "Traceback" not in result.stderr, result.stderr
+        assert (
+            result.stderr.strip().splitlines()[-1].startswith(f"error: database unavailable at 127.0.0.1:{proxy.port}/")
+        ), result.stderr
+
+
 def _reap(stale_after_s: float) -> bool:
     with session_scope() as session:
         requeue_stale_ingestion_jobs(session, stale_after_s, 5, lambda job_id: None)
