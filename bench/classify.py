@@ -543,8 +543,7 @@ def run(quick: bool = False, duration_s: float | None = None, concurrencies: lis
                 [
                     sys.executable,
                     "-m",
-                    "uvicorn",
-                    "ecg_gateway.app:app",
+                    "ecg_gateway",
                     "--port",
                     str(gateway_port),
                     "--log-level",

@@ -21,4 +21,4 @@ ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
 WORKDIR /app
 USER ecg
 EXPOSE 8000
-CMD ["uvicorn", "ecg_gateway.app:app", "--host", "0.0.0.0", "--port", "8000"]
+CMD ["python", "-m", "ecg_gateway", "--host", "0.0.0.0", "--port", "8000"]

@@ -63,6 +63,16 @@ class ArtifactStore:
         except ResourceNotFoundError:
             raise ArtifactNotFound(uri) from None
 
+    def delete(self, uri: str) -> None:
+        """Remove an ``azure://`` blob; one that is already gone is fine."""
+        parsed = urlparse(uri)
+        if parsed.scheme != "azure":
+            raise ValueError(f"only azure:// artifacts can be deleted, not {uri!r}")
+        try:
+            self.service.get_blob_client(parsed.netloc, parsed.path.lstrip("/")).delete_blob()
+        except ResourceNotFoundError:
+            pass
+
 
 def sha256(data: bytes) -> str:
     return hashlib.sha256(data).hexdigest()

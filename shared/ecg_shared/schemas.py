@@ -131,6 +131,9 @@ class ClassifyResponse(BaseModel):
     models: list[ModelResult]
     verdict: Verdict
     explanation: list[ModelExplanation] | None = None
+    explanation_note: str | None = Field(
+        None, description="why an explanation that was asked for is missing (the recording is too long for one)"
+    )
     timings: Timings
 
 

@@ -37,9 +37,19 @@ class Settings(BaseSettings):
     wellnest_max_bad_fraction: float = 0.01
     # Recordings shorter than this (seconds) are rejected by the readers and the quality check.
     min_duration_s: float = 2.0
+    # The most a zip or .npz record may expand to (bytes), checked before inflating it: 64 MiB hold 90 minutes of
+    # 12-lead, 500 Hz, 16-bit ECG. Larger archives (zip bombs among them) are refused with the reason.
+    max_unzipped_bytes: int = 64 * 1024 * 1024
 
     # --- Signal processing ----------------------------------------------------------------------------------------
     powerline_hz: float = 50.0
+
+    # --- HTTP services (gateway, inference): slow clients ------------------------------------------------------------
+    # A request's head (request line and headers) must arrive within http_header_timeout_s of the connection (or of
+    # its first byte on a kept-alive connection), its body within http_body_timeout_s of the head; else 408 and the
+    # connection is closed (ecg_shared/http_server.py).
+    http_header_timeout_s: float = 10.0
+    http_body_timeout_s: float = 120.0
 
     # --- Inference service (services/inference) and `ecg classify` ------------------------------------------------
     # Where the service gets its models: "registry" (active versions, hot reloaded) or "bundled" (models_dir).
@@ -63,6 +73,13 @@ class Settings(BaseSettings):
     # Occlusion explanations by default (the `explain` query parameter overrides), and their time resolution.
     explain: bool = True
     explain_segment_s: float = 1.0
+    # Explanations cost one model input per lead and window: recordings longer than this (seconds) are classified
+    # without one, and the answer's explanation_note says so.
+    explain_max_duration_s: float = 300.0
+    # Recordings longer than this (seconds) are prepared one at a time per worker process, on a thread of their own,
+    # and their model inputs go to onnxruntime after shorter requests' (in slices of the batch limit), so short
+    # requests are answered quickly while long ones run.
+    long_recording_s: float = 120.0
 
     # --- Artifact store (ONNX files of registered models) ---------------------------------------------------------
     # An Azure Storage connection string; the default is the Azurite emulator on its standard port.
@@ -76,10 +93,9 @@ class Settings(BaseSettings):
     # --- Training worker ------------------------------------------------------------------------------------------
     # A running job refreshes its heartbeat this often (seconds) and checks for cancellation as often.
     training_heartbeat_s: float = 10.0
-    # A redelivered job whose heartbeat is older than this is taken over from the start by the next worker.
-    training_stale_after_s: float = 60.0
-    # Training workers mark running jobs failed whose heartbeat is older than this (their worker is gone).
-    training_job_lost_after_s: float = 900.0
+    # A running job whose heartbeat is older than this (seconds) lost its worker: the training workers queue it again,
+    # to resume from its last epoch's checkpoint, or mark it failed once it used training_max_attempts.
+    training_stale_after_s: float = 45.0
     # How many times a job is started before a lost worker makes it fail for good.
     training_max_attempts: int = 2
 
@@ -107,6 +123,13 @@ class Settings(BaseSettings):
     ingest_concurrency: int = 32
     ingest_batch_size: int = 200
     ingest_decode_workers: int = 0
+    # A running job refreshes its heartbeat this often (seconds). One whose heartbeat is older than ingest_stale_after_s
+    # lost its worker: the ingestion workers queue it again (or fail it, see ingest_max_attempts).
+    ingest_heartbeat_s: float = 10.0
+    ingest_stale_after_s: float = 45.0
+    # Attempts at a job: an outage (database or storage unreachable) or a lost worker ends one, and the job goes on
+    # with the next (after 5, 10, 20, 40, 60 ... s for an outage) until they are used up; then it fails with the reason.
+    ingest_max_attempts: int = 5
     # Defaults for `ecg ingest` / `ecg dataset upload`, so secrets stay out of shell history.
     ingest_sas_token: SecretStr | None = None
     ingest_connection_string: SecretStr | None = None

@@ -11,7 +11,7 @@ from tests.support.stack import expand_command, read_procfile, start_stack
 def test_procfile_names_every_process_of_the_contract():
     entries = read_procfile()
     assert list(entries) == ["azurite", "inference", "gateway", "ingestion-worker", "training-worker"]
-    assert entries["gateway"].startswith("uvicorn ecg_gateway.app:app ")
+    assert entries["gateway"].startswith("python -m ecg_gateway ")
     assert entries["inference"].startswith("python -m ecg_inference ")
     assert "-Q ingestion" in entries["ingestion-worker"]
     assert "-Q training" in entries["training-worker"]

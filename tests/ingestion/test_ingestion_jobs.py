@@ -7,6 +7,7 @@ import os
 import signal
 import subprocess
 import sys
+import time
 from datetime import timedelta
 from pathlib import Path
 
@@ -97,7 +98,7 @@ def test_xlsx_manifest_job_with_sas_token_stores_labels_once_and_rerun_skips(azu
     # the Celery task delivered again for a job that succeeded leaves it alone (it keeps no credential to run with)
     from ecg_ingestion.worker import run_ingestion_job_task
 
-    assert run_ingestion_job_task(again.id) == {"job_id": again.id, "status": "succeeded"}
+    assert run_ingestion_job_task(again.id)["status"] == "succeeded"
     with session_scope() as session:
         assert ingestion_job_view(get_ingestion_job(session, again.id), session).attempts == 1
 
@@ -279,6 +280,8 @@ def test_resume_after_the_job_process_is_killed_stores_every_recording_once(
         "ECG_INGEST_BATCH_SIZE": "5",
         "ECG_INGEST_CONCURRENCY": "1",
         "ECG_INGEST_DECODE_WORKERS": "1",
+        "ECG_INGEST_HEARTBEAT_S": "0.5",
+        "ECG_INGEST_STALE_AFTER_S": "2",  # --resume takes over a running job only once its heartbeat is stale
     }
     process = subprocess.Popen(
         [*ECG, "ingest", "-d", dataset, "-c", container, "--manifest", "manifest.xlsx"],
@@ -302,6 +305,7 @@ def test_resume_after_the_job_process_is_killed_stores_every_recording_once(
         job_id = job.id
 
     ingest_settings(INGEST_BATCH_SIZE=50)
+    time.sleep(2)
     result = subprocess.run(
         [*ECG, "ingest", "--resume", str(job_id), "--json"], env=env, capture_output=True, text=True, timeout=120
     )
@@ -517,7 +521,7 @@ def test_a_blob_changed_since_listing_is_not_downloaded(azurite, cinc_container)
 
     source = connection_source(azurite, cinc_container)
     current = source.sync_container().get_blob_client("A00001.hea").get_blob_properties().etag
-    run = JobRun(0, "unused", source, {}, None)
+    run = JobRun(0, 1, "unused", source, {}, None)
 
     async def download(etag: str) -> bytes:
         async with source.async_container() as container:

@@ -15,13 +15,14 @@ from ecg_shared.jobs.training import (
     cancel_training_job,
     claim_training_job,
     create_training_job,
-    fail_stale_training_jobs,
     finish_training_job,
     get_training_job,
     heartbeat_training_job,
     list_training_jobs,
     lock_running_attempt,
     record_epoch,
+    requeue_stale_training_jobs,
+    resume_training_job,
     training_job_view,
 )
 
@@ -88,11 +89,11 @@ def test_running_job_progress_heartbeat_and_cancel_request(db_session):
     claimed = claim_training_job(db_session, job.id, "worker-a", 60, 2)
     assert (claimed.status, claimed.attempts, claimed.worker_hostname) == ("running", 1, "worker-a")
     record_epoch(db_session, job.id, 1, EpochProgress(epoch=1, loss=0.9, seconds=2.0, validation={"auc": 0.7}))
-    assert not heartbeat_training_job(db_session, job.id, 1)
+    assert heartbeat_training_job(db_session, job.id, 1) == "running"
     # a second delivery while the first worker is alive (fresh heartbeat) is skipped
     assert claim_training_job(db_session, job.id, "worker-b", 60, 2) is None
     assert cancel_training_job(db_session, job.id).status == "running"
-    assert heartbeat_training_job(db_session, job.id, 1)  # the worker learns of the cancellation
+    assert heartbeat_training_job(db_session, job.id, 1) == "cancel"  # the worker learns of the cancellation
     finish_training_job(db_session, job.id, 1, "cancelled", "cancelled during training")
     view = training_job_view(get_training_job(db_session, job.id))
     assert view.status == "cancelled" and view.progress[0].validation == {"auc": 0.7} and view.epoch == 1
@@ -116,13 +117,28 @@ def test_redelivered_job_with_a_dead_worker_is_taken_over_then_given_up(db_sessi
     assert job.status == "failed" and "gave up after 2 attempts" in job.error
 
 
-def test_lost_jobs_are_marked_failed(db_session):
+def test_jobs_that_lost_their_worker_are_queued_again_until_their_attempts_run_out(db_session):
     fresh = create_training_job(db_session, request())
     stale = create_training_job(db_session, request())
     claim_training_job(db_session, fresh.id, "alive", 60, 2)
     claim_training_job(db_session, stale.id, "gone", 60, 2)
-    stale.heartbeat_at = datetime.now(UTC) - timedelta(hours=1)
+    stale.heartbeat_at = datetime.now(UTC) - timedelta(minutes=2)
     db_session.flush()
-    assert stale.id in fail_stale_training_jobs(db_session, 900)
-    assert fresh.id not in fail_stale_training_jobs(db_session, 900)
-    assert stale.status == "failed" and "gone lost: no heartbeat" in stale.error and fresh.status == "running"
+    sent: list[int] = []
+    assert requeue_stale_training_jobs(db_session, 60, 2, sent.append) == ([stale.id], [])
+    assert sent == [stale.id] and stale.status == "queued" and fresh.status == "running"
+    # the lost attempt, should it come back, sees that it no longer owns the job
+    assert heartbeat_training_job(db_session, stale.id, 1) == "lost"
+    assert not finish_training_job(db_session, stale.id, 1, "cancelled", "late")
+    # attempt 2 resumes from the checkpoint's epochs
+    second = claim_training_job(db_session, stale.id, "successor", 60, 2)
+    assert (second.attempts, second.epoch, second.progress) == (2, 0, [])
+    resume_training_job(db_session, stale.id, 2, [EpochProgress(epoch=e, loss=1.0, seconds=1.0) for e in (1, 2)])
+    assert second.epoch == 2 and [p["epoch"] for p in second.progress] == [1, 2]
+    # and loses its worker too: no attempts left
+    second.heartbeat_at = datetime.now(UTC) - timedelta(minutes=2)
+    db_session.flush()
+    assert requeue_stale_training_jobs(db_session, 60, 2, sent.append) == ([], [stale.id])
+    assert sent == [stale.id] and stale.status == "failed"
+    assert "successor lost during attempt 2" in stale.error and "gave up after 2 attempts" in stale.error
+    assert finish_training_job(db_session, fresh.id, 1, "cancelled", "test over")  # none left for a reaper

@@ -87,6 +87,9 @@ def test_job_runs_queued_to_succeeded_and_registers_a_verified_onnx_model(traini
         test = metrics["test"]
         assert set(test["per_class"]) == {"Normal", "Abnormal"}
         assert sum(map(sum, test["confusion_matrix"]["matrix"])) == test["n"] > 0
+        # the validation split's p_abnormal distribution, the drift reference (ecg_shared.drift)
+        histogram = metrics["validation"]["p_abnormal_histogram"]
+        assert len(histogram) == 10 and sum(histogram) == version.model_card["data"]["recordings"]["validation"]
         assert version.model_card["data"]["dataset"] == ptbxl_slice
         assert sum(version.model_card["data"]["recordings"].values()) == 60
         onnx_bytes = ArtifactStore().get(version.artifact_uri)

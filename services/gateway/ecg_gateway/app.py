@@ -1,6 +1,6 @@
 """The gateway: the upload web page and the public REST API; forwards classification to the inference service.
 
-Run: ``uvicorn ecg_gateway.app:app --host 0.0.0.0 --port 8000`` (the Procfile's ``gateway`` entry).
+Run: ``python -m ecg_gateway --host 0.0.0.0 --port 8000`` (the Procfile's ``gateway`` entry).
 """
 
 from __future__ import annotations
@@ -19,7 +19,7 @@ from fastapi.staticfiles import StaticFiles
 from ecg_gateway.errors import RefuseNulBytes, install_error_handlers
 from ecg_gateway.forwarding import InferenceClient
 from ecg_gateway.metrics import MetricsMiddleware
-from ecg_gateway.routes import classify, health, jobs, models, pages, recordings, report, reviews
+from ecg_gateway.routes import classify, drift, health, jobs, models, pages, recordings, report, reviews
 from ecg_shared.logs import RequestIdMiddleware, configure_service_logging
 from ecg_shared.settings import get_settings
 
@@ -69,7 +69,7 @@ def create_app() -> FastAPI:
             swagger_favicon_url="/static/swagger-ui/favicon.png",
         )
 
-    for module in (health, classify, report, recordings, reviews, models, jobs, pages):
+    for module in (health, classify, report, recordings, reviews, models, drift, jobs, pages):
         app.include_router(module.router)
     install_error_handlers(app)
     return app

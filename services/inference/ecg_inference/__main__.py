@@ -3,9 +3,10 @@
 Each worker process serves requests start to finish (reading, preparing, onnxruntime, the answer): most of that work
 is Python, which one process runs on one core at a time, so the service scales over cores with processes, and no
 request's data crosses between processes. uvicorn's supervisor shares the listening socket among them and replaces a
-worker that dies. The options are uvicorn's (``--host``, ``--port``, ``--log-level``, ...); ``--workers`` overrides
-the setting. Prometheus metrics are kept per process in a fresh directory and summed by ``/metrics``
-(``prometheus_client``'s multiprocess mode).
+worker that dies; each closes connections whose request head or body is too slow to arrive
+(:mod:`ecg_shared.http_server`). The options are uvicorn's (``--host``, ``--port``, ``--log-level``, ...);
+``--workers`` overrides the setting. Prometheus metrics are kept per process in a fresh directory and summed by
+``/metrics`` (``prometheus_client``'s multiprocess mode).
 """
 
 from __future__ import annotations
@@ -15,9 +16,8 @@ import shutil
 import sys
 import tempfile
 
-import uvicorn
-
 from ecg_inference.cpus import worker_processes
+from ecg_shared.http_server import serve
 
 APP = "ecg_inference.app:app"
 METRICS_DIR_VARIABLE = "PROMETHEUS_MULTIPROC_DIR"  # read by prometheus_client when a worker imports it
@@ -45,7 +45,7 @@ def main(argv: list[str] | None = None) -> None:
         metrics_dir = tempfile.mkdtemp(prefix="ecg-inference-metrics-")
         os.environ[METRICS_DIR_VARIABLE] = metrics_dir
     try:
-        uvicorn.main.main(args=[APP, *argv], prog_name="python -m ecg_inference")
+        serve(APP, argv, prog_name="python -m ecg_inference")
     finally:
         if metrics_dir is not None:
             shutil.rmtree(metrics_dir, ignore_errors=True)

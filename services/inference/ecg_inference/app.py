@@ -10,6 +10,7 @@ import asyncio
 import logging
 import os
 import time
+from concurrent.futures import ThreadPoolExecutor
 from contextlib import asynccontextmanager
 
 import numpy as np
@@ -21,6 +22,7 @@ from starlette.requests import ClientDisconnect
 
 from ecg_inference.batcher import MicroBatcher
 from ecg_inference.classify import ClassificationError, chosen_models, classify_submitting
+from ecg_inference.drift import record_answer
 from ecg_inference.gate import GateRequest, GateResult, gate_registered
 from ecg_inference.request_body import read_classify_input
 from ecg_inference.watcher import ModelWatcher
@@ -55,10 +57,13 @@ async def lifespan(app: FastAPI):
     configure_service_logging(settings.log_level)
     app.state.watcher = ModelWatcher()
     app.state.batcher = MicroBatcher(settings.batch_wait_ms)
+    # Long recordings are prepared here, one at a time, so that they leave the event loop to short requests.
+    app.state.long_lane = ThreadPoolExecutor(max_workers=1, thread_name_prefix="long-recordings")
     await asyncio.gather(app.state.watcher.start(), asyncio.to_thread(_warm_up))
     yield
     await app.state.watcher.stop()
     app.state.batcher.close()
+    app.state.long_lane.shutdown(wait=False, cancel_futures=True)
 
 
 app = FastAPI(title="ECG inference", version="1.0", lifespan=lifespan)
@@ -145,17 +150,21 @@ async def classify(request: Request, explain: bool | None = None, model: str | N
     chosen = chosen_models(models, model)  # 503 without models, 404 for an unknown ?model=
     given = await read_classify_input(request, settings.max_upload_bytes)
     started = time.perf_counter()
-    segment_s = settings.explain_segment_s if (settings.explain if explain is None else explain) else None
+    explaining = settings.explain if explain is None else explain
     # Reading and preparing run here, on the event loop, on purpose: they are Python holding the GIL wherever they
     # run, and the process is one core's worth of work (the service scales with processes). On a thread, handing
     # off to it cost 10-20% of throughput at concurrency 32 (docs/inference.md). onnxruntime, which releases the
     # GIL, runs on the batcher's threads meanwhile: each model's call starts as soon as its inputs are ready.
+    # A long recording is the exception: prepared on the long-recordings thread (one at a time), it leaves the loop
+    # free to answer short requests meanwhile (their onnxruntime calls also go first: see batcher.py).
     record = given.to_record()
     read_ms = (time.perf_counter() - started) * 1000
     batcher: MicroBatcher = request.app.state.batcher
-    answer = await classify_submitting(record, chosen, segment_s, batcher.submit, read_ms, started)
+    long_lane = request.app.state.long_lane if record.duration_s > settings.long_recording_s else None
+    answer = await classify_submitting(record, chosen, explaining, batcher.submit, read_ms, started, long_lane)
     LATENCY.observe(time.perf_counter() - started)
     REQUESTS.labels("200").inc()
+    record_answer(answer)
     # Serialised by pydantic-core directly: the model is already validated, FastAPI need not do it again.
     return Response(answer.model_dump_json(), media_type="application/json")
 

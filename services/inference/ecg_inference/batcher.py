@@ -5,6 +5,10 @@ by themselves and an idle model adds no wait. A request that finds its model idl
 (0: none). A call holds at most the model's batch limit of inputs (windows; ECG_BATCH_MAX_SIZE, by default 256 on
 CUDA and 8 on CPU, where larger batches measured no cheaper per window). Calls run on threads of their own, one
 call per model at a time, where onnxruntime releases the GIL, so the worker's event loop goes on preparing meanwhile.
+
+Short requests first: a request with more inputs than one call holds (a long recording, or an explanation's occluded
+copies) is cut into slices of the batch limit, queued behind the short requests; each call takes the short requests
+that wait before the next slice, so a short request waits for at most one slice, never for a whole long request.
 """
 
 from __future__ import annotations
@@ -37,7 +41,8 @@ MAX_CONCURRENT_CALLS = 4  # models served side by side (two today); more models'
 
 @dataclass
 class _Queue:
-    items: list[tuple[np.ndarray, asyncio.Future]] = field(default_factory=list)
+    items: list[tuple[np.ndarray, asyncio.Future]] = field(default_factory=list)  # short requests
+    slices: list[tuple[np.ndarray, asyncio.Future]] = field(default_factory=list)  # of long requests, after them
     rows: int = 0
     busy: bool = False
     timer: asyncio.TimerHandle | None = None
@@ -60,9 +65,15 @@ class MicroBatcher:
         ``wait_ms`` is 0) its call starts now, so the caller can go on working while onnxruntime runs. Call it on
         the event loop's thread."""
         loop = asyncio.get_running_loop()
-        future: asyncio.Future = loop.create_future()
         queue = self._queues.setdefault(model, _Queue())
-        queue.items.append((inputs, future))
+        limit = self._limit(model)
+        if len(inputs) <= limit:
+            future: asyncio.Future = loop.create_future()
+            queue.items.append((inputs, future))
+        else:
+            parts = [(inputs[i : i + limit], loop.create_future()) for i in range(0, len(inputs), limit)]
+            queue.slices.extend(parts)
+            future = _joined(loop, [part for _, part in parts])
         queue.rows += len(inputs)
         if not queue.busy:
             if queue.rows >= self._limit(model) or self.wait_s == 0:
@@ -76,18 +87,25 @@ class MicroBatcher:
 
     def _flush(self, model: LoadedModel) -> None:
         queue = self._queues.get(model)
-        if queue is None or queue.busy or not queue.items:
+        if queue is None or queue.busy or not (queue.items or queue.slices):
             return
         if queue.timer is not None:
             queue.timer.cancel()
             queue.timer = None
-        batch, rows = [], 0
+        batch, rows, taken = [], 0, 0
         limit = self._limit(model)
-        while queue.items and (not batch or rows + len(queue.items[0][0]) <= limit):
-            inputs, future = queue.items.pop(0)
-            batch.append((inputs, future))
-            rows += len(inputs)
-        queue.rows -= rows
+        for waiting in (queue.items, queue.slices):
+            while waiting and (not batch or rows + len(waiting[0][0]) <= limit):
+                inputs, future = waiting.pop(0)
+                taken += len(inputs)
+                if future.done():  # its request was cancelled (client went away): skip its inputs
+                    continue
+                batch.append((inputs, future))
+                rows += len(inputs)
+        queue.rows -= taken
+        if not batch:
+            self._queues.pop(model, None)
+            return
         queue.busy = True
         BATCH_ROWS.observe(rows)
         BATCH_REQUESTS.observe(len(batch))
@@ -108,10 +126,31 @@ class MicroBatcher:
                 future.set_exception(error)
             else:
                 future.set_result(done.result()[i])
-        if queue.items:
+        if queue.items or queue.slices:
             self._flush(model)
         else:
             self._queues.pop(model, None)  # lets a replaced model version be garbage collected
 
     def close(self) -> None:
+        """Stop the onnxruntime threads."""
         self._executor.shutdown(wait=False, cancel_futures=True)
+
+
+def _joined(loop: asyncio.AbstractEventLoop, parts: list[asyncio.Future]) -> asyncio.Future:
+    """One future for the probabilities of a long request's slices, in order; cancelling it cancels the slices."""
+    joined: asyncio.Future = loop.create_future()
+    gathered = asyncio.gather(*parts)
+
+    def done(_) -> None:
+        if joined.done():
+            return
+        if gathered.cancelled():
+            joined.cancel()
+        elif gathered.exception() is not None:
+            joined.set_exception(gathered.exception())
+        else:
+            joined.set_result(np.concatenate(gathered.result()))
+
+    gathered.add_done_callback(done)
+    joined.add_done_callback(lambda future: future.cancelled() and gathered.cancel())
+    return joined

@@ -16,6 +16,7 @@ import io
 import logging
 import time
 from collections.abc import Awaitable, Callable
+from concurrent.futures import Executor
 from dataclasses import dataclass
 
 import numpy as np
@@ -128,6 +129,22 @@ class PreparedRecording:
     read_ms: float = 0.0
     preprocess_ms: float = 0.0
     explain_ms: float = 0.0
+    explanation_note: str | None = None  # why an explanation that was asked for is missing
+
+
+def explanation_choice(record: Record, explain: bool) -> tuple[float | None, str | None]:
+    """The segment length (s) to explain ``record`` with (None: no explanation) and, when an explanation was asked
+    for but the recording is too long for one, why it is missing. An explanation costs one model input per lead and
+    window (and one per segment): ECG_EXPLAIN_MAX_DURATION_S bounds it."""
+    settings = get_settings()
+    if not explain:
+        return None, None
+    if record.duration_s > settings.explain_max_duration_s:
+        return None, (
+            f"not explained: the recording lasts {record.duration_s:.0f} s, and occlusion explanations are computed "
+            f"for recordings up to {settings.explain_max_duration_s:g} s (setting ECG_EXPLAIN_MAX_DURATION_S)"
+        )
+    return settings.explain_segment_s, None
 
 
 def model_applies(model: LoadedModel, record: Record) -> bool:
@@ -220,12 +237,12 @@ def prepare_recording(
     """Step 1 in process for ``models`` (or ``only``): checks, each applicable model's inputs (occluded copies too
     when ``explain``), quality and heart rate. The service runs the same two halves with onnxruntime started between
     them (:func:`classify_submitting`)."""
-    segment_s = get_settings().explain_segment_s if explain else None
+    segment_s, note = explanation_choice(record, explain)
     started = time.perf_counter()
     runs, explain_ms = prepare_runs(record, chosen_models(models, only), segment_s)
     recording, quality = summarise(record)
     preprocess_ms = (time.perf_counter() - started) * 1000 - explain_ms
-    return PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms)
+    return PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms, note)
 
 
 def prepare_runs(
@@ -262,21 +279,31 @@ def summarise(record: Record) -> tuple[RecordingView, QualityReport]:
 async def classify_submitting(
     record: Record,
     models: list[LoadedModel],
-    explain_segment_s: float | None,
+    explain: bool,
     submit: Callable[[LoadedModel, np.ndarray], Awaitable[np.ndarray]],
     read_ms: float,
     started: float,
+    prepare_in: Executor | None = None,
 ) -> ClassifyResponse:
     """The service's steps 1-3: each model's inputs go to onnxruntime (``submit``, which starts the call on another
-    thread at once) as soon as they are ready, and quality and heart rate are computed while it runs."""
+    thread at once) as soon as they are ready, and quality and heart rate are computed while it runs. ``prepare_in``:
+    an executor to prepare the inputs on instead of the caller's thread (long recordings)."""
+    segment_s, note = explanation_choice(record, explain)
     prepare_started = time.perf_counter()
-    runs, explain_ms = prepare_runs(record, models, explain_segment_s)
+    if prepare_in is None:
+        runs, explain_ms = prepare_runs(record, models, segment_s)
+    else:
+        loop = asyncio.get_running_loop()
+        runs, explain_ms = await loop.run_in_executor(prepare_in, prepare_runs, record, models, segment_s)
     submitted = time.perf_counter()
     outputs = [submit(run.model, run.inputs) for run in runs]
-    recording, quality = summarise(record)
+    if prepare_in is None:
+        recording, quality = summarise(record)
+    else:
+        recording, quality = await asyncio.get_running_loop().run_in_executor(prepare_in, summarise, record)
     preprocess_ms = (time.perf_counter() - prepare_started) * 1000 - explain_ms
     probabilities = await asyncio.gather(*outputs)
-    prepared = PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms)
+    prepared = PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms, note)
     return build_response(prepared, list(probabilities), (time.perf_counter() - submitted) * 1000, started)
 
 
@@ -419,6 +446,7 @@ def build_response(
         models=results,
         verdict=combine(prepared.quality, results, [run.model for run in prepared.runs]),
         explanation=explanations if any(run.plan is not None for run in prepared.runs) else None,
+        explanation_note=prepared.explanation_note,
         timings=Timings(
             read_ms=round(prepared.read_ms, 3),
             preprocess_ms=round(prepared.preprocess_ms, 3),

@@ -29,6 +29,16 @@ def _validation_message(exc) -> str:
     )
 
 
+def _database_error(exc: Exception) -> str:
+    """An unreachable database as one line (the URL without its password)."""
+    from sqlalchemy.engine import make_url
+
+    from ecg_shared.settings import get_settings
+
+    url = make_url(get_settings().database_url)
+    return f"database unavailable at {url.host}:{url.port or 5432}/{url.database} ({type(exc.orig or exc).__name__})"
+
+
 def _setup_logging() -> None:
     from ecg_ingestion.logs import install_redaction, quiet_azure_logs
 
@@ -77,6 +87,40 @@ def ingest(
     as_json: bool = typer.Option(False, "--json", help="Print the job as JSON."),
 ) -> None:
     """Ingest ECG blobs from Azure Blob Storage into Postgres: a manifest's rows, or every blob under a prefix."""
+    options = dict(locals())  # the options above, before anything else is defined here
+    from sqlalchemy.exc import DBAPIError
+
+    from ecg_ingestion.runner import IngestionUnavailable, outage_reason
+
+    try:
+        _ingest(**options)
+    except IngestionUnavailable as exc:
+        typer.echo(f"error: {exc}", err=True)
+        raise typer.Exit(1) from None
+    except DBAPIError as exc:
+        if outage_reason(exc) is None:
+            raise
+        typer.echo(f"error: {_database_error(exc)}", err=True)
+        raise typer.Exit(1) from None
+
+
+def _ingest(
+    dataset: str | None,
+    container: str | None,
+    account_url: str | None,
+    sas_token: str | None,
+    connection_string: str | None,
+    manifest: str | None,
+    sheet: str | None,
+    blob_column: str,
+    label_column: str,
+    prefix: str | None,
+    format: str | None,  # noqa: A002
+    queue: bool,
+    resume: int | None,
+    as_json: bool,
+) -> None:
+    """The body of ``ecg ingest``; an unreachable database ends it with one line, not a traceback (see above)."""
     from pydantic import ValidationError
 
     from ecg_ingestion.manifest import ManifestError, read_manifest
@@ -109,7 +153,7 @@ def ingest(
         except IngestionJobNotFound as exc:
             typer.echo(f"error: {exc}", err=True)
             raise typer.Exit(2) from None
-        _run_foreground(resume, credential, as_json)
+        _run_foreground(resume, credential, as_json, rerun_finished=True)
         return
 
     if not dataset or not container:
@@ -157,10 +201,11 @@ def ingest(
     _run_foreground(job_id, request.credential(), as_json)
 
 
-def _run_foreground(job_id: int, credential, as_json: bool) -> None:
+def _run_foreground(job_id: int, credential, as_json: bool, rerun_finished: bool = False) -> None:
     from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
 
     from ecg_ingestion.runner import Counts, run_ingestion_job
+    from ecg_shared.jobs.ingestion import JobRunningElsewhere
 
     with Progress(
         TextColumn("[progress.description]{task.description}"),
@@ -181,7 +226,11 @@ def _run_foreground(job_id: int, credential, as_json: bool) -> None:
                 detail=f"stored {counts.stored}, skipped {counts.skipped}, failed {counts.failed}",
             )
 
-        view = run_ingestion_job(job_id, credential, progress=show)
+        try:
+            view = run_ingestion_job(job_id, credential, progress=show, rerun_finished=rerun_finished)
+        except JobRunningElsewhere as exc:
+            typer.echo(f"error: {exc}", err=True)
+            raise typer.Exit(1) from None
     if as_json:
         typer.echo(view.model_dump_json())
     else:

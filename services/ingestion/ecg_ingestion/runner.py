@@ -10,12 +10,19 @@ The pipeline, in one asyncio event loop::
 
 Exactly once: rows are unique by (dataset, source URL, etag) and each batch commits with the counts, so a job killed
 at any point and run again stores each recording once, and skips (before downloading) what an earlier run stored.
+
+Outages: a database or storage that cannot be reached (after the in-attempt retries) ends the attempt, not the job:
+the same process starts a new attempt after a pause (5 s, doubling up to 60 s), up to ECG_INGEST_MAX_ATTEMPTS
+attempts; then the job fails with the reason. A heartbeat thread keeps the job's heartbeat fresh meanwhile, so the
+workers' reaper knows the job has a live process.
 """
 
 from __future__ import annotations
 
 import asyncio
 import logging
+import socket
+import threading
 import time
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -24,7 +31,7 @@ from datetime import UTC, datetime
 from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from sqlalchemy import select, update
-from sqlalchemy.exc import OperationalError
+from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
 from ecg_ingestion.decode import Decoded, decode_parts, decode_pool, decode_workers
 from ecg_ingestion.manifest import ManifestError, read_manifest
@@ -49,19 +56,47 @@ from ecg_shared.jobs.ingestion import (
     IngestionJobView,
     ManifestRow,
     StorageCredential,
+    claim_ingestion_job,
     finish_job,
     get_ingestion_job,
+    heartbeat_ingestion_job,
     ingestion_job_view,
     job_credential,
+    note_interruption,
     redact,
-    start_attempt,
 )
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger(__name__)
 
 FLUSH_INTERVAL_S = 1.0  # a partial batch is stored after this long, so progress shows on slow jobs
-DB_RETRIES = 5  # a batch that cannot reach Postgres is retried (1, 2, 4, 8 s apart) before the job fails
+DB_RETRIES = 5  # a batch that cannot reach Postgres is retried (1, 2, 4, 8 s apart) before the attempt stops
+FIRST_PAUSE_S, LONGEST_PAUSE_S = 5.0, 60.0  # between attempts after an outage: 5, 10, 20, 40, 60, 60 ... s
+
+
+class IngestionUnavailable(RuntimeError):
+    """The database or the storage stayed unreachable through every attempt; the message says which."""
+
+
+class _Outage(Exception):
+    def __init__(self, reason: str, attempt: int | None) -> None:
+        super().__init__(reason)
+        self.reason, self.attempt = reason, attempt
+
+
+class _AttemptLost(Exception):
+    """Another attempt took the job over (ours lost its heartbeat for too long): stop without touching the job."""
+
+
+def outage_reason(exc: BaseException) -> str | None:
+    """Why ``exc`` is an outage to wait out (database or storage unreachable), or None."""
+    if isinstance(exc, (OperationalError, InterfaceError)) or (
+        isinstance(exc, DBAPIError) and exc.connection_invalidated
+    ):
+        return f"database unavailable ({type(exc.orig or exc).__name__})"
+    if isinstance(exc, StorageAccessError) and exc.transient:
+        return str(exc)
+    return None
 
 
 @dataclass
@@ -86,24 +121,97 @@ _DONE = object()
 
 
 def run_ingestion_job(
-    job_id: int, credential: StorageCredential | None = None, progress: Progress | None = None
+    job_id: int,
+    credential: StorageCredential | None = None,
+    progress: Progress | None = None,
+    rerun_finished: bool = False,
 ) -> IngestionJobView:
     """Run (or resume) job ``job_id`` to the end and return its view. ``credential``: the foreground caller's, kept
-    in memory; None: the one the queued job keeps encrypted. Errors that end the job are recorded on it, not raised.
+    in memory; None: the one the queued job keeps encrypted. ``rerun_finished``: run a finished job again (``ecg
+    ingest --resume``); else a finished job, or one a live attempt elsewhere runs, is returned as it is.
+
+    Errors that end the job are recorded on it, not raised. Outages are retried (see the module's docstring); raises
+    :class:`IngestionUnavailable` when one outlasts every attempt and even the failure cannot be recorded, and
+    :class:`~ecg_shared.jobs.ingestion.JobRunningElsewhere` for a rerun of a job that a live attempt runs.
     """
-    with session_scope() as session:
-        job = get_ingestion_job(session, job_id)
+    settings = get_settings()
+    max_attempts = max(1, settings.ingest_max_attempts)
+    heartbeat = _Heartbeat(job_id, settings.ingest_heartbeat_s)
+    heartbeat.start()
+    attempt, pause = None, FIRST_PAUSE_S
+    try:
+        for tries in range(1, max_attempts + 1):
+            try:
+                return _run_attempt(job_id, credential, progress, rerun_finished, attempt, heartbeat)
+            except _Outage as outage:
+                attempt = outage.attempt or attempt
+                reason = outage.reason
+            if tries == max_attempts:
+                break
+            log.warning("ingestion job %s: %s; try %d of %d in %.0f s", job_id, reason, tries + 1, max_attempts, pause)
+            _quietly(note_interruption, job_id, attempt, f"attempt {attempt} stopped: {reason}; trying again")
+            time.sleep(pause)
+            pause = min(LONGEST_PAUSE_S, pause * 2)
+        error = f"gave up after {max_attempts} attempts: {reason}"
         try:
-            credential = credential or job_credential(job)
-        except CredentialUnavailable as exc:
-            finish_job(session, job, str(exc))
-            return ingestion_job_view(job, session)
-        start_attempt(session, job)
-        source = BlobSource(job.account_url, job.container, credential)
-        run = JobRun(job.id, job.dataset, source, dict(job.spec), progress)
+            with session_scope() as session:
+                job = get_ingestion_job(session, job_id)
+                ours = job.status == "running" and job.attempts == attempt
+                if ours or job.status == "queued":  # queued: no attempt of ours could even claim it
+                    finish_job(session, job, error)
+                return ingestion_job_view(job, session)
+        except Exception as exc:
+            if outage_reason(exc) is None:
+                raise
+            raise IngestionUnavailable(f"ingestion job {job_id} {error}") from None
+    except KeyboardInterrupt:  # Ctrl-C on a foreground `ecg ingest`: the job must not linger as running
+        if attempt is None:
+            attempt = heartbeat.attempt
+        _quietly(_fail_attempt, job_id, attempt, f"interrupted (Ctrl-C); `ecg ingest --resume {job_id}` goes on")
+        raise
+    finally:
+        heartbeat.stop()
+
+
+def _run_attempt(
+    job_id: int,
+    credential: StorageCredential | None,
+    progress: Progress | None,
+    rerun_finished: bool,
+    continuing: int | None,
+    heartbeat: _Heartbeat,
+) -> IngestionJobView:
+    attempt = continuing
+    try:
+        with session_scope() as session:
+            job = claim_ingestion_job(
+                session,
+                job_id,
+                socket.gethostname(),
+                get_settings().ingest_stale_after_s,
+                rerun_finished=rerun_finished,
+                continuing=continuing,
+            )
+            if job is None:
+                view = ingestion_job_view(get_ingestion_job(session, job_id), session)
+                log.info("ingestion job %s not run: it is %s (attempt %s)", job_id, view.status, view.attempts)
+                return view
+            attempt = heartbeat.attempt = job.attempts
+            try:
+                credential = credential or job_credential(job)
+            except CredentialUnavailable as exc:
+                finish_job(session, job, str(exc))
+                return ingestion_job_view(job, session)
+            source = BlobSource(job.account_url, job.container, credential)
+            run = JobRun(job.id, attempt, job.dataset, source, dict(job.spec), progress)
+    except Exception as exc:
+        if outage_reason(exc) is None:
+            raise
+        raise _Outage(outage_reason(exc), attempt) from None
     log.info(
-        "ingestion job %s: attempt started (dataset %s, source %s/%s)",
+        "ingestion job %s: attempt %s started (dataset %s, source %s/%s)",
         job_id,
+        attempt,
         run.dataset,
         source.account_url,
         source.container,
@@ -113,15 +221,28 @@ def run_ingestion_job(
         with decode_pool(run.workers) as pool:
             run.pool = pool
             asyncio.run(run.run())
-    except (StorageAccessError, ManifestError, CredentialUnavailable) as exc:
-        error = str(exc)
+    except _AttemptLost:
+        log.warning("ingestion job %s: attempt %s lost the job to a newer attempt; stopped", job_id, attempt)
+        with session_scope() as session:
+            return ingestion_job_view(get_ingestion_job(session, job_id), session)
     except Exception as exc:
-        log.exception("ingestion job %s: unexpected error", job_id)
-        error = f"internal error: {type(exc).__name__}: {exc}"
-    with session_scope() as session:
-        job = get_ingestion_job(session, job_id)
-        finish_job(session, job, error)
-        view = ingestion_job_view(job, session)
+        if outage_reason(exc):
+            raise _Outage(outage_reason(exc), attempt) from None
+        if isinstance(exc, (StorageAccessError, ManifestError, CredentialUnavailable)):
+            error = str(exc)
+        else:
+            log.exception("ingestion job %s: unexpected error", job_id)
+            error = f"internal error: {type(exc).__name__}: {exc}"
+    try:
+        with session_scope() as session:
+            job = get_ingestion_job(session, job_id)
+            if job.status == "running" and job.attempts == attempt:
+                finish_job(session, job, error)
+            view = ingestion_job_view(job, session)
+    except Exception as exc:
+        if outage_reason(exc) is None:
+            raise
+        raise _Outage(outage_reason(exc), attempt) from None
     log.info(
         "ingestion job %s %s: listed %d, downloaded %d, stored %d, skipped %d, failed %d%s",
         job_id,
@@ -136,12 +257,53 @@ def run_ingestion_job(
     return view
 
 
+def _fail_attempt(session, job_id: int, attempt: int | None, error: str) -> None:
+    job = get_ingestion_job(session, job_id)
+    if job.status == "running" and (attempt is None or job.attempts == attempt):
+        finish_job(session, job, error)
+
+
+def _quietly(change, *args) -> None:
+    """``change(session, *args)``, as a best effort: an outage only costs the change."""
+    try:
+        with session_scope() as session:
+            change(session, *args)
+    except Exception as exc:
+        if outage_reason(exc) is None:
+            raise
+
+
+class _Heartbeat(threading.Thread):
+    """Refreshes the heartbeat of the job's current ``attempt`` (set once claimed) every ``interval_s``."""
+
+    def __init__(self, job_id: int, interval_s: float) -> None:
+        super().__init__(name=f"ingestion-heartbeat-{job_id}", daemon=True)
+        self.job_id, self.interval_s = job_id, interval_s
+        self.attempt: int | None = None
+        self._stopping = threading.Event()
+
+    def run(self) -> None:
+        while not self._stopping.wait(self.interval_s):
+            if self.attempt is None:
+                continue
+            try:
+                with session_scope() as session:
+                    heartbeat_ingestion_job(session, self.job_id, self.attempt)
+            except Exception:  # an outage: the attempt itself notices; the next beat tries again
+                log.debug("heartbeat of ingestion job %s failed", self.job_id, exc_info=True)
+
+    def stop(self) -> None:
+        self._stopping.set()
+
+
 class JobRun:
     """One attempt at a job."""
 
-    def __init__(self, job_id: int, dataset: str, source: BlobSource, spec: dict, progress: Progress | None) -> None:
+    def __init__(
+        self, job_id: int, attempt: int, dataset: str, source: BlobSource, spec: dict, progress: Progress | None
+    ) -> None:
         settings = get_settings()
-        self.job_id, self.dataset, self.source, self.spec = job_id, dataset, source, spec
+        self.job_id, self.attempt, self.dataset, self.source, self.spec = job_id, attempt, dataset, source, spec
         self.progress = progress
         self.concurrency = max(1, settings.ingest_concurrency)
         self.batch_size = max(1, settings.ingest_batch_size)
@@ -323,7 +485,17 @@ class JobRun:
             }
             if listed is not None:
                 changes["listed"] = listed
-            session.execute(update(IngestionJob).where(IngestionJob.id == self.job_id).values(**changes))
+            owned = session.execute(
+                update(IngestionJob)
+                .where(
+                    IngestionJob.id == self.job_id,
+                    IngestionJob.status == "running",
+                    IngestionJob.attempts == self.attempt,
+                )
+                .values(**changes)
+            ).rowcount
+            if not owned:
+                raise _AttemptLost()  # rolls the batch back: the attempt that owns the job stores it
         return stored
 
 
@@ -345,7 +517,8 @@ def _first_error(group: BaseExceptionGroup) -> BaseException:
             leaves.append(error)
 
     walk(group)
-    return next((e for e in leaves if isinstance(e, StorageAccessError)), leaves[0])
+    ending = (_AttemptLost, StorageAccessError)
+    return next((e for e in leaves if isinstance(e, ending)), next((e for e in leaves if outage_reason(e)), leaves[0]))
 
 
 def stored_versions(dataset: str, uris: list[str], chunk: int = 5000) -> set[tuple[str, str]]:

@@ -38,7 +38,12 @@ AUTH_ERROR_CODES = (
 
 
 class StorageAccessError(RuntimeError):
-    """The source cannot be used: access denied, container missing, storage unreachable. Ends the job."""
+    """The source cannot be used: access denied, container missing (ends the job), storage unreachable or failing
+    (``transient``: ends the attempt; the job goes on after a pause)."""
+
+    def __init__(self, message: str, transient: bool = False) -> None:
+        super().__init__(message)
+        self.transient = transient
 
 
 @dataclass(frozen=True)
@@ -135,10 +140,11 @@ def access_error(exc: Exception, source: BlobSource, what: str) -> StorageAccess
         return StorageAccessError(f"container {source.container!r} not found at {source.account_url}")
     if isinstance(exc, (ServiceRequestError, ServiceResponseError)):
         return StorageAccessError(
-            f"storage unreachable at {source.account_url} while {what} (after retries): {type(exc).__name__}"
+            f"storage unreachable at {source.account_url} while {what} (after retries): {type(exc).__name__}",
+            transient=True,
         )
     if isinstance(exc, HttpResponseError) and (status or 0) >= 500:
-        return StorageAccessError(f"storage error while {what}: HTTP {status} {code}".rstrip())
+        return StorageAccessError(f"storage error while {what}: HTTP {status} {code}".rstrip(), transient=True)
     return None
 
 

@@ -324,3 +324,11 @@ class RandomCrops(keras.utils.PyDataset):
 
     def on_epoch_end(self) -> None:
         self.order = self.rng.permutation(len(self.split))
+
+    def state(self) -> dict:
+        """What a checkpoint keeps to draw the same crops on resuming: the generator and the next epoch's order."""
+        return {"rng": self.rng.bit_generator.state, "order": self.order.tolist()}
+
+    def restore(self, state: dict) -> None:
+        self.rng.bit_generator.state = state["rng"]
+        self.order = np.asarray(state["order"], dtype=np.int64)

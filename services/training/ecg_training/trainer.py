@@ -17,6 +17,7 @@ import keras
 import numpy as np
 
 from ecg_shared.calibration import calibrate
+from ecg_shared.drift import bucket_counts
 from ecg_shared.evaluation import (
     evaluate,
     primary_metric,
@@ -27,6 +28,7 @@ from ecg_shared.evaluation import (
 from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
 from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, ModelMetadata
 from ecg_training.calibration import calibration_report, fit_temperature
+from ecg_training.checkpoint import Checkpoint
 from ecg_training.data import RandomCrops, Split, TrainingData, feature_spec, mean_by_recording, recording_windows
 from ecg_training.export import averaged_onnx, check_parity, finish_onnx, network_onnx
 from ecg_training.families import build_model, float32_copy
@@ -51,11 +53,14 @@ class TrainedModel:
 
 @dataclass
 class TrainingHooks:
-    """How a run reports and is stopped: called at epoch ends / polled at batch ends."""
+    """How a run reports, is stopped and resumed: called at epoch ends / polled at batch ends."""
 
     on_epoch: Callable[[EpochProgress], None] | None = None
     on_batch: Callable[[int, int], None] | None = None  # (batch index within epoch, batches per epoch)
     cancelled: threading.Event | None = None
+    on_checkpoint: Callable[[Checkpoint], None] | None = None  # after each epoch, before on_epoch
+    resume_from: Checkpoint | None = None  # go on from this checkpoint's epoch
+    attempt: int = 1  # recorded in each epoch's progress
 
 
 def predict_recordings(model: keras.Model, split: Split, data: TrainingData, batch_size: int = 64) -> np.ndarray:
@@ -94,14 +99,53 @@ class _Monitor(keras.callbacks.Callback):
     """Validation scoring, best-weights tracking, progress reporting and cancellation."""
 
     def __init__(
-        self, data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks, steps: int, epoch_offset: int = 0
+        self,
+        data: TrainingData,
+        request: TrainingJobRequest,
+        hooks: TrainingHooks,
+        batches: RandomCrops,
+        member: int = 0,
+        finished: list[list[np.ndarray]] | None = None,
+        history: list[EpochProgress] | None = None,
     ) -> None:
         super().__init__()
-        self.data, self.request, self.hooks, self.steps = data, request, hooks, steps
-        self.epoch_offset = epoch_offset  # epochs of the ensemble's earlier members
+        self.data, self.request, self.hooks, self.batches = data, request, hooks, batches
+        self.steps = len(batches)
+        self.member = member  # which network of an ensemble this is (its epochs follow the earlier members')
+        self.epoch_offset = member * request.epochs
+        self.finished = finished or []  # the best weights of the ensemble's earlier members, for the checkpoint
         self.best_score, self.best_weights, self.best_epoch = -np.inf, None, 0
-        self.history: list[EpochProgress] = []
+        self.history: list[EpochProgress] = list(history or [])  # the ensemble's earlier members' epochs too
         self.started = time.monotonic()
+
+    def resume(self, checkpoint: Checkpoint) -> None:
+        """Restore the model, the optimizer, the best-so-far and the crops of ``checkpoint``."""
+        self.model.set_weights(checkpoint.weights)
+        optimizer = self.model.optimizer
+        optimizer.build(self.model.trainable_variables)
+        if len(optimizer.variables) != len(checkpoint.optimizer):
+            raise ValueError("the checkpoint's optimizer state does not fit this model")
+        for variable, value in zip(optimizer.variables, checkpoint.optimizer, strict=True):
+            variable.assign(value)
+        self.best_score, self.best_epoch = checkpoint.best_score, checkpoint.best_epoch
+        self.best_weights = checkpoint.best_weights
+        self.history = list(checkpoint.history)
+        self.batches.restore(checkpoint.crops)
+
+    def checkpoint(self, epochs_done: int) -> Checkpoint:
+        return Checkpoint(
+            epoch=epochs_done,
+            weights=self.model.get_weights(),
+            optimizer=[keras.ops.convert_to_numpy(v) for v in self.model.optimizer.variables],
+            best_score=float(self.best_score),
+            best_epoch=self.best_epoch,
+            best_weights=self.best_weights,
+            history=list(self.history),
+            crops=self.batches.state(),
+            fingerprint=self.data.fingerprint,
+            member=self.member,
+            finished=self.finished,
+        )
 
     def on_epoch_begin(self, epoch, logs=None):
         self.started = time.monotonic()
@@ -136,8 +180,11 @@ class _Monitor(keras.callbacks.Callback):
             loss=float((logs or {}).get("loss", float("nan"))),
             seconds=round(time.monotonic() - self.started, 2),
             validation={k: round(float(v), 5) for k, v in validation.items()},
+            attempt=self.hooks.attempt,
         )
         self.history.append(progress)
+        if self.hooks.on_checkpoint:
+            self.hooks.on_checkpoint(self.checkpoint(epoch + 1))
         log.info(
             "epoch %d/%d loss %.4f validation %s",
             progress.epoch,
@@ -150,10 +197,17 @@ class _Monitor(keras.callbacks.Callback):
 
 
 def fit(
-    data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks, member: int = 0
+    data: TrainingData,
+    request: TrainingJobRequest,
+    hooks: TrainingHooks,
+    member: int = 0,
+    finished: list[list[np.ndarray]] | None = None,
+    history: list[EpochProgress] | None = None,
+    resume_from: Checkpoint | None = None,
 ) -> tuple[keras.Model, _Monitor]:
-    """Train ``request.family`` on random crops (member ``member`` of an ensemble: seed ``request.seed + member``);
-    returns the model holding its best epoch's weights."""
+    """Train ``request.family`` on random crops (member ``member`` of an ensemble: seed ``request.seed + member``;
+    from ``resume_from`` on, if given); returns the model holding its best epoch's weights. ``finished`` and
+    ``history``: the earlier members' best weights and epochs, which its checkpoints carry along."""
     seed = request.seed + member
     keras.utils.set_random_seed(seed)
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
@@ -163,8 +217,13 @@ def fit(
         request.learning_rate, decay_steps=request.epochs * len(batches), alpha=0.05
     )
     model.compile(optimizer=keras.optimizers.Adam(schedule), loss="categorical_crossentropy", jit_compile=False)
-    monitor = _Monitor(data, request, hooks, len(batches), epoch_offset=member * request.epochs)
-    model.fit(batches, epochs=request.epochs, callbacks=[monitor], verbose=0)
+    monitor = _Monitor(data, request, hooks, batches, member, finished, history)
+    monitor.set_model(model)
+    first_epoch = 0
+    if resume_from is not None:
+        monitor.resume(resume_from)
+        first_epoch = resume_from.epoch
+    model.fit(batches, epochs=request.epochs, initial_epoch=first_epoch, callbacks=[monitor], verbose=0)
     if hooks.cancelled is not None and hooks.cancelled.is_set():
         raise TrainingCancelled("cancelled during training")
     if monitor.best_weights is not None:
@@ -178,13 +237,21 @@ def train_and_export(
     """The whole run up to (not including) registration."""
     hooks = hooks or TrainingHooks()
     started = time.monotonic()
-    fitted = [fit(data, request, hooks, member) for member in range(request.ensemble)]
+    models, finished, history, first = _resumed_members(data, request, hooks.resume_from)
+    monitor = None
+    for member in range(first, request.ensemble):
+        resume = hooks.resume_from if member == first and hooks.resume_from is not None else None
+        if resume is not None and resume.member != member:
+            resume = None  # the checkpoint was taken between members: the next one starts afresh
+        model, monitor = fit(data, request, hooks, member, finished, history, resume)
+        models.append(model)
+        finished = [*finished, model.get_weights()]
+        history = monitor.history
     training_seconds = time.monotonic() - started
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
     networks = [
-        float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples) for model, _ in fitted
+        float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples) for model in models
     ]
-    monitors = [monitor for _, monitor in fitted]
     classes, normal, unreadable = data.classes, request.normal_classes, request.unreadable_classes
     network_validation = np.mean([predict_recordings(n, data.validation, data) for n in networks], axis=0)
     network_test = np.mean([predict_recordings(n, data.test, data) for n in networks], axis=0)
@@ -271,6 +338,9 @@ def train_and_export(
             "created_at": datetime.now(UTC).isoformat(),
         },
     )
+    abnormal = [i for i, name in enumerate(data.classes) if name in metadata.abnormal_classes]
+    # The reference for drift monitoring: how p_abnormal is distributed on the validation split (ecg_shared.drift).
+    validation["p_abnormal_histogram"] = bucket_counts(validation_probabilities[:, abnormal].sum(axis=1))
     if hooks.cancelled is not None and hooks.cancelled.is_set():
         raise TrainingCancelled("cancelled during evaluation")
     protos = [network_onnx(network, data.spec) for network in networks]
@@ -282,22 +352,47 @@ def train_and_export(
     parity = check_parity(
         exported.predict_windows(feeds[INPUT_NAME], feeds.get(FEATURES_INPUT_NAME)), onnx_bytes, feeds
     )
+    best_epochs = _best_epochs(history, request, metric_name)
     metrics = {
         "primary": {"name": metric_name, "value": metric_value},
         "test": test,
         "validation": validation,
-        "best_epoch": monitors[0].best_epoch,
-        "best_epochs": [m.best_epoch for m in monitors],
+        "best_epoch": best_epochs[0],
+        "best_epochs": best_epochs,
         "parity_max_abs_diff": parity,
         "parity_samples": len(feeds[INPUT_NAME]),
         "training_seconds": round(training_seconds, 1),
     }
-    history = [h for m in monitors for h in m.history]
     card = model_card(request, data, metadata, metrics, history, sum(n.count_params() for n in networks))
     card["evaluation"] = evaluation
     if fusion is not None:
         card["fusion"] = fusion
     return TrainedModel(metadata, onnx_bytes, metrics, card, networks[0])
+
+
+def _resumed_members(
+    data: TrainingData, request: TrainingJobRequest, checkpoint: Checkpoint | None
+) -> tuple[list[keras.Model], list[list[np.ndarray]], list[EpochProgress], int]:
+    """From a checkpoint: the ensemble's members finished before it (rebuilt with their best weights), their
+    weights, the epochs so far, and the member to go on with; without one, nothing done and member 0."""
+    if checkpoint is None:
+        return [], [], [], 0
+    models = []
+    for weights in checkpoint.finished:
+        model = build_model(request.family, len(data.spec.leads), len(data.classes))
+        model.set_weights(weights)
+        models.append(model)
+    return models, list(checkpoint.finished), list(checkpoint.history), checkpoint.member
+
+
+def _best_epochs(history: list[EpochProgress], request: TrainingJobRequest, metric: str) -> list[int]:
+    """Each member's best epoch (counted within the member) by its validation ``metric``."""
+    best = []
+    for member in range(request.ensemble):
+        own = [p for p in history if member * request.epochs < p.epoch <= (member + 1) * request.epochs]
+        top = max(own, key=lambda p: p.validation.get(metric, -np.inf), default=None)
+        best.append(0 if top is None else top.epoch - member * request.epochs)
+    return best
 
 
 def _parity_inputs(data: TrainingData, with_features: bool) -> dict[str, np.ndarray]:

@@ -9,10 +9,20 @@ from functools import lru_cache
 from sqlalchemy import Engine, create_engine
 from sqlalchemy.orm import Session, sessionmaker
 
+_engines: list[Engine] = []
+
 
 @lru_cache(maxsize=8)
 def _engine_for(url: str) -> Engine:
-    return create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    engine = create_engine(url, pool_pre_ping=True, pool_size=5, max_overflow=10)
+    _engines.append(engine)
+    return engine
+
+
+def forget_inherited_connections() -> None:
+    """In a forked child: drop the pooled connections of the parent without closing them (they stay the parent's)."""
+    for engine in _engines:
+        engine.dispose(close=False)
 
 
 def get_engine(url: str | None = None) -> Engine:

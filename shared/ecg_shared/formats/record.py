@@ -72,3 +72,20 @@ class Record:
             return self.signal[:, self.lead_names.index(wanted)]
         except ValueError:
             raise KeyError(f"lead {name!r} not in record (has {', '.join(self.lead_names)})") from None
+
+
+def check_expanded_size(sizes: list[int], what: str) -> None:
+    """Refuse an archive (zip, .npz) whose members expand beyond ``ECG_MAX_UNZIPPED_BYTES`` before inflating it.
+
+    The sizes are the ones the archive declares; Python's zipfile stops at them (and fails the CRC check), so an
+    archive that lies about them cannot expand further.
+    """
+    from ecg_shared.settings import get_settings
+
+    limit = get_settings().max_unzipped_bytes
+    total = sum(sizes)
+    if total > limit:
+        raise EcgFormatError(
+            f"{what} expands to {total} bytes, beyond the {limit} bytes an ECG may take "
+            "(setting ECG_MAX_UNZIPPED_BYTES)"
+        )

@@ -12,7 +12,7 @@ import re
 
 import numpy as np
 
-from ecg_shared.formats.record import EcgFormatError, Record
+from ecg_shared.formats.record import EcgFormatError, Record, check_expanded_size
 
 _FS_FIELD = re.compile(r"(?:fs|sampling_rate|sampling-rate|sample_rate)\s*[=:]\s*([0-9.]+)", re.IGNORECASE)
 _TIME_COLUMNS = {"time", "t", "time_s", "seconds"}
@@ -112,6 +112,7 @@ def read_numpy(
     label = None
     if isinstance(loaded, np.lib.npyio.NpzFile):
         with loaded:
+            check_expanded_size([member.file_size for member in loaded.zip.infolist()], "the .npz archive")
             keys = set(loaded.files)
             key = next((k for k in ("signal", "signals", "ecg", "data", "x") if k in keys), None)
             if key is None:

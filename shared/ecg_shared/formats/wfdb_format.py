@@ -17,10 +17,9 @@ from pathlib import Path, PurePosixPath
 
 import numpy as np
 
-from ecg_shared.formats.record import EcgFormatError, Record
+from ecg_shared.formats.record import EcgFormatError, Record, check_expanded_size
 from ecg_shared.formats.wfdb_memory import WfdbContent, decode_wfdb
 
-MAX_UNZIPPED_BYTES = 256 * 1024 * 1024
 _UNIT_SCALE_TO_MV = {"mv": 1.0, "uv": 1e-3, "µv": 1e-3, "v": 1e3, "nu": 1.0, "": 1.0}
 _COMMENT = re.compile(r"^\s*([A-Za-z][\w .-]*?)\s*:\s*(.*?)\s*$")
 
@@ -98,8 +97,7 @@ def read_wfdb_zip(data: bytes, source: str | None = None) -> Record:
         raise EcgFormatError(f"not a valid zip archive: {exc}") from None
     with archive:
         members = [m for m in archive.infolist() if not m.is_dir()]
-        if sum(m.file_size for m in members) > MAX_UNZIPPED_BYTES:
-            raise EcgFormatError("zip archive expands beyond the 256 MB limit")
+        check_expanded_size([m.file_size for m in members], "the zip archive")
         files = {m.filename: archive.read(m) for m in members}
     return read_wfdb_files(files, source)  # which checks for exactly one header
 

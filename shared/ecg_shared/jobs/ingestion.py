@@ -6,8 +6,11 @@ through this module. Life of a job::
     queued ──► running ──► succeeded (counts, and the blobs that failed to decode)
                   └──────► failed (the reason: access denied, container missing, ...)
 
-Running a job again (a redelivered Celery task after a worker died, or ``ecg ingest --resume ID``) resumes it:
-recordings already stored are skipped before download, so every recording ends up stored exactly once.
+Running a job again (another attempt after an outage, a job queued again after its worker died, or ``ecg ingest
+--resume ID``) resumes it: recordings already stored are skipped before download, so every recording ends up stored
+exactly once. A running attempt refreshes the job's heartbeat; every ingestion worker's reaper
+(:func:`requeue_stale_ingestion_jobs`) queues a job whose heartbeat went stale again, or fails it with the reason, so
+no job stays ``running`` without a live worker.
 
 The storage credential (SAS token or connection string) is a secret. A queued job keeps it Fernet-encrypted with
 ``ECG_SECRET_KEY`` until the job succeeds, then erases it; a foreground job keeps it in memory only. It is never
@@ -18,12 +21,25 @@ from __future__ import annotations
 
 import json
 import re
-from datetime import UTC, datetime
+from collections.abc import Callable
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 from urllib.parse import urlsplit, urlunsplit
 
 from pydantic import BaseModel, ConfigDict, Field, SecretStr, field_validator, model_validator
-from sqlalchemy import BigInteger, DateTime, ForeignKey, Integer, LargeBinary, String, Text, delete, func, select
+from sqlalchemy import (
+    BigInteger,
+    DateTime,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    delete,
+    func,
+    select,
+    update,
+)
 from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.orm import Mapped, Session, mapped_column
 
@@ -81,6 +97,8 @@ class IngestionJob(Base):
     started_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     updated_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
     finished_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))
+    heartbeat_at: Mapped[datetime | None] = mapped_column(DateTime(timezone=True))  # of the running attempt
+    worker_hostname: Mapped[str | None] = mapped_column(String(255))  # who runs (ran) the latest attempt
 
 
 class IngestionFailure(Base):
@@ -257,8 +275,10 @@ class IngestionJobView(BaseModel):
     failed: int
     attempts: int
     error: str | None
+    worker_hostname: str | None = None
     created_at: datetime
     started_at: datetime | None
+    heartbeat_at: datetime | None = None
     finished_at: datetime | None
     failures: list[IngestionFailureView] = Field(default_factory=list)
 
@@ -383,11 +403,53 @@ def ingestion_job_view(job: IngestionJob, session: Session | None = None) -> Ing
         failed=job.failed,
         attempts=job.attempts,
         error=job.error,
+        worker_hostname=job.worker_hostname,
         created_at=job.created_at,
         started_at=job.started_at,
+        heartbeat_at=job.heartbeat_at,
         finished_at=job.finished_at,
         failures=[IngestionFailureView(blob=f.blob, reason=f.reason) for f in failures],
     )
+
+
+class JobRunningElsewhere(RuntimeError):
+    """The job's latest attempt is alive (fresh heartbeat) on another worker."""
+
+
+def claim_ingestion_job(
+    session: Session,
+    job_id: int,
+    hostname: str,
+    stale_after_s: float,
+    rerun_finished: bool = False,
+    continuing: int | None = None,
+) -> IngestionJob | None:
+    """Lock the job and start a new attempt on ``hostname``; None when it must not run (again).
+
+    A finished job is left alone unless ``rerun_finished`` (``ecg ingest --resume``); a job whose heartbeat is fresh
+    belongs to a live attempt elsewhere (a duplicate delivery: None; an explicit rerun: :class:`JobRunningElsewhere`),
+    unless it is our own attempt ``continuing`` after an outage; a running job whose heartbeat is stale lost its
+    worker and is taken over.
+    """
+    job = session.get(IngestionJob, job_id, with_for_update=True)
+    if job is None:
+        raise IngestionJobNotFound(f"ingestion job {job_id} not found")
+    if job.status in FINAL_STATUSES and not rerun_finished:
+        return None
+    ours = continuing is not None and job.status == "running" and job.attempts == continuing
+    fresh = job.heartbeat_at and _now() - job.heartbeat_at < timedelta(seconds=stale_after_s)
+    if job.status == "running" and fresh and not ours:
+        if rerun_finished:
+            raise JobRunningElsewhere(
+                f"ingestion job {job_id} is running on {job.worker_hostname} (heartbeat "
+                f"{(_now() - job.heartbeat_at).total_seconds():.0f} s ago); it is taken over only once its heartbeat "
+                f"is {stale_after_s:g} s old (ECG_INGEST_STALE_AFTER_S)"
+            )
+        return None
+    start_attempt(session, job)
+    job.worker_hostname = hostname
+    session.flush()
+    return job
 
 
 def start_attempt(session: Session, job: IngestionJob) -> None:
@@ -397,7 +459,73 @@ def start_attempt(session: Session, job: IngestionJob) -> None:
     job.status, job.error, job.finished_at = "running", None, None
     job.listed = job.downloaded = job.stored = job.skipped = job.failed = 0
     job.attempts += 1
-    job.started_at = job.updated_at = datetime.now(UTC)
+    job.started_at = job.updated_at = job.heartbeat_at = _now()
+
+
+def heartbeat_ingestion_job(session: Session, job_id: int, attempt: int) -> bool:
+    """Refresh the heartbeat of our attempt; False when the attempt no longer owns the running job."""
+    row = session.execute(
+        update(IngestionJob)
+        .where(IngestionJob.id == job_id, IngestionJob.status == "running", IngestionJob.attempts == attempt)
+        .values(heartbeat_at=_now())
+        .returning(IngestionJob.id)
+    ).first()
+    return row is not None
+
+
+def note_interruption(session: Session, job_id: int, attempt: int, reason: str) -> None:
+    """Our attempt stopped on an outage and the same process tries again after a pause: the job stays running (its
+    heartbeat goes on) and shows why it is waiting."""
+    session.execute(
+        update(IngestionJob)
+        .where(IngestionJob.id == job_id, IngestionJob.status == "running", IngestionJob.attempts == attempt)
+        .values(error=redact(reason), updated_at=_now())
+    )
+
+
+def requeue_stale_ingestion_jobs(
+    session: Session, stale_after_s: float, max_attempts: int, enqueue: Callable[[int], Any]
+) -> tuple[list[int], list[int]]:
+    """Running jobs whose heartbeat is older than ``stale_after_s`` lost their worker (a killed worker, or a foreground
+    ``ecg ingest`` that died): queue each again (``enqueue`` sends its task) while it has attempts left and keeps its
+    credential, else mark it failed with the reason. Returns (queued, failed) ids. As for training jobs, the task is
+    sent before the commit: a task that finds the job still running with a stale heartbeat takes it over."""
+    cutoff = _now() - timedelta(seconds=stale_after_s)
+    last_sign = func.coalesce(IngestionJob.heartbeat_at, IngestionJob.updated_at, IngestionJob.started_at)
+    jobs = session.scalars(
+        select(IngestionJob)
+        .where(IngestionJob.status == "running", last_sign < cutoff)
+        .order_by(IngestionJob.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    queued, failed = [], []
+    for job in jobs:
+        since = job.heartbeat_at or job.updated_at or job.started_at
+        lost = (
+            f"worker {job.worker_hostname or '(unknown)'} lost during attempt {job.attempts} "
+            f"(no heartbeat since {since:%Y-%m-%d %H:%M:%S} UTC)"
+        )
+        if job.credential_encrypted is None:
+            finish_job(
+                session,
+                job,
+                f"{lost}; it ran in the foreground, so no worker has its credential: "
+                f"run `ecg ingest --resume {job.id}` with the SAS token or connection string",
+            )
+            failed.append(job.id)
+        elif job.attempts >= max_attempts:
+            finish_job(session, job, f"{lost}; gave up after {job.attempts} attempts (ECG_INGEST_MAX_ATTEMPTS)")
+            failed.append(job.id)
+        else:
+            enqueue(job.id)
+            job.status, job.error, job.updated_at = "queued", f"{lost}; queued again", _now()
+            queued.append(job.id)
+    session.flush()
+    return queued, failed
+
+
+def _now() -> datetime:
+    return datetime.now(UTC)
 
 
 def finish_job(session: Session, job: IngestionJob, error: str | None = None) -> None:

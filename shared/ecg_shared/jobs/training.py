@@ -7,16 +7,18 @@ module. Life of a job::
        │          ├──────► failed (the reason)
        └──────────┴──────► cancelled
 
-A running job records a heartbeat every few seconds. A worker that dies leaves the heartbeat stale: the task comes
-back (Celery ``acks_late`` + ``reject_on_worker_lost``) and the next worker takes the job over from the start, up to
-``training_max_attempts`` times; :func:`fail_stale_training_jobs` (run by every training worker) marks jobs failed
-whose worker is gone for good. The model version is registered in the same transaction that marks the job succeeded,
-so a crash can never leave a half-registered model.
+A running job records a heartbeat every few seconds and a checkpoint after every epoch. A worker that dies (a killed
+Celery child, or the whole machine) leaves the heartbeat stale: every training worker runs
+:func:`requeue_stale_training_jobs` every few seconds, which queues such a job again while it has attempts left
+(``training_max_attempts``) and marks it failed with the reason once they are used up. The next attempt resumes from
+the last checkpoint. The model version is registered in the same transaction that marks the job succeeded, so a crash
+can never leave a half-registered model.
 """
 
 from __future__ import annotations
 
 import re
+from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -200,6 +202,7 @@ class EpochProgress(BaseModel):
     loss: float
     seconds: float
     validation: dict[str, float] = Field(default_factory=dict)
+    attempt: int = Field(1, description="the attempt that ran this epoch (a resumed job keeps earlier epochs)")
 
 
 class TrainingJobView(BaseModel):
@@ -312,8 +315,9 @@ def claim_training_job(
 ) -> TrainingJob | None:
     """Mark the job running on ``hostname``, or return None when it must not run (again).
 
-    Safe for redelivered tasks: a finished job is left alone, a job another worker is running (fresh heartbeat) is
-    left to it, a job whose worker died (stale heartbeat) is taken over unless it already used ``max_attempts``.
+    Safe for redelivered and duplicate tasks: a finished job is left alone, a job another worker is running (fresh
+    heartbeat) is left to it, a job whose worker died (stale heartbeat) is taken over unless it already used
+    ``max_attempts``. The new attempt starts at epoch 0; the runner then resumes it from its checkpoint, if any.
     """
     job = session.get(TrainingJob, job_id, with_for_update=True)
     if job is None:
@@ -325,12 +329,7 @@ def claim_training_job(
         if job.heartbeat_at and now - job.heartbeat_at < timedelta(seconds=stale_after_s):
             return None
         if job.attempts >= max_attempts:
-            _finish(
-                job,
-                "failed",
-                f"worker {job.worker_hostname} stopped during attempt {job.attempts}; "
-                f"gave up after {max_attempts} attempts",
-            )
+            _finish(job, "failed", _lost_reason(job, max_attempts))
             session.flush()
             return None
     if job.cancel_requested:
@@ -349,15 +348,28 @@ def claim_training_job(
     return job
 
 
-def heartbeat_training_job(session: Session, job_id: int, attempt: int) -> bool:
-    """Refresh the heartbeat of our attempt; returns whether cancellation was requested (or the job was taken away)."""
+def heartbeat_training_job(session: Session, job_id: int, attempt: int) -> Literal["running", "cancel", "lost"]:
+    """Refresh the heartbeat of our attempt. Returns "cancel" when cancellation was requested, "lost" when the attempt
+    no longer owns the job (it was queued again or taken over after a heartbeat gap), else "running"."""
     row = session.execute(
         update(TrainingJob)
         .where(TrainingJob.id == job_id, TrainingJob.status == "running", TrainingJob.attempts == attempt)
         .values(heartbeat_at=_now())
         .returning(TrainingJob.cancel_requested)
     ).first()
-    return row is None or bool(row[0])
+    if row is None:
+        return "lost"
+    return "cancel" if row[0] else "running"
+
+
+def resume_training_job(session: Session, job_id: int, attempt: int, progress: list[EpochProgress]) -> None:
+    """Our attempt resumes from a checkpoint: the job's epoch and progress are the checkpoint's."""
+    job = session.get(TrainingJob, job_id, with_for_update=True)
+    if job is None or job.status != "running" or job.attempts != attempt:
+        return
+    job.progress = [p.model_dump() for p in progress]
+    job.epoch = progress[-1].epoch if progress else 0
+    session.flush()
 
 
 def record_epoch(session: Session, job_id: int, attempt: int, progress: EpochProgress) -> None:
@@ -381,17 +393,19 @@ def lock_running_attempt(session: Session, job_id: int, attempt: int) -> Trainin
 
 def finish_training_job(
     session: Session, job_id: int, attempt: int, status: str, error: str | None = None, **fields: Any
-) -> None:
-    """Set a final status for our attempt (no-op if the job was meanwhile taken over or finished)."""
+) -> bool:
+    """Set a final status for our attempt; False (and nothing changed) if the job was meanwhile queued again, taken
+    over or finished."""
     if status not in FINAL_STATUSES:
         raise ValueError(f"not a final status: {status}")
     job = session.get(TrainingJob, job_id, with_for_update=True)
-    if job is None or job.status in FINAL_STATUSES or job.attempts != attempt:
-        return
+    if job is None or job.status != "running" or job.attempts != attempt:
+        return False
     for key, value in fields.items():
         setattr(job, key, value)
     _finish(job, status, error)
     session.flush()
+    return True
 
 
 def record_promotion(session: Session, job_id: int, promoted: bool, gate: dict[str, Any]) -> None:
@@ -402,21 +416,42 @@ def record_promotion(session: Session, job_id: int, promoted: bool, gate: dict[s
         session.flush()
 
 
-def fail_stale_training_jobs(session: Session, stale_after_s: float) -> list[int]:
-    """Mark running jobs whose heartbeat is older than ``stale_after_s`` failed; returns their ids."""
+def requeue_stale_training_jobs(
+    session: Session, stale_after_s: float, max_attempts: int, enqueue: Callable[[int], Any]
+) -> tuple[list[int], list[int]]:
+    """Running jobs whose heartbeat is older than ``stale_after_s`` lost their worker: queue each again (``enqueue``
+    sends its task) while it has attempts left, else mark it failed with the reason. Returns (queued, failed) ids.
+
+    The task is sent before the transaction commits: should the commit fail, the task finds the job still running
+    with a stale heartbeat and takes it over all the same; should sending fail, nothing changes and the next call
+    tries again.
+    """
     cutoff = _now() - timedelta(seconds=stale_after_s)
-    jobs = list(
-        session.scalars(
-            select(TrainingJob)
-            .where(TrainingJob.status == "running", TrainingJob.heartbeat_at < cutoff)
-            .with_for_update(skip_locked=True)
-        )
-    )
+    jobs = session.scalars(
+        select(TrainingJob)
+        .where(TrainingJob.status == "running", TrainingJob.heartbeat_at < cutoff)
+        .order_by(TrainingJob.id)
+        .with_for_update(skip_locked=True)
+    ).all()
+    queued, failed = [], []
     for job in jobs:
-        since = f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC"
-        _finish(job, "failed", f"worker {job.worker_hostname} lost: no heartbeat since {since}")
+        if job.attempts >= max_attempts:
+            _finish(job, "failed", _lost_reason(job, max_attempts))
+            failed.append(job.id)
+        else:
+            enqueue(job.id)
+            job.status = "queued"
+            queued.append(job.id)
     session.flush()
-    return [job.id for job in jobs]
+    return queued, failed
+
+
+def _lost_reason(job: TrainingJob, max_attempts: int) -> str:
+    since = f"{job.heartbeat_at:%Y-%m-%d %H:%M:%S} UTC" if job.heartbeat_at else "its start"
+    return (
+        f"worker {job.worker_hostname} lost during attempt {job.attempts} (no heartbeat since {since}); "
+        f"gave up after {max_attempts} attempt{'s' if max_attempts != 1 else ''} (ECG_TRAINING_MAX_ATTEMPTS)"
+    )
 
 
 def _finish(job: TrainingJob, status: str, error: str | None) -> None:

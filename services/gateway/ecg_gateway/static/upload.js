@@ -270,6 +270,9 @@
     });
     current.evidence = evidence;
     legend.textContent = legendText(trace, evidence, current.layout);
+    if (!current.result.explanation && current.result.explanation_note) {
+      legend.textContent += ` · ${current.result.explanation_note}`;
+    }
     renderOverview();
   }
 
