@@ -249,9 +249,7 @@ def train_and_export(
         history = monitor.history
     training_seconds = time.monotonic() - started
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
-    networks = [
-        float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples) for model in models
-    ]
+    networks = [float32_copy(model, request.family, n_leads, n_classes, data.spec.window_samples) for model in models]
     classes, normal, unreadable = data.classes, request.normal_classes, request.unreadable_classes
     network_validation = np.mean([predict_recordings(n, data.validation, data) for n in networks], axis=0)
     network_test = np.mean([predict_recordings(n, data.test, data) for n in networks], axis=0)
