@@ -22,7 +22,7 @@ import numpy as np
 from prometheus_client import Histogram
 
 from ecg_inference.classify import run_batched
-from ecg_inference.models import LoadedModel
+from ecg_inference.models import LoadedModel, ModelInputs
 
 log = logging.getLogger(__name__)
 
@@ -56,11 +56,12 @@ class MicroBatcher:
         # A model has at most one call running; different models' calls may run side by side.
         self._executor = ThreadPoolExecutor(max_workers=MAX_CONCURRENT_CALLS, thread_name_prefix="onnxruntime")
 
-    async def run(self, model: LoadedModel, inputs: np.ndarray) -> np.ndarray:
-        """Probabilities for ``inputs`` (n, window, leads), computed in a batch with whatever else is waiting."""
+    async def run(self, model: LoadedModel, inputs: ModelInputs | np.ndarray) -> np.ndarray:
+        """Probabilities for ``inputs`` (n rows of model inputs: windows, and features for a fused model), computed
+        in a batch with whatever else is waiting."""
         return await self.submit(model, inputs)
 
-    def submit(self, model: LoadedModel, inputs: np.ndarray) -> asyncio.Future:
+    def submit(self, model: LoadedModel, inputs: ModelInputs | np.ndarray) -> asyncio.Future:
         """Queue ``inputs`` and return the future of their probabilities at once; when the model is idle (and
         ``wait_ms`` is 0) its call starts now, so the caller can go on working while onnxruntime runs. Call it on
         the event loop's thread."""

@@ -108,8 +108,11 @@ class ModelInputs:
     def __len__(self) -> int:
         return len(self.ecg)
 
+    def __getitem__(self, rows: slice) -> ModelInputs:
+        return ModelInputs(self.ecg[rows], None if self.features is None else self.features[rows])
+
     def rows(self, start: int, stop: int) -> ModelInputs:
-        return ModelInputs(self.ecg[start:stop], None if self.features is None else self.features[start:stop])
+        return self[start:stop]
 
     @staticmethod
     def join(parts: list[ModelInputs]) -> ModelInputs:
