@@ -415,7 +415,13 @@ def test_api_docs_render_with_no_network(browser, gateway_url):
 
 def _fits_the_width(page) -> None:
     width, scroll = page.evaluate("() => [document.documentElement.clientWidth, document.documentElement.scrollWidth]")
-    assert scroll <= width, f"the page is {scroll} px wide in a {width} px window"
+    wide = page.evaluate(
+        """(width) => [...document.querySelectorAll('body *')]
+        .filter((e) => e.getBoundingClientRect().right > width + 1 && !e.closest('.trace-scroll, .table-scroll'))
+        .slice(0, 5).map((e) => `${e.tagName.toLowerCase()}#${e.id}.${e.className}`)""",
+        width,
+    )
+    assert scroll <= width, f"the page is {scroll} px wide in a {width} px window: {wide}"
     api_link = page.get_by_role("link", name="API").bounding_box()
     assert api_link["x"] >= 0 and api_link["x"] + api_link["width"] <= width
 
@@ -688,6 +694,11 @@ def test_a_model_card_reads_as_a_card_and_promotion_asks_with_a_comparison(page,
 
     row.get_by_role("button", name="Promote").click()
     dialog.get_by_role("button", name=f"Promote v{candidate}").click()
+    # Then the promotion gate's comparison on the same evaluation data (static/promotion.js): with no reviewed
+    # recording to compare the two versions on, it refuses and offers to force.
+    page.locator("#gate-verdict").wait_for(timeout=30_000)
+    assert "The gate refuses" in page.locator("#gate-verdict").inner_text()
+    page.click("#gate-force")
     page.locator(f"section[data-model='normal-12lead'] tr[data-version='{candidate}'] .badge-active").wait_for(
         timeout=10_000
     )

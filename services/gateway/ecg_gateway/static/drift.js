@@ -21,13 +21,13 @@
         `${v.live_answers} live answers (calls: ${calls}) against ${v.reference_recordings ?? "no"} validation `
         + "recordings. PSI below 0.1: stable; 0.1 to 0.25: a moderate shift; above 0.25: a significant shift." }),
       v.note ? el("p", { class: "drift-note", text: v.note }) : null,
-      el("table", { class: "drift-table" },
+      el("div", { class: "table-scroll" }, el("table", { class: "drift-table" },
         el("thead", {}, el("tr", {}, el("th", { text: "p_abnormal" }), el("th", { text: "validation" }),
           el("th", { text: "live" }))),
         el("tbody", {}, v.buckets.map((b) => el("tr", {},
           el("td", { text: `≤ ${b.upper.toFixed(1)}` }),
           el("td", {}, bar(b.reference, "reference"), ` ${share(b.reference)}`),
-          el("td", {}, bar(b.live, "live"), ` ${share(b.live)}`))))));
+          el("td", {}, bar(b.live, "live"), ` ${share(b.live)}`)))))));
   }
 
   async function load() {

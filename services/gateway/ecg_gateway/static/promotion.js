@@ -16,8 +16,9 @@ const PromotionGate = (() => {
         el("td", { text: `${m.agreed} of ${m.reviewed}` }), el("td", { text: String(m.disputed) })));
       box.replaceChildren(el("h2", { text: "Live agreement with clinicians" }),
         el("p", { class: "muted", text: agreement.rule }),
-        el("table", {}, el("thead", {}, el("tr", {}, ["model", "active version", "agreement", "agreed / reviewed", "disputed"]
-          .map((h) => el("th", { text: h })))), el("tbody", {}, rows)));
+        el("div", { class: "table-scroll" },
+          el("table", {}, el("thead", {}, el("tr", {}, ["model", "active version", "agreement", "agreed / reviewed", "disputed"]
+            .map((h) => el("th", { text: h })))), el("tbody", {}, rows))));
     } catch (err) {
       box.replaceChildren(el("p", { class: "error", text: `Could not load live agreement: ${err.message}` }));
     }
