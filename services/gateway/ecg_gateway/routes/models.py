@@ -133,6 +133,7 @@ async def _gate(request: Request, name: str, version: int, evaluation: str) -> G
 @router.get(
     "/{name}/versions/{version}/comparison",
     response_model=GateResult,
+    responses=error_responses(*COMMON_ERRORS, 404),
     summary="Score this version and the active one on the same evaluation data (what promotion checks)",
 )
 async def compare_version(

@@ -96,6 +96,7 @@ def _read_record(upload: ClassifyBody) -> Record | str:
         400: _error("malformed multipart body"),
         401: _error("ECG_CLASSIFY_REQUIRES_KEY is set and X-API-Key is missing"),
         403: _error("wrong X-API-Key"),
+        404: _error("?model= names no active model"),
         413: _error("upload over ECG_MAX_UPLOAD_BYTES"),
         415: _error("not multipart/form-data (JSON samples are not accepted here)"),
         422: _error("no file, an empty or unreadable file, a bad format/fs hint, a patient field too long"),

@@ -8,13 +8,15 @@ from __future__ import annotations
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, status
 from pydantic import BaseModel, Field
 
+from ecg_gateway.errors import COMMON_ERRORS, INT64_MAX, KEYED_ERRORS, error_responses
 from ecg_gateway.security import require_api_key
 from ecg_shared import registry, reviews
 from ecg_shared.db import session_scope
 
 router = APIRouter(tags=["reviews"])
-NOT_FOUND = {404: {"description": "no recording with that id"}}
-RecordingId = Path(ge=1, le=2**63 - 1, description="the recording's id")
+NOT_FOUND = error_responses(*COMMON_ERRORS, 404)
+KEYED_NOT_FOUND = error_responses(*COMMON_ERRORS, *KEYED_ERRORS, 404)
+RecordingId = Path(ge=1, le=INT64_MAX, description="the recording's id")
 
 
 class ReviewedPage(BaseModel):
@@ -51,7 +53,7 @@ def _not_found(exc: reviews.ReviewNotFound) -> HTTPException:
     response_model=reviews.RecordingReviews,
     dependencies=[Depends(require_api_key)],
     summary="Review a recording: confirm or correct its label, or call it unreadable (API key)",
-    responses=NOT_FOUND,
+    responses=KEYED_NOT_FOUND,
 )
 def add_review(request: reviews.ReviewRequest, recording_id: int = RecordingId) -> reviews.RecordingReviews:
     """Stored with the reviewer's name and the time. A reviewer's second review of the same recording replaces
@@ -79,11 +81,16 @@ def get_reviews(recording_id: int = RecordingId) -> reviews.RecordingReviews:
             raise _not_found(exc) from None
 
 
-@router.get("/api/reviews", response_model=ReviewedPage, summary="Reviewed recordings, most recently reviewed first")
+@router.get(
+    "/api/reviews",
+    response_model=ReviewedPage,
+    summary="Reviewed recordings, most recently reviewed first",
+    responses=error_responses(*COMMON_ERRORS),
+)
 def list_reviews(
     disagreements: bool = Query(False, description="only recordings whose reviewers gave different labels"),
     limit: int = Query(50, ge=1, le=500),
-    offset: int = Query(0, ge=0, le=2**62),
+    offset: int = Query(0, ge=0, le=INT64_MAX),
 ) -> ReviewedPage:
     with session_scope() as session:
         total, items = reviews.list_reviewed(session, disagreements, limit, offset)
@@ -106,7 +113,7 @@ def agreement() -> AgreementList:
     response_model=Deleted,
     dependencies=[Depends(require_api_key)],
     summary="Delete a recording with its kept classifications and reviews (API key)",
-    responses=NOT_FOUND,
+    responses=KEYED_NOT_FOUND,
 )
 def delete_recording(recording_id: int = RecordingId) -> Deleted:
     with session_scope() as session:
