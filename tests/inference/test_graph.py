@@ -17,7 +17,7 @@ from onnx import TensorProto, helper, numpy_helper
 from ecg_inference import models
 from ecg_inference.graph import PASS_NOTE, optimize_for_cpu
 from ecg_inference.models import create_session
-from ecg_shared.model_metadata import INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from ecg_shared.model_metadata import OUTPUT_NAME, ModelMetadata
 from ecg_shared.preprocessing import PreprocessingSpec
 from ecg_shared.settings import REPO_ROOT
 from tests.inference.onnx_models import rhythm_metadata, tiny_model
@@ -74,9 +74,10 @@ def cpu_session(onnx_bytes: bytes) -> ort.InferenceSession:
     return ort.InferenceSession(onnx_bytes, options, providers=["CPUExecutionProvider"])
 
 
-def random_inputs(session: ort.InferenceSession, batch: int, seed: int) -> np.ndarray:
-    window, leads = session.get_inputs()[0].shape[1:]
-    return np.random.default_rng(seed).standard_normal((batch, window, leads)).astype(np.float32)
+def random_inputs(session: ort.InferenceSession, batch: int, seed: int) -> dict[str, np.ndarray]:
+    """Random feeds for every input: the windows (``ecg``) and, for a model fused with beat features, ``features``."""
+    rng = np.random.default_rng(seed)
+    return {i.name: rng.standard_normal((batch, *i.shape[1:])).astype(np.float32) for i in session.get_inputs()}
 
 
 def squeeze_unsqueeze_around_convs(model: onnx.ModelProto) -> int:
@@ -91,8 +92,8 @@ def test_optimized_graph_gives_the_same_probabilities(exported):
     original, optimized = cpu_session(exported), cpu_session(optimize_for_cpu(exported))
     for batch in (1, 5):
         x = random_inputs(original, batch, seed=batch)
-        (expected,) = original.run([OUTPUT_NAME], {INPUT_NAME: x})
-        (actual,) = optimized.run([OUTPUT_NAME], {INPUT_NAME: x})
+        (expected,) = original.run([OUTPUT_NAME], x)
+        (actual,) = optimized.run([OUTPUT_NAME], x)
         assert actual.shape == expected.shape == (batch, expected.shape[1])
         assert np.max(np.abs(actual - expected)) <= TOLERANCE
         assert expected.std() > 0.01  # the comparison means something: not every window gets the same answer
@@ -209,8 +210,8 @@ def test_service_sessions_run_the_optimized_graph(resnet_export):
     assert PASS_NOTE in session.get_modelmeta().graph_description
     original = cpu_session(resnet_export)
     x = random_inputs(original, 8, seed=3)
-    expected = original.run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    assert np.max(np.abs(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0] - expected)) <= TOLERANCE
+    expected = original.run([OUTPUT_NAME], x)[0]
+    assert np.max(np.abs(session.run([OUTPUT_NAME], x)[0] - expected)) <= TOLERANCE
 
 
 def off_by_a_little(onnx_bytes: bytes) -> bytes:
@@ -238,5 +239,5 @@ def test_service_sessions_fall_back_to_the_exported_graph(resnet_export, monkeyp
     assert PASS_NOTE not in session.get_modelmeta().graph_description
     assert f"the CPU graph pass {warning}" in caplog.text
     x = random_inputs(session, 2, seed=4)
-    expected = cpu_session(resnet_export).run([OUTPUT_NAME], {INPUT_NAME: x})[0]
-    assert np.max(np.abs(session.run([OUTPUT_NAME], {INPUT_NAME: x})[0] - expected)) <= 1e-6
+    expected = cpu_session(resnet_export).run([OUTPUT_NAME], x)[0]
+    assert np.max(np.abs(session.run([OUTPUT_NAME], x)[0] - expected)) <= 1e-6

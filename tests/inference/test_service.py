@@ -155,8 +155,8 @@ def test_unknown_format(client):
 
 
 def test_unknown_format_field(client, wellnest_sample):
-    response = client.post("/classify", data={"format": "edf"}, files={"file": ("x", wellnest_sample.read_bytes())})
-    assert response.status_code == 422 and "edf" in _detail(response)
+    response = client.post("/classify", data={"format": "gdf"}, files={"file": ("x", wellnest_sample.read_bytes())})
+    assert response.status_code == 422 and "gdf" in _detail(response)
 
 
 def test_bad_fs_field(client):
