@@ -217,12 +217,17 @@ def test_device_blobs_to_a_promoted_model_answering_classify(data_dir, e2e_datab
         registered = get_version(e2e_session, MODEL, version)
         onnx_bytes = ArtifactStore(connection_string=blob_connection).get(registered.artifact_uri)
 
-    # The answer is the registered ONNX file's own output on the shared preprocessing of that recording.
+    # The answer is the registered ONNX file's own output on the shared preprocessing of that recording, mean over
+    # windows, with the calibration the file carries.
     import onnxruntime as ort
+
+    from ecg_shared.calibration import calibrate
 
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
     assert (metadata.name, metadata.classes, metadata.normal_classes) == (MODEL, ["Normal", "Abnormal"], ["Normal"])
     inputs = prepare(read_ecg(held_out), metadata.preprocessing)
-    expected = session.run(None, {session.get_inputs()[0].name: inputs})[0].mean(axis=0)
+    raw = session.run(None, {session.get_inputs()[0].name: inputs})[0]
+    expected = calibrate(raw.mean(axis=0, keepdims=True), metadata.calibration)[0]
+    assert metadata.calibration["method"] == "temperature"
     assert [answer["probabilities"][c] for c in metadata.classes] == pytest.approx(expected.tolist(), abs=1e-4)

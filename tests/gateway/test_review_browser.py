@@ -124,7 +124,7 @@ def test_upload_keep_review_train_and_measure(page, gateway_url, wellnest_sample
         row.wait_for(timeout=10_000)
         assert f"{figures['agreed']} of {figures['reviewed']}" in row.inner_text()
         if figures["rate"] is not None:
-            assert f"{100 * figures['rate']:.1f} %" in row.locator(".agreement-rate").inner_text()
+            assert f"{100 * figures['rate']:.1f}\u00a0%" in row.locator(".agreement-rate").inner_text()
 
     # The gate before a promotion: a new 12-lead candidate against the active one on the reviewed recordings.
     from ecg_shared import registry
@@ -139,6 +139,8 @@ def test_upload_keep_review_train_and_measure(page, gateway_url, wellnest_sample
     page.reload()
     section = page.locator("section.model-section[data-model='normal-12lead']")
     section.locator(f"tr[data-version='{candidate}'] button").click()
+    # First the confirmation with both versions' test metrics, then the gate's comparison on the reviewed recordings.
+    page.locator("#promote-dialog").get_by_role("button", name=f"Promote v{candidate}").click()
     page.locator("#gate-table").wait_for(timeout=60_000)
     dialog = page.locator("#gate-dialog")
     assert "the clinician-reviewed recordings" in dialog.inner_text()
