@@ -38,7 +38,7 @@ def test_a_resumed_run_goes_on_from_the_checkpoint_epoch_with_its_optimizer_and_
     hooks = TrainingHooks(
         on_checkpoint=saved.append, on_epoch=lambda p: epochs.append(p.epoch), resume_from=loaded, attempt=2
     )
-    model, monitor = fit(data, request, hooks)
+    model, monitor = fit(data, request, hooks, resume_from=hooks.resume_from)
     steps = len(data.train) // request.batch_size + (len(data.train) % request.batch_size > 0)
     assert epochs == [2, 3]  # epoch 1 is not run again
     assert int(np.asarray(model.optimizer.iterations)) == 3 * steps  # the optimizer's step count went on
