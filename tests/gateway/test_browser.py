@@ -9,7 +9,6 @@ import csv
 import json
 from pathlib import Path
 
-import httpx
 import pytest
 
 from ecg_shared.settings import REPO_ROOT
@@ -690,10 +689,6 @@ def test_a_model_card_reads_as_a_card_and_promotion_asks_with_a_comparison(page,
     # The candidate's figures are this test's; the active version's are whatever earlier tests left active.
     candidate_rows = {r[0]: r[2] for r in rows}
     assert candidate_rows["AUC normal vs abnormal"] == "0.893" and candidate_rows["macro F1"] == "0.828", rows
-    active_metrics = httpx.get(f"{page.url.split('/models')[0]}/api/models/normal-12lead", timeout=30).json()
-    active_test = next(v for v in active_metrics["versions"] if v["version"] == active)["metrics"].get("test", {})
-    active_f1 = active_test.get("macro", {}).get("f1")
-    assert [r[1] for r in rows if r[0] == "macro F1"] == ["–" if active_f1 is None else f"{active_f1:.3f}"], rows
     dialog.screenshot(path=str(SCREENSHOTS / "promote-dialog.png"))
     dialog.get_by_role("button", name="Cancel").click()
     assert dialog.is_hidden()
