@@ -17,6 +17,6 @@ def test_every_readable_sample_file_gets_a_row_and_a_ratio_to_wfdb(data_dir):
     for row in result["rows"]:
         assert row["read_ms"] > 0
         expected = row["read_ms"] * 120 / (row["duration_s"] * row["leads"])
-        assert row["ms_per_10s_12_lead"] == pytest.approx(expected, rel=0.02)
+        assert row["ms_per_10s_12_lead"] == pytest.approx(expected, rel=0.02, abs=0.011)  # both rounded to 0.01
     assert set(result["ratios"]) == {f"{fmt} / wfdb" for fmt in formats - {BASELINE}}
     assert any("62.SCP" in note for note in result["notes"])  # the non-compliant file is named, not timed
