@@ -34,6 +34,15 @@ def wellnest_sample(data_dir: Path) -> Path:
 
 
 @pytest.fixture(scope="session")
+def formats_dir(data_dir: Path) -> Path:
+    """The real clinical-format sample files (GE MUSE, Philips, HL7 aECG, DICOM, SCP-ECG, EDF, ISHNE)."""
+    path = data_dir / "formats"
+    if not path.is_dir():
+        pytest.skip(f"clinical-format samples not found at {path} (see PROVENANCE.md there)")
+    return path
+
+
+@pytest.fixture(scope="session")
 def database_url() -> Iterator[str]:
     """A fresh database migrated to head, exported as ECG_DATABASE_URL for this process and its children."""
     from tests.support.database import create_test_database, drop_test_database

@@ -12,14 +12,6 @@ from tests.gateway.test_browser import SCREENSHOTS, _ink_pixels, browser, page  
 pytestmark = [pytest.mark.browser, pytest.mark.slow]
 
 
-@pytest.fixture(scope="module")
-def formats_dir(data_dir: Path) -> Path:
-    path = data_dir / "formats"
-    if not path.is_dir():
-        pytest.skip(f"clinical-format samples not found at {path}")
-    return path
-
-
 @pytest.mark.parametrize(
     "name", ["philips_sierra_xml/3191723_ZZDEMOPTONLY_1-04_orig.xml", "ge_muse_xml/MUSE_20080710_165457_96000.xml"]
 )

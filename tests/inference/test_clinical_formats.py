@@ -34,14 +34,6 @@ NOT_READABLE = {"ishne_holter/ECG_P28.01.ann", "scp_ecg/62.SCP"}  # an annotatio
 
 
 @pytest.fixture(scope="module")
-def formats_dir(data_dir: Path) -> Path:
-    path = data_dir / "formats"
-    if not path.is_dir():
-        pytest.skip(f"clinical-format samples not found at {path}")
-    return path
-
-
-@pytest.fixture(scope="module")
 def models_dir(tmp_path_factory) -> Path:
     return write_models_dir(tmp_path_factory.mktemp("bundled"), seed=7)
 

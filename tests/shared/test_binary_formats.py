@@ -52,14 +52,6 @@ PATIENT_FIELDS = {
 }
 
 
-@pytest.fixture(scope="session")
-def formats_dir(data_dir: Path) -> Path:
-    path = data_dir / "formats"
-    if not path.is_dir():
-        pytest.skip(f"clinical-format samples not found at {path} (see PROVENANCE.md there)")
-    return path
-
-
 def _bytes(formats_dir: Path, name: str) -> bytes:
     path = formats_dir / name
     if not path.is_file():
