@@ -208,15 +208,11 @@ def test_a_killed_workers_job_is_taken_up_by_another_worker(request, azurite, bi
     assert "queued again to resume" in second.log()
 
 
-@pytest.mark.xfail(
-    reason="known defect, under investigation: in full-suite runs the attempt that takes over after the SIGKILL "
-    "sometimes stalls after listing the blobs (seen 3 times in 5 runs here; passes alone); the reaper and the "
-    "redelivery work, the stalled attempt is the open question",
-    strict=False,
-)
 def test_a_killed_pool_process_is_taken_up_again_by_its_worker(request, azurite, big_container, database_url):
     """SIGKILL of the Celery pool process running the job: the worker's reaper queues it again once its heartbeat is
-    stale, and Celery hands the task back too; whichever comes first resumes the job, the other finds it taken."""
+    stale, and Celery hands the task back too; whichever comes first resumes the job, the other finds it taken. The
+    killed process's decoding processes die with it (else they kept its connection and row locks alive in Postgres
+    and the new attempt waited on the job's row forever: test_decode_pool.py)."""
     from tests.training.test_worker_crash import pool_children
 
     claim = claim_redis_db()

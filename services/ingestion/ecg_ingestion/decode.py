@@ -6,10 +6,13 @@ both cheap to pickle.
 
 from __future__ import annotations
 
+import ctypes
 import io
 import multiprocessing
 import os
 import posixpath
+import signal
+import sys
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
@@ -46,19 +49,42 @@ def decode_workers(configured: int) -> int:
 
 
 def decode_pool(workers: int) -> ProcessPoolExecutor:
-    """A pool of ``workers`` forked processes, all started now: call it before the job's event loop and database
-    connections exist, so the children inherit no threads or locks in use (forkserver and spawn would be cleaner,
-    but cannot start from a Celery prefork child, whose process authentication key cannot be sent)."""
+    """A pool of ``workers`` forked processes, all started now (forkserver and spawn would be cleaner, but cannot
+    start from a Celery prefork child, whose process authentication key cannot be sent).
+
+    The processes die with this one (:func:`_die_with_parent`). They inherit its open database connections, so an
+    orphan that outlived a SIGKILLed job process would keep that process's connection, and any row lock its open
+    transaction held, alive in Postgres: the attempt that takes the job over would wait on the job's row forever.
+    """
     _allow_child_processes()
-    pool = ProcessPoolExecutor(max_workers=workers, mp_context=multiprocessing.get_context("fork"))
+    pool = ProcessPoolExecutor(
+        max_workers=workers,
+        mp_context=multiprocessing.get_context("fork"),
+        initializer=_die_with_parent,
+        initargs=(os.getpid(),),
+    )
     pool.submit(int).result()  # with fork, the first task starts every process
     return pool
+
+
+_PR_SET_PDEATHSIG = 1
+
+
+def _die_with_parent(parent_pid: int) -> None:
+    """In a decoding process: ask Linux for SIGKILL when the job process dies, and exit if it already has."""
+    if sys.platform.startswith("linux"):
+        libc = ctypes.CDLL(None, use_errno=True)
+        if libc.prctl(_PR_SET_PDEATHSIG, signal.SIGKILL, 0, 0, 0) != 0:
+            raise OSError(ctypes.get_errno(), "prctl(PR_SET_PDEATHSIG) failed")
+    if os.getppid() != parent_pid:  # the parent died before the request took effect
+        os._exit(1)
 
 
 def _allow_child_processes() -> None:
     """Celery's prefork pool marks its children daemonic, and multiprocessing refuses to start processes from a
     daemonic one (it could not wait for them at exit). The job's pool is shut down, and its processes waited for,
-    before the task returns (and they exit on their own if this process dies), so lift the flag for this process."""
+    before the task returns (and :func:`_die_with_parent` ends them if this process dies), so lift the flag for this
+    process."""
     process = multiprocessing.current_process()
     if process.daemon:
         process._config["daemon"] = False
