@@ -87,6 +87,10 @@ def check_card_figures(card: dict, metadata) -> None:
     assert evaluation["subgroups"], "no subgroup figures"
     assert evaluation["operating_point"]["threshold"] == pytest.approx(metadata.threshold)
     assert card["intended_use"] and card["limitations"]
+    # The drift reference the /models page compares live traffic with: every validation recording in ten buckets.
+    validation = card["metrics"]["validation"]
+    assert len(validation["p_abnormal_histogram"]) == 10
+    assert sum(validation["p_abnormal_histogram"]) == validation["n"]
 
 
 @needs("rhythm-1lead")

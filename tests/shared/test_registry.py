@@ -232,3 +232,19 @@ def test_seeded_versions_do_not_claim_training_jobs_of_this_database(db_session,
         assert row.training_job_id is None
         assert row.onnx_metadata["training_job_id"] is None
         assert row.model_card.get("origin_training_job_id") == origins[result.name]
+
+
+def test_seeded_versions_carry_their_drift_reference(db_session, azurite):
+    """The /models page compares a version's live p_abnormal with its validation split's: the bundled versions keep
+    that histogram in their metrics once seeded, so the page shows a PSI for them, not "no reference"."""
+    from ecg_gateway.routes.drift import version_drift
+    from ecg_shared.settings import get_settings
+
+    results = seed_models(db_session, get_settings().models_dir)
+    if not results:
+        pytest.skip(f"no bundled models in {get_settings().models_dir}")
+    for result in results:
+        row = get_version(db_session, result.name, result.version)
+        reference = row.metrics["validation"]["p_abnormal_histogram"]
+        drift = version_drift(row.name, row.version, row.metrics, reference, {})
+        assert drift.reference_recordings == row.metrics["validation"]["n"] and drift.psi == 0.0

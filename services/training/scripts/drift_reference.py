@@ -1,0 +1,97 @@
+"""Back-fill the drift reference of a bundled model trained before drift monitoring existed.
+
+A training run stores how ``p_abnormal`` is distributed on its validation split (``metrics.validation.
+p_abnormal_histogram``, see ``ecg_shared.drift``); the `/models` page compares live traffic with it. The bundled
+models were trained before that step, so their cards lack it. This recomputes it the way the trainer does, from the
+bundled ONNX file itself: the card's recipe selects and splits the same recordings (checked against the card's
+validation class counts and validation confusion matrix), onnxruntime runs every validation window with its
+recording's features, the windows' mean per recording is calibrated with the file's temperature, and the abnormal
+classes' probabilities are summed and bucketed. `make models` writes the histogram itself; this is only for files
+made before.
+
+    ECG_DATABASE_URL=... .venv/bin/python services/training/scripts/drift_reference.py models/rhythm-1lead.onnx
+
+The database must hold the card's dataset (``ecg dataset import``), imported in the same order as when it was trained.
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+from pathlib import Path
+
+import numpy as np
+import onnxruntime as ort
+
+from ecg_shared.calibration import calibrate
+from ecg_shared.db import session_scope
+from ecg_shared.drift import bucket_counts
+from ecg_shared.evaluation import evaluate
+from ecg_shared.jobs.training import TrainingJobRequest
+from ecg_shared.model_metadata import ModelMetadata
+from ecg_training.data import load_training_data, mean_by_recording, recording_windows
+
+
+def card_request(card: dict, metadata: ModelMetadata) -> TrainingJobRequest:
+    """The training request the card records (the fields that choose and split the recordings and clean them)."""
+    hyper, spec = card["hyperparameters"], metadata.preprocessing
+    return TrainingJobRequest(
+        dataset=card["data"]["dataset"],
+        classes=list(metadata.classes),
+        normal_classes=list(metadata.normal_classes),
+        unreadable_classes=list(metadata.unreadable_classes),
+        leads=list(spec.leads),
+        sampling_rate=spec.sampling_rate,
+        window_s=hyper["window_s"],
+        normalisation=spec.normalisation,
+        highpass_hz=spec.highpass_hz,
+        lowpass_hz=spec.lowpass_hz,
+        notch_hz=spec.notch_hz,
+        seed=hyper["seed"],
+        features=hyper["features"],
+        label_mapping=card["data"].get("label_mapping") or {},
+    )
+
+
+def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, np.ndarray, ModelMetadata]:
+    session = ort.InferenceSession(model_path.read_bytes(), providers=["CPUExecutionProvider"])
+    metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
+    request = card_request(card, metadata)
+    with session_scope() as db:
+        data = load_training_data(db, request)
+    split = data.validation
+    counts = {name: int((split.y == i).sum()) for i, name in enumerate(data.classes)}
+    if counts != card["data"]["class_counts"]["validation"]:
+        raise SystemExit(f"not the card's validation split: class counts {counts}")
+    windows, owners = recording_windows(split, data.spec)
+    names = {i.name for i in session.get_inputs()}
+    outputs = []
+    for start in range(0, len(windows), 256):
+        feeds = {"ecg": windows[start : start + 256].astype(np.float32)}
+        if "features" in names:
+            feeds["features"] = split.features[owners[start : start + 256]].astype(np.float32)
+        outputs.append(session.run(None, feeds)[0])
+    raw = mean_by_recording(np.concatenate(outputs).astype(np.float64), owners, len(split))
+    return calibrate(raw, metadata.calibration), split.y, metadata
+
+
+def main(model_path: Path) -> None:
+    card_path = model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json")
+    card = json.loads(card_path.read_text())
+    probabilities, y, metadata = validation_probabilities(model_path, card)
+    classes = list(metadata.classes)
+    figures = evaluate(
+        probabilities, y, classes, list(metadata.normal_classes), list(metadata.unreadable_classes), metadata.threshold
+    )
+    recorded = card["metrics"]["validation"]["confusion_matrix"]
+    if figures["confusion_matrix"] != recorded:
+        raise SystemExit(f"validation confusion matrix {figures['confusion_matrix']} is not the card's {recorded}")
+    abnormal = [i for i, name in enumerate(classes) if name in metadata.abnormal_classes]
+    histogram = bucket_counts(probabilities[:, abnormal].sum(axis=1))
+    card["metrics"]["validation"]["p_abnormal_histogram"] = histogram
+    card_path.write_text(json.dumps(card, indent=2, sort_keys=False) + "\n")
+    print(f"{card_path}: validation p_abnormal histogram {histogram} ({len(y)} recordings)")
+
+
+if __name__ == "__main__":
+    main(Path(sys.argv[1]))
