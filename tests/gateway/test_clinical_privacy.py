@@ -106,15 +106,15 @@ def test_no_patient_field_is_stored_logged_or_answered(
         base_url=privacy_stack.url("gateway"), headers={"X-API-Key": privacy_stack.env["ECG_API_KEY"]}, timeout=120
     )
 
-    # Ingestion: every file as a blob under a neutral name (a blob's name is the user's choice and is stored as the
-    # recording's source), with a manifest.
+    # Ingestion: every file as a blob under its own name, with a manifest. Some names carry the patient's ID or name,
+    # as hospitals' exports do (ECG_P28.01.ecg, ecg_900657176_1.xml): the stored source masks them.
     from azure.storage.blob import ContainerClient
 
     container = ContainerClient.from_connection_string(azurite.connection_string, "clinical-privacy")
     container.create_container()
     blobs = {}
-    for index, name in enumerate(sample_files):
-        blob = f"clinic/ecg-{index:02d}{Path(name).suffix.lower()}"
+    for name in sample_files:
+        blob = f"clinic/{name}"
         container.upload_blob(blob, (folder / name).read_bytes())
         blobs[name] = blob
     manifest = "blob,label\n" + "\n".join(f"{blob},test" for blob in blobs.values())
@@ -139,9 +139,12 @@ def test_no_patient_field_is_stored_logged_or_answered(
     answers.append(repr(job))
     answers.append(client.get("/api/recordings", params={"dataset": "clinical-privacy"}).text)
 
-    # POST /classify through the gateway, with the trace and the explanation, under the file's own name's suffix.
+    sources = client.get("/api/recordings", params={"dataset": "clinical-privacy", "limit": 100}).json()
+    assert any("ishne_holter/[patient-" in r["source_uri"] for r in sources["items"]), sources
+
+    # POST /classify through the gateway, with the trace and the explanation, under the file's own name.
     for name in sample_files:
-        upload = (f"upload{Path(name).suffix.lower()}", (folder / name).read_bytes())
+        upload = (Path(name).name, (folder / name).read_bytes())
         response = client.post("/classify", params={"trace": "true", "explain": "true"}, files={"file": upload})
         if name in NOT_RECORDINGS:
             assert response.status_code == 422, (name, response.text)

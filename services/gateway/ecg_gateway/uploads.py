@@ -79,6 +79,6 @@ async def read_classify_body(request: Request) -> ClassifyBody:
     if len(data) > limit:
         raise _too_large(limit)
     if not data:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"the uploaded file {upload.filename!r} is empty")
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, "the uploaded file is empty")
     fields = {key: value for key, value in form.items() if isinstance(value, str)}
     return ClassifyBody(body, content_type, upload.filename or "upload", data, fields)

@@ -17,7 +17,8 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from ecg_shared.db.store import content_hash
-from ecg_shared.formats import read_ecg, read_wfdb_files
+from ecg_shared.formats import EcgFormatError, read_ecg, read_wfdb_files
+from ecg_shared.formats.identifiers import mask_identifiers
 from ecg_shared.formats.record import Record
 
 
@@ -40,8 +41,15 @@ def decode_parts(parts: list[tuple[str, bytes]], fmt: str | None, source: str) -
         blob = io.BytesIO(data)
         blob.name = posixpath.basename(name)  # lets detection use the extension (.csv, .npy)
         record = read_ecg(blob, format=fmt)
-    record.metadata["source"] = source
+    record.metadata["source"] = mask_identifiers(source, record.identifiers, digest)
     return Decoded(record, digest)
+
+
+def failed_blob_name(name: str, parts: list[tuple[str, bytes]], error: EcgFormatError) -> str:
+    """The name a blob that could not be decoded is reported under: the patient identifiers the reader still found
+    in it (an ISHNE annotation file's header, say) masked, as in a stored recording's source."""
+    identifiers = getattr(error, "identifiers", frozenset())
+    return mask_identifiers(name, identifiers, content_hash(b"".join(data for _, data in parts)))
 
 
 def decode_workers(configured: int) -> int:

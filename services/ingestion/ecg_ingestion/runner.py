@@ -33,7 +33,7 @@ from azure.core.exceptions import AzureError
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
 
-from ecg_ingestion.decode import Decoded, decode_parts, decode_pool, decode_workers
+from ecg_ingestion.decode import Decoded, decode_parts, decode_pool, decode_workers, failed_blob_name
 from ecg_ingestion.manifest import ManifestError, read_manifest
 from ecg_ingestion.plan import (
     BlobInfo,
@@ -410,7 +410,7 @@ class JobRun:
                 try:
                     decoded = await loop.run_in_executor(self.pool, decode_parts, parts, fmt, item.source_uri)
                 except EcgFormatError as exc:
-                    await results.put(_Failure(item.name, f"cannot decode: {exc}"))
+                    await results.put(_Failure(failed_blob_name(item.name, parts, exc), f"cannot decode: {exc}"))
                     continue
                 await results.put((item, decoded))
 

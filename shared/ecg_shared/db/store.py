@@ -11,6 +11,7 @@ from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
 from ecg_shared.db.models import Recording, encode_signal, json_safe
+from ecg_shared.formats.identifiers import mask_identifiers
 from ecg_shared.formats.record import Record
 
 
@@ -32,10 +33,11 @@ def store_recordings(session: Session, dataset: str, items: Iterable[StoreItem])
     items = list(items)
     if not items:
         return []
+    uris = [stored_source_uri(item) for item in items]
     rows = [
         {
             "dataset": dataset,
-            "source_uri": item.source_uri,
+            "source_uri": uri,
             "source_version": item.source_version,
             "content_sha256": item.content_sha256,
             "format": item.record.format or "unknown",
@@ -44,9 +46,9 @@ def store_recordings(session: Session, dataset: str, items: Iterable[StoreItem])
             "n_samples": item.record.n_samples,
             "signal": encode_signal(item.record.signal),
             "label": item.label or item.record.label,
-            "metadata": json_safe(item.record.metadata),
+            "metadata": json_safe(stored_metadata(item)),
         }
-        for item in items
+        for item, uri in zip(items, uris, strict=True)
     ]
     statement = (
         insert(Recording.__table__)
@@ -55,7 +57,23 @@ def store_recordings(session: Session, dataset: str, items: Iterable[StoreItem])
         .returning(Recording.__table__.c.source_uri, Recording.__table__.c.source_version, Recording.__table__.c.id)
     )
     inserted = {(uri, version): rid for uri, version, rid in session.execute(statement)}
-    return [inserted.get((item.source_uri, item.source_version)) for item in items]
+    return [inserted.get((uri, item.source_version)) for item, uri in zip(items, uris, strict=True)]
+
+
+def stored_source_uri(item: StoreItem) -> str:
+    """The name a recording is stored under: its source with the file's patient identifiers masked (a hospital's
+    export may be named after the patient; ecg_shared.formats.identifiers)."""
+    return mask_identifiers(item.source_uri, item.record.identifiers, item.content_sha256)
+
+
+def stored_metadata(item: StoreItem) -> dict:
+    """The record's metadata with the file's patient identifiers masked in its text values (the blob's name, a
+    manifest's columns)."""
+    identifiers, digest = item.record.identifiers, item.content_sha256
+    return {
+        key: mask_identifiers(value, identifiers, digest) if isinstance(value, str) else value
+        for key, value in item.record.metadata.items()
+    }
 
 
 def import_directory(

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import hashlib
 import io
 import os
 import zipfile
@@ -12,6 +13,7 @@ from typing import IO, Any
 from ecg_shared.formats.dicom_ecg import looks_like_dicom, read_dicom_ecg
 from ecg_shared.formats.edf import looks_like_edf, read_edf
 from ecg_shared.formats.hl7_aecg import looks_like_hl7_aecg, read_hl7_aecg
+from ecg_shared.formats.identifiers import mask_identifiers, patient_identifiers
 from ecg_shared.formats.ishne import looks_like_ishne, read_ishne
 from ecg_shared.formats.muse import looks_like_muse, read_muse
 from ecg_shared.formats.philips import looks_like_philips, read_philips
@@ -126,11 +128,27 @@ def _read_path(path: Path, fmt: str | None, hints: dict) -> Record:
     return _read_bytes(path.read_bytes(), fmt, hints, name=str(path))
 
 
+def _with_identifiers(record: Record, fmt: str, data: bytes) -> Record:
+    """The file's patient identifiers kept in memory with the record, and masked in the name it was read under."""
+    record.identifiers = patient_identifiers(fmt, data)
+    if record.identifiers and isinstance(record.metadata.get("source"), str):
+        record.metadata["source"] = mask_identifiers(
+            record.metadata["source"], record.identifiers, hashlib.sha256(data).hexdigest()
+        )
+    return record
+
+
 def _read_bytes(data: bytes, fmt: str | None, hints: dict, name: str | None) -> Record:
     fmt = fmt or detect_format(data, name)
     source = hints.pop("source", None) or name
     if fmt in _CLINICAL_READERS:
-        return _CLINICAL_READERS[fmt](data, source=source)
+        try:
+            record = _CLINICAL_READERS[fmt](data, source=source)
+        except Exception as exc:
+            error = exc if isinstance(exc, EcgFormatError) else _unreadable(fmt, exc)
+            error.identifiers = patient_identifiers(fmt, data)  # to mask the file's name where the failure is kept
+            raise error from None
+        return _with_identifiers(record, fmt, data)
     if fmt == "wellnest":
         return read_wellnest(data, gain=hints.get("gain"), source=source)
     if fmt == "wfdb":
@@ -159,4 +177,8 @@ def read_ecg(source: Source, format: str | None = None, **hints: Any) -> Record:
     except EcgFormatError:
         raise
     except Exception as exc:  # the readers' libraries (wfdb, numpy) raise many types on hostile input
-        raise EcgFormatError(f"cannot read the {format or 'ECG'} input: {type(exc).__name__}: {exc}") from None
+        raise _unreadable(format, exc) from None
+
+
+def _unreadable(fmt: str | None, exc: Exception) -> EcgFormatError:
+    return EcgFormatError(f"cannot read the {fmt or 'ECG'} input: {type(exc).__name__}: {exc}")

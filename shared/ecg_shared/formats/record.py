@@ -30,6 +30,9 @@ class Record:
     sampling_rate: float
     lead_names: list[str]
     metadata: dict[str, Any] = field(default_factory=dict)
+    # The patient identifiers the file carried (ecg_shared.formats.identifiers), in memory only: used to mask them in
+    # names before storing; never stored, logged or returned.
+    identifiers: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         signal = np.asarray(self.signal, dtype=np.float32)

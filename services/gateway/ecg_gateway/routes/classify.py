@@ -65,7 +65,7 @@ def _trace_for(upload: ClassifyBody, hints: dict[str, str]) -> dict | None:
     try:
         return plot_trace(record)
     except Exception:  # a recording the readers take but the display filter cannot (fs=1, fs=2**31): no trace
-        log.warning("no display trace for %r", upload.filename, exc_info=True)
+        log.warning("no display trace for this %s upload", record.format, exc_info=True)  # not its name (a patient's?)
         return None
 
 

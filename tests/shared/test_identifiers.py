@@ -1,0 +1,76 @@
+"""Patient identifiers in file names: readers find them in the files (in memory only), and names are masked before
+they are stored (ecg_shared.formats.identifiers)."""
+
+from __future__ import annotations
+
+import hashlib
+
+import numpy as np
+import pytest
+
+from ecg_shared.db.store import StoreItem, stored_metadata, stored_source_uri
+from ecg_shared.formats import EcgFormatError, read_ecg
+from ecg_shared.formats.identifiers import identifying, mask_identifiers
+from ecg_shared.formats.record import Record
+
+# Sample files whose own names carry a patient field of the file (the ISHNE subject ID, a Philips patient ID and
+# last name, an EDF+ admission code), and the value in the name.
+NAMED_AFTER_THE_PATIENT = {
+    "ishne_holter/ECG_P28.01.ecg": "ECG_P28.01",
+    "philips_sierra_xml/ecg_900657176_1.xml": "900657176",
+    "philips_sierra_xml/3191723_ZZDEMOPTONLY_1-04_orig.xml": "ZZDEMOPTONLY",
+    "edf/0000050.ECG.edf": "0000050",
+}
+
+
+def test_masking_replaces_every_identifier_in_any_case_and_keeps_names_apart():
+    digest_a, digest_b = "a" * 64, "b" * 64
+    ids = frozenset({"Clark", "Clark Kent", "SBJ-123"})
+    assert mask_identifiers("x/kent_clark kent_sbj-123.xml", ids, digest_a) == (
+        "x/kent_[patient-aaaaaaaa]_[patient-aaaaaaaa].xml"
+    )
+    assert mask_identifiers("x/one.xml", ids, digest_a) == "x/one.xml"
+    assert mask_identifiers("ecg_9001.xml", frozenset({"9001"}), digest_a) != mask_identifiers(
+        "ecg_9001.xml", frozenset({"9001"}), digest_b
+    )
+    assert identifying(["none none", "M", "  ", "0000", "Anonymous", "642341", None]) == {"642341"}
+
+
+@pytest.mark.parametrize("name", sorted(NAMED_AFTER_THE_PATIENT))
+def test_a_file_named_after_its_patient_is_stored_under_a_masked_name(formats_dir, name):
+    path = formats_dir / name
+    record = read_ecg(path)
+    value = NAMED_AFTER_THE_PATIENT[name]
+    assert value in record.identifiers
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    assert value not in record.metadata["source"]
+    assert value not in repr(record) and "identifiers" not in record.metadata
+    record.metadata["blob"] = name  # as ingestion adds it
+    item = StoreItem(record, f"https://host/c/{name}", "etag", digest)
+    stored = stored_source_uri(item)
+    assert value not in stored and f"[patient-{digest[:8]}]" in stored
+    assert value not in str(stored_metadata(item))
+
+
+def test_every_clinical_sample_yields_its_patient_id(formats_dir):
+    expected = {
+        "dicom_ecg/anonymous_ecg.dcm": "642341",
+        "dicom_ecg/Example.dcm": "SBJ-123",
+        "hl7_aecg/Example aECG.xml": "SBJ-123",
+        "scp_ecg/Example.scp": "SBJ-123",
+        "ge_muse_xml/MUSE_20080710_165457_96000.xml": "159357456",
+    }
+    for name, patient_id in expected.items():
+        assert patient_id in read_ecg(formats_dir / name).identifiers, name
+
+
+def test_a_file_that_cannot_be_decoded_still_has_its_identifiers_masked(formats_dir):
+    with pytest.raises(EcgFormatError, match="annotation file") as failure:
+        read_ecg(formats_dir / "ishne_holter/ECG_P28.01.ann")
+    assert "ECG_P28.01" in failure.value.identifiers
+
+
+def test_records_of_other_formats_carry_no_identifiers():
+    record = Record(np.zeros((10, 1)), 100, ["II"], {"source": "ecg_123456.csv"})
+    assert record.identifiers == frozenset()
+    assert stored_source_uri(StoreItem(record, "ecg_123456.csv", "v", "c" * 64)) == "ecg_123456.csv"
