@@ -74,3 +74,17 @@ def test_records_of_other_formats_carry_no_identifiers():
     record = Record(np.zeros((10, 1)), 100, ["II"], {"source": "ecg_123456.csv"})
     assert record.identifiers == frozenset()
     assert stored_source_uri(StoreItem(record, "ecg_123456.csv", "v", "c" * 64)) == "ecg_123456.csv"
+
+
+def test_a_masked_name_is_stored_once(db_session, formats_dir):
+    """Ingestion's exactly-once holds for masked names: the same file under the same name masks the same way, so
+    storing it again is a no-op; another file under the same name is another recording."""
+    from ecg_shared.db.store import store_recordings
+
+    path = formats_dir / "ishne_holter/ECG_P28.01.ecg"
+    record = read_ecg(path)
+    digest = hashlib.sha256(path.read_bytes()).hexdigest()
+    item = StoreItem(record, "https://host/c/ECG_P28.01.ecg", "etag-1", digest)
+    (first,) = store_recordings(db_session, "masked-once", [item])
+    (again,) = store_recordings(db_session, "masked-once", [item])
+    assert first is not None and again is None
