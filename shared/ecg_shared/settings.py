@@ -98,6 +98,10 @@ class Settings(BaseSettings):
     training_stale_after_s: float = 45.0
     # How many times a job is started before a lost worker makes it fail for good.
     training_max_attempts: int = 2
+    # Where the worker keeps each recording cleaned once (ecg_training.cache), by preprocessing spec; safe to delete.
+    training_cache_dir: Path = Field(default=Path.home() / ".cache" / "ecg-training")
+    # Threads that read and crop training batches (and evaluation windows) ahead of the model.
+    training_input_workers: int = 2
 
     # --- Gateway (services/gateway): public API, upload page, forwarding ------------------------------------------
     inference_url: str = "http://127.0.0.1:8001"
