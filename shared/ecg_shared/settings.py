@@ -100,8 +100,9 @@ class Settings(BaseSettings):
     training_max_attempts: int = 2
     # Where the worker keeps each recording cleaned once (ecg_training.cache), by preprocessing spec; safe to delete.
     training_cache_dir: Path = Field(default=Path.home() / ".cache" / "ecg-training")
-    # Threads that read and crop training batches (and evaluation windows) ahead of the model.
-    training_input_workers: int = 2
+    # Threads that read and crop training batches (and evaluation windows) ahead of the model. 1: one tf.data
+    # prefetch thread (fastest on 2 shared cores); more: a Keras PyDataset thread pool, for machines with spare cores.
+    training_input_workers: int = 1
 
     # --- Gateway (services/gateway): public API, upload page, forwarding ------------------------------------------
     inference_url: str = "http://127.0.0.1:8001"

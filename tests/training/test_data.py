@@ -125,6 +125,12 @@ def test_batches_carry_balanced_class_weights_and_fresh_crops_each_epoch(db_sess
     again.restore(batches.state(), epoch=1)
     assert all(np.array_equal(a, again[i][0]) for i, a in enumerate(later))
     assert not np.array_equal(later[0], x)  # fresh crops in the new epoch
+    # so k workers (each its own RandomCrops) that take batches i mod k draw, together, exactly one worker's epoch
+    for k in (2, 4):
+        shards = [RandomCrops(data.train, data.spec, 2, batch_size=8, seed=0) for _ in range(k)]
+        for shard in shards:
+            shard.on_epoch_end()
+        assert all(np.array_equal(later[i], shards[i % k][i][0]) for i in range(len(batches)))
     assert class_weights(np.array([0, 0, 1]), 3)[2] == 1.0  # a class absent from training keeps weight 1
 
 
@@ -166,6 +172,14 @@ def test_recordings_are_cleaned_once_into_the_cache_keyed_by_spec_and_content(db
     assert np.array_equal(chunk.read(0, 3, 20), np.ones((7, 12), np.float32))
     assert cache.open(data.spec, [(1, "a" * 64), (2, "c" * 64)]) is None
     assert cache.open(other, members) is None
+    # a second writer of the same chunk (another worker, at the same time) keeps the first one's copy
+    again = cache.write(data.spec, members, {1: np.ones((10, 12), np.float32), 2: "recording lacks lead(s) V7"})
+    assert again.path == chunk.path
+    assert sorted(p.name for p in chunk.path.parent.iterdir()) == sorted([chunk.path.name, "spec.json"])
+    # a damaged chunk is not used: it is cleaned again
+    with open(chunk.path / "signals.f32", "r+b") as handle:
+        handle.truncate(100)
+    assert cache.open(data.spec, members) is None and not chunk.path.exists()
 
 
 def _beats():

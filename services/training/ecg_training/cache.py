@@ -56,6 +56,7 @@ class Chunk:
     """One cached chunk: its recordings' ids, where each one's samples lie, and those that could not be cleaned."""
 
     def __init__(self, path: Path) -> None:
+        self._fd: int | None = None
         index = json.loads((path / INDEX).read_text())
         self.path = path
         self.ids = np.asarray(index["ids"], dtype=np.int64)
@@ -66,7 +67,6 @@ class Chunk:
         expected = int(self.offsets[-1]) * self.n_leads * ITEM
         if (path / SIGNALS).stat().st_size != expected:
             raise ValueError(f"cached chunk {path} is incomplete")
-        self._fd: int | None = None
 
     @property
     def usable(self) -> np.ndarray:
