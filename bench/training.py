@@ -203,7 +203,7 @@ def streamed(n: int) -> tuple[list[dict], dict, list[dict], str]:
         what = "baseline: every cleaned recording in memory" if run["layout"] == "memory" else "streamed from the cache"
         rows += [
             {
-                "method": f"{what}: random crops per epoch (fit, {run['workers']} input threads)",
+                "method": f"{what}: random crops per epoch (fit, input workers {run['workers']})",
                 "samples": run["train"],
                 "samples_per_s": run["train"] / run["epoch_s"],
                 "peak_rss_mib": run["peak_rss_mib"],

@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -138,6 +138,12 @@ class Settings(BaseSettings):
     # Defaults for `ecg ingest` / `ecg dataset upload`, so secrets stay out of shell history.
     ingest_sas_token: SecretStr | None = None
     ingest_connection_string: SecretStr | None = None
+
+    @field_validator("training_cache_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        """``~`` in ECG_TRAINING_CACHE_DIR is the home of the user running the worker."""
+        return value.expanduser()
 
 
 @lru_cache
