@@ -56,7 +56,6 @@ class Chunk:
     """One cached chunk: its recordings' ids, where each one's samples lie, and those that could not be cleaned."""
 
     def __init__(self, path: Path) -> None:
-        self._fd: int | None = None
         index = json.loads((path / INDEX).read_text())
         self.path = path
         self.ids = np.asarray(index["ids"], dtype=np.int64)
@@ -77,16 +76,19 @@ class Chunk:
         return int(self.lengths[row])
 
     def read(self, row: int, start: int = 0, stop: int | None = None) -> np.ndarray:
-        """Samples ``start:stop`` of the cleaned recording in ``row``: (n, n_leads) float32, a fresh array."""
-        length = self.length(row)
-        stop = length if stop is None else min(stop, length)
+        """Samples ``start:stop`` of the cleaned recording in ``row``: (n, n_leads) float32, a fresh array. The file is
+        opened for each read (a few microseconds), so a million recordings' chunks need no million open files."""
+        stop = self.length(row) if stop is None else min(stop, self.length(row))
         start = min(max(start, 0), stop)
-        if self._fd is None:
-            self._fd = os.open(self.path / SIGNALS, os.O_RDONLY)
         out = np.empty((stop - start, self.n_leads), dtype=np.float32)
         if out.size:
             offset = (int(self.offsets[row]) + start) * self.n_leads * ITEM
-            if os.preadv(self._fd, [memoryview(out).cast("B")], offset) != out.nbytes:
+            fd = os.open(self.path / SIGNALS, os.O_RDONLY)
+            try:
+                got = os.preadv(fd, [memoryview(out).cast("B")], offset)
+            finally:
+                os.close(fd)
+            if got != out.nbytes:
                 raise OSError(f"cached chunk {self.path} ended early")
         return out
 
@@ -104,14 +106,6 @@ class Chunk:
             np.save(handle, vectors)
         os.replace(temporary, path)
         return vectors
-
-    def close(self) -> None:
-        if self._fd is not None:
-            os.close(self._fd)
-            self._fd = None
-
-    def __del__(self) -> None:
-        self.close()
 
 
 class SignalCache:

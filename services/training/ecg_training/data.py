@@ -226,6 +226,7 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
     classes = _classes(request, [c for _, c, _ in candidates])
     class_index = {name: i for i, name in enumerate(classes)}
     features = feature_spec(request)
+    feature_key = None if features is None else _feature_key(features)
     cache = SignalCache(get_settings().training_cache_dir)
     chunks, ids, chunk_of, row_of, labels, vectors, infos = [], [], [], [], [], [], []
     skipped: Counter = Counter()
@@ -237,7 +238,7 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
         usable = chunk.usable
         skipped.update(chunk.skipped.values())
         if features is not None and len(usable):
-            vectors.append(chunk.features(_feature_key(features), _features_of(spec, features)))
+            vectors.append(chunk.features(feature_key, _features_of(spec, features)))
         infos.extend(_subgroup_infos(session, chunk.ids[usable].tolist()))
         for row in usable.tolist():
             rid, label, content = part[row]
