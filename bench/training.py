@@ -153,7 +153,8 @@ def worker(n: int, cache_dir: str, layout: str) -> dict:
 
     model = build_model("resnet", 12, 2)
     model.compile(optimizer="adam", loss="categorical_crossentropy", jit_compile=False)
-    sample = [batches[i] for i in range(MODEL_BATCHES + 1)]
+    full = max(len(train) // BATCH_SIZE, 1)  # full batches only (a small n has fewer than MODEL_BATCHES + 1)
+    sample = [batches[i % full] for i in range(MODEL_BATCHES + 1)]
     model.train_on_batch(*sample[0])  # tracing, not measured
     model_s, _ = _timed(lambda: [model.train_on_batch(*b) for b in sample[1:]])
     return {
@@ -246,6 +247,7 @@ def streamed(n: int) -> tuple[list[dict], dict, list[dict], str]:
         f"{n} 12-lead PTB-XL recordings: the {build['distinct']} real ones, each used again in turn; the cache "
         f"held {build['bytes'] / 2**30:.2f} GiB and took {build['seconds']:.0f} s to build. Every PTB-XL recording "
         "lasts 10 s, so each crop is the whole recording."
+        + (" At this n an epoch is too short for fit's start-up per epoch to vanish from the rate." if n < 5000 else "")
     )
     return rows, ratios, targets, notes
 
