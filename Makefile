@@ -59,8 +59,8 @@ demo: install
 	$(BIN)/python scripts/demo.py $(DEMO_ARGS)
 
 # Benchmarks (bench/): writes bench/results/latest.{json,md} and the README's Benchmarks section. By default
-# ingestion and the training input pipeline run at 1k and 10k recordings, to show how they grow.
-BENCH_ARGS ?= --sizes ingestion.n=1000,10000 --sizes training.n=1000,10000
+# ingestion runs at 1k and 10k recordings and training's streamed input at 10k and 100k, to show how they grow.
+BENCH_ARGS ?= --sizes ingestion.n=1000,10000 --sizes training.n=10000,100000
 bench: install
 	scripts/ensure-services.sh
 	$(BIN)/python -m bench $(BENCH_ARGS)

@@ -5,7 +5,8 @@ and optionally ``"ratios"`` (name -> value) and ``"targets"`` — that compares 
 
 - ``bench.ingestion``: recordings/second from Azurite into Postgres, job vs the one-at-a-time baseline;
 - ``bench.classify``: throughput and latency of gateway, inference service, raw onnxruntime, Flask + Keras;
-- ``bench.training``: samples/second of the training input pipeline and of one epoch per model family;
+- ``bench.training``: the streamed training input's peak RSS and samples/second against the model step and the
+  in-memory layout, and one epoch per model family;
 - ``bench.formats``: read time per clinical file format, in ms per 10 s 12-lead recording, against WFDB.
 
 The runner (``bench/__main__.py``) runs each in its own process, then ``bench/report.py`` writes

@@ -18,6 +18,8 @@ FROM ${PYTHON_IMAGE}
 RUN groupadd --system --gid 10001 ecg && useradd --system --uid 10001 --gid ecg --create-home --home-dir /home/ecg ecg
 COPY --from=build /opt/venv /opt/venv
 ENV PATH=/opt/venv/bin:$PATH PYTHONUNBUFFERED=1 PYTHONDONTWRITEBYTECODE=1
+# The training cache's mount point, owned by ecg (a named volume takes the ownership of the folder it is mounted on).
+RUN install -d -o ecg -g ecg /home/ecg/.cache/ecg-training
 WORKDIR /app
 USER ecg
 CMD ["celery", "-A", "ecg_training.worker", "worker", "-Q", "training", "--concurrency", "1", "--loglevel", "INFO"]

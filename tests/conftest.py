@@ -15,6 +15,21 @@ def _reset_settings() -> None:
     get_settings.cache_clear()
 
 
+@pytest.fixture(scope="session", autouse=True)
+def training_cache_dir(tmp_path_factory) -> Iterator[Path]:
+    """The training workers' cache of cleaned recordings (ECG_TRAINING_CACHE_DIR): a folder of this test run."""
+    path = tmp_path_factory.mktemp("training-cache")
+    previous = os.environ.get("ECG_TRAINING_CACHE_DIR")
+    os.environ["ECG_TRAINING_CACHE_DIR"] = str(path)
+    _reset_settings()
+    yield path
+    if previous is None:
+        os.environ.pop("ECG_TRAINING_CACHE_DIR", None)
+    else:
+        os.environ["ECG_TRAINING_CACHE_DIR"] = previous
+    _reset_settings()
+
+
 @pytest.fixture(scope="session")
 def data_dir() -> Path:
     path = get_settings().data_dir

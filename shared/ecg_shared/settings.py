@@ -11,7 +11,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -98,6 +98,11 @@ class Settings(BaseSettings):
     training_stale_after_s: float = 45.0
     # How many times a job is started before a lost worker makes it fail for good.
     training_max_attempts: int = 2
+    # Where the worker keeps each recording cleaned once (ecg_training.cache), by preprocessing spec; safe to delete.
+    training_cache_dir: Path = Field(default=Path.home() / ".cache" / "ecg-training")
+    # Threads that read and crop training batches (and evaluation windows) ahead of the model. 1: one tf.data
+    # prefetch thread (fastest on 2 shared cores); more: a Keras PyDataset thread pool, for machines with spare cores.
+    training_input_workers: int = 1
 
     # --- Gateway (services/gateway): public API, upload page, forwarding ------------------------------------------
     inference_url: str = "http://127.0.0.1:8001"
@@ -133,6 +138,12 @@ class Settings(BaseSettings):
     # Defaults for `ecg ingest` / `ecg dataset upload`, so secrets stay out of shell history.
     ingest_sas_token: SecretStr | None = None
     ingest_connection_string: SecretStr | None = None
+
+    @field_validator("training_cache_dir")
+    @classmethod
+    def _expand_home(cls, value: Path) -> Path:
+        """``~`` in ECG_TRAINING_CACHE_DIR is the home of the user running the worker."""
+        return value.expanduser()
 
 
 @lru_cache

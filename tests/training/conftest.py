@@ -49,7 +49,7 @@ def ptbxl_slice(data_dir: Path, database_url: str) -> str:
 
 
 @pytest.fixture(scope="session")
-def training_env(database_url: str, azurite) -> Iterator[dict[str, str]]:
+def training_env(database_url: str, azurite, training_cache_dir: Path) -> Iterator[dict[str, str]]:
     """Environment of the worker and of ``ecg`` subprocesses: test database, Azurite, a Redis database claimed for
     these tests alone (another suite's stack may be running workers on the others)."""
     claim = claim_redis_db()
@@ -59,6 +59,7 @@ def training_env(database_url: str, azurite) -> Iterator[dict[str, str]]:
         ECG_ARTIFACT_CONNECTION_STRING=azurite.connection_string,
         ECG_REDIS_URL=f"{redis_base_url()}/{claim.index}",
         ECG_TRAINING_HEARTBEAT_S="0.5",
+        ECG_TRAINING_CACHE_DIR=str(training_cache_dir),
         TF_CPP_MIN_LOG_LEVEL="2",
         CUDA_VISIBLE_DEVICES="",
     )

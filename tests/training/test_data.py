@@ -10,12 +10,12 @@ from ecg_shared.jobs.training import TrainingJobRequest
 from ecg_shared.preprocessing import prepare, window_batch
 from ecg_training.data import (
     RandomCrops,
+    RecordingWindows,
     TrainingDataError,
     class_weights,
     crop_window,
     load_training_data,
     mean_by_recording,
-    recording_windows,
 )
 
 TWELVE = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
@@ -85,18 +85,21 @@ def test_crops_and_evaluation_windows_match_the_inference_preprocessing(db_sessi
     data = load_training_data(db_session, request)
     rng = np.random.default_rng(0)
     signal = data.train.signals[0]
-    crop = crop_window(signal, data.spec, rng)
+    crop = crop_window(data.train.signals, 0, data.spec, rng)
     assert crop.shape == (200, 12)
     # a crop is one window_batch window of some slice of the cleaned signal: mean 0 / sd 1 per lead
     assert np.allclose(crop.mean(axis=0), 0, atol=1e-4) and np.allclose(crop.std(axis=0), 1, atol=1e-3)
     starts = [s for s in range(0, 301) if np.allclose(window_batch(signal[s : s + 200], data.spec)[0], crop)]
     assert len(starts) == 1
 
-    # evaluation windows of a test recording are exactly what prepare() gives the inference service
-    record_id = data.test.recording_ids[0]
-    record = db_session.scalars(select(Recording).where(Recording.id == record_id)).one().to_record()
-    windows, owners = recording_windows(data.test, data.spec)
-    assert np.array_equal(windows[owners == 0], prepare(record, data.spec))
+    # evaluation windows of the test recordings, streamed from the cache, are exactly what prepare() gives the
+    # inference service (3 windows each here: 0-200, 200-400 and the last one aligned to the end, 300-500)
+    windows = RecordingWindows(data.test, data.spec, batch_size=5)
+    streamed = np.concatenate([windows[b] for b in range(len(windows))])
+    assert len(streamed) == len(windows.owners) == 3 * len(data.test)
+    for owner, record_id in enumerate(data.test.recording_ids):
+        record = db_session.scalars(select(Recording).where(Recording.id == record_id)).one().to_record()
+        assert np.array_equal(streamed[windows.owners == owner], prepare(record, data.spec))
 
     probabilities = np.array([[0.2, 0.8], [0.4, 0.6], [1.0, 0.0]])
     assert np.allclose(mean_by_recording(probabilities, np.array([0, 0, 1]), 2), [[0.3, 0.7], [1.0, 0.0]])
@@ -116,4 +119,70 @@ def test_batches_carry_balanced_class_weights_and_fresh_crops_each_epoch(db_sess
     first = batches.order.copy()
     batches.on_epoch_end()
     assert not np.array_equal(first, batches.order)
+    # a batch depends on (seed, epoch, index) alone: not on the order batches are asked for, nor on other batches
+    later = [batches[i][0] for i in reversed(range(len(batches)))][::-1]
+    again = RandomCrops(data.train, data.spec, 2, batch_size=8, seed=0)
+    again.restore(batches.state(), epoch=1)
+    assert all(np.array_equal(a, again[i][0]) for i, a in enumerate(later))
+    assert not np.array_equal(later[0], x)  # fresh crops in the new epoch
+    # so k workers (each its own RandomCrops) that take batches i mod k draw, together, exactly one worker's epoch
+    for k in (2, 4):
+        shards = [RandomCrops(data.train, data.spec, 2, batch_size=8, seed=0) for _ in range(k)]
+        for shard in shards:
+            shard.on_epoch_end()
+        assert all(np.array_equal(later[i], shards[i % k][i][0]) for i in range(len(batches)))
     assert class_weights(np.array([0, 0, 1]), 3)[2] == 1.0  # a class absent from training keeps weight 1
+
+
+def test_recordings_are_cleaned_once_into_the_cache_keyed_by_spec_and_content(db_session, ptbxl_slice, tmp_path):
+    from sqlalchemy import select
+
+    from ecg_shared.beats import recording_features
+    from ecg_shared.db.models import Recording
+    from ecg_shared.preprocessing import clean
+    from ecg_shared.settings import get_settings
+    from ecg_training.cache import SignalCache, spec_key
+    from ecg_training.data import preprocessing_spec
+
+    root = get_settings().training_cache_dir
+    request = ptbxl_request(ptbxl_slice, features="beats")
+    data = load_training_data(db_session, request)
+    (chunk,) = data.train.signals.chunks  # 60 recordings: one chunk
+    assert chunk.path.parent == root / spec_key(data.spec)
+    assert (chunk.path / "signals.f32").stat().st_size == 60 * 500 * 12 * 4  # 10 s at 50 Hz, 12 leads, float32
+    written = {p: p.stat().st_mtime_ns for p in chunk.path.iterdir()}
+    again = load_training_data(db_session, request)
+    assert {p: p.stat().st_mtime_ns for p in chunk.path.iterdir()} == written  # read back, not cleaned again
+    assert np.array_equal(again.train.features, data.train.features)
+
+    # what the cache holds is the shared clean() of the recording, and its beat features
+    row = db_session.scalars(select(Recording).where(Recording.id == data.train.recording_ids[0])).one()
+    assert np.array_equal(data.train.signals[0], clean(row.to_record(), data.spec))
+    expected = recording_features(data.train.signals[0], data.spec.sampling_rate, list(data.spec.leads), _beats())
+    assert np.array_equal(data.train.features[0], expected.astype(np.float32))
+
+    # another spec is another folder; the same ids with other content are another chunk
+    other = preprocessing_spec(ptbxl_request(ptbxl_slice, lowpass_hz=20))
+    assert spec_key(other) != spec_key(data.spec)
+    cache = SignalCache(tmp_path)
+    members = [(1, "a" * 64), (2, "b" * 64)]
+    cache.write(data.spec, members, {1: np.ones((10, 12), np.float32), 2: "recording lacks lead(s) V7"})
+    chunk = cache.open(data.spec, members)
+    assert chunk.usable.tolist() == [0] and chunk.skipped == {2: "recording lacks lead(s) V7"}
+    assert np.array_equal(chunk.read(0, 3, 20), np.ones((7, 12), np.float32))
+    assert cache.open(data.spec, [(1, "a" * 64), (2, "c" * 64)]) is None
+    assert cache.open(other, members) is None
+    # a second writer of the same chunk (another worker, at the same time) keeps the first one's copy
+    again = cache.write(data.spec, members, {1: np.ones((10, 12), np.float32), 2: "recording lacks lead(s) V7"})
+    assert again.path == chunk.path
+    assert sorted(p.name for p in chunk.path.parent.iterdir()) == sorted([chunk.path.name, "spec.json"])
+    # a damaged chunk is not used: it is cleaned again
+    with open(chunk.path / "signals.f32", "r+b") as handle:
+        handle.truncate(100)
+    assert cache.open(data.spec, members) is None and not chunk.path.exists()
+
+
+def _beats():
+    from ecg_shared.beats import FeatureSpec
+
+    return FeatureSpec("II", ())

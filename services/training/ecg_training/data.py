@@ -1,18 +1,23 @@
 """Training data: recordings read from Postgres, cleaned once with the shared preprocessing, split by record.
 
-Each recording is cleaned once (:func:`ecg_shared.preprocessing.clean`: lead selection, filters, resampling) and kept
-in memory. Training batches are random crops of one window per recording, re-drawn every epoch and normalised by
+Each recording is cleaned once (:func:`ecg_shared.preprocessing.clean`: lead selection, filters, resampling) into the
+worker's on-disk cache (:mod:`ecg_training.cache`), with its beat features where the model takes them, and read back
+from there: memory does not grow with the number of recordings' samples. Training batches
+(:class:`RandomCrops`) are random crops of one window per recording, re-drawn every epoch and normalised by
 :func:`ecg_shared.preprocessing.window_batch` exactly as inference normalises its windows. Validation and test
-recordings go through :func:`window_batch` over the whole recording, as ``prepare(record, spec)`` does for inference,
-and a recording's probabilities are the mean over its windows.
+recordings go through :func:`window_batch` over the whole recording, as ``prepare(record, spec)`` does for inference
+(:class:`RecordingWindows`, streamed in batches), and a recording's probabilities are the mean over its windows.
 """
 
 from __future__ import annotations
 
 import hashlib
+import json
 import logging
 from collections import Counter
+from collections.abc import Iterator
 from dataclasses import dataclass, field
+from pathlib import Path
 
 import keras
 import numpy as np
@@ -21,15 +26,18 @@ from sklearn.utils.class_weight import compute_class_weight
 from sqlalchemy import func, select
 from sqlalchemy.orm import Session
 
+from ecg_shared import beats
 from ecg_shared.beats import FeatureSpec, recording_features
 from ecg_shared.db.models import Recording, Review
 from ecg_shared.formats.record import EcgFormatError
 from ecg_shared.jobs.training import TrainingJobRequest
-from ecg_shared.preprocessing import PreprocessingSpec, clean, window_batch
+from ecg_shared.preprocessing import PreprocessingSpec, clean, window_batch, window_starts
 from ecg_shared.reviews import REVIEWED_DATASET, settled_labels
+from ecg_shared.settings import get_settings
+from ecg_training.cache import CHUNK_RECORDINGS, CachedSignals, SignalCache
 
 log = logging.getLogger(__name__)
-LOAD_CHUNK = 500
+EVALUATION_BATCH = 64
 
 
 class TrainingDataError(ValueError):
@@ -46,15 +54,45 @@ def feature_spec(request: TrainingJobRequest) -> FeatureSpec | None:
     return FeatureSpec(rhythm_lead, morphology)
 
 
-def subgroup_info(row: Recording) -> dict:
+def subgroup_info(n_samples: int, sampling_rate: float, age: object, sex: object) -> dict:
     """What the subgroup figures split by, where the recording's metadata carries it (PTB-XL: age and sex)."""
-    metadata = row.metadata_ or {}
     try:
-        age = int(float(metadata.get("age")))
+        age = int(float(age))
     except (TypeError, ValueError):
         age = None
-    sex = str(metadata["sex"]).lower() if str(metadata.get("sex", "")).lower() in ("male", "female") else None
-    return {"duration_s": row.n_samples / row.sampling_rate, "age": age, "sex": sex}
+    sex = str(sex).lower() if str(sex or "").lower() in ("male", "female") else None
+    return {"duration_s": n_samples / sampling_rate, "age": age, "sex": sex}
+
+
+SEXES = (None, "male", "female")
+
+
+class SubgroupInfo:
+    """Per recording of a split, :func:`subgroup_info`'s dict, kept as three small arrays."""
+
+    def __init__(self, duration_s: np.ndarray, age: np.ndarray, sex: np.ndarray) -> None:
+        self.duration_s, self.age, self.sex = duration_s, age, sex  # age -1: unknown; sex: index into SEXES
+
+    @classmethod
+    def of(cls, infos: list[dict]) -> SubgroupInfo:
+        return cls(
+            np.array([i["duration_s"] for i in infos], dtype=np.float64),
+            np.array([-1 if i["age"] is None else i["age"] for i in infos], dtype=np.int32),
+            np.array([SEXES.index(i["sex"]) for i in infos], dtype=np.int8),
+        )
+
+    def __len__(self) -> int:
+        return len(self.duration_s)
+
+    def __getitem__(self, i: int) -> dict:
+        age = int(self.age[i])
+        return {"duration_s": float(self.duration_s[i]), "age": None if age < 0 else age, "sex": SEXES[self.sex[i]]}
+
+    def __iter__(self) -> Iterator[dict]:
+        return (self[i] for i in range(len(self)))
+
+    def subset(self, indices: np.ndarray) -> SubgroupInfo:
+        return SubgroupInfo(self.duration_s[indices], self.age[indices], self.sex[indices])
 
 
 def preprocessing_spec(request: TrainingJobRequest) -> PreprocessingSpec:
@@ -71,12 +109,13 @@ def preprocessing_spec(request: TrainingJobRequest) -> PreprocessingSpec:
 
 @dataclass
 class Split:
-    """Cleaned recordings of one split: signals (n_samples, n_leads) at the spec's rate and class indices."""
+    """Cleaned recordings of one split: signals (n_samples, n_leads) at the spec's rate, read from the cache on
+    demand, and class indices."""
 
     recording_ids: list[int]
-    signals: list[np.ndarray]
+    signals: CachedSignals
     y: np.ndarray
-    info: list[dict] = field(default_factory=list)  # per recording: duration_s, age, sex (for subgroup figures)
+    info: SubgroupInfo | None = None  # per recording: duration_s, age, sex (for subgroup figures)
     features: np.ndarray | None = None  # (n, n_features) recording_features, when the model takes them
 
     def __len__(self) -> int:
@@ -180,56 +219,111 @@ def _split_indices(y: np.ndarray, request: TrainingJobRequest) -> tuple[np.ndarr
 
 
 def load_training_data(session: Session, request: TrainingJobRequest) -> TrainingData:
-    """Read, clean and split the recordings a request names. Raises :class:`TrainingDataError` with the reason."""
+    """Read, clean (once: the worker's cache keeps it) and split the recordings a request names. Raises
+    :class:`TrainingDataError` with the reason."""
     spec = preprocessing_spec(request)
     candidates = _select_candidates(session, request)
     classes = _classes(request, [c for _, c, _ in candidates])
     class_index = {name: i for i, name in enumerate(classes)}
-    wanted = {rid: (label, digest) for rid, label, digest in candidates}
-    ids, signals, labels, infos, skipped = [], [], [], [], Counter()
-    candidate_ids = [rid for rid, _, _ in candidates]
-    for start in range(0, len(candidate_ids), LOAD_CHUNK):
-        chunk = candidate_ids[start : start + LOAD_CHUNK]
-        for row in session.scalars(select(Recording).where(Recording.id.in_(chunk)).order_by(Recording.id)):
-            try:
-                signals.append(clean(row.to_record(), spec))
-            except EcgFormatError as exc:
-                skipped[str(exc)] += 1
-                continue
-            ids.append(row.id)
-            labels.append(class_index[wanted[row.id][0]])
-            infos.append(subgroup_info(row))
-        session.expunge_all()
-    if len(signals) < 10:
+    features = feature_spec(request)
+    feature_key = None if features is None else _feature_key(features)
+    cache = SignalCache(get_settings().training_cache_dir)
+    chunks, ids, chunk_of, row_of, labels, vectors, infos = [], [], [], [], [], [], []
+    skipped: Counter = Counter()
+    digest = hashlib.sha256()
+    for start in range(0, len(candidates), CHUNK_RECORDINGS):
+        part = candidates[start : start + CHUNK_RECORDINGS]
+        members = [(rid, content) for rid, _, content in part]
+        chunk = cache.open(spec, members) or cache.write(spec, members, _cleaned(session, members, spec))
+        usable = chunk.usable
+        skipped.update(chunk.skipped.values())
+        if features is not None and len(usable):
+            vectors.append(chunk.features(feature_key, _features_of(spec, features)))
+        infos.extend(_subgroup_infos(session, chunk.ids[usable].tolist()))
+        for row in usable.tolist():
+            rid, label, content = part[row]
+            ids.append(rid)
+            chunk_of.append(len(chunks))
+            row_of.append(row)
+            labels.append(class_index[label])
+            digest.update(f"{rid}:{content}:{label}\n".encode())
+        chunks.append(chunk)
+    if len(labels) < 10:
         reasons = "; ".join(f"{n} x {reason}" for reason, n in skipped.most_common(3))
         raise TrainingDataError(
-            f"only {len(signals)} usable recordings in {_names(request)}; need at least 10"
+            f"only {len(labels)} usable recordings in {_names(request)}; need at least 10"
             + (f" (skipped: {reasons})" if reasons else "")
         )
     y = np.array(labels, dtype=np.int64)
     present = sorted(set(y.tolist()))
     if len(present) < 2:
         raise TrainingDataError(f"only class {classes[present[0]]!r} is left after preprocessing; need two")
-    digest = hashlib.sha256()
-    for rid in ids:
-        digest.update(f"{rid}:{wanted[rid][1]}:{wanted[rid][0]}\n".encode())
+    signals = CachedSignals(chunks, np.array(chunk_of), np.array(row_of))
+    ids = np.array(ids, dtype=np.int64)
+    info = SubgroupInfo.of(infos)
+    all_features = np.concatenate(vectors) if features is not None else None
     train, validation, test = _split_indices(y, request)
 
-    features = feature_spec(request)
-    leads = list(spec.leads)
-
     def part(indices: np.ndarray) -> Split:
-        chosen = [signals[i] for i in indices]
-        vectors = None
-        if features is not None:
-            vectors = np.stack([recording_features(x, spec.sampling_rate, leads, features) for x in chosen])
-        return Split([ids[i] for i in indices], chosen, y[indices], [infos[i] for i in indices], vectors)
+        return Split(
+            ids[indices].tolist(),
+            signals.subset(indices),
+            y[indices],
+            info.subset(indices),
+            None if all_features is None else all_features[indices],
+        )
 
     data = TrainingData(spec, classes, part(train), part(validation), part(test), digest.hexdigest(), dict(skipped))
-    data.sources = _sources(session, ids)
+    every = ids.tolist()
+    data.sources = _sources(session, every)
     data.fit_on_reviewed = _reviewed(session, data.train.recording_ids + data.validation.recording_ids)
     log.info("training data %s: %s", _names(request), data.summary()["recordings"])
     return data
+
+
+def _cleaned(session: Session, members: list[tuple[int, str]], spec: PreprocessingSpec) -> dict[int, np.ndarray | str]:
+    """Each of ``members`` cleaned (or the reason it cannot be), read from Postgres."""
+    cleaned: dict[int, np.ndarray | str] = {}
+    ids = [rid for rid, _ in members]
+    for row in session.scalars(select(Recording).where(Recording.id.in_(ids)).order_by(Recording.id)):
+        try:
+            cleaned[row.id] = clean(row.to_record(), spec)
+        except EcgFormatError as exc:
+            cleaned[row.id] = str(exc)
+    session.expunge_all()
+    for rid in ids:
+        cleaned.setdefault(rid, "recording deleted while training data was read")
+    return cleaned
+
+
+def _feature_key(features: FeatureSpec) -> str:
+    """The cached features' key: the feature spec and the code that computes them (a change to
+    :mod:`ecg_shared.beats` computes them again)."""
+    code = Path(beats.__file__).read_bytes()
+    return hashlib.sha256(json.dumps(features.to_dict(), sort_keys=True).encode() + code).hexdigest()[:16]
+
+
+def _features_of(spec: PreprocessingSpec, features: FeatureSpec):
+    leads = list(spec.leads)
+    return lambda signal: recording_features(signal, spec.sampling_rate, leads, features)
+
+
+def _subgroup_infos(session: Session, ids: list[int]) -> list[dict]:
+    """:func:`subgroup_info` of each of ``ids``, in their order, without reading the signals."""
+    metadata = Recording.metadata_
+    rows = session.execute(
+        select(
+            Recording.id,
+            Recording.n_samples,
+            Recording.sampling_rate,
+            metadata["age"].astext,
+            metadata["sex"].astext,
+        ).where(Recording.id.in_(ids))
+    ).all()
+    found = {rid: subgroup_info(n, rate, age, sex) for rid, n, rate, age, sex in rows}
+    if len(found) < len(ids):
+        raise TrainingDataError("recordings were deleted while the training data was read; start the job again")
+    return [found[rid] for rid in ids]
 
 
 def _reviewed(session: Session, ids: list[int]) -> list[int]:
@@ -251,13 +345,13 @@ def _sources(session: Session, ids: list[int]) -> dict[str, dict[str, int]]:
 
 
 def crop_window(
-    signal: np.ndarray, spec: PreprocessingSpec, rng: np.random.Generator, augment: bool = False
+    signals: CachedSignals, i: int, spec: PreprocessingSpec, rng: np.random.Generator, augment: bool = False
 ) -> np.ndarray:
-    """One randomly placed window of a cleaned signal (augmented if asked), normalised (and padded) by
-    ``window_batch``."""
-    excess = signal.shape[0] - spec.window_samples
+    """One randomly placed window of cleaned recording ``i`` (only that window is read; augmented if asked),
+    normalised (and padded) by ``window_batch``."""
+    excess = signals.length(i) - spec.window_samples
     start = int(rng.integers(0, excess + 1)) if excess > 0 else 0
-    crop = signal[start : start + spec.window_samples]
+    crop = signals.read(i, start, start + spec.window_samples)
     return window_batch(augment_crop(crop, spec.sampling_rate, rng) if augment else crop, spec)[0]
 
 
@@ -279,13 +373,6 @@ def augment_crop(crop: np.ndarray, sampling_rate: float, rng: np.random.Generato
     return out.astype(np.float32)
 
 
-def recording_windows(split: Split, spec: PreprocessingSpec) -> tuple[np.ndarray, np.ndarray]:
-    """All inference-style windows of a split and, for each, the index of its recording."""
-    batches = [window_batch(signal, spec) for signal in split.signals]
-    owners = np.concatenate([np.full(len(b), i) for i, b in enumerate(batches)])
-    return np.concatenate(batches), owners
-
-
 def mean_by_recording(window_probabilities: np.ndarray, owners: np.ndarray, n_recordings: int) -> np.ndarray:
     sums = np.zeros((n_recordings, window_probabilities.shape[1]))
     np.add.at(sums, owners, window_probabilities)
@@ -300,35 +387,83 @@ def class_weights(y: np.ndarray, n_classes: int) -> np.ndarray:
     return weights
 
 
+def input_workers() -> dict:
+    """PyDataset arguments: ``ECG_TRAINING_INPUT_WORKERS`` threads read and crop batches ahead of the model."""
+    workers = get_settings().training_input_workers
+    return {"workers": max(workers, 1), "use_multiprocessing": False, "max_queue_size": 2 * max(workers, 1)}
+
+
 class RandomCrops(keras.utils.PyDataset):
-    """Batches of (windows, one-hot labels, class weights): one fresh random crop per recording every epoch."""
+    """Batches of (windows, one-hot labels, class weights): one fresh random crop per recording every epoch.
+
+    What batch ``index`` of epoch ``e`` holds depends on ``(seed, e, index)`` alone (the epoch's order from a generator
+    seeded with ``(seed, e)``, the batch's crops from one seeded with ``(seed, e, index)``), so the worker threads
+    that prepare batches ahead of the model, and the order Keras asks for them in, change nothing."""
 
     def __init__(
         self, split: Split, spec: PreprocessingSpec, n_classes: int, batch_size: int, seed: int, augment: bool = False
     ) -> None:
-        super().__init__()
+        super().__init__(**input_workers())
         self.split, self.spec, self.n_classes, self.batch_size = split, spec, n_classes, batch_size
-        self.augment = augment
-        self.rng = np.random.default_rng(seed)
+        self.augment, self.seed = augment, seed
         self.weights = class_weights(split.y, n_classes).astype(np.float32)
-        self.order = self.rng.permutation(len(split))
+        self.epoch = 0
+        self.order = self._order()
+
+    def _order(self) -> np.ndarray:
+        return np.random.default_rng([self.seed, self.epoch]).permutation(len(self.split))
 
     def __len__(self) -> int:
         return int(np.ceil(len(self.split) / self.batch_size))
 
     def __getitem__(self, index: int):
+        rng = np.random.default_rng([self.seed, self.epoch, index])
         members = self.order[index * self.batch_size : (index + 1) * self.batch_size]
-        x = np.stack([crop_window(self.split.signals[i], self.spec, self.rng, self.augment) for i in members])
+        signals = self.split.signals
+        x = np.stack([crop_window(signals, int(i), self.spec, rng, self.augment) for i in members])
         y = self.split.y[members]
         return x, np.eye(self.n_classes, dtype=np.float32)[y], self.weights[y]
 
     def on_epoch_end(self) -> None:
-        self.order = self.rng.permutation(len(self.split))
+        self.epoch += 1
+        self.order = self._order()
 
     def state(self) -> dict:
-        """What a checkpoint keeps to draw the same crops on resuming: the generator and the next epoch's order."""
-        return {"rng": self.rng.bit_generator.state, "order": self.order.tolist()}
+        """What a checkpoint keeps to draw the same crops on resuming: the next epoch's number."""
+        return {"epoch": self.epoch}
 
-    def restore(self, state: dict) -> None:
-        self.rng.bit_generator.state = state["rng"]
-        self.order = np.asarray(state["order"], dtype=np.int64)
+    def restore(self, state: dict, epoch: int) -> None:
+        """Go on at the crops of ``state`` (a checkpoint made after ``epoch`` epochs; older checkpoints kept the
+        generator's state instead, and go on with this epoch's crops)."""
+        self.epoch = int(state.get("epoch", epoch))
+        self.order = self._order()
+
+
+class RecordingWindows(keras.utils.PyDataset):
+    """The inference windows (``window_batch``) of every recording of a split, in order, in batches of
+    :data:`EVALUATION_BATCH` windows, read from the cache a window at a time; ``owners[k]`` is window k's
+    recording."""
+
+    def __init__(self, split: Split, spec: PreprocessingSpec, batch_size: int = EVALUATION_BATCH) -> None:
+        super().__init__(**input_workers())
+        self.split, self.spec, self.batch_size = split, spec, batch_size
+        step = spec.window_samples
+        starts = [window_starts(split.signals.length(i), step, step) for i in range(len(split))]
+        self.owners = np.repeat(np.arange(len(split)), [len(s) for s in starts])
+        self.starts = np.fromiter((s for each in starts for s in each), dtype=np.int64, count=len(self.owners))
+
+    def __len__(self) -> int:
+        return int(np.ceil(len(self.owners) / self.batch_size))
+
+    def window(self, k: int) -> np.ndarray:
+        """Window k: what ``window_batch`` gives for it over the whole recording (each window is normalised on its
+        own samples, so reading only those gives the same values)."""
+        start = int(self.starts[k])
+        chunk = self.split.signals.read(int(self.owners[k]), start, start + self.spec.window_samples)
+        return window_batch(chunk, self.spec)[0]
+
+    def windows(self, ks: np.ndarray) -> np.ndarray:
+        return np.stack([self.window(int(k)) for k in ks])
+
+    def __getitem__(self, index: int) -> np.ndarray:
+        return self.windows(np.arange(index * self.batch_size, min((index + 1) * self.batch_size, len(self.owners))))

@@ -29,7 +29,7 @@ from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
 from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, ModelMetadata
 from ecg_training.calibration import calibration_report, fit_temperature
 from ecg_training.checkpoint import Checkpoint
-from ecg_training.data import RandomCrops, Split, TrainingData, feature_spec, mean_by_recording, recording_windows
+from ecg_training.data import RandomCrops, RecordingWindows, Split, TrainingData, feature_spec, mean_by_recording
 from ecg_training.export import averaged_onnx, check_parity, finish_onnx, network_onnx
 from ecg_training.families import build_model, float32_copy
 from ecg_training.fusion import FeatureModel, choose_blend_weight, fit_feature_model, fused_onnx
@@ -63,11 +63,12 @@ class TrainingHooks:
     attempt: int = 1  # recorded in each epoch's progress
 
 
-def predict_recordings(model: keras.Model, split: Split, data: TrainingData, batch_size: int = 64) -> np.ndarray:
-    """Per-recording class probabilities of the network: the mean over each recording's inference windows."""
-    windows, owners = recording_windows(split, data.spec)
-    probabilities = model.predict(windows, batch_size=batch_size, verbose=0)
-    return mean_by_recording(np.asarray(probabilities, dtype=np.float64), owners, len(split))
+def predict_recordings(model: keras.Model, split: Split, data: TrainingData) -> np.ndarray:
+    """Per-recording class probabilities of the network: the mean over each recording's inference windows
+    (streamed from the cache in batches of 64 windows)."""
+    windows = RecordingWindows(split, data.spec)
+    probabilities = model.predict(windows, verbose=0)
+    return mean_by_recording(np.asarray(probabilities, dtype=np.float64), windows.owners, len(split))
 
 
 @dataclass
@@ -130,7 +131,7 @@ class _Monitor(keras.callbacks.Callback):
         self.best_score, self.best_epoch = checkpoint.best_score, checkpoint.best_epoch
         self.best_weights = checkpoint.best_weights
         self.history = list(checkpoint.history)
-        self.batches.restore(checkpoint.crops)
+        self.batches.restore(checkpoint.crops, checkpoint.epoch)
 
     def checkpoint(self, epochs_done: int) -> Checkpoint:
         return Checkpoint(
@@ -396,13 +397,13 @@ def _best_epochs(history: list[EpochProgress], request: TrainingJobRequest, metr
 def _parity_inputs(data: TrainingData, with_features: bool) -> dict[str, np.ndarray]:
     """Held-back windows (test split) plus a few random ones, and their recordings' features where the model takes
     them (the random windows get a test recording's), for the Keras/onnxruntime comparison."""
-    windows, owners = recording_windows(data.test, data.spec)
+    windows = RecordingWindows(data.test, data.spec)
     rng = np.random.default_rng(0)
-    picked = rng.choice(len(windows), min(PARITY_SAMPLES, len(windows)), replace=False)
-    noise = rng.standard_normal((4, *windows.shape[1:])).astype(np.float32)
-    feeds = {INPUT_NAME: np.concatenate([windows[picked], noise])}
+    picked = rng.choice(len(windows.owners), min(PARITY_SAMPLES, len(windows.owners)), replace=False)
+    noise = rng.standard_normal((4, data.spec.window_samples, len(data.spec.leads))).astype(np.float32)
+    feeds = {INPUT_NAME: np.concatenate([windows.windows(picked), noise])}
     if with_features:
-        rows = np.concatenate([owners[picked], rng.integers(0, len(data.test), 4)])
+        rows = np.concatenate([windows.owners[picked], rng.integers(0, len(data.test), 4)])
         feeds[FEATURES_INPUT_NAME] = data.test.features[rows].astype(np.float32)
     return feeds
 
