@@ -29,7 +29,7 @@ from ecg_shared.drift import bucket_counts
 from ecg_shared.evaluation import evaluate
 from ecg_shared.jobs.training import TrainingJobRequest
 from ecg_shared.model_metadata import ModelMetadata
-from ecg_training.data import load_training_data, mean_by_recording, recording_windows
+from ecg_training.data import RecordingWindows, load_training_data, mean_by_recording
 
 
 def card_request(card: dict, metadata: ModelMetadata) -> TrainingJobRequest:
@@ -63,13 +63,15 @@ def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, 
     counts = {name: int((split.y == i).sum()) for i, name in enumerate(data.classes)}
     if counts != card["data"]["class_counts"]["validation"]:
         raise SystemExit(f"not the card's validation split: class counts {counts}")
-    windows, owners = recording_windows(split, data.spec)
+    windows = RecordingWindows(split, data.spec)
+    owners = windows.owners
     names = {i.name for i in session.get_inputs()}
     outputs = []
-    for start in range(0, len(windows), 256):
-        feeds = {"ecg": windows[start : start + 256].astype(np.float32)}
+    for batch in range(len(windows)):
+        rows = owners[batch * windows.batch_size : (batch + 1) * windows.batch_size]
+        feeds = {"ecg": windows[batch].astype(np.float32)}
         if "features" in names:
-            feeds["features"] = split.features[owners[start : start + 256]].astype(np.float32)
+            feeds["features"] = split.features[rows].astype(np.float32)
         outputs.append(session.run(None, feeds)[0])
     raw = mean_by_recording(np.concatenate(outputs).astype(np.float64), owners, len(split))
     return calibrate(raw, metadata.calibration), split.y, metadata
