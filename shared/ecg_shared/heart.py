@@ -7,7 +7,7 @@ from dataclasses import dataclass
 import numpy as np
 
 from ecg_shared.formats.record import Record
-from ecg_shared.preprocessing import filter_signal
+from ecg_shared.preprocessing import FilteredLeads, filter_signal
 
 _PREFERRED_LEADS = ("II", "I", "V5", "V2")
 MIN_RATE_HZ = 20.0  # below this a QRS complex is not resolved; no R-peaks are reported
@@ -27,8 +27,12 @@ class HeartRate:
         }
 
 
-def detect_rpeaks(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
-    """R-peak sample indices of one lead: the shared band-pass, then neurokit2's detector."""
+BAND_HZ = (0.5, 40.0)  # the band-pass the detector runs on
+
+
+def detect_rpeaks(signal: np.ndarray, sampling_rate: float, cleaned: np.ndarray | None = None) -> np.ndarray:
+    """R-peak sample indices of one lead: the shared band-pass (or ``cleaned``, the lead already band-passed so by
+    the request), then neurokit2's detector."""
     import neurokit2 as nk
 
     x = np.asarray(signal, dtype=np.float64)
@@ -39,7 +43,9 @@ def detect_rpeaks(signal: np.ndarray, sampling_rate: float) -> np.ndarray:
         # designs its filter on every call: the same rates (median |delta bpm| 0 over 250 CinC and PTB-XL records)
         # at 60% of the cost.
         # neurokit2's detector itself (what nk.ecg_peaks calls), without ecg_peaks' per-sample pandas table.
-        cleaned = filter_signal(x[:, None], sampling_rate, 0.5, 40.0)[:, 0].astype(np.float64)
+        if cleaned is None:
+            cleaned = filter_signal(x[:, None], sampling_rate, *BAND_HZ)[:, 0]
+        cleaned = np.asarray(cleaned, dtype=np.float64)
         peaks = nk.ecg_findpeaks(cleaned, sampling_rate=round(sampling_rate), method="neurokit")["ECG_R_Peaks"]
     except (ValueError, IndexError, ZeroDivisionError):
         return np.array([], dtype=np.int64)
@@ -55,11 +61,17 @@ def rate_from_rpeaks(rpeaks: np.ndarray, sampling_rate: float) -> float | None:
     return float(60.0 / np.median(rr)) if rr.size else None
 
 
-def heart_rate(record: Record) -> HeartRate:
-    """Heart rate from lead II where present, else the first usable lead of a preferred list, else lead one."""
+def heart_rate(record: Record, filtered: FilteredLeads | None = None) -> HeartRate:
+    """Heart rate from lead II where present, else the first usable lead of a preferred list, else lead one.
+    ``filtered``: the request's filterings, whose band-pass of the lead is reused (its float32 result, where the
+    detector alone filters in float64: on the bench recordings the same rates)."""
     candidates = [lead for lead in _PREFERRED_LEADS if lead in record.lead_names] or record.lead_names[:1]
     for lead in candidates:
-        peaks = detect_rpeaks(record.lead(lead), record.sampling_rate)
+        x = record.lead(lead)
+        cleaned = None
+        if filtered is not None and np.all(np.isfinite(x)) and x.size >= 2 * record.sampling_rate:
+            cleaned = filtered.filtered([record.lead_names.index(lead)], *BAND_HZ, None)[:, 0]
+        peaks = detect_rpeaks(x, record.sampling_rate, cleaned)
         bpm = rate_from_rpeaks(peaks, record.sampling_rate)
         if bpm is not None:
             return HeartRate(bpm, peaks, lead)

@@ -154,3 +154,16 @@ def test_the_readers_repairs_are_reported(wellnest_sample):
         "3 trailing bytes that make no whole frame ignored",
     ]
     assert assess_quality(read_ecg(wellnest_sample)).repairs == []
+
+
+@pytest.mark.parametrize(("fs", "powerline"), [(500.0, 50.0), (300.0, 60.0), (100.0, 50.0), (1000.0, 0.0)])
+def test_the_burst_filter_is_scipys_sosfiltfilt_to_the_bit(fs, powerline):
+    """quality's high-frequency signal keeps the filter's initial conditions per design, and must still be exactly
+    sosfiltfilt."""
+    from scipy.signal import sosfiltfilt
+
+    from ecg_shared.quality import _burst_filter, _high_frequency
+
+    x = np.random.default_rng(int(fs)).standard_normal((int(4 * fs), 3)).astype(np.float32)
+    sos, _ = _burst_filter(fs, powerline)
+    np.testing.assert_array_equal(_high_frequency(x, fs, powerline), sosfiltfilt(sos, x, axis=0))
