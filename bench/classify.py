@@ -190,6 +190,41 @@ def stop(process: subprocess.Popen | None) -> None:
         process.wait()
 
 
+def tree_cpu_s(pid: int) -> float:
+    """User + system CPU seconds so far of a process and its live descendants (Linux ``/proc``): a service with its
+    worker processes."""
+    ticks = os.sysconf("SC_CLK_TCK")
+    stats: dict[int, tuple[int, float]] = {}  # pid -> (parent, cpu seconds)
+    for entry in os.listdir("/proc"):
+        if not entry.isdigit():
+            continue
+        try:
+            fields = Path(f"/proc/{entry}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        stats[int(entry)] = (int(fields[1]), (int(fields[11]) + int(fields[12])) / ticks)
+    total, todo = 0.0, [pid]
+    while todo:
+        current = todo.pop()
+        total += stats.get(current, (0, 0.0))[1]
+        todo += [child for child, (parent, _) in stats.items() if parent == current]
+    return total
+
+
+def load_measuring_cpu(
+    url: str, concurrency: int, duration_s: float, max_requests: int, payloads, services: dict[str, int]
+) -> dict[str, Any]:
+    """:func:`load`, plus the CPU the ``services`` (name -> pid) spent per completed request meanwhile
+    (``<name>_cpu_ms``): unlike throughput on a machine that other work shares, the CPU a request costs does not
+    depend on how busy the machine is."""
+    before = {name: tree_cpu_s(pid) for name, pid in services.items()}
+    measured = load(url, concurrency, duration_s, max_requests, payloads)
+    done = max(measured["completed"], 1)
+    for name, pid in services.items():
+        measured[f"{name}_cpu_ms"] = (tree_cpu_s(pid) - before[name]) * 1000 / done
+    return measured
+
+
 def load(
     url: str, concurrency: int, duration_s: float, max_requests: int, payloads: list[tuple[str, bytes]], warmup: int = 4
 ) -> dict[str, Any]:
@@ -414,6 +449,9 @@ def _row(
         "server_p50_ms": round(float(np.median(measured["server_ms"])), 2) if measured.get("server_ms") else None,
         "client_cpu_ms": round(measured["client_cpu_ms"], 2) if "client_cpu_ms" in measured else None,
     }
+    for key in ("server_cpu_ms", "gateway_cpu_ms", "inference_cpu_ms"):
+        if key in measured:
+            row[key] = round(measured[key], 2)
     print(json.dumps(row), file=sys.stderr, flush=True)  # progress
     return row
 
@@ -443,6 +481,7 @@ def raw_onnxruntime(
     latencies, completed, i = [], 0, 0
     deadline = time.perf_counter() + duration_s
     started = time.perf_counter()
+    cpu = time.process_time()  # this process, onnxruntime's threads included
     while time.perf_counter() < deadline:
         group = [prepared[(i + k) % len(prepared)] for k in range(concurrency)]
         i += concurrency
@@ -453,7 +492,13 @@ def raw_onnxruntime(
                 run_batched(model, arrays)
         latencies += [(time.perf_counter() - t) * 1000] * concurrency
         completed += concurrency
-    return {"completed": completed, "errors": {}, "wall_s": time.perf_counter() - started, "latencies_ms": latencies}
+    return {
+        "completed": completed,
+        "errors": {},
+        "wall_s": time.perf_counter() - started,
+        "latencies_ms": latencies,
+        "server_cpu_ms": (time.process_time() - cpu) * 1000 / max(completed, 1),
+    }
 
 
 # Stages of the per-request work, as (file suffix, function) whose cumulative time the profile reports.
@@ -597,7 +642,10 @@ def run(
                     if target == "flask+keras" and round_ > 1:
                         continue
                     limit = 200 if target == "flask+keras" else 20000
-                    measured = load(url, concurrency, duration_s, limit, mix)
+                    # whose CPU serves this target: the gateway's requests cost the gateway and inference
+                    served_by = {"gateway": ("gateway", "inference"), "inference": ("inference",)}.get(target, ())
+                    services = {name: processes[name].pid for name in served_by}
+                    measured = load_measuring_cpu(url, concurrency, duration_s, limit, mix, services)
                     rows.append(_row(target, "mix", concurrency, measured, round_))
                 measured = raw_onnxruntime(models_dir, mix, concurrency, duration_s)
                 rows.append(_row("raw onnxruntime", "mix", concurrency, measured, round_))
@@ -647,6 +695,22 @@ def run(
             throughput("inference +explain", 32), throughput("inference", 32)
         ),
     }
+
+    def cpu_ms(target: str, key: str) -> float:
+        """The median over the rounds of ``key`` in ``target``'s c=32 rows."""
+        values = [r.get(key) for r in rows if r["target"] == target and r["concurrency"] == 32 and r.get(key)]
+        return float(np.median(values)) if values else float("nan")
+
+    inference_cpu = cpu_ms("inference", "inference_cpu_ms")
+    gateway_cpu = cpu_ms("gateway", "gateway_cpu_ms")
+    raw_cpu = cpu_ms("raw onnxruntime", "server_cpu_ms")
+    ratios["CPU per request at c=32, ms: inference service / gateway itself / raw onnxruntime"] = (
+        f"{inference_cpu:.2f} / {gateway_cpu:.2f} / {raw_cpu:.2f}"
+    )
+    # On CPUs that everything shares, throughput goes as 1 / the CPU a request costs: these ratios, computed from
+    # the CPU, do not move with the other work on the machine as the throughput ratios do.
+    ratios["gateway / inference at c=32, from CPU per request"] = _ratio(inference_cpu, inference_cpu + gateway_cpu)
+    ratios["inference / raw onnxruntime at c=32, from CPU per request"] = _ratio(raw_cpu, inference_cpu)
     if rounds > 1:
         for name, (a, b) in {
             "gateway / inference": ("gateway", "inference"),
@@ -698,6 +762,10 @@ def run(
         "jobs on a shared machine: compare ratios within this run. It sends prebuilt requests over keep-alive "
         "connections (asyncio streams; Flask's HTTP/1.0 server closes each one, so there it reconnects); "
         "client_cpu_ms is its own CPU per request (an httpx client took about 2.2 ms, which the servers lost).",
+        "inference_cpu_ms and gateway_cpu_ms (c=32 rows): the CPU (user + system, all worker processes) each service "
+        "spent per completed request during the row; server_cpu_ms of raw onnxruntime: its process's CPU per "
+        "request. The ratios 'from CPU per request' divide these (gateway: inference's CPU over inference's plus "
+        "the gateway's), which a busy machine leaves standing where it moves throughput.",
     ]
     return {
         "name": "classify",
