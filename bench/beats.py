@@ -220,8 +220,8 @@ def run(n: int = 1000) -> dict[str, Any]:
                 "annotations)"
                 for r in against_annotations(data)
             ),
-            "times include the band-pass for both detectors (neurokit2: its detector alone, sleepecg: its detector "
-            "and the move of each beat to the largest QRS deflection).",
+            "times per recording include the band-pass for both detectors, and for sleepecg the move of each beat "
+            "to the largest QRS deflection; a set's first recording pays for imports (the one Wellnest recording).",
         ],
         "disagreements": disagreements,
     }
