@@ -151,6 +151,12 @@ def recordings(n_each: int = 8) -> dict[str, list[tuple[str, bytes]]]:
 # --- processes ----------------------------------------------------------------------------------------------------
 
 
+def _python_path() -> str:
+    """This checkout first, then the PYTHONPATH the benchmark runs with: a worktree's services are its own code, not
+    the editable installs' (which point at one checkout)."""
+    return os.pathsep.join(filter(None, [str(REPO_ROOT), os.environ.get("PYTHONPATH")]))
+
+
 def free_port() -> int:
     with socket.socket() as sock:
         sock.bind(("127.0.0.1", 0))
@@ -249,7 +255,7 @@ def load(
             capture_output=True,
             text=True,
             timeout=duration_s * 4 + 120,
-            env={**os.environ, "PYTHONPATH": str(REPO_ROOT)},
+            env={**os.environ, "PYTHONPATH": _python_path()},
         )
     finally:
         os.unlink(f.name)
@@ -579,7 +585,7 @@ def run(
         "ECG_INFERENCE_MODEL_SOURCE": "bundled",
         "ECG_MODELS_DIR": str(models_dir),
         "ECG_LOG_LEVEL": "WARNING",
-        "PYTHONPATH": str(REPO_ROOT),
+        "PYTHONPATH": _python_path(),
     }
     try:
         inference_port = free_port()
