@@ -562,7 +562,7 @@ def profile_hot_path(
 
 
 def run(
-    quick: bool = False, duration_s: float | None = None, concurrencies: list[int] | None = None, rounds: int = 1
+    quick: bool = False, duration_s: float | None = None, concurrencies: list[int] | None = None, rounds: int = 3
 ) -> dict[str, Any]:
     """``concurrencies`` (default 1, 8, 32, 128) and ``duration_s`` shorten a run, e.g. ``--arg
     classify.concurrencies=[1,32] --arg classify.duration_s=4``; the ratios need 32. ``rounds``: measure the
