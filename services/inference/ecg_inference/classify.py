@@ -254,9 +254,10 @@ def prepare_runs(
     models: list[LoadedModel],
     explain_segment_s: float | None,
     filtered: FilteredLeads | None = None,
+    on_ready: Callable[[ModelRun], None] | None = None,
 ) -> tuple[list[ModelRun], float]:
-    """Refuse what no model can read (4xx), then each applicable model's inputs; and the ms spent on occluded
-    copies."""
+    """Refuse what no model can read (4xx), then each applicable model's inputs, each handed to ``on_ready`` as soon
+    as it is prepared; and the ms spent on occluded copies."""
     chosen = applicable_models(record, models)
     check_signal(record, chosen)
     runs, explain_ms = [], 0.0
@@ -264,6 +265,8 @@ def prepare_runs(
         run, ms = prepare_run(model, record, explain_segment_s, filtered)
         runs.append(run)
         explain_ms += ms
+        if on_ready is not None:
+            on_ready(run)
     return runs, explain_ms
 
 
@@ -293,18 +296,26 @@ async def classify_submitting(
     prepare_in: Executor | None = None,
 ) -> ClassifyResponse:
     """The service's steps 1-3: each model's inputs go to onnxruntime (``submit``, which starts the call on another
-    thread at once) as soon as they are ready, and quality and heart rate are computed while it runs. ``prepare_in``:
+    thread at once) as soon as they are ready, the next model's prepared and quality and heart rate computed while
+    it runs. ``prepare_in``:
     an executor to prepare the inputs on instead of the caller's thread (long recordings)."""
     segment_s, note = explanation_choice(record, explain)
     prepare_started = time.perf_counter()
     filtered = FilteredLeads(record)
+    outputs: list[Awaitable[np.ndarray]] = []
+    submitted: list[float] = []
+
+    def start(run: ModelRun) -> None:  # onnxruntime starts on this model while the next one is prepared
+        submitted.append(time.perf_counter())
+        outputs.append(submit(run.model, run.inputs))
+
     if prepare_in is None:
-        runs, explain_ms = prepare_runs(record, models, segment_s, filtered)
+        runs, explain_ms = prepare_runs(record, models, segment_s, filtered, start)
     else:
         loop = asyncio.get_running_loop()
         runs, explain_ms = await loop.run_in_executor(prepare_in, prepare_runs, record, models, segment_s, filtered)
-    submitted = time.perf_counter()
-    outputs = [submit(run.model, run.inputs) for run in runs]
+        for run in runs:  # the batcher is the event loop's: its calls start from this thread
+            start(run)
     if prepare_in is None:
         recording, quality = summarise(record, filtered)
     else:
@@ -312,7 +323,7 @@ async def classify_submitting(
     preprocess_ms = (time.perf_counter() - prepare_started) * 1000 - explain_ms
     probabilities = await asyncio.gather(*outputs)
     prepared = PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms, note)
-    return build_response(prepared, list(probabilities), (time.perf_counter() - submitted) * 1000, started)
+    return build_response(prepared, list(probabilities), (time.perf_counter() - submitted[0]) * 1000, started)
 
 
 # --- Step 2: onnxruntime -----------------------------------------------------------------------------------------
