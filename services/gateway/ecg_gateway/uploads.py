@@ -55,8 +55,9 @@ async def read_body_limited(request: Request, body_limit: int, file_limit: int) 
 
 
 async def read_classify_body(request: Request, parse: bool = True) -> ClassifyBody:
-    """The body within the limits (413), of an accepted content type (415); with ``parse``, a multipart body's form
-    too (400 malformed, 422 without a non-empty ``file``)."""
+    """The body within the limits (413), of an accepted content type (415); with ``parse`` (or a multipart body
+    longer than the file limit, whose file may be over it), a multipart body's form too (400 malformed, 422 without
+    a non-empty ``file``, 413 for the file)."""
     content_type = request.headers.get("content-type", "")
     kind = content_type.split(";")[0].strip().lower()
     limit = get_settings().max_upload_bytes
@@ -72,7 +73,7 @@ async def read_classify_body(request: Request, parse: bool = True) -> ClassifyBo
             "field, or application/json samples",
         )
     body = await read_body_limited(request, limit + MULTIPART_OVERHEAD_BYTES, limit)
-    if not parse:
+    if not parse and len(body) <= limit:  # a file within such a body is within the limit too
         return ClassifyBody(body, content_type)
     request._body = body  # Starlette's form parser then reads this instead of the consumed stream
     try:
