@@ -87,15 +87,21 @@ def filter_signal(
     sos = design_filter(*key)
     if sos is None:
         return np.asarray(signal, dtype=np.float32)
-    x = np.asarray(signal)  # padded in its own dtype, as sosfiltfilt does
+    x = np.asarray(signal)
     padlen = max(min(3 * (2 * len(sos) + 1), x.shape[0] - 1), 0)
-    zi = steady_state(*key).reshape((len(sos), 2) + (1,) * (x.ndim - 1))
-    # The steps of sosfiltfilt(sos, x, axis=0, padlen=padlen), in its order, so the result is the same to the bit.
+    return zero_phase(sos, steady_state(*key), x, padlen).astype(np.float32)
+
+
+def zero_phase(sos: np.ndarray, zi: np.ndarray, x: np.ndarray, padlen: int) -> np.ndarray:
+    """``scipy.signal.sosfiltfilt(sos, x, axis=0, padlen=padlen)`` given ``zi = scipy.signal.sosfilt_zi(sos)``,
+    which the caller computes once per design (a linear solve per section: a third of a 12-lead 10 s call): the steps
+    of sosfiltfilt in its order, padded in ``x``'s own dtype as it pads, so the result is the same to the bit."""
+    zi = zi.reshape((len(sos), 2) + (1,) * (x.ndim - 1))
     ext = np.concatenate((2 * x[:1] - x[padlen:0:-1], x, 2 * x[-1:] - x[-2 : -padlen - 2 : -1])) if padlen else x
     forward, _ = sp.sosfilt(sos, ext, axis=0, zi=zi * ext[:1])
     backward, _ = sp.sosfilt(sos, forward[::-1], axis=0, zi=zi * forward[-1:])
     y = backward[::-1]
-    return (y[padlen:-padlen] if padlen else y).astype(np.float32)
+    return y[padlen:-padlen] if padlen else y
 
 
 @lru_cache(maxsize=64)
@@ -199,11 +205,47 @@ def select_leads(record: Record, leads: tuple[str, ...] | list[str]) -> np.ndarr
 LEAD_BY_LEAD_SAMPLES = 2_000_000
 
 
-def clean(record: Record, spec: PreprocessingSpec) -> np.ndarray:
-    """Selected leads, filtered at the native rate and resampled to the spec's rate: (n_samples, n_leads)."""
+def lead_columns(record: Record, leads: tuple[str, ...] | list[str]) -> list[int]:
+    """The record's column of each of ``leads``, as :func:`select_leads` picks them (which names missing ones)."""
+    if len(leads) == 1 and record.n_leads == 1:
+        return [0]
+    return [record.lead_names.index(normalise_lead_name(lead)) for lead in leads]
+
+
+class FilteredLeads:
+    """One request's filterings of a record, each lead filtered once per distinct filter: a 12-lead upload's
+    models, heart rate and beats asked for the same 0.5-40 Hz band-pass of lead II three times. A column filtered
+    with its neighbours equals, to the bit, the column filtered alone (``sosfilt`` runs along each column on its own).
+    For recordings cleaned in one pass (up to LEAD_BY_LEAD_SAMPLES); :func:`clean` filters longer ones lead by
+    lead without keeping them."""
+
+    def __init__(self, record: Record) -> None:
+        self.record = record
+        self._columns: dict[tuple, np.ndarray] = {}
+
+    def filtered(
+        self, columns: list[int], highpass_hz: float | None, lowpass_hz: float | None, notch_hz: float | None
+    ) -> np.ndarray:
+        """(n_samples, len(columns)) float32: :func:`filter_signal` of those columns at the record's rate."""
+        design = (highpass_hz, lowpass_hz, notch_hz)
+        missing = list(dict.fromkeys(c for c in columns if (c, design) not in self._columns))
+        if missing:
+            done = filter_signal(self.record.signal[:, missing], self.record.sampling_rate, *design)
+            for i, column in enumerate(missing):
+                self._columns[(column, design)] = done[:, i]
+        return np.column_stack([self._columns[(column, design)] for column in columns])
+
+
+def clean(record: Record, spec: PreprocessingSpec, filtered: FilteredLeads | None = None) -> np.ndarray:
+    """Selected leads, filtered at the native rate and resampled to the spec's rate: (n_samples, n_leads).
+    ``filtered``: the request's filterings, to reuse a lead already filtered the same way (the same result)."""
     x = select_leads(record, spec.leads)
     if not np.all(np.isfinite(x)):
         raise EcgFormatError("signal contains NaN or infinite values")
+    if filtered is not None and x.size <= LEAD_BY_LEAD_SAMPLES:
+        columns = lead_columns(record, spec.leads)
+        done = filtered.filtered(columns, spec.highpass_hz, spec.lowpass_hz, spec.notch_hz)
+        return resample(done, record.sampling_rate, spec.sampling_rate)
 
     def one_pass(columns: np.ndarray) -> np.ndarray:
         filtered = filter_signal(columns, record.sampling_rate, spec.highpass_hz, spec.lowpass_hz, spec.notch_hz)

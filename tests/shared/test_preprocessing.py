@@ -162,3 +162,30 @@ def test_prepare_rejects_missing_leads_and_nan():
     bad = Record(np.full((1000, 1), np.nan), 100, ["II"], {})
     with pytest.raises(EcgFormatError, match="NaN"):
         prepare(bad, PreprocessingSpec(100, 1000, ("II",)))
+
+
+def test_a_requests_filterings_give_each_models_inputs_to_the_bit(data_dir):
+    """FilteredLeads: lead II band-passed once with the other eleven serves the 12-lead spec, the single-lead spec and
+    the heart rate; every clean() equals the one that filters by itself."""
+    from ecg_shared.preprocessing import FilteredLeads, clean
+
+    for record in (read_ecg(data_dir / "wellnest" / "sample-10s.raw"), read_ecg(data_dir / "ptbxl" / "00001_lr.hea")):
+        filtered = FilteredLeads(record)
+        for spec in (
+            PreprocessingSpec(100, 1000, tuple(record.lead_names), normalisation="minmax"),
+            PreprocessingSpec(150, 4500, ("II",)),
+            PreprocessingSpec(250, 1000, ("V1", "II"), notch_hz=50),
+        ):
+            np.testing.assert_array_equal(clean(record, spec, filtered), clean(record, spec))
+        # II was filtered once for all of them (with the twelve), once more with the notch
+        assert sum(column == record.lead_names.index("II") for column, _ in filtered._columns) == 2
+
+
+def test_the_heart_rate_on_the_requests_filtering_is_the_same(data_dir):
+    from ecg_shared.heart import heart_rate
+    from ecg_shared.preprocessing import FilteredLeads
+
+    for path in ("wellnest/sample-10s.raw", "ptbxl/00001_lr.hea", "cinc2017/A00001.hea"):
+        record = read_ecg(data_dir / path)
+        alone, shared = heart_rate(record), heart_rate(record, FilteredLeads(record))
+        assert shared.bpm == pytest.approx(alone.bpm, abs=0.05) and shared.lead == alone.lead

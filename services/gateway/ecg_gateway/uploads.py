@@ -1,7 +1,10 @@
 """Reading a classify body without trusting its size: the limit is checked before and while the body streams in.
 
 Accepted as the inference service accepts them: multipart/form-data with a ``file`` field (plus optional ``format``
-and ``fs`` fields), or application/json samples. The body is kept as received, to be forwarded unchanged.
+and ``fs`` fields), or application/json samples. The body is kept as received, to be forwarded unchanged. The
+multipart form is parsed only where the gateway itself needs the file (a trace, a kept recording, the report);
+otherwise the inference service, which parses it anyway, checks it and names what is wrong (400, 413, 422), and its
+answer passes through.
 """
 
 from __future__ import annotations
@@ -21,7 +24,7 @@ MULTIPART_OVERHEAD_BYTES = 64 * 1024
 class ClassifyBody:
     body: bytes  # the whole request body, forwarded unchanged
     content_type: str  # as received (with the multipart boundary)
-    filename: str | None = None  # multipart only: the uploaded file
+    filename: str | None = None  # parsed multipart only: the uploaded file
     data: bytes | None = None
     fields: dict[str, str] = field(default_factory=dict)  # multipart only: the other form fields (format, fs)
 
@@ -51,7 +54,10 @@ async def read_body_limited(request: Request, body_limit: int, file_limit: int) 
     return b"".join(chunks)
 
 
-async def read_classify_body(request: Request) -> ClassifyBody:
+async def read_classify_body(request: Request, parse: bool = True) -> ClassifyBody:
+    """The body within the limits (413), of an accepted content type (415); with ``parse`` (or a multipart body
+    longer than the file limit, whose file may be over it), a multipart body's form too (400 malformed, 422 without
+    a non-empty ``file``, 413 for the file)."""
     content_type = request.headers.get("content-type", "")
     kind = content_type.split(";")[0].strip().lower()
     limit = get_settings().max_upload_bytes
@@ -67,6 +73,8 @@ async def read_classify_body(request: Request) -> ClassifyBody:
             "field, or application/json samples",
         )
     body = await read_body_limited(request, limit + MULTIPART_OVERHEAD_BYTES, limit)
+    if not parse and len(body) <= limit:  # a file within such a body is within the limit too
+        return ClassifyBody(body, content_type)
     request._body = body  # Starlette's form parser then reads this instead of the consumed stream
     try:
         form = await request.form(max_files=1, max_fields=10)

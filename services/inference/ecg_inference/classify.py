@@ -27,7 +27,7 @@ from ecg_shared.beats import recording_features
 from ecg_shared.calibration import calibrate
 from ecg_shared.formats import EcgFormatError, Record, read_ecg
 from ecg_shared.heart import heart_rate
-from ecg_shared.preprocessing import clean, window_batch, window_starts
+from ecg_shared.preprocessing import FilteredLeads, clean, window_batch, window_starts
 from ecg_shared.quality import FLAT_PEAK_TO_PEAK_MV, QualityReport, assess_quality, peak_to_peak
 from ecg_shared.schemas import (
     ClassifyJsonRequest,
@@ -200,20 +200,23 @@ def check_signal(record: Record, models: list[LoadedModel]) -> None:
             )
 
 
-def _heart_rate_bpm(record: Record) -> float | None:
+def _heart_rate_bpm(record: Record, filtered: FilteredLeads | None = None) -> float | None:
     """Heart rate for the answer; a detector failure on odd input leaves it unknown rather than failing the request."""
     try:
-        return heart_rate(record).bpm
+        return heart_rate(record, filtered).bpm
     except (TypeError, ValueError, IndexError, ZeroDivisionError) as exc:
         log.warning("heart rate detection failed on a %.0f Hz recording: %s", record.sampling_rate, exc)
         return None
 
 
-def prepare_run(model: LoadedModel, record: Record, explain_segment_s: float | None) -> tuple[ModelRun, float]:
-    """The model's input windows (and occluded copies when ``explain_segment_s``), and the ms spent on the latter."""
+def prepare_run(
+    model: LoadedModel, record: Record, explain_segment_s: float | None, filtered: FilteredLeads | None = None
+) -> tuple[ModelRun, float]:
+    """The model's input windows (and occluded copies when ``explain_segment_s``), and the ms spent on the latter.
+    ``filtered``: the request's filterings, shared by its models and its heart rate."""
     spec = model.metadata.preprocessing
     try:
-        cleaned = clean(record, spec)
+        cleaned = clean(record, spec, filtered)
     except EcgFormatError as exc:
         raise ClassificationError(422, f"{model.name}: {exc}") from None
     windows = window_batch(cleaned, spec)
@@ -239,31 +242,38 @@ def prepare_recording(
     them (:func:`classify_submitting`)."""
     segment_s, note = explanation_choice(record, explain)
     started = time.perf_counter()
-    runs, explain_ms = prepare_runs(record, chosen_models(models, only), segment_s)
-    recording, quality = summarise(record)
+    filtered = FilteredLeads(record)
+    runs, explain_ms = prepare_runs(record, chosen_models(models, only), segment_s, filtered)
+    recording, quality = summarise(record, filtered)
     preprocess_ms = (time.perf_counter() - started) * 1000 - explain_ms
     return PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms, note)
 
 
 def prepare_runs(
-    record: Record, models: list[LoadedModel], explain_segment_s: float | None
+    record: Record,
+    models: list[LoadedModel],
+    explain_segment_s: float | None,
+    filtered: FilteredLeads | None = None,
+    on_ready: Callable[[ModelRun], None] | None = None,
 ) -> tuple[list[ModelRun], float]:
-    """Refuse what no model can read (4xx), then each applicable model's inputs; and the ms spent on occluded
-    copies."""
+    """Refuse what no model can read (4xx), then each applicable model's inputs, each handed to ``on_ready`` as soon
+    as it is prepared; and the ms spent on occluded copies."""
     chosen = applicable_models(record, models)
     check_signal(record, chosen)
     runs, explain_ms = [], 0.0
     for model in chosen:
-        run, ms = prepare_run(model, record, explain_segment_s)
+        run, ms = prepare_run(model, record, explain_segment_s, filtered)
         runs.append(run)
         explain_ms += ms
+        if on_ready is not None:
+            on_ready(run)
     return runs, explain_ms
 
 
-def summarise(record: Record) -> tuple[RecordingView, QualityReport]:
+def summarise(record: Record, filtered: FilteredLeads | None = None) -> tuple[RecordingView, QualityReport]:
     """What the answer says of the recording itself: format, rate, leads, duration, heart rate, quality."""
     quality = assess_quality(record)
-    bpm = _heart_rate_bpm(record)
+    bpm = _heart_rate_bpm(record, filtered)
     recording = RecordingView(
         format=record.format,
         sampling_rate=record.sampling_rate,
@@ -286,25 +296,34 @@ async def classify_submitting(
     prepare_in: Executor | None = None,
 ) -> ClassifyResponse:
     """The service's steps 1-3: each model's inputs go to onnxruntime (``submit``, which starts the call on another
-    thread at once) as soon as they are ready, and quality and heart rate are computed while it runs. ``prepare_in``:
+    thread at once) as soon as they are ready, the next model's prepared and quality and heart rate computed while
+    it runs. ``prepare_in``:
     an executor to prepare the inputs on instead of the caller's thread (long recordings)."""
     segment_s, note = explanation_choice(record, explain)
     prepare_started = time.perf_counter()
+    filtered = FilteredLeads(record)
+    outputs: list[Awaitable[np.ndarray]] = []
+    submitted: list[float] = []
+
+    def start(run: ModelRun) -> None:  # onnxruntime starts on this model while the next one is prepared
+        submitted.append(time.perf_counter())
+        outputs.append(submit(run.model, run.inputs))
+
     if prepare_in is None:
-        runs, explain_ms = prepare_runs(record, models, segment_s)
+        runs, explain_ms = prepare_runs(record, models, segment_s, filtered, start)
     else:
         loop = asyncio.get_running_loop()
-        runs, explain_ms = await loop.run_in_executor(prepare_in, prepare_runs, record, models, segment_s)
-    submitted = time.perf_counter()
-    outputs = [submit(run.model, run.inputs) for run in runs]
+        runs, explain_ms = await loop.run_in_executor(prepare_in, prepare_runs, record, models, segment_s, filtered)
+        for run in runs:  # the batcher is the event loop's: its calls start from this thread
+            start(run)
     if prepare_in is None:
-        recording, quality = summarise(record)
+        recording, quality = summarise(record, filtered)
     else:
-        recording, quality = await asyncio.get_running_loop().run_in_executor(prepare_in, summarise, record)
+        recording, quality = await asyncio.get_running_loop().run_in_executor(prepare_in, summarise, record, filtered)
     preprocess_ms = (time.perf_counter() - prepare_started) * 1000 - explain_ms
     probabilities = await asyncio.gather(*outputs)
     prepared = PreparedRecording(recording, quality, runs, read_ms, preprocess_ms, explain_ms, note)
-    return build_response(prepared, list(probabilities), (time.perf_counter() - submitted) * 1000, started)
+    return build_response(prepared, list(probabilities), (time.perf_counter() - submitted[0]) * 1000, started)
 
 
 # --- Step 2: onnxruntime -----------------------------------------------------------------------------------------

@@ -26,7 +26,8 @@ router = APIRouter(tags=["classify"])
 
 
 def _read_record(upload: ClassifyBody, hints: dict[str, str]) -> Record | None:
-    """The uploaded recording as the gateway reads it, or None when it cannot (inference then says why)."""
+    """The uploaded recording as the gateway reads it (from a parsed body), or None when it cannot (inference then
+    says why)."""
     if upload.data is None:
         return _json_record(upload.body)
     kwargs: dict = {}
@@ -111,7 +112,7 @@ async def classify(
     """
     if keep:
         check_api_key(api_key)
-    upload = await read_classify_body(request)
+    upload = await read_classify_body(request, parse=trace or keep)
     params = [(k, v) for k, v in request.query_params.multi_items() if k not in ("trace", "keep")]
     forwarded = request.app.state.inference.request(
         "POST",

@@ -5,7 +5,6 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Annotated, Any
 
-import httpx
 from fastapi import APIRouter, Depends, HTTPException, Path, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from pydantic import BaseModel, Field
@@ -119,8 +118,9 @@ NAME = Path(min_length=1, max_length=100, pattern=NAME_PATTERN)
 async def _gate(request: Request, name: str, version: int, evaluation: str) -> GateResult:
     """Ask the inference service to score the version and the active one (``ecg_inference.gate``)."""
     body = GateRequest(name=name, version=version, evaluation=evaluation).model_dump()
-    timeout = httpx.Timeout(get_settings().gate_timeout_s, connect=get_settings().inference_connect_timeout_s)
-    response = await request.app.state.inference.request("POST", "/gate", json=body, timeout=timeout)
+    response = await request.app.state.inference.request(
+        "POST", "/gate", json=body, timeout_s=get_settings().gate_timeout_s
+    )
     if response.status_code == 404:
         raise HTTPException(status.HTTP_404_NOT_FOUND, response.json().get("detail", "not found"))
     if not response.is_success:

@@ -12,6 +12,7 @@ import io
 import unicodedata
 from datetime import UTC, datetime
 
+import aiohttp
 from fastapi import APIRouter, Depends, HTTPException, Query, Request, status
 from fastapi.concurrency import run_in_threadpool
 from fastapi.responses import JSONResponse, Response
@@ -65,6 +66,15 @@ def patient_from_fields(fields: dict[str, str]) -> Patient:
             raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, f"{field} contains control characters")
         values[attribute] = value or None
     return Patient(**values)
+
+
+def _form(upload: ClassifyBody, hints: dict[str, str]) -> aiohttp.FormData:
+    """The multipart form sent to the inference service: the file and the reading hints, not the patient fields."""
+    form = aiohttp.FormData()
+    form.add_field("file", upload.data, filename=upload.filename, content_type="application/octet-stream")
+    for key, value in hints.items():
+        form.add_field(key, value)
+    return form
 
 
 def _read_record(upload: ClassifyBody) -> Record | str:
@@ -126,8 +136,7 @@ async def classify_report(
     forwarded = request.app.state.inference.request(
         "POST",
         "/classify",
-        files={"file": (upload.filename, upload.data)},
-        data=hints,  # the patient fields stay here
+        data=_form(upload, hints),  # the patient fields stay here
         params={"explain": "false", **({"model": model} if model else {})},
     )
     response, record = await asyncio.gather(forwarded, run_in_threadpool(_read_record, upload))
