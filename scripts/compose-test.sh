@@ -104,14 +104,20 @@ else
   command -v dockerd >/dev/null || apt_install docker.io
   export DOCKER_HOST=unix://$ENGINE_RUN/docker.sock
   if run 20 docker info >/dev/null 2>&1; then
-    log "using the engine already on $DOCKER_HOST (left running)"
+    # Left by a run that was killed before its clean-up: this run stops it.
+    engine_pid=$(cat "$ENGINE_RUN/dockerd.pid" 2>/dev/null || true)
+    log "using the engine a previous run left on $DOCKER_HOST (pid ${engine_pid:-unknown}; stopped at the end)"
   else
     mkdir -p "$ENGINE_ROOT" "$ENGINE_RUN"
     log "starting dockerd (data root $ENGINE_ROOT, socket $DOCKER_HOST, log $WORK/dockerd.log)"
     dockerd --data-root "$ENGINE_ROOT" --exec-root "$ENGINE_RUN/exec" --pidfile "$ENGINE_RUN/dockerd.pid" \
       --host "$DOCKER_HOST" --bridge=none --iptables=false --ip6tables=false >"$WORK/dockerd.log" 2>&1 &
     engine_pid=$!
-    for _ in $(seq 1 60); do run 5 docker info >/dev/null 2>&1 && break; sleep 1; done
+    for _ in $(seq 1 60); do
+      kill -0 "$engine_pid" 2>/dev/null || { tail -20 "$WORK/dockerd.log" >&2; engine_pid=""; die "dockerd exited (above)"; }
+      run 5 docker info >/dev/null 2>&1 && break
+      sleep 1
+    done
     run 5 docker info >/dev/null 2>&1 || { tail -20 "$WORK/dockerd.log" >&2; die "dockerd did not answer within 60 s"; }
   fi
 fi
@@ -177,6 +183,8 @@ base_image AZURITE_IMAGE mcr.microsoft.com/azure-storage/azurite:3.35.0 azurite
 
 # --- 4. the service images, then up -----------------------------------------------------------------------------------
 scripts/init-env.sh
+kind=warm  # for the report: a cold run finds no image of a previous one (an empty image store and build cache)
+docker image inspect ecg-inference:latest >/dev/null 2>&1 || kind=cold
 for service in inference gateway ingestion-worker training-worker; do
   t0=$(date +%s)
   log "building $service (log $WORK/build-$service.log)"
@@ -187,7 +195,7 @@ done
 images_report() {
   local args=()
   for image in "${!seconds[@]}"; do args+=("$image=${seconds[$image]}"); done
-  "$BIN/python" scripts/compose_check.py images "${args[@]}"
+  "$BIN/python" scripts/compose_check.py images --run "$kind" "${args[@]}"
 }
 images_report
 

@@ -1,6 +1,7 @@
 """The checks of `make compose-test` (scripts/compose-test.sh) on the running compose stack, through the gateway.
 
-    compose_check.py images IMAGE=SECONDS ...   sizes and build times of the images -> bench/results/images.{json,md}
+    compose_check.py images --run cold|warm IMAGE=SECONDS ...
+                                                sizes and build times of the images -> bench/results/images.{json,md}
     compose_check.py flow ...                   classify the Wellnest sample with the bundled models, then the demo
                                                 (scripts/demo.py): upload to the compose Azurite, ingest, train,
                                                 promote, classify with the new version; what it made goes to --state
@@ -52,7 +53,8 @@ def docker(*args: str) -> str:
     return subprocess.run(["docker", *args], capture_output=True, text=True, check=True, timeout=120).stdout.strip()
 
 
-def images(pairs: list[str]) -> None:
+def images(pairs: list[str], run: str) -> None:
+    """Sizes and this run's build times; bench/results/images.json keeps the latest cold and the latest warm run."""
     rows = []
     for pair in sorted(pairs):
         image, _, seconds = pair.rpartition("=")
@@ -69,18 +71,30 @@ def images(pairs: list[str]) -> None:
             fail("the inference image holds TensorFlow")
         inference["tensorflow"] = False
     measured = datetime.now(UTC).isoformat(timespec="seconds")
-    result = {"measured": measured, "command": "make compose-test", "images": rows}
+    engine = docker("version", "--format", "{{.Server.Version}}")
+    path = RESULTS / "images.json"
+    runs = json.loads(path.read_text()).get("runs", {}) if path.exists() else {}
+    runs[run] = {"measured": measured, "engine": engine, "images": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
-    (RESULTS / "images.json").write_text(json.dumps(result, indent=2) + "\n")
+    path.write_text(json.dumps({"command": "make compose-test", "runs": runs}, indent=2) + "\n")
+    seconds = {kind: {r["image"]: r["build_s"] for r in runs[kind]["images"]} for kind in runs}
+    names = sorted({r["image"] for kind in runs for r in runs[kind]["images"]})
+    sizes = {r["image"]: r["size_mb"] for kind in ("cold", "warm") if kind in runs for r in runs[kind]["images"]}
     lines = [
-        "| image | size (MB) | build time (s) |",
-        "| --- | --- | --- |",
-        *(f"| `{r['image']}` | {r['size_mb']:,} | {r['build_s']} |" for r in rows),
+        "| image | size (MB) | build (s), cold | build (s), warm |",
+        "| --- | --- | --- | --- |",
+        *(
+            f"| `{name}` | {sizes[name]:,} | {seconds.get('cold', {}).get(name, '–')} | "
+            f"{seconds.get('warm', {}).get(name, '–')} |"
+            for name in names
+        ),
     ]
+    when = "; ".join(f"{kind} run {runs[kind]['measured']} (engine {runs[kind]['engine']})" for kind in sorted(runs))
     note = (
-        f"Measured {measured} by `make compose-test` on {docker('version', '--format', '{{.Server.Version}}')}"
-        " (Docker engine). Build times are this run's: a warm rerun finds every layer in the BuildKit cache."
-        " `ecg-standin/*` are the stand-in base images built where no registry can be reached (docs/deploy.md)."
+        f"Measured by `make compose-test` ({when}). Cold: the engine's image store and BuildKit cache empty (every"
+        " base image and layer built, every package downloaded); warm: a rerun, every layer found in the cache."
+        " `ecg-standin/*` are the stand-in base images built where no registry can be reached (docs/deploy.md);"
+        " the service images' sizes include their base (the stand-in Python image where one was used)."
     )
     (RESULTS / "images.md").write_text("# Image sizes and build times\n\n" + note + "\n\n" + "\n".join(lines) + "\n")
     text = README.read_text()
@@ -88,9 +102,9 @@ def images(pairs: list[str]) -> None:
         head, rest = text.split(START_MARKER, 1)
         tail = rest.split(END_MARKER, 1)[1]
         line = (
-            f"The inference image (`docker/inference.Dockerfile`, onnxruntime, no TensorFlow) is "
-            f"{inference['size_mb']:,} MB (measured {measured[:10]} by `make compose-test`; every image: "
-            "bench/results/images.md)."
+            f"The inference image (`docker/inference.Dockerfile`: onnxruntime, no TensorFlow) is "
+            f"{inference['size_mb']:,} MB (measured {measured[:10]} by `make compose-test`; every image, with build "
+            "times: bench/results/images.md)."
         )
         README.write_text(f"{head}{START_MARKER}\n{line}\n{END_MARKER}{tail}")
     print("\n".join(lines))
@@ -200,7 +214,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--gateway", default="http://127.0.0.1:8000")
     parser.add_argument("--state", type=Path, default=REPO_ROOT / "var" / "compose-test" / "state.json")
     sub = parser.add_subparsers(dest="check", required=True)
-    sub.add_parser("images").add_argument("pairs", nargs="+", metavar="IMAGE=SECONDS")
+    report = sub.add_parser("images")
+    report.add_argument("--run", choices=["cold", "warm"], required=True, help="was the build cache empty?")
+    report.add_argument("pairs", nargs="+", metavar="IMAGE=SECONDS")
     run = sub.add_parser("flow")
     run.add_argument("--blob-endpoint", required=True)
     run.add_argument("--worker-blob-endpoint", required=True)
@@ -209,7 +225,7 @@ def main(argv: list[str] | None = None) -> int:
     sub.add_parser("scaled")
     options = parser.parse_args(argv)
     if options.check == "images":
-        images(options.pairs)
+        images(options.pairs, options.run)
         return 0
     with client(options.gateway) as http:
         if options.check == "flow":
