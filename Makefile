@@ -8,7 +8,7 @@ PACKAGES := -e shared -e 'services/inference[cpu]' -e services/ingestion -e serv
 STAMP := $(VENV)/.installed
 PYTEST_ARGS ?=
 
-.PHONY: install test lint format up up-gpu down dev demo bench models model-rhythm model-12lead clean
+.PHONY: install test compose-test lint format up up-gpu down dev demo bench models model-rhythm model-12lead clean
 
 install: $(STAMP) node_modules/.installed
 	scripts/install-chromium.sh
@@ -29,6 +29,11 @@ node_modules/.installed: package.json package-lock.json
 test: install
 	scripts/ensure-services.sh
 	$(BIN)/pytest $(PYTEST_ARGS)
+
+# `make up` for real, under a Docker engine (started as root if none answers), then the whole path through the
+# gateway, a restart, scaling and `down -v` (scripts/compose-test.sh; docs/deploy.md). Not part of `make test`.
+compose-test: install
+	scripts/compose-test.sh
 
 lint: install
 	$(BIN)/ruff check .

