@@ -18,11 +18,12 @@ import sys
 import tempfile
 import time
 import traceback
+from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
 
 from bench import BENCHMARKS
-from bench.report import README, REPO_ROOT, RESULTS_DIR, build_report, update_readme, write_results
+from bench.report import README, REPO_ROOT, RESULTS_DIR, build_report, git_revision, update_readme, write_results
 
 # --quick: smaller sizes. A run() that takes `quick` gets quick=True; one that takes a size `n` gets this n.
 QUICK_N = 300
@@ -116,6 +117,14 @@ def run_benchmark(module_name: str, arguments: dict[str, Any], quick: bool, time
         return {**json.loads(output.read_text()), "seconds": seconds}
 
 
+def kept_outcomes(previous: Path, running: set[str]) -> dict[str, dict[str, Any]]:
+    """The previous results of the benchmarks not in ``running`` (keys are ``NAME`` or ``NAME (PARAM=VALUE)``)."""
+    if not previous.is_file():
+        return {}
+    benchmarks = json.loads(previous.read_text()).get("benchmarks", {})
+    return {key: outcome for key, outcome in benchmarks.items() if key.split(" ", 1)[0] not in running}
+
+
 def parse_arguments(values: list[str]) -> dict[str, dict[str, Any]]:
     """``["ingestion.n=10000"]`` -> ``{"ingestion": {"n": 10000}}`` (values parsed as JSON when they are JSON)."""
     parsed: dict[str, dict[str, Any]] = {}
@@ -196,6 +205,12 @@ def main(argv: list[str] | None = None) -> int:
     )
     parser.add_argument("--timeout", type=float, default=3600, help="seconds per benchmark (default 3600)")
     parser.add_argument("--results-dir", type=Path, default=RESULTS_DIR)
+    parser.add_argument(
+        "--keep-others",
+        action="store_true",
+        help="keep the results of the benchmarks not run now from the previous latest.json (each says when and at "
+        "which revision it was measured)",
+    )
     parser.add_argument("--readme", type=Path, default=README)
     parser.add_argument("--no-readme", action="store_true", help="leave README.md alone")
     parser.add_argument("--child", help=argparse.SUPPRESS)
@@ -225,10 +240,15 @@ def main(argv: list[str] | None = None) -> int:
         outcome = run_benchmark(module, arguments, options.quick, options.timeout)
         if scale:
             outcome["scale"] = scale
+        outcome["measured_at"] = datetime.now(UTC).isoformat(timespec="seconds")
+        outcome["git_revision"] = git_revision()
         outcomes[key] = outcome
         detail = f": {outcome['reason']}" if outcome["status"] != "ok" else ""
         print(f"=== {key}: {outcome['status']}{detail} ({outcome['seconds']} s)", flush=True)
 
+    failed = any(o["status"] == "failed" for o in outcomes.values())  # of the benchmarks run now
+    if options.keep_others:
+        outcomes = {**kept_outcomes(options.results_dir / "latest.json", set(modules)), **outcomes}
     report = build_report(outcomes, quick=options.quick)
     json_path, md_path = write_results(report, options.results_dir)
     print(f"wrote {json_path} and {md_path}")
@@ -238,7 +258,7 @@ def main(argv: list[str] | None = None) -> int:
             print(f"updated the Benchmarks section of {options.readme}")
         else:
             print(f"warning: {options.readme} does not exist; README not updated", file=sys.stderr)
-    return 0 if all(o["status"] != "failed" for o in outcomes.values()) else 1
+    return 1 if failed else 0
 
 
 if __name__ == "__main__":

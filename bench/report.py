@@ -178,7 +178,12 @@ def benchmark_markdown(name: str, outcome: dict[str, Any], *, headline_only: boo
     if outcome["status"] != "ok":
         parts.append(f"**{outcome['status']}**: {outcome.get('reason', '')}".rstrip(": "))
         return "\n\n".join(parts)
-    parts.append(f"_{outcome.get('seconds', 0):.1f} s; arguments {json.dumps(outcome.get('arguments') or {})}_")
+    measured = ""
+    if outcome.get("measured_at"):
+        measured = f"; measured {outcome['measured_at']} at {outcome.get('git_revision')}"
+    parts.append(
+        f"_{outcome.get('seconds', 0):.1f} s; arguments {json.dumps(outcome.get('arguments') or {})}{measured}_"
+    )
     if result.get("rows"):
         parts.append(markdown_table(result["rows"]))
     if result.get("ratios"):

@@ -57,10 +57,13 @@ def test_runner_records_each_benchmark_status_and_exits_nonzero_on_a_failure(out
     benchmarks = report["benchmarks"]
     assert list(benchmarks) == ["sample_benchmark", "no_such_benchmark", "broken_benchmark"]
     assert benchmarks["sample_benchmark"]["status"] == "ok"
-    assert benchmarks["no_such_benchmark"] == {
+    missing = benchmarks["no_such_benchmark"]
+    assert missing == {
         "status": "not available",
         "reason": "not written yet (tests/bench/no_such_benchmark.py missing)",
-        "seconds": benchmarks["no_such_benchmark"]["seconds"],
+        "seconds": missing["seconds"],
+        "measured_at": missing["measured_at"],
+        "git_revision": missing["git_revision"],
     }
     assert benchmarks["broken_benchmark"]["status"] == "failed"
     assert "did not start" in benchmarks["broken_benchmark"]["reason"]
@@ -156,3 +159,13 @@ def test_sizes_run_a_benchmark_once_per_size_and_tabulate_the_growth(tmp_path):
 def test_sizes_must_name_a_benchmark_being_run(tmp_path):
     result = run_bench(tmp_path, "--only", "training", "--sizes", "ingestion.n=1000,6000")
     assert result.returncode == 2 and "--sizes names benchmark(s) not being run: ingestion" in result.stderr
+
+
+def test_keep_others_keeps_the_results_of_benchmarks_not_run_now(outcome, tmp_path):
+    _, before, _ = outcome
+    result = run_bench(tmp_path, "--quick", "--keep-others", "--module", "tests.bench.sample_benchmark")
+    assert result.returncode == 0, result.stdout + result.stderr
+    after = json.loads((tmp_path / "results" / "latest.json").read_text())["benchmarks"]
+    assert after["broken_benchmark"] == before["benchmarks"]["broken_benchmark"]  # kept as it was
+    assert after["sample_benchmark"]["measured_at"] >= before["benchmarks"]["sample_benchmark"]["measured_at"]
+    assert "measured " in (tmp_path / "results" / "latest.md").read_text()
