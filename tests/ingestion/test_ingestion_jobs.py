@@ -524,8 +524,8 @@ def test_a_blob_changed_since_listing_is_not_downloaded(azurite, cinc_container)
     run = JobRun(0, 1, "unused", source, {}, None)
 
     async def download(etag: str) -> bytes:
-        async with source.async_container() as container:
-            return await run._download(container, BlobInfo("A00001.hea", etag))
+        async with source.reader() as reader:
+            return await run._download(reader, BlobInfo("A00001.hea", etag))
 
     assert asyncio.run(download(current)).startswith(b"A00001")
     with pytest.raises(HttpResponseError) as caught:

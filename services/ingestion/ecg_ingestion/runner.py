@@ -3,7 +3,8 @@
 The pipeline, in one asyncio event loop::
 
     list blobs / read manifest ─► plan ─► skip (dataset, URL, etag) already stored
-        ─► N download coroutines (async Azure SDK, aiohttp; N = ECG_INGEST_CONCURRENCY blobs in flight)
+        ─► N download coroutines (plain GETs on one aiohttp session, ecg_ingestion.reader; N =
+           ECG_INGEST_CONCURRENCY blobs in flight)
         ─► decode in a process pool (ECG_INGEST_DECODE_WORKERS)
         ─► one storer: batches of ECG_INGEST_BATCH_SIZE, one INSERT ... ON CONFLICT DO NOTHING and the job's counts
            in one transaction (in a thread, so downloads go on meanwhile)
@@ -28,7 +29,6 @@ from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, datetime
 
-from azure.core import MatchConditions
 from azure.core.exceptions import AzureError
 from sqlalchemy import select, update
 from sqlalchemy.exc import DBAPIError, InterfaceError, OperationalError
@@ -44,6 +44,7 @@ from ecg_ingestion.plan import (
     plan_prefix,
     reference_blobs,
 )
+from ecg_ingestion.reader import BlobReader
 from ecg_ingestion.storage import BlobSource, StorageAccessError, access_error, blob_error
 from ecg_shared.db import Recording, session_scope
 from ecg_shared.db.store import StoreItem, store_recordings
@@ -313,8 +314,8 @@ class JobRun:
         self._downloaded_since_flush = 0
 
     async def run(self) -> None:
-        async with self.source.async_container() as container:
-            plan = await self._plan(container)
+        async with self.source.reader() as reader:
+            plan = await self._plan(reader)
             existing = await asyncio.to_thread(stored_versions, self.dataset, [i.source_uri for i in plan.items])
             todo = [i for i in plan.items if (i.source_uri, i.source_version) not in existing]
             self.counts.listed = len(plan.items) + len(plan.failures) + plan.duplicates
@@ -330,39 +331,39 @@ class JobRun:
                 len(todo),
             )
             if todo:
-                await self._ingest(container, todo)
+                await self._ingest(reader, todo)
 
     # --- planning --------------------------------------------------------------------------------------------------
 
-    async def _plan(self, container) -> Plan:
+    async def _plan(self, reader: BlobReader) -> Plan:
         if self.spec.get("prefix") is not None or not (self.spec.get("manifest") or self.spec.get("rows")):
-            listing = await self._list(container, self.spec.get("prefix") or "")
+            listing = await self._list(reader, self.spec.get("prefix") or "")
             labels = {}
             for name in reference_blobs(listing):
                 try:
-                    data = await self._download(container, listing[name])
+                    data = await self._download(reader, listing[name])
                 except AzureError as exc:
                     raise access_error(exc, self.source, f"reading {name}") or StorageAccessError(
                         blob_error(exc, f"reading {name}")
                     ) from None
                 labels[name.rpartition("/")[0]] = parse_reference(data)
             return plan_prefix(listing, self.source, labels)
-        rows = await self._manifest_rows(container)
+        rows = await self._manifest_rows(reader)
         names = []
         for row in rows:
             try:
                 names.append(self.source.blob_name(row.blob))
             except ValueError:
                 continue
-        listing = await self._list(container, listing_prefix(names))
+        listing = await self._list(reader, listing_prefix(names))
         return plan_manifest(rows, listing, self.source)
 
-    async def _manifest_rows(self, container) -> list[ManifestRow]:
+    async def _manifest_rows(self, reader: BlobReader) -> list[ManifestRow]:
         if self.spec.get("rows"):
             return [ManifestRow(**row) for row in self.spec["rows"]]
         name = self.spec["manifest"]
         try:
-            data = await (await container.download_blob(name)).readall()
+            data = await reader.download(self.source.blob_url(name))
         except AzureError as exc:
             error = access_error(exc, self.source, f"reading the manifest {name}")
             if error:
@@ -372,25 +373,21 @@ class JobRun:
             data, name, self.spec.get("sheet"), self.spec.get("blob_column") or "blob", self.spec.get("label_column")
         )
 
-    async def _list(self, container, prefix: str) -> dict[str, BlobInfo]:
+    async def _list(self, reader: BlobReader, prefix: str) -> dict[str, BlobInfo]:
         try:
-            return {
-                blob.name: BlobInfo(blob.name, blob.etag, blob.size)
-                async for blob in container.list_blobs(name_starts_with=prefix or None)
-            }
+            return await reader.list(prefix)
         except AzureError as exc:
             raise access_error(exc, self.source, "listing blobs") or StorageAccessError(
                 blob_error(exc, "listing blobs")
             ) from None
 
-    async def _download(self, container, blob: BlobInfo) -> bytes:
+    async def _download(self, reader: BlobReader, blob: BlobInfo) -> bytes:
         """The blob's bytes, as long as it still has the listed etag."""
-        stream = await container.download_blob(blob.name, etag=blob.etag, match_condition=MatchConditions.IfNotModified)
-        return await stream.readall()
+        return await reader.download(self.source.blob_url(blob.name), blob.etag)
 
     # --- the pipeline ----------------------------------------------------------------------------------------------
 
-    async def _ingest(self, container, todo: list[WorkItem]) -> None:
+    async def _ingest(self, reader: BlobReader, todo: list[WorkItem]) -> None:
         loop = asyncio.get_running_loop()
         results: asyncio.Queue = asyncio.Queue(maxsize=self.batch_size)
         pending = iter(todo)
@@ -399,7 +396,7 @@ class JobRun:
         async def download_and_decode() -> None:
             for item in pending:  # the coroutines share one iterator: each item is taken once
                 try:
-                    parts = [(blob.name, await self._download(container, blob)) for blob in item.parts]
+                    parts = [(blob.name, await self._download(reader, blob)) for blob in item.parts]
                 except AzureError as exc:
                     error = access_error(exc, self.source, f"downloading {item.name}")
                     if error:
