@@ -1,7 +1,7 @@
 """Decoding downloaded blobs into records, in a pool of processes (decoding is CPU-bound; the event loop is not).
 
-:func:`decode_parts` runs in the pool's processes: it takes plain bytes and returns the record and the content hash,
-both cheap to pickle.
+:func:`decode_batch` runs in the pool's processes, a few recordings a task: it takes plain bytes and returns each
+record and its content hash, cheap to pickle.
 """
 
 from __future__ import annotations
@@ -14,7 +14,7 @@ from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 
 from ecg_shared.db.store import content_hash
-from ecg_shared.formats import read_ecg, read_wfdb_files
+from ecg_shared.formats import EcgFormatError, read_ecg, read_wfdb_files
 from ecg_shared.formats.record import Record
 
 
@@ -39,6 +39,18 @@ def decode_parts(parts: list[tuple[str, bytes]], fmt: str | None, source: str) -
         record = read_ecg(blob, format=fmt)
     record.metadata["source"] = source
     return Decoded(record, digest)
+
+
+def decode_batch(recordings: list[list[tuple[str, bytes]]], fmt: str | None, sources: list[str]) -> list[Decoded | str]:
+    """:func:`decode_parts` for each recording, as one task of the pool; a recording it cannot read gives the reason
+    (``EcgFormatError``'s message) in its place."""
+    decoded: list[Decoded | str] = []
+    for parts, source in zip(recordings, sources, strict=True):
+        try:
+            decoded.append(decode_parts(parts, fmt, source))
+        except EcgFormatError as exc:
+            decoded.append(str(exc))
+    return decoded
 
 
 def decode_workers(configured: int) -> int:
