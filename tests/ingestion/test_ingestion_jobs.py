@@ -524,10 +524,52 @@ def test_a_blob_changed_since_listing_is_not_downloaded(azurite, cinc_container)
     run = JobRun(0, 1, "unused", source, {}, None)
 
     async def download(etag: str) -> bytes:
-        async with source.async_container() as container:
-            return await run._download(container, BlobInfo("A00001.hea", etag))
+        async with source.reader() as reader:
+            return await run._download(reader, BlobInfo("A00001.hea", etag))
 
     assert asyncio.run(download(current)).startswith(b"A00001")
     with pytest.raises(HttpResponseError) as caught:
         asyncio.run(download('"0x8DEADBEEF000000"'))
     assert blob_error(caught.value) == "blob changed while the job ran (etag differs): run the job again"
+
+
+def test_the_reader_lists_every_page_as_the_sdk_and_raises_its_errors(azurite, cinc_container, monkeypatch):
+    """``ecg_ingestion.reader`` (plain GETs, not the SDK's client): a listing over several pages gives the names, etags
+    and sizes the SDK lists; a SAS token and a connection string both read; a missing blob and a missing container
+    raise the SDK's exception types, which ``blob_error`` and ``access_error`` read."""
+    import asyncio
+
+    from azure.core.exceptions import AzureError
+
+    from ecg_ingestion import reader as reader_module
+    from ecg_ingestion.storage import BlobSource, access_error, blob_error
+    from ecg_shared.jobs.ingestion import StorageCredential
+
+    monkeypatch.setattr(reader_module, "LIST_PAGE", 7)  # 41 blobs: six pages
+    by_key = connection_source(azurite, cinc_container)
+    by_sas = BlobSource(
+        azurite.account_url, cinc_container, StorageCredential(sas_token=make_sas(azurite, cinc_container))
+    )
+    sdk_listing = by_key.sync_container().list_blobs(name_starts_with="A")
+    expected = {blob.name: (blob.etag.strip('"'), blob.size) for blob in sdk_listing}
+
+    async def listing(source: BlobSource, prefix: str):
+        async with source.reader() as reader:
+            return await reader.list(prefix)
+
+    async def failure(source: BlobSource, name: str) -> AzureError:
+        async with source.reader() as reader:
+            try:
+                await reader.download(source.blob_url(name))
+            except AzureError as exc:
+                return exc
+        raise AssertionError("downloaded")
+
+    for source in (by_key, by_sas):
+        listed = asyncio.run(listing(source, "A"))
+        assert {name: (info.version, info.size) for name, info in listed.items()} == expected
+        assert len(expected) == 40
+    assert blob_error(asyncio.run(failure(by_sas, "no-such-blob"))) == "blob not found"
+    missing = connection_source(azurite, unique_name("missing"))
+    error = access_error(asyncio.run(failure(missing, "x")), missing, "reading x")
+    assert error is not None and not error.transient and "not found at" in str(error)

@@ -157,4 +157,4 @@ def test_storage_proxy_comes_from_the_environment_once_and_no_proxy_exempts_host
     assert environment_proxies("https://acct.blob.core.windows.net") == {"https": "http://proxy.example:3128"}
     assert environment_proxies("http://127.0.0.1:10000/devstoreaccount1") == {}  # exempt, and not https
     source = BlobSource("https://acct.blob.core.windows.net", "ecgs", StorageCredential(sas_token=SAS))
-    assert source._async_client_kwargs()["proxies"] == {"https": "http://proxy.example:3128"}
+    assert source.proxy() == "http://proxy.example:3128"

@@ -1,7 +1,7 @@
 """Decoding downloaded blobs into records, in a pool of processes (decoding is CPU-bound; the event loop is not).
 
-:func:`decode_parts` runs in the pool's processes: it takes plain bytes and returns the record and the content hash,
-both cheap to pickle.
+:func:`decode_batch` runs in the pool's processes, a few recordings a task: it takes plain bytes and returns each
+record and its content hash, cheap to pickle.
 """
 
 from __future__ import annotations
@@ -43,6 +43,20 @@ def decode_parts(parts: list[tuple[str, bytes]], fmt: str | None, source: str) -
         record = read_ecg(blob, format=fmt)
     record.metadata["source"] = mask_identifiers(source, record.identifiers, digest)
     return Decoded(record, digest)
+
+
+def decode_batch(
+    recordings: list[list[tuple[str, bytes]]], fmt: str | None, sources: list[str]
+) -> list[Decoded | EcgFormatError]:
+    """:func:`decode_parts` for each recording, as one task of the pool; a recording it cannot read gives its
+    ``EcgFormatError`` in its place (which keeps the patient identifiers the reader found: :func:`failed_blob_name`)."""
+    decoded: list[Decoded | EcgFormatError] = []
+    for parts, source in zip(recordings, sources, strict=True):
+        try:
+            decoded.append(decode_parts(parts, fmt, source))
+        except EcgFormatError as exc:
+            decoded.append(exc)
+    return decoded
 
 
 def failed_blob_name(name: str, parts: list[tuple[str, bytes]], error: EcgFormatError) -> str:

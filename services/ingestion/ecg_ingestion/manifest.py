@@ -12,6 +12,7 @@ import io
 from datetime import date, datetime, time
 from typing import Any
 
+from openpyxl import Workbook, load_workbook  # at import (0.3 s), not inside the first job that reads a manifest
 from pydantic import ValidationError
 
 from ecg_shared.jobs.ingestion import ManifestRow
@@ -38,8 +39,6 @@ def read_manifest(
 
 
 def _xlsx_rows(data: bytes, name: str, sheet: str | None) -> list[list[Any]]:
-    from openpyxl import load_workbook
-
     try:
         workbook = load_workbook(io.BytesIO(data), read_only=True, data_only=True)
     except Exception as exc:  # openpyxl raises zipfile, KeyError, InvalidFileException... on bad input
@@ -122,8 +121,6 @@ def _manifest_rows(table: list[list[Any]], name: str, blob_column: str, label_co
 
 def write_manifest_xlsx(rows: list[ManifestRow], blob_column: str = "blob", label_column: str = "label") -> bytes:
     """An Excel manifest (sheet ``recordings``) as a clinic's sheet would look: blob, label, metadata columns."""
-    from openpyxl import Workbook
-
     extra = sorted({key for row in rows for key in row.metadata})
     workbook = Workbook(write_only=True)
     sheet = workbook.create_sheet(MANIFEST_SHEET)

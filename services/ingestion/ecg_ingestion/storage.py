@@ -7,9 +7,10 @@ never the credential.
 
 from __future__ import annotations
 
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
 from dataclasses import dataclass
+from typing import TYPE_CHECKING
 from urllib.parse import quote, unquote, urlsplit
 from urllib.request import getproxies, proxy_bypass
 
@@ -23,6 +24,9 @@ from azure.core.exceptions import (
 from azure.storage.blob import ExponentialRetry
 
 from ecg_shared.jobs.ingestion import StorageCredential, strip_query
+
+if TYPE_CHECKING:
+    from ecg_ingestion.reader import BlobReader
 
 # The SDK's exponential retry, with a shorter first wait than its default (15 s): about 1 + 3 + 9 + 27 s before a
 # request gives up, so a storage outage of up to a minute only slows a job down.
@@ -67,36 +71,39 @@ class BlobSource:
             raise ValueError(f"blob URL {url} is outside the job's container {self.account_url}/{self.container}")
         return unquote(url[len(container_url) :])
 
-    def _client_kwargs(self, retry_class=ExponentialRetry) -> dict:
-        return {"retry_policy": retry_class(**RETRY), "logging_enable": False}
+    def _client_kwargs(self) -> dict:
+        return {"retry_policy": ExponentialRetry(**RETRY), "logging_enable": False}
 
-    def _async_client_kwargs(self) -> dict:
-        """The async client's options. The SDK's aiohttp transport, left to read the environment itself, looks up
-        ``~/.netrc`` and the proxy variables for every request, each in a thread (two thread hops and a file read
-        per download); the proxy is looked up here once instead, with the same variables (``HTTP(S)_PROXY``,
-        ``NO_PROXY``), and handed to the SDK's proxy policy."""
-        from azure.storage.blob.aio import ExponentialRetry as AsyncExponentialRetry
-
-        kwargs = self._client_kwargs(AsyncExponentialRetry) | {"use_env_settings": False}
-        proxies = environment_proxies(self.account_url)
-        if proxies:
-            kwargs["proxies"] = proxies
-        return kwargs
+    def proxy(self) -> str | None:
+        """The proxy the environment sets for the account (``HTTP(S)_PROXY``, ``NO_PROXY``), looked up once per job."""
+        return environment_proxies(self.account_url).get(urlsplit(self.account_url).scheme)
 
     @asynccontextmanager
-    async def async_container(self) -> AsyncIterator:
-        """An async ``ContainerClient`` (aiohttp), its service client closed on exit."""
-        from azure.storage.blob.aio import BlobServiceClient
+    async def reader(self) -> AsyncIterator[BlobReader]:
+        """The job's reader of the container (listing, downloads; ``ecg_ingestion.reader``), closed on exit."""
+        from ecg_ingestion.reader import open_reader
 
-        kwargs = self._async_client_kwargs()
-        if self.credential.connection_string is not None:
-            service = BlobServiceClient.from_connection_string(
-                self.credential.connection_string.get_secret_value(), **kwargs
-            )
-        else:
-            service = BlobServiceClient(self.account_url, credential=self._sas(), **kwargs)
-        async with service:
-            yield service.get_container_client(self.container)
+        async with open_reader(f"{self.account_url}/{self.container}", self._read_sas(), RETRY, self.proxy()) as reader:
+            yield reader
+
+    def _read_sas(self) -> Callable[[], str]:
+        """The SAS query string the reader signs requests with: the job's token, the connection string's own, or
+        one derived from the connection string's account key."""
+        if self.credential.connection_string is None:
+            token = self._sas()
+            return lambda: token
+        from azure.storage.blob import BlobServiceClient
+
+        from ecg_ingestion.reader import DerivedSas
+
+        service = BlobServiceClient.from_connection_string(self.credential.connection_string.get_secret_value())
+        key = getattr(service.credential, "account_key", None)
+        if key:
+            return DerivedSas(service.credential.account_name, self.container, key)
+        token = urlsplit(service.url).query
+        if not token:
+            raise StorageAccessError("credentials missing: the connection string has no AccountKey or SAS")
+        return lambda: token
 
     def sync_container(self):
         """A synchronous ``ContainerClient`` (uploads, the benchmark's baseline)."""
@@ -117,8 +124,8 @@ class BlobSource:
 
 
 def environment_proxies(account_url: str) -> dict[str, str]:
-    """The proxy the environment sets for ``account_url``'s scheme, as the SDK's ``proxies`` option
-    (``{"https": url}``); empty if none or if ``NO_PROXY`` exempts its host."""
+    """The proxy the environment sets for ``account_url``'s scheme (``{"https": url}``); empty if none or if
+    ``NO_PROXY`` exempts its host."""
     parts = urlsplit(account_url)
     proxy = getproxies().get(parts.scheme)
     if not proxy or not parts.hostname or proxy_bypass(parts.hostname):
