@@ -14,26 +14,4 @@ The runner (``bench/__main__.py``) runs each in its own process, then ``bench/re
 README's Benchmarks section.
 """
 
-import os
-from collections.abc import Iterator
-from contextlib import contextmanager
-
 BENCHMARKS = ("ingestion", "classify", "training", "formats")
-
-
-@contextmanager
-def overridden_setting(name: str, value: str) -> Iterator[None]:
-    """The setting ``name`` (an ECG_* variable) is ``value`` inside the block, as it was after."""
-    from ecg_shared.settings import get_settings
-
-    previous = os.environ.get(name)
-    os.environ[name] = value
-    get_settings.cache_clear()
-    try:
-        yield
-    finally:
-        if previous is None:
-            os.environ.pop(name, None)
-        else:
-            os.environ[name] = previous
-        get_settings.cache_clear()

@@ -40,7 +40,7 @@ from urllib.parse import urlsplit
 
 import numpy as np
 
-from bench import overridden_setting
+from ecg_shared.settings import overridden_setting
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 CONCURRENCY = (1, 8, 32, 128)

@@ -36,7 +36,7 @@ from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
-from bench import overridden_setting
+from ecg_shared.settings import overridden_setting
 
 ACCOUNT = "devstoreaccount1"
 CONTAINER = "bench"

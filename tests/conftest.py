@@ -2,32 +2,20 @@
 
 from __future__ import annotations
 
-import os
 from collections.abc import Iterator
 from pathlib import Path
 
 import pytest
 
-from ecg_shared.settings import get_settings
-
-
-def _reset_settings() -> None:
-    get_settings.cache_clear()
+from ecg_shared.settings import get_settings, overridden_setting
 
 
 @pytest.fixture(scope="session", autouse=True)
 def training_cache_dir(tmp_path_factory) -> Iterator[Path]:
     """The training workers' cache of cleaned recordings (ECG_TRAINING_CACHE_DIR): a folder of this test run."""
     path = tmp_path_factory.mktemp("training-cache")
-    previous = os.environ.get("ECG_TRAINING_CACHE_DIR")
-    os.environ["ECG_TRAINING_CACHE_DIR"] = str(path)
-    _reset_settings()
-    yield path
-    if previous is None:
-        os.environ.pop("ECG_TRAINING_CACHE_DIR", None)
-    else:
-        os.environ["ECG_TRAINING_CACHE_DIR"] = previous
-    _reset_settings()
+    with overridden_setting("ECG_TRAINING_CACHE_DIR", str(path)):
+        yield path
 
 
 @pytest.fixture(scope="session")
@@ -63,15 +51,8 @@ def database_url() -> Iterator[str]:
     from tests.support.database import create_test_database, drop_test_database
 
     url = create_test_database()
-    previous = os.environ.get("ECG_DATABASE_URL")
-    os.environ["ECG_DATABASE_URL"] = url
-    _reset_settings()
-    yield url
-    if previous is None:
-        os.environ.pop("ECG_DATABASE_URL", None)
-    else:
-        os.environ["ECG_DATABASE_URL"] = previous
-    _reset_settings()
+    with overridden_setting("ECG_DATABASE_URL", url):
+        yield url
     drop_test_database(url)
 
 
@@ -89,13 +70,6 @@ def azurite() -> Iterator:
     from tests.support.azurite import start_azurite
 
     emulator = start_azurite()
-    previous = os.environ.get("ECG_ARTIFACT_CONNECTION_STRING")
-    os.environ["ECG_ARTIFACT_CONNECTION_STRING"] = emulator.connection_string
-    _reset_settings()
-    yield emulator
-    if previous is None:
-        os.environ.pop("ECG_ARTIFACT_CONNECTION_STRING", None)
-    else:
-        os.environ["ECG_ARTIFACT_CONNECTION_STRING"] = previous
-    _reset_settings()
+    with overridden_setting("ECG_ARTIFACT_CONNECTION_STRING", emulator.connection_string):
+        yield emulator
     emulator.stop()

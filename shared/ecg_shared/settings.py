@@ -7,6 +7,9 @@ Services import :func:`get_settings` and never read ``os.environ`` themselves.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Iterator
+from contextlib import contextmanager
 from functools import lru_cache
 from pathlib import Path
 from typing import Literal
@@ -149,3 +152,20 @@ class Settings(BaseSettings):
 @lru_cache
 def get_settings() -> Settings:
     return Settings()
+
+
+@contextmanager
+def overridden_setting(name: str, value: str) -> Iterator[None]:
+    """The setting ``name`` (an ECG_* variable) is ``value`` inside the block, for this process and the children it
+    starts, as it was after (benchmarks and test fixtures)."""
+    previous = os.environ.get(name)
+    os.environ[name] = value
+    get_settings.cache_clear()
+    try:
+        yield
+    finally:
+        if previous is None:
+            os.environ.pop(name, None)
+        else:
+            os.environ[name] = previous
+        get_settings.cache_clear()

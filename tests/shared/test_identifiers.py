@@ -88,3 +88,21 @@ def test_a_masked_name_is_stored_once(db_session, formats_dir):
     (first,) = store_recordings(db_session, "masked-once", [item])
     (again,) = store_recordings(db_session, "masked-once", [item])
     assert first is not None and again is None
+
+
+def test_an_imported_file_is_its_own_version_and_stored_under_a_masked_name(db_session, formats_dir, tmp_path):
+    """`ecg dataset import`: an ISHNE .ecg is one recording by itself (the .ann beside it does not change its
+    version), and its patient-named file is stored masked."""
+    import shutil
+
+    from ecg_shared.db.models import Recording
+    from ecg_shared.db.store import import_directory
+
+    for name in ("ECG_P28.01.ecg", "ECG_P28.01.ann"):
+        shutil.copy(formats_dir / "ishne_holter" / name, tmp_path / name)
+    stored, _, failures = import_directory(db_session, tmp_path, "import-masked")
+    assert stored == 1 and len(failures) == 1  # the .ann is not a recording
+    (tmp_path / "ECG_P28.01.ann").write_bytes(b"changed")
+    assert import_directory(db_session, tmp_path, "import-masked")[:2] == (0, 1)
+    (uri,) = db_session.query(Recording.source_uri).filter(Recording.dataset == "import-masked").one()
+    assert "ECG_P28.01" not in uri and "[patient-" in uri

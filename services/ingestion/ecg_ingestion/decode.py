@@ -41,7 +41,7 @@ def decode_parts(parts: list[tuple[str, bytes]], fmt: str | None, source: str) -
         blob = io.BytesIO(data)
         blob.name = posixpath.basename(name)  # lets detection use the extension (.csv, .npy)
         record = read_ecg(blob, format=fmt)
-    record.metadata["source"] = mask_identifiers(source, record.identifiers, digest)
+    record.metadata["source"] = source  # stored with the file's identifiers masked (ecg_shared.db.store)
     return Decoded(record, digest)
 
 

@@ -109,7 +109,10 @@ def import_directory(
         except EcgFormatError as exc:
             failures.append((str(path), str(exc)))
             continue
-        content = b"".join(p.read_bytes() for p in sorted(path.parent.glob(path.stem + ".*")))
+        # A WFDB record is its header and signal files; any other file is the recording by itself (an ISHNE .ecg's
+        # .ann beside it is not part of it).
+        parts = sorted(path.parent.glob(path.stem + ".*")) if headers else [path]
+        content = b"".join(p.read_bytes() for p in parts)
         digest = content_hash(content)
         uri = path.with_suffix("").resolve().as_uri() if headers else path.resolve().as_uri()
         batch.append(StoreItem(record, uri, digest, digest))
