@@ -10,7 +10,7 @@ import pytest
 
 from ecg_shared.db.store import StoreItem, stored_metadata, stored_source_uri
 from ecg_shared.formats import EcgFormatError, read_ecg
-from ecg_shared.formats.identifiers import identifying, mask_identifiers
+from ecg_shared.formats.identifiers import UNPARSED, identifying, mask_identifiers, patient_identifiers
 from ecg_shared.formats.record import Record
 
 # Sample files whose own names carry a patient field of the file (the ISHNE subject ID, a Philips patient ID and
@@ -68,6 +68,16 @@ def test_a_file_that_cannot_be_decoded_still_has_its_identifiers_masked(formats_
     with pytest.raises(EcgFormatError, match="annotation file") as failure:
         read_ecg(formats_dir / "ishne_holter/ECG_P28.01.ann")
     assert "ECG_P28.01" in failure.value.identifiers
+
+
+@pytest.mark.parametrize("fmt", ["muse_xml", "philips_xml", "hl7_aecg", "scp_ecg"])
+def test_identifying_fields_that_cannot_be_parsed_mask_the_whole_file_name(fmt):
+    """Fail closed: which part of the name came from the patient is unknown, so none of the file name is kept."""
+    identifiers = patient_identifiers(fmt, b"\x00\x01 not a parsable file")
+    assert identifiers == {UNPARSED}
+    masked = mask_identifiers("site/ecg_900657176_1.xml", identifiers, "e" * 64)
+    assert masked == "site/[patient-eeeeeeee].xml"
+    assert mask_identifiers("ECG_P28.01.ecg", identifiers, "e" * 64) == "[patient-eeeeeeee].ecg"
 
 
 def test_records_of_other_formats_carry_no_identifiers():

@@ -19,6 +19,10 @@ from collections.abc import Callable, Iterable
 
 from ecg_shared.formats.vendor_xml import parse_xml
 
+# In place of the identifiers of a clinical file whose identifying fields could not be parsed: which part of its name
+# came from the patient is unknown, so :func:`mask_identifiers` masks the whole file name (the folders stay).
+UNPARSED = "\0identifying fields not parsed"
+
 # Values too common or too short to mask: "none none", a sex, an empty field's placeholder.
 _NOT_IDENTIFYING = {"none", "none none", "unknown", "anonymous", "anon", "male", "female", "n/a", "x", "test", "demo"}
 _MIN_LENGTH = 4
@@ -36,10 +40,19 @@ def identifying(values: Iterable[str | None]) -> frozenset[str]:
 
 def mask_identifiers(name: str, identifiers: frozenset[str], content_sha256: str) -> str:
     """``name`` with every identifier in it (any case) replaced by ``[patient-<8 hex of the content's SHA-256>]``:
-    the same file keeps the same name, two patients' files stay apart, and the mark leads back to no one."""
+    the same file keeps the same name, two patients' files stay apart, and the mark leads back to no one. With
+    :data:`UNPARSED` among them, the whole file name but its extension is masked.
+
+    >>> mask_identifiers("clinic/ecg_1_x.xml", frozenset({UNPARSED}), "cd" * 32)
+    'clinic/[patient-cdcdcdcd].xml'
+    """
     if not identifiers:
         return name
     mark = f"[patient-{content_sha256[:8]}]"
+    if UNPARSED in identifiers:
+        folder, slash, file_name = name.rpartition("/")
+        extension = re.search(r"\.[A-Za-z0-9]{1,8}$", file_name)
+        return f"{folder}{slash}{mark}{extension.group(0) if extension else ''}"
     for value in sorted(identifiers, key=len, reverse=True):  # longest first: "Clark Kent" before "Clark"
         name = re.sub(re.escape(value), mark, name, flags=re.IGNORECASE)
     return name
@@ -133,12 +146,12 @@ _BY_FORMAT: dict[str, Callable[[bytes], frozenset[str]]] = {
 
 
 def patient_identifiers(fmt: str, data: bytes) -> frozenset[str]:
-    """The identifying values of a clinical file of format ``fmt`` (empty for the other formats). A file the reader
-    decoded but whose identifying fields cannot be parsed gives what could be read; this never raises."""
+    """The identifying values of a clinical file of format ``fmt`` (empty for the other formats). A file whose
+    identifying fields cannot be parsed gives :data:`UNPARSED` (its whole name gets masked); this never raises."""
     reader = _BY_FORMAT.get(fmt)
     if reader is None:
         return frozenset()
     try:
         return reader(bytes(data))
     except Exception:
-        return frozenset()
+        return frozenset({UNPARSED})
