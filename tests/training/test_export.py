@@ -3,6 +3,7 @@ fails an export that does not compute what Keras computes."""
 
 from __future__ import annotations
 
+import keras
 import numpy as np
 import onnx
 import onnxruntime as ort
@@ -12,7 +13,7 @@ from onnx import numpy_helper
 from ecg_shared.model_metadata import ModelMetadata
 from ecg_shared.preprocessing import PreprocessingSpec
 from ecg_training.export import ParityError, check_parity, to_onnx
-from ecg_training.families import FAMILIES, build_model, float32_copy
+from ecg_training.families import FAMILIES, build_model, encoder_weights, float32_copy, load_encoder
 
 
 def metadata(leads: tuple[str, ...], window: int, family: str = "cnn") -> ModelMetadata:
@@ -25,10 +26,29 @@ def metadata(leads: tuple[str, ...], window: int, family: str = "cnn") -> ModelM
 @pytest.mark.parametrize("family", sorted(FAMILIES))
 @pytest.mark.parametrize(("n_leads", "window"), [(1, 300), (12, 1000), (3, 777)])
 def test_every_family_takes_any_leads_and_window(family, n_leads, window):
-    model = build_model(family, n_leads, 3)
+    model = build_model(family, n_leads, 3, window if family == "leadwise" else None)  # leadwise: built per window
     probabilities = np.asarray(model(np.random.default_rng(0).standard_normal((2, window, n_leads)), training=False))
     assert probabilities.shape == (2, 3) and np.allclose(probabilities.sum(axis=1), 1, atol=1e-5)
     assert model.layers[-1].name == "probabilities"
+
+
+def test_leadwise_needs_a_window_and_shares_one_encoder_across_leads():
+    with pytest.raises(ValueError, match="needs a fixed window"):
+        build_model("leadwise", 12, 2)
+    one_lead = build_model("leadwise", 1, 4, 300)
+    twelve = build_model("leadwise", 12, 2, 300)
+    assert len(encoder_weights(one_lead)) == len(encoder_weights(twelve))  # the same encoder, whatever the leads
+    load_encoder(twelve, encoder_weights(one_lead))
+    assert all(np.array_equal(a, b) for a, b in zip(encoder_weights(one_lead), encoder_weights(twelve), strict=True))
+    # each lead goes through the encoder on its own: lead 3 alone changing moves only its part of the embeddings
+    embeddings = keras.Model(twelve.input, twelve.get_layer("each_lead").output)
+    x = np.random.default_rng(0).standard_normal((1, 300, 12)).astype(np.float32)
+    changed = x.copy()
+    changed[0, :, 3] += 1.0
+    a, b = np.asarray(embeddings(x)), np.asarray(embeddings(changed))
+    assert not np.allclose(a[0, 3], b[0, 3]) and np.allclose(np.delete(a, 3, axis=1), np.delete(b, 3, axis=1))
+    lone = keras.Model(one_lead.input, one_lead.get_layer("each_lead").output)
+    assert np.allclose(np.asarray(lone(x[:, :, 5:6]))[0, 0], a[0, 5], atol=1e-5)  # the pretrained encoder itself
 
 
 def test_mixed_precision_training_copy_exports_float32_with_the_same_weights():

@@ -37,6 +37,36 @@ def test_request_defaults_and_derived_name():
     assert r.model_name == "cinc2017-inception" and r.leads == ["II", "aVR"] and r.window_samples == 1000
 
 
+def test_pretraining_request_keeps_the_jobs_preprocessing_with_its_own_data():
+    r = request(
+        dataset="ptbxl",
+        family="leadwise",
+        leads=["I", "II", "V1"],
+        sampling_rate=100,
+        window_s=10,
+        normalisation="minmax",
+        seed=2,
+        normal_classes=["Normal"],
+        pretrain={"dataset": "cinc2017", "classes": ["N", "A", "O", "~"], "normal_classes": ["N"], "epochs": 4},
+    )
+    pre = r.pretraining_request()
+    assert (pre.dataset, pre.leads, pre.classes, pre.normal_classes, pre.epochs) == (
+        "cinc2017",
+        ["II"],
+        ["N", "A", "O", "~"],
+        ["N"],
+        4,
+    )
+    assert (pre.sampling_rate, pre.window_s, pre.normalisation, pre.seed, pre.family) == (
+        100,
+        10,
+        "minmax",
+        2,
+        "leadwise",
+    )
+    assert pre.pretrain is None and pre.features == "none"
+
+
 @pytest.mark.parametrize(
     ("fields", "message"),
     [
@@ -52,6 +82,8 @@ def test_request_defaults_and_derived_name():
         ({"name": "Bad Name!"}, "name"),
         ({"validation_fraction": 0.4, "test_fraction": 0.4}, "at least 30%"),
         ({"unknown_field": 1}, "unknown_field"),
+        ({"pretrain": {"dataset": "cinc2017", "normal_classes": ["N"]}}, "pretrain needs the leadwise family"),
+        ({"family": "leadwise", "pretrain": {"dataset": "cinc2017", "normal_classes": []}}, "normal_classes"),
     ],
 )
 def test_invalid_requests_name_the_problem(fields, message):

@@ -27,7 +27,7 @@ def _mapping(pairs: list[str]) -> dict[str, str]:
 
 def train(
     dataset: str = typer.Option(..., "--dataset", "-d", help="Dataset of recordings in Postgres."),
-    family: str = typer.Option("resnet", "--family", "-f", help="cnn, resnet or inception."),
+    family: str = typer.Option("resnet", "--family", "-f", help="cnn, resnet, inception or leadwise."),
     name: str | None = typer.Option(None, "--name", help="Registry model name (default DATASET-FAMILY)."),
     normal: str = typer.Option(..., "--normal", help="Comma-separated classes that mean normal, e.g. N."),
     unreadable: str | None = typer.Option(None, "--unreadable", help="Comma-separated 'too noisy' classes, e.g. ~."),
@@ -52,6 +52,14 @@ def train(
     ),
     ensemble: int = typer.Option(1, "--ensemble", help="Networks (seeds seed, seed+1, ...) averaged in one graph."),
     augment: bool = typer.Option(False, "--augment/--no-augment", help="Amplitude, baseline, noise, lead dropout."),
+    pretrain: str | None = typer.Option(
+        None, "--pretrain", help="Pretrain the leadwise encoder on this single-lead dataset first, e.g. cinc2017."
+    ),
+    pretrain_classes: str | None = typer.Option(None, "--pretrain-classes", help="Its classes, e.g. N,A,O,~."),
+    pretrain_normal: str | None = typer.Option(None, "--pretrain-normal", help="Its normal classes, e.g. N."),
+    pretrain_unreadable: str | None = typer.Option(None, "--pretrain-unreadable", help="Its unreadable classes."),
+    pretrain_lead: str = typer.Option("II", "--pretrain-lead", help="The lead read from its recordings."),
+    pretrain_epochs: int = typer.Option(10, "--pretrain-epochs"),
     operating_sensitivity: float = typer.Option(
         0.9, "--operating-sensitivity", help="Sensitivity for abnormal the threshold is chosen for (validation)."
     ),
@@ -82,6 +90,16 @@ def train(
             epochs=epochs,
             features=features,
             augment=augment,
+            pretrain=None
+            if pretrain is None
+            else {
+                "dataset": pretrain,
+                "classes": _split(pretrain_classes),
+                "normal_classes": _split(pretrain_normal) or [],
+                "unreadable_classes": _split(pretrain_unreadable) or [],
+                "lead": pretrain_lead,
+                "epochs": pretrain_epochs,
+            },
             ensemble=ensemble,
             operating_sensitivity=operating_sensitivity,
             batch_size=batch_size,

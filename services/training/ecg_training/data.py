@@ -139,6 +139,8 @@ class TrainingData:
     # Review-labelled recordings of the train and validation splits: the promotion gate leaves them out of its
     # evaluation of this model (a model is not scored on what it was fitted to).
     fit_on_reviewed: list[int] = field(default_factory=list)
+    # The dataset a leadwise model's encoder is pretrained on first (the request's ``pretrain``), else None.
+    pretraining: TrainingData | None = None
 
     def summary(self) -> dict:
         return {
@@ -278,6 +280,8 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
     data.sources = _sources(session, every)
     data.fit_on_reviewed = _reviewed(session, data.train.recording_ids + data.validation.recording_ids)
     log.info("training data %s: %s", _names(request), data.summary()["recordings"])
+    if request.pretrain is not None:
+        data.pretraining = load_training_data(session, request.pretraining_request())
     return data
 
 

@@ -5,6 +5,9 @@
   convolutional stem and four residual blocks that each downsample by 4, max-pool + 1x1 conv skips.
 - ``inception``: InceptionTime (Fawaz et al. 2020): inception modules (bottleneck, three kernel sizes and a max-pool
   branch), a residual shortcut every three modules; a strided stem keeps it affordable on CPU for long windows.
+- ``leadwise``: one single-lead encoder (the ``resnet`` trunk over one lead), shared by every lead, the leads'
+  embeddings side by side into the head. Its encoder can be pretrained on single-lead recordings of another data set
+  (``pretrain`` in the request, :func:`encoder_weights` / :func:`load_encoder`). Needs a fixed window.
 
 Every model ends in a float32 softmax layer named ``probabilities`` (also under a mixed-precision policy), so the ONNX
 export's output is ``probabilities`` and its input ``ecg``.
@@ -63,15 +66,50 @@ def _residual_block(x, skip, filters: int, kernel: int, downsample: int, dropout
     return x, skip
 
 
-def build_resnet(n_leads: int, n_classes: int, window: int | None = None) -> keras.Model:
-    inputs = keras.Input((window, n_leads), name=INPUT_NAME)
+def _resnet_trunk(inputs):
     # The stem halves the rate (Ribeiro et al. run their first block at full rate; halving it keeps the network
     # three times cheaper on CPU at the same receptive field in seconds, with little effect on accuracy).
     x = _conv_bn_relu(inputs, 32, 15, strides=2, name="stem")
     skip = x
     for i, filters in enumerate([32, 64, 96, 128]):
         x, skip = _residual_block(x, skip, filters, kernel=15, downsample=4, dropout=0.2, name=f"block{i}")
-    return keras.Model(inputs, _head(x, n_classes), name="resnet")
+    return x
+
+
+def build_resnet(n_leads: int, n_classes: int, window: int | None = None) -> keras.Model:
+    inputs = keras.Input((window, n_leads), name=INPUT_NAME)
+    return keras.Model(inputs, _head(_resnet_trunk(inputs), n_classes), name="resnet")
+
+
+LEAD_ENCODER = "lead_encoder"
+
+
+def build_leadwise(n_leads: int, n_classes: int, window: int | None = None) -> keras.Model:
+    """The ``resnet`` trunk as a single-lead encoder (window samples -> 128 values), applied to each lead with the
+    same weights; the head sees the leads' embeddings side by side, so it knows which lead said what."""
+    if window is None:
+        raise ValueError("the leadwise family needs a fixed window")
+    lead = keras.Input((window, 1), name="lead")
+    embedding = layers.GlobalAveragePooling1D(name="lead_pool")(_resnet_trunk(lead))
+    encoder = keras.Model(lead, embedding, name=LEAD_ENCODER)
+    inputs = keras.Input((window, n_leads), name=INPUT_NAME)
+    x = layers.Permute((2, 1), name="leads_first")(inputs)
+    x = layers.Reshape((n_leads, window, 1), name="one_lead_each")(x)
+    x = layers.TimeDistributed(encoder, name="each_lead")(x)
+    x = layers.Flatten(name="embeddings")(x)
+    x = layers.Dropout(0.3, name="head_dropout")(x)
+    x = layers.Dense(n_classes, name="logits")(x)
+    return keras.Model(inputs, layers.Activation("softmax", dtype="float32", name=OUTPUT_NAME)(x), name="leadwise")
+
+
+def encoder_weights(model: keras.Model) -> list:
+    """The single-lead encoder's weights of a ``leadwise`` model (of any lead count)."""
+    return model.get_layer("each_lead").layer.get_weights()
+
+
+def load_encoder(model: keras.Model, weights: list) -> None:
+    """Start a ``leadwise`` model's encoder from ``weights`` (:func:`encoder_weights` of another one)."""
+    model.get_layer("each_lead").layer.set_weights(weights)
 
 
 def _inception_module(x, filters: int, kernels: tuple[int, ...], name: str):
@@ -106,6 +144,7 @@ FAMILIES: dict[str, Callable[..., keras.Model]] = {
     "cnn": build_cnn,
     "resnet": build_resnet,
     "inception": build_inception,
+    "leadwise": build_leadwise,
 }
 
 

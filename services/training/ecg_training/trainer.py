@@ -31,7 +31,7 @@ from ecg_training.calibration import calibration_report, fit_temperature
 from ecg_training.checkpoint import Checkpoint
 from ecg_training.data import RandomCrops, RecordingWindows, Split, TrainingData, feature_spec, mean_by_recording
 from ecg_training.export import averaged_onnx, check_parity, finish_onnx, network_onnx
-from ecg_training.families import build_model, float32_copy
+from ecg_training.families import build_model, encoder_weights, float32_copy, load_encoder
 from ecg_training.fusion import FeatureModel, choose_blend_weight, fit_feature_model, fused_onnx
 
 log = logging.getLogger(__name__)
@@ -205,14 +205,20 @@ def fit(
     finished: list[list[np.ndarray]] | None = None,
     history: list[EpochProgress] | None = None,
     resume_from: Checkpoint | None = None,
+    encoder: list[np.ndarray] | None = None,
 ) -> tuple[keras.Model, _Monitor]:
     """Train ``request.family`` on random crops (member ``member`` of an ensemble: seed ``request.seed + member``;
-    from ``resume_from`` on, if given); returns the model holding its best epoch's weights. ``finished`` and
-    ``history``: the earlier members' best weights and epochs, which its checkpoints carry along."""
+    from ``resume_from`` on, if given; a leadwise model's encoder starting from ``encoder``, if given); returns the
+    model holding its best epoch's weights. ``finished`` and ``history``: the earlier members' best weights and
+    epochs, which its checkpoints carry along."""
     seed = request.seed + member
     keras.utils.set_random_seed(seed)
     n_leads, n_classes = len(data.spec.leads), len(data.classes)
-    model = build_model(request.family, n_leads, n_classes, mixed_precision=request.mixed_precision)
+    model = build_model(
+        request.family, n_leads, n_classes, data.spec.window_samples, mixed_precision=request.mixed_precision
+    )
+    if encoder is not None:
+        load_encoder(model, encoder)
     batches = RandomCrops(data.train, data.spec, n_classes, request.batch_size, seed, request.augment)
     schedule = keras.optimizers.schedules.CosineDecay(
         request.learning_rate, decay_steps=request.epochs * len(batches), alpha=0.05
@@ -239,12 +245,14 @@ def train_and_export(
     hooks = hooks or TrainingHooks()
     started = time.monotonic()
     models, finished, history, first = _resumed_members(data, request, hooks.resume_from)
-    monitor = None
+    monitor, encoder, pretraining = None, None, None
     for member in range(first, request.ensemble):
         resume = hooks.resume_from if member == first and hooks.resume_from is not None else None
         if resume is not None and resume.member != member:
             resume = None  # the checkpoint was taken between members: the next one starts afresh
-        model, monitor = fit(data, request, hooks, member, finished, history, resume)
+        if request.pretrain is not None and resume is None and encoder is None:
+            encoder, pretraining = pretrain_encoder(data, request, hooks)
+        model, monitor = fit(data, request, hooks, member, finished, history, resume, encoder)
         models.append(model)
         finished = [*finished, model.get_weights()]
         history = monitor.history
@@ -366,7 +374,48 @@ def train_and_export(
     card["evaluation"] = evaluation
     if fusion is not None:
         card["fusion"] = fusion
+    if pretraining is not None:
+        card["pretraining"] = pretraining
     return TrainedModel(metadata, onnx_bytes, metrics, card, networks[0])
+
+
+def pretrain_encoder(
+    data: TrainingData, request: TrainingJobRequest, hooks: TrainingHooks
+) -> tuple[list[np.ndarray], dict]:
+    """Train a one-lead ``leadwise`` model on the pretraining dataset (its best validation epoch kept) and return its
+    encoder's weights, with what the model card says about it. Not checkpointed: an attempt that resumes from a
+    checkpoint has the encoder in its weights already; one that restarts pretrains again."""
+    pretraining, pre_request = data.pretraining, request.pretraining_request()
+    if pretraining is None:
+        raise ValueError("the request asks for pretraining but no pretraining data was loaded")
+    started = time.monotonic()
+    log.info("pretraining the lead encoder on %s (%d epochs)", pre_request.dataset, pre_request.epochs)
+    model, monitor = fit(pretraining, pre_request, TrainingHooks(cancelled=hooks.cancelled))
+    metric = primary_metric(
+        evaluate(
+            predict_recordings(model, pretraining.validation, pretraining),
+            pretraining.validation.y,
+            pretraining.classes,
+            pre_request.normal_classes,
+            pre_request.unreadable_classes,
+            0.5,
+        ),
+        len(pretraining.classes),
+    )
+    summary = {
+        "dataset": pre_request.dataset,
+        "lead": pre_request.leads[0],
+        "classes": pretraining.classes,
+        "recordings": {"train": len(pretraining.train), "validation": len(pretraining.validation)},
+        "epochs": pre_request.epochs,
+        "best_epoch": monitor.best_epoch,
+        "validation": {metric[0]: round(float(metric[1]), 4)},
+        "fingerprint": pretraining.fingerprint,
+        "seconds": round(time.monotonic() - started, 1),
+        "what": "the single-lead encoder, trained on this dataset's training split before the job's own data; "
+        "then every layer is trained on the job's data",
+    }
+    return encoder_weights(model), summary
 
 
 def _resumed_members(
@@ -378,7 +427,7 @@ def _resumed_members(
         return [], [], [], 0
     models = []
     for weights in checkpoint.finished:
-        model = build_model(request.family, len(data.spec.leads), len(data.classes))
+        model = build_model(request.family, len(data.spec.leads), len(data.classes), data.spec.window_samples)
         model.set_weights(weights)
         models.append(model)
     return models, list(checkpoint.finished), list(checkpoint.history), checkpoint.member
@@ -446,7 +495,7 @@ def model_card(
         "unreadable_classes": request.unreadable_classes,
         "preprocessing": metadata.to_dict()["preprocessing"],
         "hyperparameters": {
-            k: getattr(request, k)
+            k: request.model_dump()[k]
             for k in (
                 "family",
                 "epochs",
@@ -459,6 +508,7 @@ def model_card(
                 "augment",
                 "operating_sensitivity",
                 "ensemble",
+                "pretrain",
             )
         }
         | {

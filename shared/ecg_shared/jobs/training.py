@@ -33,7 +33,7 @@ from ecg_shared.formats.record import normalise_lead_name
 TRAINING_TASK = "ecg_training.run_training_job"
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
-MODEL_FAMILIES = ("cnn", "resnet", "inception")
+MODEL_FAMILIES = ("cnn", "resnet", "inception", "leadwise")
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 
@@ -82,6 +82,28 @@ class DatasetFilters(BaseModel):
     max_recordings: int | None = Field(None, ge=1, description="a seeded random sample of at most this many")
 
 
+class Pretraining(BaseModel):
+    """Where a ``leadwise`` model's single-lead encoder is pretrained before the job's own training: one lead of
+    another dataset, with its own classes, at the job's preprocessing (rate, window, filters, normalisation). It
+    trains on that dataset's training split and keeps its best epoch on its validation split (split like a job's,
+    with the job's seed); the job's own data is not touched."""
+
+    model_config = ConfigDict(extra="forbid", allow_inf_nan=False)
+
+    dataset: str = Field(min_length=1, max_length=200, pattern=r"^[^\x00-\x1f]+$", description="e.g. 'cinc2017'")
+    lead: str = Field("II", description="the lead read from each recording (a single-lead file's only lead)")
+    classes: list[str] | None = Field(None, description="its output classes; default: the classes found, sorted")
+    normal_classes: list[str] = Field(min_length=1)
+    unreadable_classes: list[str] = Field(default_factory=list)
+    label_mapping: dict[str, str] = Field(default_factory=dict)
+    epochs: int = Field(10, ge=1, le=200)
+
+    @field_validator("lead")
+    @classmethod
+    def _lead_known(cls, lead: str) -> str:
+        return normalise_lead_name(lead)
+
+
 class TrainingJobRequest(BaseModel):
     """What to train: data, label set, model family and hyper-parameters (with defaults)."""
 
@@ -104,7 +126,7 @@ class TrainingJobRequest(BaseModel):
     classes: list[str] | None = Field(None, description="output order; default: the classes found, sorted")
     normal_classes: list[str] = Field(min_length=1, description="classes that mean 'normal'")
     unreadable_classes: list[str] = Field(default_factory=list, description="classes that mean 'too noisy to judge'")
-    family: Literal["cnn", "resnet", "inception"] = "resnet"
+    family: Literal["cnn", "resnet", "inception", "leadwise"] = "resnet"
     epochs: int = Field(10, ge=1, le=500)
     batch_size: int = Field(32, ge=1, le=1024)
     learning_rate: float = Field(1e-3, gt=0, le=1)
@@ -131,6 +153,9 @@ class TrainingJobRequest(BaseModel):
     )
     augment: bool = Field(
         False, description="augment the training crops: amplitude scaling, baseline wander, noise, lead dropout"
+    )
+    pretrain: Pretraining | None = Field(
+        None, description="pretrain the leadwise family's single-lead encoder on another dataset first"
     )
     operating_sensitivity: float = Field(
         0.9, gt=0, lt=1, description="the abnormal call's threshold reaches this sensitivity on the validation split"
@@ -186,7 +211,41 @@ class TrainingJobRequest(BaseModel):
                 raise ValueError(f"normal/unreadable classes not among classes {self.classes}: {unknown}")
         if self.highpass_hz and self.lowpass_hz and self.highpass_hz >= self.lowpass_hz:
             raise ValueError("highpass_hz must be below lowpass_hz")
+        if self.pretrain is not None and self.family != "leadwise":
+            raise ValueError("pretrain needs the leadwise family (its single-lead encoder is what is pretrained)")
         return self
+
+    def pretraining_request(self) -> TrainingJobRequest:
+        """The request the encoder is pretrained with: the pretraining dataset's lead and classes at this job's
+        preprocessing, seed, batch size and learning rate."""
+        if self.pretrain is None:
+            raise ValueError("this request has no pretraining")
+        p = self.pretrain
+        keep = (
+            "batch_size",
+            "learning_rate",
+            "window_s",
+            "sampling_rate",
+            "normalisation",
+            "highpass_hz",
+            "lowpass_hz",
+            "notch_hz",
+            "validation_fraction",
+            "test_fraction",
+            "seed",
+        )
+        return TrainingJobRequest(
+            dataset=p.dataset,
+            name=f"{self.model_name}-encoder"[:100],
+            classes=p.classes,
+            normal_classes=p.normal_classes,
+            unreadable_classes=p.unreadable_classes,
+            label_mapping=p.label_mapping,
+            family="leadwise",
+            epochs=p.epochs,
+            leads=[p.lead],
+            **{k: getattr(self, k) for k in keep},
+        )
 
     @property
     def model_name(self) -> str:
