@@ -11,8 +11,7 @@ PYTEST_ARGS ?=
 .PHONY: install test compose-test lint format up up-gpu down dev demo bench models model-rhythm model-12lead clean
 
 install: $(STAMP) node_modules/.installed
-	scripts/install-chromium.sh
-	scripts/install-poppler.sh
+	scripts/install-test-tools.sh
 
 $(STAMP): shared/pyproject.toml services/*/pyproject.toml requirements/constraints.txt requirements/dev.txt
 	@command -v $(PYTHON) >/dev/null || { echo "error: $(PYTHON) not found; install Python 3.11 (or set PYTHON=...)"; exit 1; }

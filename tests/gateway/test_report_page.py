@@ -24,7 +24,7 @@ def _wait_for_verdict(page) -> None:  # noqa: F811 (page: the fixture)
 
 def test_the_page_offers_the_report_after_a_classification(page, wellnest_sample, tmp_path):  # noqa: F811
     if shutil.which("pdftotext") is None:
-        pytest.skip("pdftotext missing: run scripts/install-poppler.sh (make install does)")
+        pytest.skip("pdftotext missing: run scripts/install-test-tools.sh (make install does)")
     page.goto("/")
     card = page.locator("#report-card")
     assert card.is_hidden(), "no report is offered before a classification"
