@@ -390,7 +390,8 @@ def pretrain_encoder(
         raise ValueError("the request asks for pretraining but no pretraining data was loaded")
     started = time.monotonic()
     log.info("pretraining the lead encoder on %s (%d epochs)", pre_request.dataset, pre_request.epochs)
-    model, monitor = fit(pretraining, pre_request, TrainingHooks(cancelled=hooks.cancelled))
+    # Its batches move the progress bar; its epochs are not the job's (the job's epoch count starts after it).
+    model, monitor = fit(pretraining, pre_request, TrainingHooks(cancelled=hooks.cancelled, on_batch=hooks.on_batch))
     metric = primary_metric(
         evaluate(
             predict_recordings(model, pretraining.validation, pretraining),
