@@ -35,7 +35,9 @@ CALL_WORDS = {"normal": "NORMAL", "abnormal": "ABNORMAL", "unreadable": "UNREADA
 def poppler() -> None:
     missing = [tool for tool in ("pdftoppm", "pdfinfo", "pdftotext") if shutil.which(tool) is None]
     if missing:
-        pytest.skip(f"poppler-utils missing ({', '.join(missing)}): run scripts/install-test-tools.sh (make install does)")
+        pytest.skip(
+            f"poppler-utils missing ({', '.join(missing)}): run scripts/install-test-tools.sh (make install does)"
+        )
 
 
 @pytest.fixture(scope="module")
