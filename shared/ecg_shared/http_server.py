@@ -8,7 +8,11 @@ protocol with two deadlines:
   opened or, on a kept-alive connection, after the request's first byte;
 - the body must be complete ``ECG_HTTP_BODY_TIMEOUT_S`` after the head.
 
-A client that misses one gets ``408 Request Timeout`` and the connection is closed. :func:`serve` runs uvicorn's
+A client that misses one gets ``408 Request Timeout`` and the connection is closed, gracefully: the 408 is followed by
+the end of our side of the stream, what the client still sends is read and dropped, and the socket is closed
+:data:`LINGER_S` later (or when the client closes first). Closing at once, with the client's next bytes unread, makes
+the kernel answer with a reset, and a reset can destroy the 408 before the client has read it (the "lingering close"
+of Apache and nginx). :func:`serve` runs uvicorn's
 command line (``--host``, ``--port``, ``--workers`` ...) with this protocol. Imported by the services only, which
 install ``uvicorn[standard]``.
 """
@@ -25,6 +29,7 @@ from ecg_shared.settings import get_settings
 log = logging.getLogger("uvicorn.error")
 PROTOCOL = "ecg_shared.http_server:SlowClientTimeouts"
 REQUEST_TIMEOUT = b"HTTP/1.1 408 Request Timeout\r\ncontent-length: 0\r\nconnection: close\r\n\r\n"
+LINGER_S = 2.0  # how long a 408's connection stays open for reading (and dropping) what the client still sends
 
 
 class SlowClientTimeouts(HttpToolsProtocol):
@@ -33,6 +38,12 @@ class SlowClientTimeouts(HttpToolsProtocol):
         settings = get_settings()
         self.header_timeout_s, self.body_timeout_s = settings.http_header_timeout_s, settings.http_body_timeout_s
         self._deadline: asyncio.TimerHandle | None = None
+        self._lingering = False
+
+    def data_received(self, data: bytes) -> None:
+        if self._lingering:  # answered 408 already: the rest of the request is dropped unread
+            return
+        super().data_received(data)
 
     def connection_made(self, transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
@@ -72,6 +83,14 @@ class SlowClientTimeouts(HttpToolsProtocol):
         log.warning("closing the connection of %s: the request's %s took longer than %g s", client, part, seconds)
         if self.cycle is None or self.cycle.response_complete or not self.cycle.response_started:
             self.transport.write(REQUEST_TIMEOUT)
+            if self.transport.can_write_eof():
+                self._lingering = True
+                self.transport.write_eof()  # the 408, then our end of the stream
+                if self.cycle is not None and not self.cycle.response_complete:
+                    self.cycle.disconnected = True  # the app (waiting for a body) hears the client is gone
+                    self.cycle.message_event.set()
+                self.loop.call_later(LINGER_S, self.transport.close)
+                return
         self.transport.close()
 
 
