@@ -116,6 +116,7 @@ class _Monitor(keras.callbacks.Callback):
         self.epoch_offset = member * request.epochs
         self.finished = finished or []  # the best weights of the ensemble's earlier members, for the checkpoint
         self.best_score, self.best_weights, self.best_epoch = -np.inf, None, 0
+        self.metric_name = ""  # what best_score is (primary_metric's name), known after the first epoch
         self.history: list[EpochProgress] = list(history or [])  # the ensemble's earlier members' epochs too
         self.started = time.monotonic()
 
@@ -171,6 +172,7 @@ class _Monitor(keras.callbacks.Callback):
             threshold=0.5,
         )
         name, score = primary_metric(metrics, len(data.classes))
+        self.metric_name = name
         validation = {name: score, "accuracy": metrics["accuracy"], "macro_f1": metrics["macro"]["f1"]}
         if metrics["normal_vs_abnormal"]["auc"] is not None:
             validation["auc_abnormal"] = metrics["normal_vs_abnormal"]["auc"]
@@ -392,17 +394,6 @@ def pretrain_encoder(
     log.info("pretraining the lead encoder on %s (%d epochs)", pre_request.dataset, pre_request.epochs)
     # Its batches move the progress bar; its epochs are not the job's (the job's epoch count starts after it).
     model, monitor = fit(pretraining, pre_request, TrainingHooks(cancelled=hooks.cancelled, on_batch=hooks.on_batch))
-    metric = primary_metric(
-        evaluate(
-            predict_recordings(model, pretraining.validation, pretraining),
-            pretraining.validation.y,
-            pretraining.classes,
-            pre_request.normal_classes,
-            pre_request.unreadable_classes,
-            0.5,
-        ),
-        len(pretraining.classes),
-    )
     summary = {
         "dataset": pre_request.dataset,
         "lead": pre_request.leads[0],
@@ -410,7 +401,7 @@ def pretrain_encoder(
         "recordings": {"train": len(pretraining.train), "validation": len(pretraining.validation)},
         "epochs": pre_request.epochs,
         "best_epoch": monitor.best_epoch,
-        "validation": {metric[0]: round(float(metric[1]), 4)},
+        "validation": {monitor.metric_name: round(float(monitor.best_score), 4)},
         "fingerprint": pretraining.fingerprint,
         "seconds": round(time.monotonic() - started, 1),
         "what": "the single-lead encoder, trained on this dataset's training split before the job's own data; "
@@ -471,6 +462,7 @@ def model_card(
     import tensorflow as tf
 
     readable = [c for c in data.classes if c not in request.unreadable_classes]
+    requested = request.model_dump()
     unreadable = f"; unreadable = {', '.join(request.unreadable_classes)}" if request.unreadable_classes else ""
     return {
         "name": metadata.name,
@@ -496,7 +488,7 @@ def model_card(
         "unreadable_classes": request.unreadable_classes,
         "preprocessing": metadata.to_dict()["preprocessing"],
         "hyperparameters": {
-            k: request.model_dump()[k]
+            k: requested[k]
             for k in (
                 "family",
                 "epochs",
