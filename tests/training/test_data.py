@@ -50,6 +50,18 @@ def test_split_is_by_record_stratified_disjoint_and_reproducible(db_session, ptb
     assert data.train.signals[0].shape == (500, 12)  # 10 s at 50 Hz, cleaned once
 
 
+def test_split_seed_keeps_the_split_while_the_seed_changes(db_session, ptbxl_slice):
+    """A change is measured over seeds on one split: with split_seed fixed the recordings of each split stay, whatever
+    the seed; without it the seed chooses the split, as it always did."""
+    base = load_training_data(db_session, ptbxl_request(ptbxl_slice))
+    fixed = [load_training_data(db_session, ptbxl_request(ptbxl_slice, seed=seed, split_seed=3)) for seed in (4, 5)]
+    for data in fixed:
+        assert [p.recording_ids for p in data.splits().values()] == [p.recording_ids for p in base.splits().values()]
+    moved = load_training_data(db_session, ptbxl_request(ptbxl_slice, split_seed=4))
+    assert moved.test.recording_ids != base.test.recording_ids
+    assert ptbxl_request(ptbxl_slice, seed=4).data_seed == 4 and ptbxl_request(ptbxl_slice, split_seed=9).data_seed == 9
+
+
 def test_label_mapping_filters_and_explicit_class_order(db_session, ptbxl_slice):
     request = ptbxl_request(
         ptbxl_slice, label_mapping={"Abnormal": "ABN"}, classes=["Normal", "ABN"], filters={"max_recordings": 30}

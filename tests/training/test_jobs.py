@@ -46,6 +46,7 @@ def test_pretraining_request_keeps_the_jobs_preprocessing_with_its_own_data():
         window_s=10,
         normalisation="minmax",
         seed=2,
+        split_seed=7,
         normal_classes=["Normal"],
         pretrain={"dataset": "cinc2017", "classes": ["N", "A", "O", "~"], "normal_classes": ["N"], "epochs": 4},
     )
@@ -64,7 +65,7 @@ def test_pretraining_request_keeps_the_jobs_preprocessing_with_its_own_data():
         2,
         "leadwise",
     )
-    assert pre.pretrain is None and pre.features == "none"
+    assert pre.pretrain is None and pre.features == "none" and pre.split_seed == 7
 
 
 @pytest.mark.parametrize(

@@ -46,7 +46,10 @@ def train(
     highpass_hz: float | None = typer.Option(0.5, "--highpass"),
     lowpass_hz: float | None = typer.Option(40.0, "--lowpass"),
     notch_hz: float | None = typer.Option(None, "--notch"),
-    seed: int = typer.Option(0, "--seed"),
+    seed: int = typer.Option(0, "--seed", help="Seeds weights, crops and trees (and the split, unless --split-seed)."),
+    split_seed: int | None = typer.Option(
+        None, "--split-seed", help="Seeds the train/validation/test split: fixed, seeds compare on one split."
+    ),
     features: str = typer.Option(
         "none", "--features", help="Fuse beat features with the network: none, beats or beats+morphology."
     ),
@@ -111,6 +114,7 @@ def train(
             lowpass_hz=lowpass_hz,
             notch_hz=notch_hz,
             seed=seed,
+            split_seed=split_seed,
             mixed_precision=mixed_precision,
             auto_promote=auto_promote,
         )

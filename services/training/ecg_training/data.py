@@ -185,7 +185,7 @@ def _select_candidates(session: Session, request: TrainingJobRequest) -> list[tu
         if not mapped:
             raise TrainingDataError(f"no recording of {_names(request)} has a class among {request.classes}")
     if filters.max_recordings and len(mapped) > filters.max_recordings:
-        keep = np.random.default_rng(request.seed).choice(len(mapped), filters.max_recordings, replace=False)
+        keep = np.random.default_rng(request.data_seed).choice(len(mapped), filters.max_recordings, replace=False)
         mapped = [mapped[i] for i in sorted(keep)]
     return mapped
 
@@ -208,14 +208,15 @@ def _classes(request: TrainingJobRequest, labels: list[str]) -> list[str]:
 
 
 def _split_indices(y: np.ndarray, request: TrainingJobRequest) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
-    """Stratified (where every class has enough members), seeded train/validation/test split of record indices."""
+    """Stratified (where every class has enough members), seeded (``request.data_seed``) train/validation/test split
+    of record indices."""
     indices = np.arange(len(y))
     held_out = request.validation_fraction + request.test_fraction
     stratify = y if min(Counter(y.tolist()).values()) >= 4 else None
-    train, rest = train_test_split(indices, test_size=held_out, random_state=request.seed, stratify=stratify)
+    train, rest = train_test_split(indices, test_size=held_out, random_state=request.data_seed, stratify=stratify)
     rest_stratify = y[rest] if stratify is not None and min(Counter(y[rest].tolist()).values()) >= 2 else None
     validation, test = train_test_split(
-        rest, test_size=request.test_fraction / held_out, random_state=request.seed, stratify=rest_stratify
+        rest, test_size=request.test_fraction / held_out, random_state=request.data_seed, stratify=rest_stratify
     )
     return np.sort(train), np.sort(validation), np.sort(test)
 

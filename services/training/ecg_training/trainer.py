@@ -478,7 +478,7 @@ def model_card(
             "label_mapping": request.label_mapping,
             **data.summary(),
             "split": (
-                f"by recording, stratified by class, seed {request.seed}: "
+                f"by recording, stratified by class, seed {request.data_seed}: "
                 f"{1 - request.validation_fraction - request.test_fraction:.0%} train, "
                 f"{request.validation_fraction:.0%} validation, {request.test_fraction:.0%} test"
             ),
@@ -497,6 +497,7 @@ def model_card(
                 "window_s",
                 "sampling_rate",
                 "seed",
+                "split_seed",
                 "mixed_precision",
                 "augment",
                 "operating_sensitivity",

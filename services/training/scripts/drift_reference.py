@@ -48,6 +48,7 @@ def card_request(card: dict, metadata: ModelMetadata) -> TrainingJobRequest:
         lowpass_hz=spec.lowpass_hz,
         notch_hz=spec.notch_hz,
         seed=hyper["seed"],
+        split_seed=hyper.get("split_seed"),
         features=hyper["features"],
         label_mapping=card["data"].get("label_mapping") or {},
     )

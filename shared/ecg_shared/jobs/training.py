@@ -139,7 +139,13 @@ class TrainingJobRequest(BaseModel):
     notch_hz: float | None = Field(None, gt=0)
     validation_fraction: float = Field(0.15, gt=0, lt=0.5)
     test_fraction: float = Field(0.15, gt=0, lt=0.5)
-    seed: int = Field(0, ge=0)
+    seed: int = Field(0, ge=0, description="seeds the networks' weights, crops and trees (the split too, by default)")
+    split_seed: int | None = Field(
+        None,
+        ge=0,
+        description="seeds the train/validation/test split and a max_recordings sample instead of seed: fixed, it "
+        "keeps the same validation recordings while seed varies, so a change is measured over seeds on one split",
+    )
     features: Literal["none", "beats", "beats+morphology"] = Field(
         "none",
         description="fuse beat features with the network (docs/training.md): 'beats' the RR and beat features of "
@@ -215,6 +221,11 @@ class TrainingJobRequest(BaseModel):
             raise ValueError("pretrain needs the leadwise family (its single-lead encoder is what is pretrained)")
         return self
 
+    @property
+    def data_seed(self) -> int:
+        """What seeds the split and a max_recordings sample: ``split_seed``, else ``seed``."""
+        return self.seed if self.split_seed is None else self.split_seed
+
     def pretraining_request(self) -> TrainingJobRequest:
         """The request the encoder is pretrained with: the pretraining dataset's lead and classes at this job's
         preprocessing, seed, batch size and learning rate."""
@@ -233,6 +244,7 @@ class TrainingJobRequest(BaseModel):
             "validation_fraction",
             "test_fraction",
             "seed",
+            "split_seed",
         )
         return TrainingJobRequest(
             dataset=p.dataset,
