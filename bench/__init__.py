@@ -3,7 +3,8 @@
 Each benchmark is a module here with ``run(...) -> dict`` — ``{"name": ..., "rows": [{...}, ...], "notes": ...}``
 and optionally ``"ratios"`` (name -> value) and ``"targets"`` — that compares against a baseline in the same run:
 
-- ``bench.ingestion``: recordings/second from Azurite into Postgres, job vs the one-at-a-time baseline;
+- ``bench.ingestion``: recordings/second from Azurite into Postgres, job vs the one-at-a-time baseline (CinC 2017
+  WFDB records, two blobs each); ``bench.ingestion_wellnest`` the same with Wellnest blobs, one each;
 - ``bench.classify``: throughput and latency of gateway, inference service, raw onnxruntime, Flask + Keras;
 - ``bench.training``: the streamed training input's peak RSS and samples/second against the model step and the
   in-memory layout, and one epoch per model family;
@@ -14,4 +15,4 @@ The runner (``bench/__main__.py``) runs each in its own process, then ``bench/re
 README's Benchmarks section.
 """
 
-BENCHMARKS = ("ingestion", "classify", "training", "formats")
+BENCHMARKS = ("ingestion", "ingestion_wellnest", "classify", "training", "formats")

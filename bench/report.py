@@ -159,12 +159,15 @@ def _notes(notes: Any) -> list[str]:
     return [str(note).strip() for note in notes]
 
 
+def _target_row(name: str, value: Any) -> dict[str, Any]:
+    """A target's row: its name, then its figures (a figure called "target", the goal, shown as "goal")."""
+    figures = value if isinstance(value, dict) else {"value": value}
+    return {"target": name, **{("goal" if key == "target" else key): v for key, v in figures.items()}}
+
+
 def _targets_table(targets: Any) -> str:
     if isinstance(targets, dict):
-        targets = [
-            {"target": key, **(value if isinstance(value, dict) else {"value": value})}
-            for key, value in targets.items()
-        ]
+        targets = [_target_row(name, value) for name, value in targets.items()]
     return markdown_table(list(targets))
 
 

@@ -28,6 +28,9 @@ def run(n: int = 100_000) -> dict:
             {"method": "numpy sum", "n": n, "values_per_s": vectorised},
         ],
         "ratios": {"numpy / python": vectorised / python},
+        "targets": {
+            "numpy >= 2x python": {"target": 2, "measured": vectorised / python, "met": vectorised > 2 * python}
+        },
         "notes": "best of 5 runs each",
         "profile": "sum: 100%",
     }

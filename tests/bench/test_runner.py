@@ -96,6 +96,7 @@ def test_markdown_holds_tables_ratios_notes_and_failures(outcome):
     markdown = (tmp_path / "results" / "latest.md").read_text()
     assert "| method | n | values_per_s |" in markdown
     assert "| numpy / python |" in markdown
+    assert "| target | goal | measured | met |" in markdown and "| numpy >= 2x python | 2 |" in markdown
     assert "- best of 5 runs each" in markdown
     assert "**not available**: not written yet" in markdown
     assert "**failed**: RuntimeError: the benchmark's service did not start" in markdown
