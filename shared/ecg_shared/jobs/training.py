@@ -20,7 +20,7 @@ from __future__ import annotations
 import re
 from collections.abc import Callable
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal
+from typing import Any, Literal, get_args
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
 from sqlalchemy import BigInteger, Boolean, DateTime, Integer, String, Text, func, select, update
@@ -33,7 +33,8 @@ from ecg_shared.formats.record import normalise_lead_name
 TRAINING_TASK = "ecg_training.run_training_job"
 JOB_STATUSES = ("queued", "running", "succeeded", "failed", "cancelled")
 FINAL_STATUSES = ("succeeded", "failed", "cancelled")
-MODEL_FAMILIES = ("cnn", "resnet", "inception", "leadwise")
+ModelFamily = Literal["resnet", "cnn", "inception", "leadwise"]  # ecg_training.families builds each
+MODEL_FAMILIES: tuple[str, ...] = get_args(ModelFamily)
 MODEL_NAME_PATTERN = r"^[a-z0-9][a-z0-9._-]{0,99}$"
 
 
@@ -126,7 +127,7 @@ class TrainingJobRequest(BaseModel):
     classes: list[str] | None = Field(None, description="output order; default: the classes found, sorted")
     normal_classes: list[str] = Field(min_length=1, description="classes that mean 'normal'")
     unreadable_classes: list[str] = Field(default_factory=list, description="classes that mean 'too noisy to judge'")
-    family: Literal["cnn", "resnet", "inception", "leadwise"] = "resnet"
+    family: ModelFamily = "resnet"
     epochs: int = Field(10, ge=1, le=500)
     batch_size: int = Field(32, ge=1, le=1024)
     learning_rate: float = Field(1e-3, gt=0, le=1)

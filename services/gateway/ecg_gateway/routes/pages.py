@@ -9,6 +9,7 @@ from fastapi.responses import HTMLResponse
 from fastapi.templating import Jinja2Templates
 
 from ecg_shared.formats import FORMATS
+from ecg_shared.jobs.training import MODEL_FAMILIES
 from ecg_shared.settings import get_settings
 from ecg_shared.vocabulary import page_vocabulary
 
@@ -34,6 +35,7 @@ def _render(request: Request, path: str) -> HTMLResponse:
         "max_upload_bytes": settings.max_upload_bytes,
         "vocabulary": page_vocabulary(),
         "formats": FORMATS,
+        "families": MODEL_FAMILIES,
     }
     return TEMPLATES.TemplateResponse(request, template, context)
 
