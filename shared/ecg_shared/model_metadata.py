@@ -39,6 +39,10 @@ class ModelMetadata:
         None  # e.g. {"method": "temperature", "temperature": 1.4}, fitted on validation
     )
     abnormal_prevalence: float | None = None  # share of abnormal recordings among the readable ones in training
+    # A model fused with beat features: the network's weight in the blend with the features' trees, chosen on
+    # validation (0: the answer is the trees' alone, which no blanked stretch of signal can change). None: unknown
+    # (files made before it was written) or a network alone.
+    network_weight: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     @property
@@ -47,6 +51,11 @@ class ModelMetadata:
         from ecg_shared.beats import FeatureSpec
 
         return None if self.features is None else FeatureSpec.from_dict(self.features)
+
+    @property
+    def signal_blind(self) -> bool:
+        """Its answer comes from the recording's features alone (network weight 0): occlusion cannot explain it."""
+        return self.features is not None and self.network_weight == 0
 
     @property
     def abnormal_classes(self) -> list[str]:

@@ -115,6 +115,11 @@ class ModelExplanation(BaseModel):
     segments: list[SegmentImportance] = Field(
         description="importance per time segment of the leads this model read (models[].leads), not of the others"
     )
+    note: str | None = Field(
+        None,
+        description="why there are no importances: e.g. a model whose answer comes from measurements of the whole "
+        "recording (its network's weight in the blend is 0), which blanking a stretch of signal cannot change",
+    )
 
 
 class Timings(BaseModel):

@@ -18,7 +18,7 @@ import numpy as np
 import pytest
 
 from ecg_inference.classify import classify_prepared, prepare_recording
-from ecg_inference.models import load_bundled
+from ecg_inference.models import ModelInputs, load_bundled
 from ecg_shared.formats import read_ecg, zip_wfdb_record
 from ecg_shared.settings import REPO_ROOT
 from tests.support.ports import free_port
@@ -93,6 +93,30 @@ def check_card_figures(card: dict, metadata) -> None:
     assert sum(validation["p_abnormal_histogram"]) == validation["n"]
 
 
+def test_each_explanation_shades_the_signal_or_says_truly_why_it_cannot(bundled, data_dir):
+    """The metadata's network weight is the card's blend weight. A model whose answer is its features' alone (weight
+    0) gets a note instead of importances, and the note is true: every stretch blanked, its answer is the same."""
+    header = sorted((data_dir / "ptbxl").glob("*_lr.hea"))[0]
+    record = read_ecg(header)
+    prepared = prepare_recording(record, bundled, explain=True)
+    answer = classify_prepared([prepared], [time.perf_counter()])[0]
+    explanations = {e.model: e for e in answer.explanation}
+    assert set(explanations) == {m.name for m in answer.models}
+    for run in prepared.runs:
+        model, explanation = run.model, explanations[run.model.name]
+        card = json.loads((MODELS_DIR / f"{model.name}.card.json").read_text())
+        assert model.metadata.network_weight == card["fusion"]["network_weight"]
+        if model.metadata.signal_blind:
+            assert explanation.note and not explanation.segments and not explanation.leads
+            blanked = np.repeat(run.windows.mean(axis=1, keepdims=True), run.windows.shape[1], axis=1)
+            features = np.repeat(run.features[None, :], len(run.windows), axis=0)
+            assert np.array_equal(
+                model.predict(ModelInputs(blanked, features)), model.predict(ModelInputs(run.windows, features))
+            )
+        else:
+            assert explanation.note is None and explanation.segments and set(explanation.leads) == set(run.lead_names)
+
+
 @needs("rhythm-1lead")
 def test_rhythm_model_on_cinc_records(bundled, data_dir):
     labels = dict(csv.reader((data_dir / "cinc2017" / "REFERENCE.csv").open()))
@@ -153,7 +177,7 @@ def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):
                     assert got["probabilities"] == pytest.approx(want.probabilities, abs=1e-5)
                     graph = exported_graph_probabilities(bundled.models[got["name"]], record)
                     assert list(got["probabilities"].values()) == pytest.approx(graph, abs=1e-5)
-                assert answer["explanation"] and answer["explanation"][0]["segments"]
+                assert answer["explanation"] and all(e["segments"] or e["note"] for e in answer["explanation"])
             wellnest = client.post("/classify", files={"file": uploads["wellnest"][:2]}).json()
             assert {m["name"] for m in wellnest["models"]} == set(NAMES)
     finally:

@@ -32,6 +32,7 @@ from ecg_shared.quality import FLAT_PEAK_TO_PEAK_MV, QualityReport, assess_quali
 from ecg_shared.schemas import (
     ClassifyJsonRequest,
     ClassifyResponse,
+    ModelExplanation,
     ModelResult,
     QualityView,
     RecordingView,
@@ -111,6 +112,7 @@ class ModelRun:
     windows: np.ndarray
     plan: OcclusionPlan | None = None
     features: np.ndarray | None = None  # the recording's beat features, for a model fused with them
+    explanation_note: str | None = None  # an explanation was asked for and cannot be made by occlusion: why
 
     @property
     def inputs(self) -> ModelInputs:
@@ -130,6 +132,12 @@ class PreparedRecording:
     preprocess_ms: float = 0.0
     explain_ms: float = 0.0
     explanation_note: str | None = None  # why an explanation that was asked for is missing
+
+
+SIGNAL_BLIND_NOTE = (
+    "this model answers from measurements of the whole recording (its rhythm, and each lead's median beat), not from "
+    "any one stretch of it: blanking a stretch of signal does not change its answer, so nothing is shaded for it"
+)
 
 
 def explanation_choice(record: Record, explain: bool) -> tuple[float | None, str | None]:
@@ -226,6 +234,9 @@ def prepare_run(
         features = recording_features(cleaned, spec.sampling_rate, list(spec.leads), features)
     run = ModelRun(model, list(lead_names), windows, features=features)
     if not explain_segment_s:
+        return run, 0.0
+    if model.metadata.signal_blind:
+        run.explanation_note = SIGNAL_BLIND_NOTE
         return run, 0.0
     started = time.perf_counter()
     length = cleaned.shape[0]
@@ -459,12 +470,22 @@ def build_response(
                 )
             )
             explain_ms += (time.perf_counter() - t) * 1000
+        elif run.explanation_note is not None:
+            explanations.append(
+                ModelExplanation(
+                    model=run.model.name,
+                    target_class=results[-1].predicted_class,
+                    leads={},
+                    segments=[],
+                    note=run.explanation_note,
+                )
+            )
     providers = list(dict.fromkeys(p for run in prepared.runs for p in run.model.providers))
     return ClassifyResponse(
         recording=prepared.recording,
         models=results,
         verdict=combine(prepared.quality, results, [run.model for run in prepared.runs]),
-        explanation=explanations if any(run.plan is not None for run in prepared.runs) else None,
+        explanation=explanations if explanations else None,
         explanation_note=prepared.explanation_note,
         timings=Timings(
             read_ms=round(prepared.read_ms, 3),

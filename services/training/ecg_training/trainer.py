@@ -340,6 +340,7 @@ def train_and_export(
         features=None if features is None else features.to_dict(),
         calibration=calibration,
         abnormal_prevalence=None if prevalence is None else round(prevalence, 6),
+        network_weight=None if exported.feature_model is None else float(exported.weight),
         extra={
             "dataset": request.dataset,
             "abnormal_score": "sum of the abnormal classes' calibrated probabilities",

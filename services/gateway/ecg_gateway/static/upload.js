@@ -239,6 +239,7 @@
     if (layout.pxPerMm < Number(document.getElementById("zoom").value)) text += " · zoom limited by the strip length";
     if (!evidence) return text;
     const exp = evidence.explanation;
+    if (exp.note) return `${text} · evidence (${exp.model}): ${exp.note}`;
     const target = Vocabulary.className(exp.target_class);
     const threshold = points(Vocabulary.evidence.min_importance);
     if (!layout.shaded.length) {
