@@ -64,7 +64,14 @@ def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, 
     counts = {name: int((split.y == i).sum()) for i, name in enumerate(data.classes)}
     if counts != card["data"]["class_counts"]["validation"]:
         raise SystemExit(f"not the card's validation split: class counts {counts}")
-    windows = RecordingWindows(split, data.spec)
+    raw = recording_outputs(session, split, data.spec)
+    return calibrate(raw, metadata.calibration), split.y, metadata
+
+
+def recording_outputs(session: ort.InferenceSession, split, spec, output: str | None = None) -> np.ndarray:
+    """onnxruntime on every window of ``split`` (with its recording's features where the graph takes them), the
+    mean of ``output`` (default: the graph's first output) over each recording's windows, before calibration."""
+    windows = RecordingWindows(split, spec)
     owners = windows.owners
     names = {i.name for i in session.get_inputs()}
     outputs = []
@@ -73,9 +80,8 @@ def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, 
         feeds = {"ecg": windows[batch].astype(np.float32)}
         if "features" in names:
             feeds["features"] = split.features[rows].astype(np.float32)
-        outputs.append(session.run(None, feeds)[0])
-    raw = mean_by_recording(np.concatenate(outputs).astype(np.float64), owners, len(split))
-    return calibrate(raw, metadata.calibration), split.y, metadata
+        outputs.append(session.run(None if output is None else [output], feeds)[0])
+    return mean_by_recording(np.concatenate(outputs).astype(np.float64), owners, len(split))
 
 
 def main(model_path: Path) -> None:

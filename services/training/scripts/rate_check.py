@@ -1,9 +1,9 @@
 """Does a 12-lead model depend on the rate it was trained at? The card's test split, each recording read back from
 Postgres, classified through the service's own path (``ecg_inference.classify``: checks, cleaning at the recording's
 rate, resampling to the model's, windows, features, onnxruntime, calibration) as stored and upsampled to 500 Hz
-(``scipy.signal.resample_poly``, as a 500 Hz cart would record it), with the AUC of ``p_abnormal`` for both and the
-largest change of ``p_abnormal`` between them. The split is the one the card reports its test figures on; nothing here
-selects or fits anything.
+(``ecg_shared.preprocessing.resample``: scipy's polyphase resampling), with the AUC of ``p_abnormal`` for both and
+the largest change of ``p_abnormal`` between them. The split is the one the card reports its test figures on;
+nothing here selects or fits anything.
 
     ECG_DATABASE_URL=... .venv/bin/python services/training/scripts/rate_check.py models/normal-12lead.onnx [RATE]
 
@@ -15,11 +15,9 @@ from __future__ import annotations
 import json
 import sys
 import time
-from fractions import Fraction
 from pathlib import Path
 
 import numpy as np
-from scipy.signal import resample_poly
 from sklearn.metrics import roc_auc_score
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
@@ -30,12 +28,12 @@ from ecg_inference.classify import classify_prepared, prepare_recording
 from ecg_inference.models import load_bundled
 from ecg_shared.db import Recording, session_scope
 from ecg_shared.formats.record import Record
+from ecg_shared.preprocessing import resample
 from ecg_training.data import load_training_data
 
 
 def at_rate(record: Record, rate: float) -> Record:
-    ratio = Fraction(rate / record.sampling_rate).limit_denominator(1000)
-    signal = resample_poly(record.signal, ratio.numerator, ratio.denominator, axis=0).astype(np.float32)
+    signal = resample(record.signal, record.sampling_rate, rate)
     return Record(signal, rate, list(record.lead_names), dict(record.metadata))
 
 

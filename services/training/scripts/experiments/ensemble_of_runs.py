@@ -26,7 +26,7 @@ import drift_reference  # the script beside it: the card's recipe and split
 from ecg_shared.db import session_scope
 from ecg_shared.evaluation import evaluate
 from ecg_shared.model_metadata import ModelMetadata
-from ecg_training.data import RecordingWindows, load_training_data, mean_by_recording
+from ecg_training.data import load_training_data
 from ecg_training.fusion import NETWORK_OUTPUT, choose_blend_weight, fit_feature_model
 
 
@@ -50,14 +50,7 @@ def main(paths: list[Path]) -> None:
         if data is None:
             with session_scope() as db:
                 data = load_training_data(db, drift_reference.card_request(card, metadata))
-        split = data.validation
-        windows = RecordingWindows(split, data.spec)
-        owners, outputs = windows.owners, []
-        for batch in range(len(windows)):
-            rows = owners[batch * windows.batch_size : (batch + 1) * windows.batch_size]
-            feeds = {"ecg": windows[batch].astype(np.float32), "features": split.features[rows].astype(np.float32)}
-            outputs.append(session.run([NETWORK_OUTPUT], feeds)[0])
-        networks[path] = mean_by_recording(np.concatenate(outputs).astype(np.float64), owners, len(split))
+        networks[path] = drift_reference.recording_outputs(session, data.validation, data.spec, NETWORK_OUTPUT)
 
     def score(p: np.ndarray) -> float:
         figures = evaluate(

@@ -29,7 +29,7 @@ from ecg_shared.beats import BEAT_AFTER_S, BEAT_BEFORE_S, MAX_RR_S, MIN_RR_S, de
 from ecg_shared.db import session_scope
 from ecg_shared.evaluation import evaluate
 from ecg_shared.model_metadata import ModelMetadata
-from ecg_training.data import RecordingWindows, load_training_data, mean_by_recording
+from ecg_training.data import load_training_data
 from ecg_training.fusion import NETWORK_OUTPUT, choose_blend_weight, fit_feature_model
 
 
@@ -95,13 +95,7 @@ def main(model_path: Path) -> None:
     with session_scope() as db:
         data = load_training_data(db, drift_reference.card_request(card, metadata))
     validation, fs = data.validation, data.spec.sampling_rate
-    windows = RecordingWindows(validation, data.spec)
-    owners, outputs = windows.owners, []
-    for batch in range(len(windows)):
-        rows = owners[batch * windows.batch_size : (batch + 1) * windows.batch_size]
-        feeds = {"ecg": windows[batch].astype(np.float32), "features": validation.features[rows].astype(np.float32)}
-        outputs.append(session.run([NETWORK_OUTPUT], feeds)[0])
-    network = mean_by_recording(np.concatenate(outputs).astype(np.float64), owners, len(validation))
+    network = drift_reference.recording_outputs(session, validation, data.spec, NETWORK_OUTPUT)
 
     def score(p: np.ndarray) -> float:
         figures = evaluate(
