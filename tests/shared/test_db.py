@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import numpy as np
+import pytest
 from sqlalchemy import func, inspect, select, text
 
 from ecg_shared.db import Recording, get_engine, session_scope
@@ -50,6 +51,94 @@ def test_stored_signals_are_compressed_with_lz4(database_url, data_dir):
     with session_scope(database_url) as session:
         method = session.scalar(query, {"id": rid})
     assert method == "lz4"
+
+
+def _stored(database_url, dataset: str, records: list) -> list[Recording]:
+    items = [StoreItem(r, f"test://{dataset}/{i}", f"v{i}", f"{dataset}-{i}") for i, r in enumerate(records)]
+    with session_scope(database_url) as session:
+        ids = store_recordings(session, dataset, items)
+        rows = session.scalars(select(Recording).where(Recording.id.in_(ids)).order_by(Recording.id)).all()
+        session.expunge_all()
+    return rows
+
+
+def test_signals_read_from_whole_counts_are_stored_as_int16_and_read_back_to_the_bit(database_url, data_dir):
+    """WFDB records and Wellnest blobs are stored as their ADC counts: half the bytes, the same float32 samples."""
+    records = [
+        read_ecg(data_dir / "wellnest" / "sample-10s.raw"),
+        read_ecg(sorted((data_dir / "ptbxl").glob("*_lr.hea"))[0]),
+        read_ecg(sorted((data_dir / "cinc2017").glob("*.hea"))[0]),
+    ]
+    rows = _stored(database_url, "int16-test", records)
+    for record, row in zip(records, rows, strict=True):
+        assert (row.signal_encoding, len(row.signal)) == ("int16", 2 * record.signal.size), record.format
+        assert row.signal_counts_per_mv == list(record.counts_per_mv)
+        assert row.to_record().signal.tobytes() == record.signal.tobytes()
+    assert rows[0].signal_counts_per_mv == [1241.0] * 3 + [2482.0] * 3 + [1241.0] * 6  # aVR, aVL, aVF: half counts
+
+
+def test_signals_that_are_not_whole_counts_stay_float32(database_url, data_dir):
+    """No gain, a wrong gain, counts beyond int16, a missing sample: each is stored as float32, exactly as given."""
+    from ecg_shared.formats.record import Record
+
+    cinc = read_ecg(sorted((data_dir / "cinc2017").glob("*.hea"))[0])
+    clinical = read_ecg(data_dir / "formats" / "dicom_ecg" / "Example.dcm")
+    wrong_gain = Record(cinc.signal, cinc.sampling_rate, cinc.lead_names, counts_per_mv=(999.0,))
+    too_large = Record(cinc.signal * 1000, cinc.sampling_rate, cinc.lead_names, counts_per_mv=cinc.counts_per_mv)
+    gap = cinc.signal.copy()
+    gap[10] = np.nan
+    missing = Record(gap, cinc.sampling_rate, cinc.lead_names, counts_per_mv=cinc.counts_per_mv)
+    records = [clinical, wrong_gain, too_large, missing]
+    rows = _stored(database_url, "float32-test", records)
+    for record, row in zip(records, rows, strict=True):
+        assert (row.signal_encoding, row.signal_counts_per_mv) == ("float32", None)
+        assert row.to_record().signal.tobytes() == record.signal.tobytes()
+
+
+def test_the_database_refuses_int16_signals_without_their_gains(database_url):
+    from sqlalchemy.exc import IntegrityError
+
+    insert = text(
+        "INSERT INTO recordings (dataset, source_uri, source_version, content_sha256, format, sampling_rate, "
+        "lead_names, n_samples, signal, signal_encoding) VALUES ('ck-test', 'x', 'v', 'h', 'wfdb', 300, "
+        "ARRAY['ECG'], 1, '\\x0100', 'int16')"
+    )
+    with pytest.raises(IntegrityError, match="ck_recordings_signal_encoding"), session_scope(database_url) as session:
+        session.execute(insert)
+
+
+def test_migration_0008_keeps_rows_stored_before_it_readable(data_dir):
+    """A recording stored as float32 before 0008 reads back unchanged after it."""
+    import uuid
+
+    from sqlalchemy import create_engine
+    from sqlalchemy.engine import make_url
+
+    from ecg_shared.db.migrate import upgrade
+    from tests.support.database import admin_url, drop_test_database
+
+    record = read_ecg(sorted((data_dir / "cinc2017").glob("*.hea"))[0])
+    url = make_url(admin_url()).set(database=f"ecg_test_{uuid.uuid4().hex[:10]}").render_as_string(False)
+    try:
+        upgrade(url, "0007_signal_lz4")
+        engine = create_engine(url)
+        with engine.begin() as connection:
+            connection.execute(
+                text(
+                    "INSERT INTO recordings (dataset, source_uri, source_version, content_sha256, format, "
+                    "sampling_rate, lead_names, n_samples, signal) VALUES ('old', 'x', 'v', 'h', 'wfdb', 300, "
+                    "ARRAY['ECG'], :n, :signal)"
+                ),
+                {"n": record.n_samples, "signal": record.signal.astype("<f4").tobytes()},
+            )
+        engine.dispose()
+        upgrade(url)
+        with session_scope(url) as session:
+            row = session.scalars(select(Recording)).one()
+            assert row.signal_encoding == "float32"
+            assert row.to_record().signal.tobytes() == record.signal.tobytes()
+    finally:
+        drop_test_database(url)
 
 
 def test_import_directory_labels_and_reimport(database_url, data_dir, tmp_path):

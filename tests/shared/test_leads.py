@@ -53,3 +53,18 @@ def test_in_standard_order_puts_the_standard_leads_first():
     assert ordered.lead_names == ["I", "II", "aVF", "V1", "V4R"]
     assert [int(ordered.lead(n)[0]) for n in ordered.lead_names] == [1, 3, 4, 0, 2]
     assert in_standard_order(ordered) is ordered
+
+
+def test_reordering_keeps_each_leads_gain_and_deriving_drops_them():
+    """A record's ADC gains (its storage hint) follow its leads when they are reordered; derived leads are computed
+    in millivolts, so a record with them has none (it is stored as float32)."""
+    from ecg_shared.formats.leads import in_standard_order
+
+    counts = np.arange(30, dtype=np.float64).reshape(10, 3)
+    gains = (100.0, 200.0, 400.0)
+    signal = (counts / np.array(gains)).astype(np.float32)
+    record = Record(signal, 500, ["V1", "I", "II"], counts_per_mv=gains)
+    ordered = in_standard_order(record)
+    assert ordered.lead_names == ["I", "II", "V1"] and ordered.counts_per_mv == (200.0, 400.0, 100.0)
+    np.testing.assert_array_equal(ordered.lead("V1"), record.lead("V1"))
+    assert derive_limb_leads(ordered).counts_per_mv is None

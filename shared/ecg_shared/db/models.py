@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
@@ -24,20 +25,61 @@ from sqlalchemy import (
 from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.orm import DeclarativeBase, Mapped, mapped_column
 
-from ecg_shared.formats.record import Record
+from ecg_shared.formats.record import Record, counts_to_mv
 
 
 class Base(DeclarativeBase):
     pass
 
 
-def encode_signal(signal: np.ndarray) -> bytes:
-    """float32 little-endian, (n_samples, n_leads) row-major: 4 bytes a sample, readable without the record."""
-    return np.ascontiguousarray(signal, dtype="<f4").tobytes()
+SIGNAL_ENCODINGS = ("float32", "int16")
 
 
-def decode_signal(data: bytes, n_samples: int, n_leads: int) -> np.ndarray:
-    return np.frombuffer(data, dtype="<f4").reshape(n_samples, n_leads).astype(np.float32)
+@dataclass(frozen=True)
+class EncodedSignal:
+    """A signal as stored: little-endian samples, (n_samples, n_leads) row-major, readable without the record.
+
+    ``int16``: whole ADC counts, lead ``j`` in millivolts being ``counts_to_mv(counts[:, j], counts_per_mv[j])``;
+    ``float32``: millivolts.
+    """
+
+    data: bytes
+    encoding: str = "float32"
+    counts_per_mv: list[float] | None = None
+
+
+def encode_signal(signal: np.ndarray, counts_per_mv: tuple[float, ...] | None = None) -> EncodedSignal:
+    """int16 counts (half the bytes) where the record gives its leads' gains and the counts give back every float32
+    sample to the bit; float32 otherwise (a signal with missing samples, counts beyond int16, values that are not
+    whole counts). Lossless either way: the check is made on each signal.
+
+    >>> gains = (200.0,)
+    >>> encode_signal(counts_to_mv(np.array([[3], [-7]]), 200.0), gains).encoding
+    'int16'
+    >>> encode_signal(np.array([[0.0012345]], dtype=np.float32), gains).encoding
+    'float32'
+    """
+    signal = np.asarray(signal, dtype=np.float32)
+    if counts_per_mv is not None and signal.size:
+        gains = np.asarray(counts_per_mv, dtype=np.float64)
+        largest = max(-float(signal.min()), float(signal.max())) * float(gains.max())  # NaN fails the test below
+        if largest < 32767:
+            counts = np.rint(np.multiply(signal, gains, dtype=np.float64)).astype(np.int16)
+            if np.array_equal(counts_to_mv(counts, gains), signal):
+                return EncodedSignal(counts.astype("<i2", copy=False).tobytes(), "int16", gains.tolist())
+    return EncodedSignal(np.ascontiguousarray(signal, dtype="<f4").tobytes())
+
+
+def decode_signal(
+    data: bytes, n_samples: int, n_leads: int, encoding: str = "float32", counts_per_mv: list[float] | None = None
+) -> np.ndarray:
+    """The float32 millivolts (n_samples, n_leads) of an :class:`EncodedSignal`'s parts."""
+    if encoding == "float32":
+        return np.frombuffer(data, dtype="<f4").reshape(n_samples, n_leads).astype(np.float32)
+    if encoding == "int16":
+        counts = np.frombuffer(data, dtype="<i2").reshape(n_samples, n_leads)
+        return counts_to_mv(counts, np.asarray(counts_per_mv, dtype=np.float64))
+    raise ValueError(f"unknown signal encoding {encoding!r} (known: {', '.join(SIGNAL_ENCODINGS)})")
 
 
 class Recording(Base):
@@ -47,6 +89,10 @@ class Recording(Base):
     __table_args__ = (
         UniqueConstraint("dataset", "source_uri", "source_version", name="uq_recordings_source"),
         Index("ix_recordings_dataset_label", "dataset", "label"),
+        CheckConstraint(
+            "signal_encoding = 'float32' OR (signal_encoding = 'int16' AND signal_counts_per_mv IS NOT NULL)",
+            name="ck_recordings_signal_encoding",
+        ),
     )
 
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
@@ -58,7 +104,9 @@ class Recording(Base):
     sampling_rate: Mapped[float] = mapped_column(Float)
     lead_names: Mapped[list[str]] = mapped_column(ARRAY(String(32)))
     n_samples: Mapped[int] = mapped_column(Integer)
-    signal: Mapped[bytes] = mapped_column(LargeBinary)  # see encode_signal
+    signal: Mapped[bytes] = mapped_column(LargeBinary)  # see EncodedSignal
+    signal_encoding: Mapped[str] = mapped_column(String(16), server_default="float32")
+    signal_counts_per_mv: Mapped[list[float] | None] = mapped_column(ARRAY(Float))  # int16 only: each lead's gain
     label: Mapped[str | None] = mapped_column(String(100))
     metadata_: Mapped[dict[str, Any]] = mapped_column("metadata", JSONB, default=dict)
     created_at: Mapped[datetime] = mapped_column(DateTime(timezone=True), server_default=func.now())
@@ -85,7 +133,7 @@ class Recording(Base):
             sampling_rate=record.sampling_rate,
             lead_names=record.lead_names,
             n_samples=record.n_samples,
-            signal=encode_signal(record.signal),
+            **signal_columns(record),
             label=label or record.label,
             metadata_=json_safe(record.metadata),
         )
@@ -94,11 +142,23 @@ class Recording(Base):
         metadata = dict(self.metadata_ or {})
         metadata.update(format=self.format, label=self.label, recording_id=self.id, dataset=self.dataset)
         return Record(
-            decode_signal(self.signal, self.n_samples, len(self.lead_names)),
+            decode_signal(
+                self.signal, self.n_samples, len(self.lead_names), self.signal_encoding, self.signal_counts_per_mv
+            ),
             self.sampling_rate,
             list(self.lead_names),
             metadata,
         )
+
+
+def signal_columns(record: Record) -> dict[str, Any]:
+    """The ``recordings`` columns that hold a record's signal."""
+    encoded = encode_signal(record.signal, record.counts_per_mv)
+    return {
+        "signal": encoded.data,
+        "signal_encoding": encoded.encoding,
+        "signal_counts_per_mv": encoded.counts_per_mv,
+    }
 
 
 def json_safe(metadata: dict[str, Any]) -> dict[str, Any]:

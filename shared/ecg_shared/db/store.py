@@ -10,7 +10,7 @@ from pathlib import Path
 from sqlalchemy.dialects.postgresql import insert
 from sqlalchemy.orm import Session
 
-from ecg_shared.db.models import Recording, encode_signal, json_safe
+from ecg_shared.db.models import Recording, json_safe, signal_columns
 from ecg_shared.formats.identifiers import mask_identifiers
 from ecg_shared.formats.record import Record
 
@@ -51,7 +51,7 @@ def store_recordings(session: Session, dataset: str, items: Iterable[StoreItem])
             "sampling_rate": item.record.sampling_rate,
             "lead_names": item.record.lead_names,
             "n_samples": item.record.n_samples,
-            "signal": encode_signal(item.record.signal),
+            **signal_columns(item.record),
             "label": item.label or item.record.label,
             "metadata": json_safe(stored_metadata(item)),
         }

@@ -32,7 +32,13 @@ def in_standard_order(record: Record) -> Record:
     if ordered == names:
         return record
     columns = [names.index(lead) for lead in ordered]
-    return replace(record, signal=record.signal[:, columns], lead_names=ordered)
+    gains = record.counts_per_mv
+    return replace(
+        record,
+        signal=record.signal[:, columns],
+        lead_names=ordered,
+        counts_per_mv=None if gains is None else tuple(gains[c] for c in columns),
+    )
 
 
 def derive_limb_leads(record: Record) -> Record:
@@ -61,4 +67,5 @@ def derive_limb_leads(record: Record) -> Record:
         signal=np.column_stack([columns[lead] for lead in ordered]),
         lead_names=ordered,
         metadata=metadata,
+        counts_per_mv=None,  # the derived leads are computed in millivolts, not counts: stored as float32
     )

@@ -22,9 +22,24 @@ def normalise_lead_name(name: str) -> str:
     return _CANONICAL.get(stripped.upper(), stripped)
 
 
+def counts_to_mv(counts: np.ndarray, counts_per_mv: np.ndarray | float) -> np.ndarray:
+    """Whole ADC counts to float32 millivolts: ``counts / counts_per_mv`` in float64, then rounded to float32 (as
+    wfdb's digital-to-physical conversion computes it). A reader that builds its signal this way can pass
+    ``counts_per_mv`` to its :class:`Record`, and the signal is then stored as the counts (ecg_shared.db.models).
+
+    >>> counts_to_mv(np.array([[1241, -2482]]), 1241.0)
+    array([[ 1., -2.]], dtype=float32)
+    """
+    return np.divide(counts, counts_per_mv, dtype=np.float64).astype(np.float32)
+
+
 @dataclass
 class Record:
-    """An ECG recording: ``signal`` is float32 millivolts of shape (n_samples, n_leads)."""
+    """An ECG recording: ``signal`` is float32 millivolts of shape (n_samples, n_leads).
+
+    ``counts_per_mv``, where the reader knows it, is each lead's ADC gain: the signal is whole counts divided by it
+    (:func:`counts_to_mv`). It is a hint for storage only; a record built from another one leaves it out.
+    """
 
     signal: np.ndarray
     sampling_rate: float
@@ -33,6 +48,7 @@ class Record:
     # The patient identifiers the file carried (ecg_shared.formats.identifiers), in memory only: used to mask them in
     # names before storing; never stored, logged or returned.
     identifiers: frozenset[str] = field(default_factory=frozenset, repr=False, compare=False)
+    counts_per_mv: tuple[float, ...] | None = field(default=None, repr=False, compare=False)
 
     def __post_init__(self) -> None:
         signal = np.asarray(self.signal, dtype=np.float32)
@@ -44,6 +60,11 @@ class Record:
             raise EcgFormatError(f"{signal.shape[1]} signal columns but {len(self.lead_names)} lead names")
         if not self.sampling_rate or not np.isfinite(self.sampling_rate) or self.sampling_rate <= 0:
             raise EcgFormatError(f"sampling rate must be a positive number, got {self.sampling_rate!r}")
+        if self.counts_per_mv is not None:
+            gains = tuple(float(g) for g in self.counts_per_mv)
+            if len(gains) != signal.shape[1] or not all(np.isfinite(g) and g > 0 for g in gains):
+                raise EcgFormatError(f"counts_per_mv must be one positive gain per lead, got {self.counts_per_mv!r}")
+            self.counts_per_mv = gains
         self.signal = signal
         self.sampling_rate = float(self.sampling_rate)
         self.lead_names = [normalise_lead_name(n) for n in self.lead_names]

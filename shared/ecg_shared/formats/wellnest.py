@@ -18,7 +18,7 @@ from __future__ import annotations
 
 import numpy as np
 
-from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record
+from ecg_shared.formats.record import STANDARD_12_LEADS, EcgFormatError, Record, counts_to_mv
 
 FRAME_BYTES = 16
 SAMPLING_RATE = 500.0
@@ -87,16 +87,13 @@ def _decode_counts(frames: np.ndarray) -> np.ndarray:
     return low + 256 * high - ZERO
 
 
-def _with_derived_leads(channels: np.ndarray) -> np.ndarray:
-    """Nine device channels (I, II, III, V1..V6) -> the standard twelve leads."""
-    out = np.empty((channels.shape[0], 12), dtype=np.float32)
-    out[:, 0:3] = channels[:, 0:3]
-    lead_i, lead_ii, lead_iii = out[:, 0], out[:, 1], out[:, 2]
-    out[:, 3] = -(lead_i + lead_ii) / 2  # aVR
-    out[:, 4] = (lead_i - lead_iii) / 2  # aVL
-    out[:, 5] = (lead_ii + lead_iii) / 2  # aVF
-    out[:, 6:12] = channels[:, 3:9]
-    return out
+def _with_derived_leads(channels: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """Nine device channels (I, II, III, V1..V6) -> the standard twelve leads, in counts: the augmented limb leads
+    are halves, so they are kept doubled, with a doubled gain. Returns (counts, gain multiple of each lead)."""
+    lead_i, lead_ii, lead_iii = channels[:, 0], channels[:, 1], channels[:, 2]
+    augmented = np.column_stack([-(lead_i + lead_ii), lead_i - lead_iii, lead_ii + lead_iii])  # 2 aVR, 2 aVL, 2 aVF
+    counts = np.concatenate([channels[:, 0:3], augmented, channels[:, 3:9]], axis=1)
+    return counts, np.array([1, 1, 1, 2, 2, 2, 1, 1, 1, 1, 1, 1], dtype=np.float64)
 
 
 def read_wellnest(
@@ -142,11 +139,13 @@ def read_wellnest(
         frames = buf.reshape(-1, FRAME_BYTES)
     else:
         frames = buf[offsets[:, None] + np.arange(FRAME_BYTES)]
-    counts = _decode_counts(frames).astype(np.float32)
+    counts = _decode_counts(frames)
     if dropped:
         full_axis = np.arange(n_samples)
         counts = np.column_stack([np.interp(full_axis, samples, counts[:, c]) for c in range(counts.shape[1])])
-    signal = _with_derived_leads(counts * np.float32(1.0 / gain))
+    lead_counts, multiples = _with_derived_leads(counts)
+    counts_per_mv = gain * multiples
+    signal = counts_to_mv(lead_counts, counts_per_mv)
     metadata = {
         "format": "wellnest",
         "device": "Wellnest 12-lead",
@@ -166,7 +165,9 @@ def read_wellnest(
         metadata["repairs"] = repairs
     if source:
         metadata["source"] = source
-    return Record(signal, SAMPLING_RATE, list(STANDARD_12_LEADS), metadata)
+    # Interpolated counts are not whole, so a repaired recording is stored as float32 millivolts.
+    whole = None if dropped else tuple(counts_per_mv.tolist())
+    return Record(signal, SAMPLING_RATE, list(STANDARD_12_LEADS), metadata, counts_per_mv=whole)
 
 
 def write_wellnest(record: Record, gain: float | None = None) -> bytes:

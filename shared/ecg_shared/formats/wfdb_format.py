@@ -134,6 +134,7 @@ def _read_files(base: Path) -> WfdbContent:
         list(raw.units or []),
         list(raw.comments or []),
         raw.p_signal,
+        list(raw.adc_gain) if raw.adc_gain else None,
     )
 
 
@@ -141,6 +142,10 @@ def _to_record(content: WfdbContent, source: str, fallback_label: str | None = N
     units = [str(u or "").strip().lower() for u in (content.units or [""] * content.p_signal.shape[1])]
     scale = np.array([_UNIT_SCALE_TO_MV.get(u, 1.0) for u in units], dtype=np.float64)
     signal = (content.p_signal * scale).astype(np.float32)
+    # wfdb's physical samples are (digital - baseline) / adc_gain, so in mV the gain is adc_gain / scale: the stored
+    # form can then be the counts (ecg_shared.db.models.encode_signal checks that they give the samples back exactly).
+    gains = content.adc_gain
+    counts_per_mv = tuple(float(g) / s for g, s in zip(gains, scale, strict=True)) if gains else None
     fields = parse_comments(content.comments)
     metadata: dict = {"format": "wfdb", "source": source, "record_name": content.record_name, "units": "mV"}
     metadata.update(fields)
@@ -149,7 +154,7 @@ def _to_record(content: WfdbContent, source: str, fallback_label: str | None = N
     label = fields.get("dx") or fields.get("label") or fallback_label
     if label:
         metadata["label"] = label
-    return Record(signal, content.fs, list(content.sig_name), metadata)
+    return Record(signal, content.fs, list(content.sig_name), metadata, counts_per_mv=counts_per_mv)
 
 
 def zip_wfdb_record(path: str | Path) -> bytes:

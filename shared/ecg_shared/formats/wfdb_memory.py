@@ -45,6 +45,7 @@ class WfdbContent:
     units: list[str | None]
     comments: list[str]
     p_signal: np.ndarray
+    adc_gain: list[float] | None = None  # counts per unit of each signal: p_signal is (digital - baseline) / adc_gain
 
 
 def parse_record_line(line: str) -> dict:
@@ -144,6 +145,7 @@ def decode_wfdb(header_text: str, read_file: Callable[[str], bytes]) -> WfdbCont
         units=list(signals["units"]),
         comments=[line.strip(" \t#") for line in comment_lines],
         p_signal=converted.dac(return_res=64),
+        adc_gain=list(signals["adc_gain"]),
     )
 
 
