@@ -131,3 +131,31 @@ def test_an_ensemble_over_seeds_is_one_graph_the_parity_gate_covers():
         check_parity(members[0], onnx_bytes, x)  # one member is not the ensemble
     model = load_model(onnx_bytes)
     assert model.predict(x[INPUT_NAME]) == pytest.approx(np.mean(members, axis=0), abs=1e-5)
+
+
+@pytest.mark.parametrize("weight", [0.0, 1.0])
+def test_a_part_weighted_zero_is_left_out_of_the_graph(fused, weight):
+    """Weight 0 (the features alone) or 1 (the network alone): the other part is not in the graph, so it costs
+    nothing to run; both inputs stay, and the answer is the remaining part's."""
+    network, feature_model, metadata, _ = fused
+    n_features = len(FEATURES.names)
+    network_bytes = network_onnx(network, SPEC).SerializeToString()
+    proto = fused_onnx(network_bytes, feature_model, weight, n_features)
+    initializers = {i.name for i in proto.graph.initializer}
+    network_weights = {i.name for i in onnx.load_from_string(network_bytes).graph.initializer}
+    assert (initializers >= network_weights) == (weight == 1.0)
+    tree_nodes = [node for node in proto.graph.node if any(o.startswith("beat_model/") for o in node.output)]
+    assert bool(tree_nodes) == (weight == 0.0)
+    session = onnx_session(finish_onnx(proto, metadata))
+    assert sorted(i.name for i in session.get_inputs()) == ["ecg", "features"]
+    x = feeds(7, 2)
+    got = session.run(["probabilities"], x)[0]
+    if weight == 0.0:
+        np.testing.assert_allclose(got, feature_model.predict(x[FEATURES_INPUT_NAME]), atol=1e-5)
+    else:
+        np.testing.assert_allclose(got, network.predict(x[INPUT_NAME], verbose=0), atol=1e-5)
+    np.testing.assert_allclose(optimized_run(finish_onnx(proto, metadata), x), got, atol=1e-6)
+
+
+def optimized_run(onnx_bytes: bytes, x: dict[str, np.ndarray]) -> np.ndarray:
+    return onnx_session(optimize_for_cpu(onnx_bytes)).run(["probabilities"], x)[0]

@@ -71,7 +71,11 @@ def choose_blend_weight(
 
 
 def fused_onnx(network_onnx: bytes, feature_model: FeatureModel, weight: float, n_features: int) -> onnx.ModelProto:
-    """One graph: ``probabilities = weight * network(ecg) + (1 - weight) * boosted(features)``."""
+    """One graph: ``probabilities = weight * network(ecg) + (1 - weight) * boosted(features)``.
+
+    A part whose weight is 0 is left out (its input stays declared, unused), so a model whose answer is its
+    features' alone does not run its network for nothing: the same probabilities, to the bit.
+    """
     from skl2onnx import to_onnx
     from skl2onnx.common.data_types import FloatTensorType
 
@@ -87,26 +91,32 @@ def fused_onnx(network_onnx: bytes, feature_model: FeatureModel, weight: float, 
 
     for node in network.graph.node:
         node.output[:] = [NETWORK_OUTPUT if name == OUTPUT_NAME else name for name in node.output]
-    constants = [
-        numpy_helper.from_array(np.array(weight, dtype=np.float32), "blend/network_weight"),
-        numpy_helper.from_array(np.array(1.0 - weight, dtype=np.float32), "blend/features_weight"),
-        numpy_helper.from_array(feature_model.columns, "blend/class_columns"),
-    ]
-    blend = [
-        helper.make_node("MatMul", [tree_probabilities, "blend/class_columns"], ["blend/features_all"]),
-        helper.make_node("Mul", [NETWORK_OUTPUT, "blend/network_weight"], ["blend/network_part"]),
-        helper.make_node("Mul", ["blend/features_all", "blend/features_weight"], ["blend/features_part"]),
-        helper.make_node("Add", ["blend/network_part", "blend/features_part"], [OUTPUT_NAME]),
-    ]
+    nodes, initializers, parts = [], [], []
+    if weight > 0:
+        nodes += [
+            *network.graph.node,
+            helper.make_node("Mul", [NETWORK_OUTPUT, "blend/network_weight"], ["blend/network_part"]),
+        ]
+        initializers += [*network.graph.initializer, _scalar(weight, "blend/network_weight")]
+        parts.append("blend/network_part")
+    if weight < 1:
+        nodes += [
+            *trees.graph.node,
+            helper.make_node("MatMul", [tree_probabilities, "blend/class_columns"], ["blend/features_all"]),
+            helper.make_node("Mul", ["blend/features_all", "blend/features_weight"], ["blend/features_part"]),
+        ]
+        initializers += [
+            *trees.graph.initializer,
+            _scalar(1.0 - weight, "blend/features_weight"),
+            numpy_helper.from_array(feature_model.columns, "blend/class_columns"),
+        ]
+        parts.append("blend/features_part")
+    nodes.append(helper.make_node("Add" if len(parts) == 2 else "Identity", parts, [OUTPUT_NAME]))
     network_input = next(i for i in network.graph.input if i.name == INPUT_NAME)
     trees_input = next(i for i in trees.graph.input if i.name == FEATURES_INPUT_NAME)
     output = helper.make_tensor_value_info(OUTPUT_NAME, TensorProto.FLOAT, [None, feature_model.n_classes])
     graph = helper.make_graph(
-        list(network.graph.node) + list(trees.graph.node) + blend,
-        network.graph.name,
-        [network_input, trees_input],
-        [output],
-        initializer=list(network.graph.initializer) + list(trees.graph.initializer) + constants,
+        nodes, network.graph.name, [network_input, trees_input], [output], initializer=initializers
     )
     opsets: dict[str, int] = {}
     for opset in list(network.opset_import) + list(trees.opset_import):
@@ -115,6 +125,10 @@ def fused_onnx(network_onnx: bytes, feature_model: FeatureModel, weight: float, 
     fused.ir_version = max(network.ir_version, trees.ir_version)
     fused.producer_name = network.producer_name
     return fused
+
+
+def _scalar(value: float, name: str) -> onnx.TensorProto:
+    return numpy_helper.from_array(np.array(value, dtype=np.float32), name)
 
 
 def _opset(model: onnx.ModelProto, domain: str) -> int:
