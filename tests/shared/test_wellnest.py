@@ -6,6 +6,7 @@ import numpy as np
 import pytest
 
 from ecg_shared.formats import STANDARD_12_LEADS, EcgFormatError, Record, read_ecg, read_wellnest, write_wellnest
+from ecg_shared.formats.record import counts_to_mv
 from ecg_shared.formats.wellnest import FRAME_BYTES
 from ecg_shared.heart import heart_rate
 
@@ -41,6 +42,10 @@ def test_derived_leads_follow_einthoven_and_goldberger(wellnest_sample):
     np.testing.assert_allclose(r.lead("aVR"), -(i + ii) / 2, atol=1e-6)
     np.testing.assert_allclose(r.lead("aVL"), (i - iii) / 2, atol=1e-6)
     np.testing.assert_allclose(r.lead("aVF"), (ii + iii) / 2, atol=1e-6)
+    # Every lead is whole counts over its gain (the augmented leads: half sums, so doubled counts over twice it).
+    assert r.counts_per_mv == (1241.0,) * 3 + (2482.0,) * 3 + (1241.0,) * 6
+    counts = np.rint(r.signal.astype(np.float64) * np.array(r.counts_per_mv))
+    np.testing.assert_array_equal(counts_to_mv(counts, np.array(r.counts_per_mv)), r.signal)
 
 
 def test_encode_decode_round_trip_is_exact_to_12_bit_quantisation():
@@ -93,6 +98,7 @@ def test_a_flipped_sync_byte_drops_one_frame_and_keeps_the_time_axis():
     # The gap is filled by interpolating its neighbours.
     expected = (record.signal[99] + record.signal[101]) / 2
     np.testing.assert_allclose(decoded.signal[100], expected, atol=1e-5)
+    assert decoded.counts_per_mv is None  # interpolated counts are not whole: stored as float32 millivolts
 
 
 def test_garbage_inserted_between_frames_is_skipped_and_resynchronised():
