@@ -159,3 +159,24 @@ def test_a_part_weighted_zero_is_left_out_of_the_graph(fused, weight):
 
 def optimized_run(onnx_bytes: bytes, x: dict[str, np.ndarray]) -> np.ndarray:
     return onnx_session(optimize_for_cpu(onnx_bytes)).run(["probabilities"], x)[0]
+
+
+def test_a_features_only_model_is_served_with_a_true_note_instead_of_shading(fused, data_dir):
+    """Weight 0 through the service: no occluded copies, a note in their place, and the note is true (the answer is
+    the same with every window blanked)."""
+    from dataclasses import replace
+
+    network, feature_model, metadata, _ = fused
+    proto = fused_onnx(network_onnx(network, SPEC).SerializeToString(), feature_model, 0.0, len(FEATURES.names))
+    model = load_model(finish_onnx(proto, replace(metadata, network_weight=0.0)))
+    assert model.metadata.signal_blind
+    prepared = prepare_recording(read_ecg(data_dir / "ptbxl" / "00001_lr.hea"), ModelSet({model.name: model}), True)
+    answer = classify_prepared([prepared], [time.perf_counter()])[0]
+    [explanation] = answer.explanation
+    assert explanation.note and not explanation.segments and not explanation.leads
+    run = prepared.runs[0]
+    features = np.repeat(run.features[None, :], len(run.windows), axis=0)
+    blanked = np.zeros_like(run.windows)
+    assert np.array_equal(
+        model.predict(ModelInputs(blanked, features)), model.predict(ModelInputs(run.windows, features))
+    )

@@ -30,7 +30,7 @@ def upgrade() -> None:
 
 
 def downgrade() -> None:
-    # Counts cannot be read as float32 millivolts: convert them before dropping the columns.
+    # Without these columns int16 counts would read as float32 millivolts: refuse while any row holds them.
     op.execute(
         """
         DO $$
