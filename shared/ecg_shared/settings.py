@@ -14,7 +14,7 @@ from functools import lru_cache
 from pathlib import Path
 from typing import Literal
 
-from pydantic import Field, SecretStr, field_validator
+from pydantic import ByteSize, Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 REPO_ROOT = Path(__file__).resolve().parents[2]
@@ -103,6 +103,9 @@ class Settings(BaseSettings):
     training_max_attempts: int = 2
     # Where the worker keeps each recording cleaned once (ecg_training.cache), by preprocessing spec; safe to delete.
     training_cache_dir: Path = Field(default=Path.home() / ".cache" / "ecg-training")
+    # At most this much in it (bytes, or "50GiB", "500MB"; 0: no limit). Once a job has its data, the least recently
+    # used chunks of the specs no running job uses are deleted until the cache fits (ecg_training.cache.evict).
+    training_cache_max_size: ByteSize = ByteSize(50 * 2**30)
     # Threads that read and crop training batches (and evaluation windows) ahead of the model. 1: one tf.data
     # prefetch thread (fastest on 2 shared cores); more: a Keras PyDataset thread pool, for machines with spare cores.
     training_input_workers: int = 1

@@ -162,9 +162,12 @@ def test_recordings_are_cleaned_once_into_the_cache_keyed_by_spec_and_content(db
     (chunk,) = data.train.signals.chunks  # 60 recordings: one chunk
     assert chunk.path.parent == root / spec_key(data.spec)
     assert (chunk.path / "signals.f32").stat().st_size == 60 * 500 * 12 * 4  # 10 s at 50 Hz, 12 leads, float32
-    written = {p: p.stat().st_mtime_ns for p in chunk.path.iterdir()}
+    written = {p: p.stat().st_mtime_ns for p in chunk.path.iterdir() if p.name != "index.json"}
+    used = (chunk.path / "index.json").stat().st_mtime_ns
     again = load_training_data(db_session, request)
-    assert {p: p.stat().st_mtime_ns for p in chunk.path.iterdir()} == written  # read back, not cleaned again
+    # read back, not cleaned again; the index's mtime is the chunk's last use, which eviction goes by
+    assert {p: p.stat().st_mtime_ns for p in chunk.path.iterdir() if p.name != "index.json"} == written
+    assert (chunk.path / "index.json").stat().st_mtime_ns > used
     assert np.array_equal(again.train.features, data.train.features)
 
     # what the cache holds is the shared clean() of the recording, and its beat features

@@ -15,17 +15,25 @@ the key: a review changes a label, not the cleaned signal.
 
 Signals are read with ``os.pread`` into fresh arrays rather than memory-mapped: mapped pages count in the worker's
 resident set as an epoch touches them, read ones stay in the kernel's page cache, which the kernel can drop.
-Nothing here evicts old chunks; deleting the folder (or any chunk in it) is always safe.
+
+A job holds a :class:`SpecLease` on each spec it reads (a shared ``flock`` on ``<cache>/.locks/<spec key>``, which
+the kernel releases when the process ends, crashed or not). :meth:`SignalCache.evict` brings the cache under a size
+by deleting the least recently used chunks (a chunk's ``index.json`` mtime: written, or opened by a job) of the specs
+no job holds, taking each spec's lock exclusively while it deletes, so a job starting meanwhile waits and then
+cleans what it needs again. Deleting the folder (or any chunk in it) by hand is always safe too, between jobs.
 """
 
 from __future__ import annotations
 
+import fcntl
 import hashlib
 import json
+import logging
 import os
 import shutil
 import uuid
 from collections.abc import Callable, Sequence
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -36,6 +44,9 @@ from ecg_shared.preprocessing import PreprocessingSpec
 CHUNK_RECORDINGS = 500
 SIGNALS, INDEX = "signals.f32", "index.json"
 ITEM = np.dtype(np.float32).itemsize
+LOCKS = ".locks"  # <cache>/.locks/<spec key>: the flock a job holds shared while it uses that spec's chunks
+
+log = logging.getLogger(__name__)
 
 
 def spec_key(spec: PreprocessingSpec) -> str:
@@ -117,13 +128,20 @@ class SignalCache:
     def folder(self, spec: PreprocessingSpec, members: Sequence[tuple[int, str]]) -> Path:
         return self.root / spec_key(spec) / chunk_key(members)
 
+    def lease(self, spec: PreprocessingSpec) -> SpecLease:
+        """Hold ``spec``'s chunks against :meth:`evict` until the lease is closed (or the process ends)."""
+        return SpecLease(self.root / LOCKS / spec_key(spec), exclusive=False)
+
     def open(self, spec: PreprocessingSpec, members: Sequence[tuple[int, str]]) -> Chunk | None:
-        """The cached chunk of ``members`` under ``spec``, or None when it is not cached (or unreadable)."""
+        """The cached chunk of ``members`` under ``spec``, or None when it is not cached (or unreadable). Opening it
+        marks it used (its index's mtime), which :meth:`evict` orders by."""
         path = self.folder(spec, members)
         if not (path / INDEX).exists():
             return None
         try:
-            return Chunk(path)
+            chunk = Chunk(path)
+            os.utime(path / INDEX)
+            return chunk
         except (OSError, ValueError, KeyError):
             shutil.rmtree(path, ignore_errors=True)  # a damaged chunk is cleaned again
             return None
@@ -160,6 +178,151 @@ class SignalCache:
         except OSError:  # another worker stored the same chunk meanwhile: theirs is as good
             shutil.rmtree(temporary, ignore_errors=True)
         return Chunk(path)
+
+    def size(self) -> int:
+        """Bytes the cache holds, every spec together."""
+        return sum(_folder_bytes(folder) for folder in self._spec_folders())
+
+    def evict(self, max_bytes: int) -> Eviction:
+        """Delete the least recently used chunks of the specs no job holds a lease on (and what crashed writers left
+        there) until the cache holds at most ``max_bytes``; the specs in use are never touched, so the cache may stay
+        above ``max_bytes`` when they alone fill it."""
+        folders = self._spec_folders()
+        sizes = {folder: _folder_bytes(folder) for folder in folders}
+        total, freed, removed, in_use = sum(sizes.values()), 0, 0, 0
+        if total <= max_bytes:
+            return Eviction(total, total, 0, 0, 0)
+        locks = []
+        try:
+            candidates = []
+            for folder in folders:
+                lock = SpecLease(self.root / LOCKS / folder.name, exclusive=True)
+                if not lock.held:
+                    in_use += sizes[folder]
+                    continue
+                locks.append(lock)
+                for entry in folder.iterdir():
+                    if entry.name.startswith("."):  # a crashed writer's temporary chunk or features file
+                        freed += _entry_bytes(entry)
+                        _remove(entry)
+                    elif entry.is_dir():
+                        candidates.append((_last_use(entry), entry))
+            candidates.sort(key=lambda item: item[0])
+            for _, chunk in candidates:
+                if total - freed <= max_bytes:
+                    break
+                freed += _entry_bytes(chunk)
+                removed += 1
+                _remove(chunk)
+            for lock in locks:
+                folder = self.root / lock.path.name
+                if folder.is_dir() and not any(entry.is_dir() for entry in folder.iterdir()):
+                    freed += _folder_bytes(folder)  # the spec has no chunk left: its spec.json goes too
+                    shutil.rmtree(folder, ignore_errors=True)
+        finally:
+            for lock in locks:
+                lock.close()
+        after = total - freed
+        eviction = Eviction(total, after, freed, removed, in_use)
+        if after > max_bytes:
+            log.warning(
+                "training cache %s: %s after eviction, above its limit of %s; %s of it are specs jobs use",
+                self.root,
+                _human(after),
+                _human(max_bytes),
+                _human(in_use),
+            )
+        else:
+            log.info(
+                "training cache %s: removed %d chunks (%s) no job uses, least recently used first; %s left",
+                self.root,
+                removed,
+                _human(freed),
+                _human(after),
+            )
+        return eviction
+
+    def _spec_folders(self) -> list[Path]:
+        if not self.root.is_dir():
+            return []
+        return [entry for entry in self.root.iterdir() if entry.is_dir() and not entry.name.startswith(".")]
+
+
+@dataclass(frozen=True)
+class Eviction:
+    """What :meth:`SignalCache.evict` did: the cache's bytes before and after, bytes freed, chunks removed, and the
+    bytes of the specs it left alone because a job held them."""
+
+    before: int
+    after: int
+    freed: int
+    chunks_removed: int
+    in_use: int
+
+
+class SpecLease:
+    """A ``flock`` on one spec's lock file: shared (a job reading the spec; waits while an eviction deletes) or
+    exclusive without waiting (an eviction; ``held`` is False when a job holds the spec)."""
+
+    def __init__(self, path: Path, exclusive: bool) -> None:
+        path.parent.mkdir(parents=True, exist_ok=True)
+        self.path = path
+        self._fd: int | None = os.open(path, os.O_RDWR | os.O_CREAT, 0o644)
+        try:
+            fcntl.flock(self._fd, fcntl.LOCK_EX | fcntl.LOCK_NB if exclusive else fcntl.LOCK_SH)
+            self.held = True
+        except BlockingIOError:
+            self.close()
+            self.held = False
+
+    def close(self) -> None:
+        if self._fd is not None:
+            os.close(self._fd)  # releases the lock
+            self._fd = None
+
+    def __del__(self) -> None:
+        self.close()
+
+
+def _last_use(chunk: Path) -> float:
+    try:
+        return (chunk / INDEX).stat().st_mtime
+    except OSError:  # no index: an unusable chunk, first to go
+        return 0.0
+
+
+def _entry_bytes(entry: Path) -> int:
+    if entry.is_dir():
+        return _folder_bytes(entry)
+    try:
+        return entry.stat().st_size
+    except OSError:
+        return 0
+
+
+def _folder_bytes(folder: Path) -> int:
+    total = 0
+    for directory, _, files in os.walk(folder):
+        for name in files:
+            try:
+                total += os.stat(os.path.join(directory, name)).st_size
+            except OSError:
+                pass
+    return total
+
+
+def _human(n_bytes: int) -> str:
+    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
+        if n_bytes >= size:
+            return f"{n_bytes / size:.1f} {unit}"
+    return f"{n_bytes} B"
+
+
+def _remove(entry: Path) -> None:
+    if entry.is_dir():
+        shutil.rmtree(entry, ignore_errors=True)
+    else:
+        entry.unlink(missing_ok=True)
 
 
 class CachedSignals:

@@ -34,7 +34,7 @@ from ecg_shared.jobs.training import TrainingJobRequest
 from ecg_shared.preprocessing import PreprocessingSpec, clean, window_batch, window_starts
 from ecg_shared.reviews import REVIEWED_DATASET, settled_labels
 from ecg_shared.settings import get_settings
-from ecg_training.cache import CHUNK_RECORDINGS, CachedSignals, SignalCache
+from ecg_training.cache import CHUNK_RECORDINGS, CachedSignals, SignalCache, SpecLease
 
 log = logging.getLogger(__name__)
 EVALUATION_BATCH = 64
@@ -141,6 +141,15 @@ class TrainingData:
     fit_on_reviewed: list[int] = field(default_factory=list)
     # The dataset a leadwise model's encoder is pretrained on first (the request's ``pretrain``), else None.
     pretraining: TrainingData | None = None
+    # Held on the cache's specs this data reads, so no eviction deletes them while the job runs: see close().
+    leases: list[SpecLease] = field(default_factory=list, repr=False)
+
+    def close(self) -> None:
+        """Release the cache's leases (the job is done with its signals); the process ending releases them too."""
+        for lease in self.leases:
+            lease.close()
+        if self.pretraining is not None:
+            self.pretraining.close()
 
     def summary(self) -> dict:
         return {
@@ -223,14 +232,29 @@ def _split_indices(y: np.ndarray, request: TrainingJobRequest) -> tuple[np.ndarr
 
 def load_training_data(session: Session, request: TrainingJobRequest) -> TrainingData:
     """Read, clean (once: the worker's cache keeps it) and split the recordings a request names. Raises
-    :class:`TrainingDataError` with the reason."""
+    :class:`TrainingDataError` with the reason. The data holds a lease on the cache's spec until ``close()``; once it
+    is loaded, the cache is brought under ``training_cache_max_size`` by evicting what no job uses."""
+    settings = get_settings()
+    cache = SignalCache(settings.training_cache_dir)
+    lease = cache.lease(preprocessing_spec(request))
+    try:
+        data = _load(session, request, cache)
+    except BaseException:
+        lease.close()
+        raise
+    data.leases.append(lease)
+    if settings.training_cache_max_size > 0:
+        cache.evict(int(settings.training_cache_max_size))
+    return data
+
+
+def _load(session: Session, request: TrainingJobRequest, cache: SignalCache) -> TrainingData:
     spec = preprocessing_spec(request)
     candidates = _select_candidates(session, request)
     classes = _classes(request, [c for _, c, _ in candidates])
     class_index = {name: i for i, name in enumerate(classes)}
     features = feature_spec(request)
     feature_key = None if features is None else _feature_key(features)
-    cache = SignalCache(get_settings().training_cache_dir)
     chunks, ids, chunk_of, row_of, labels, vectors, infos = [], [], [], [], [], [], []
     skipped: Counter = Counter()
     digest = hashlib.sha256()

@@ -165,6 +165,7 @@ def run_training_job(
         except Exception:  # without it a later attempt starts earlier; no reason to stop this one
             log.warning("training job %s: epoch %d checkpoint not saved", job_id, checkpoint.epoch, exc_info=True)
 
+    data = None
     try:
         with session_scope() as session:
             data = load_training_data(session, request)
@@ -207,6 +208,8 @@ def run_training_job(
         return "failed"
     finally:
         heartbeat.stop()
+        if data is not None:
+            data.close()
 
 
 def _checkpoint_to_resume(checkpoints: CheckpointStore, job_id: int, attempt: int, fingerprint: str):
