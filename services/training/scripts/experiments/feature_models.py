@@ -1,0 +1,150 @@
+"""Validation split only: which model of the beat (and morphology) features fuses best with the network? For each model
+file given (each trained on its own split, the card's), the file's own network output (``network/probabilities``,
+before the blend) on the card's validation split is blended as the trainer blends (``fusion.choose_blend_weight``,
+the job's primary metric) with each candidate feature model fitted on the training split's features:
+
+- ``gbm``: the trainer's boosted trees (``fusion.fit_feature_model``), seeds 0-2;
+- ``gbm x5``: the mean of five of them (seeds 0-4);
+- ``forest``, ``extra trees``: 500 randomised trees (scikit-learn's RandomForest / ExtraTrees, leaves of at least 3),
+  seeds 0-2;
+- ``logistic``: standardised features, L2 logistic regression, its strength chosen by 5-fold cross-validation on the
+  training split.
+
+With ``--intervals``, the trainer's trees are also fitted with four more features, the PR, QRS, QT and QTc intervals
+of neurokit2's delineator as the report measures them (``ecg_shared.intervals.measure_intervals`` on the stored
+recording; -1 where not measured), seeds 0-2.
+
+The test split is never read.
+
+    ECG_DATABASE_URL=... .venv/bin/python services/training/scripts/experiments/feature_models.py \\
+        models/normal-12lead.onnx /tmp/other-split/normal-12lead-s1.onnx ...
+"""
+
+from __future__ import annotations
+
+import json
+import sys
+import time
+import warnings
+from pathlib import Path
+
+import numpy as np
+import onnx
+import onnxruntime as ort
+from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
+from sklearn.linear_model import LogisticRegressionCV
+from sklearn.pipeline import make_pipeline
+from sklearn.preprocessing import StandardScaler
+
+sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+import drift_reference  # the script beside it: the card's recipe and split
+
+from ecg_shared.db import session_scope
+from ecg_shared.evaluation import evaluate, primary_metric
+from ecg_shared.model_metadata import ModelMetadata
+from ecg_training.data import load_training_data
+from ecg_training.fusion import NETWORK_OUTPUT, FeatureModel, choose_blend_weight, fit_feature_model
+
+
+def _placed(model, n_classes: int):
+    return lambda features: FeatureModel(model, n_classes).predict(features)
+
+
+def candidates(train_x: np.ndarray, train_y: np.ndarray, n_classes: int) -> dict[str, list]:
+    """name -> one predictor (features -> probabilities over the job's classes) per seed."""
+    x = np.asarray(train_x, dtype=np.float32)
+    out: dict[str, list] = {}
+    out["gbm"] = [fit_feature_model(x, train_y, n_classes, seed).predict for seed in (0, 1, 2)]
+    bag = [fit_feature_model(x, train_y, n_classes, seed) for seed in range(5)]
+    out["gbm x5"] = [lambda f, bag=bag: np.mean([m.predict(f) for m in bag], axis=0)]
+    for name, family in (("forest", RandomForestClassifier), ("extra trees", ExtraTreesClassifier)):
+        out[name] = [
+            _placed(
+                family(n_estimators=500, min_samples_leaf=3, class_weight="balanced", n_jobs=2, random_state=seed).fit(
+                    x, train_y
+                ),
+                n_classes,
+            )
+            for seed in (0, 1, 2)
+        ]
+    logistic = make_pipeline(StandardScaler(), LogisticRegressionCV(Cs=8, cv=5, max_iter=2000, class_weight="balanced"))
+    logistic.fit(x, train_y)
+    out["logistic"] = [_placed(logistic, n_classes)]
+    return out
+
+
+def interval_features(recording_ids: list[int]) -> np.ndarray:
+    """(recordings, 4): PR, QRS, QT, QTc in ms of each stored recording, -1 where the delineator gives none."""
+    from sqlalchemy import select
+
+    from ecg_shared.db.models import Recording
+    from ecg_shared.intervals import measure_intervals
+
+    out = np.full((len(recording_ids), 4), -1.0)
+    with session_scope() as db:
+        rows = {r.id: r for r in db.scalars(select(Recording).where(Recording.id.in_(recording_ids)))}
+        for i, rid in enumerate(recording_ids):
+            found = measure_intervals(rows[rid].to_record())
+            for j, value in enumerate((found.pr.ms, found.qrs.ms, found.qt.ms, found.qtc_ms)):
+                if value is not None:
+                    out[i, j] = value
+    return out
+
+
+def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[float]]) -> None:
+    """Print each candidate's validation scores for one model file; add its fused scores to ``summary``."""
+    card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
+    model = onnx.load(str(model_path))
+    n_classes = len(card["classes"])
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(NETWORK_OUTPUT, onnx.TensorProto.FLOAT, [None, n_classes])
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
+    with session_scope() as db:
+        data = load_training_data(db, drift_reference.card_request(card, metadata))
+    validation = data.validation
+    network = drift_reference.recording_outputs(session, validation, data.spec, NETWORK_OUTPUT)
+
+    def score(p: np.ndarray) -> float:
+        figures = evaluate(
+            p, validation.y, data.classes, list(metadata.normal_classes), list(metadata.unreadable_classes), 0.5
+        )
+        return primary_metric(figures, n_classes)[1]
+
+    print(f"{model_path.name}: network alone {score(network):.4f} on {len(validation)} validation recordings")
+    started = time.monotonic()
+    if with_intervals:
+        train_x = np.hstack([data.train.features, interval_features(data.train.recording_ids)])
+        validation_x = np.hstack([validation.features, interval_features(validation.recording_ids)])
+        print(f"  intervals measured on {np.mean(validation_x[:, -4:] >= 0, axis=0).round(2)} of validation")
+        for seed in (0, 1, 2):
+            predict = fit_feature_model(train_x, data.train.y, n_classes, seed).predict
+            weight, scores = choose_blend_weight(network, predict(validation_x), score)
+            summary.setdefault("gbm + intervals", []).append(scores[weight])
+            print(f"  gbm + intervals seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
+        return
+    for name, predictors in candidates(data.train.features, data.train.y, n_classes).items():
+        alone, fused = [], []
+        for predict in predictors:
+            weight, scores = choose_blend_weight(network, predict(validation.features), score)
+            alone.append(scores[0.0])
+            fused.append(scores[weight])
+            summary.setdefault(name, []).append(scores[weight])
+        print(
+            f"  {name:12s} alone {' / '.join(f'{v:.4f}' for v in alone)}  fused {' / '.join(f'{v:.4f}' for v in fused)}"
+        )
+    print(f"  ({time.monotonic() - started:.0f} s)")
+
+
+def main(model_paths: list[Path], with_intervals: bool = False) -> None:
+    warnings.filterwarnings("ignore", category=FutureWarning)
+    summary: dict[str, list[float]] = {}
+    for model_path in model_paths:
+        compare(model_path, with_intervals, summary)
+    print("mean fused over files and seeds:", {k: round(float(np.mean(v)), 4) for k, v in summary.items()})
+
+
+if __name__ == "__main__":
+    main([Path(p) for p in sys.argv[1:] if p != "--intervals"], "--intervals" in sys.argv)
