@@ -5,6 +5,7 @@ from __future__ import annotations
 import json
 import subprocess
 
+import numpy as np
 import onnxruntime as ort
 import pytest
 
@@ -48,6 +49,11 @@ def test_foreground_training_writes_the_bundle_that_seed_registers(training_env,
     card = json.loads((tmp_path / f"{name}.card.json").read_text())
     assert card["name"] == name and card["version"] == 1 and card["metrics"]["test"]["n"] > 0
     assert card["intended_use"] and card["limitations"] and card["hyperparameters"]["epochs"] == 1
+    # what it was trained on, since another processor gives another network (docs/training.md)
+    hardware = card["training"]["hardware"]
+    assert hardware["processor"] and hardware["cores"] >= 1 and hardware["gpus"] == []
+    assert set(hardware["numpy_dispatch"]) <= set(np.show_config(mode="dicts")["SIMD Extensions"]["found"])
+    assert {"numpy", "scipy", "scikit-learn", "tensorflow"} <= set(card["software"])
     session = ort.InferenceSession((tmp_path / f"{name}.onnx").read_bytes(), providers=["CPUExecutionProvider"])
     assert ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map).name == name
     # the file is the registered version's own file: seeding it again registers nothing new

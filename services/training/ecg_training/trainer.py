@@ -460,6 +460,8 @@ def model_card(
 ) -> dict:
     import onnx
     import onnxruntime
+    import scipy
+    import sklearn
     import tensorflow as tf
 
     readable = [c for c in data.classes if c not in request.unreadable_classes]
@@ -581,11 +583,37 @@ def model_card(
             "seconds": metrics["training_seconds"],
             "host": platform.node(),
             "created_at": metadata.extra.get("created_at"),
+            # the same recipe gives another network on another processor (docs/training.md, "The cache of ...")
+            "hardware": training_hardware(),
         },
         "software": {
             "tensorflow": tf.__version__,
             "keras": keras.__version__,
             "onnx": onnx.__version__,
             "onnxruntime": onnxruntime.__version__,
+            "numpy": np.__version__,
+            "scipy": scipy.__version__,
+            "scikit-learn": sklearn.__version__,
         },
     }
+
+
+def training_hardware() -> dict:
+    """What the model was trained on: the processor (its name, cores, the instruction sets numpy dispatches to,
+    which with oneDNN's choice by instruction set decide the rounding) and TensorFlow's GPUs."""
+    import os
+
+    import tensorflow as tf
+
+    processor = platform.processor() or platform.machine()
+    try:
+        with open("/proc/cpuinfo") as handle:
+            processor = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
+    except (OSError, StopIteration):
+        pass
+    try:
+        instruction_sets = list(np.show_config(mode="dicts")["SIMD Extensions"]["found"])
+    except (KeyError, TypeError):
+        instruction_sets = []
+    gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
+    return {"processor": processor, "cores": os.cpu_count(), "numpy_dispatch": instruction_sets, "gpus": gpus}
