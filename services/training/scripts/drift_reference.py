@@ -18,6 +18,7 @@ from __future__ import annotations
 
 import json
 import sys
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -29,7 +30,7 @@ from ecg_shared.drift import bucket_counts
 from ecg_shared.evaluation import evaluate
 from ecg_shared.jobs.training import TrainingJobRequest
 from ecg_shared.model_metadata import ModelMetadata
-from ecg_training.data import RecordingWindows, load_training_data, mean_by_recording
+from ecg_training.data import RecordingWindows, TrainingData, load_training_data, mean_by_recording
 
 
 def card_request(card: dict, metadata: ModelMetadata) -> TrainingJobRequest:
@@ -66,6 +67,39 @@ def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, 
         raise SystemExit(f"not the card's validation split: class counts {counts}")
     raw = recording_outputs(session, split, data.spec)
     return calibrate(raw, metadata.calibration), split.y, metadata
+
+
+@dataclass
+class NetworkOnValidation:
+    """A model file's card, metadata, onnxruntime session (which also exposes the network's own output), the card's
+    training data, and ``network``: the network part's mean output per validation recording, before the blend."""
+
+    card: dict
+    metadata: ModelMetadata
+    session: ort.InferenceSession
+    data: TrainingData
+    network: np.ndarray
+
+
+def network_on_validation(model_path: Path) -> NetworkOnValidation:
+    """What the experiments compare against: the file's network output (the graph's ``network/probabilities``,
+    before the blend with the features) on its card's validation split."""
+    import onnx
+
+    from ecg_training.fusion import NETWORK_OUTPUT
+
+    card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
+    model = onnx.load(str(model_path))
+    n_classes = len(card["classes"])
+    model.graph.output.append(
+        onnx.helper.make_tensor_value_info(NETWORK_OUTPUT, onnx.TensorProto.FLOAT, [None, n_classes])
+    )
+    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
+    metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
+    with session_scope() as db:
+        data = load_training_data(db, card_request(card, metadata))
+    network = recording_outputs(session, data.validation, data.spec, NETWORK_OUTPUT)
+    return NetworkOnValidation(card, metadata, session, data, network)
 
 
 def recording_outputs(session: ort.InferenceSession, split, spec, output: str | None = None) -> np.ndarray:

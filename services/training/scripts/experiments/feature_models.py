@@ -22,15 +22,12 @@ The test split is never read.
 
 from __future__ import annotations
 
-import json
 import sys
 import time
 import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 from sklearn.ensemble import ExtraTreesClassifier, RandomForestClassifier
 from sklearn.linear_model import LogisticRegressionCV
 from sklearn.pipeline import make_pipeline
@@ -42,9 +39,7 @@ import drift_reference  # the script beside it: the card's recipe and split
 
 from ecg_shared.db import session_scope
 from ecg_shared.evaluation import evaluate, primary_metric
-from ecg_shared.model_metadata import ModelMetadata
-from ecg_training.data import load_training_data
-from ecg_training.fusion import NETWORK_OUTPUT, FeatureModel, choose_blend_weight, fit_feature_model
+from ecg_training.fusion import FeatureModel, choose_blend_weight, fit_feature_model
 
 
 def _placed(model, n_classes: int):
@@ -94,18 +89,10 @@ def interval_features(recording_ids: list[int]) -> np.ndarray:
 
 def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[float]]) -> None:
     """Print each candidate's validation scores for one model file; add its fused scores to ``summary``."""
-    card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
-    model = onnx.load(str(model_path))
+    run = drift_reference.network_on_validation(model_path)
+    card, metadata, data, network = run.card, run.metadata, run.data, run.network
     n_classes = len(card["classes"])
-    model.graph.output.append(
-        onnx.helper.make_tensor_value_info(NETWORK_OUTPUT, onnx.TensorProto.FLOAT, [None, n_classes])
-    )
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
-    with session_scope() as db:
-        data = load_training_data(db, drift_reference.card_request(card, metadata))
     validation = data.validation
-    network = drift_reference.recording_outputs(session, validation, data.spec, NETWORK_OUTPUT)
 
     def score(p: np.ndarray) -> float:
         figures = evaluate(

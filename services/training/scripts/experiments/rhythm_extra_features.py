@@ -12,25 +12,19 @@ The test split is never read.
 
 from __future__ import annotations
 
-import json
 import sys
 from itertools import pairwise
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import drift_reference  # the script beside it: the card's recipe and split
 
 from ecg_shared.beats import BEAT_AFTER_S, BEAT_BEFORE_S, MAX_RR_S, MIN_RR_S, detect_beats
-from ecg_shared.db import session_scope
 from ecg_shared.evaluation import evaluate
-from ecg_shared.model_metadata import ModelMetadata
-from ecg_training.data import load_training_data
-from ecg_training.fusion import NETWORK_OUTPUT, choose_blend_weight, fit_feature_model
+from ecg_training.fusion import choose_blend_weight, fit_feature_model
 
 
 def extra_features(x: np.ndarray, fs: float) -> np.ndarray:
@@ -84,18 +78,10 @@ def extra_features(x: np.ndarray, fs: float) -> np.ndarray:
 
 
 def main(model_path: Path) -> None:
-    card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
-    model = onnx.load(str(model_path))
+    run = drift_reference.network_on_validation(model_path)
+    card, metadata, data, network = run.card, run.metadata, run.data, run.network
     n_classes = len(card["classes"])
-    model.graph.output.append(
-        onnx.helper.make_tensor_value_info(NETWORK_OUTPUT, onnx.TensorProto.FLOAT, [None, n_classes])
-    )
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
-    with session_scope() as db:
-        data = load_training_data(db, drift_reference.card_request(card, metadata))
     validation, fs = data.validation, data.spec.sampling_rate
-    network = drift_reference.recording_outputs(session, validation, data.spec, NETWORK_OUTPUT)
 
     def score(p: np.ndarray) -> float:
         figures = evaluate(

@@ -12,14 +12,11 @@ threshold already is the decision rule). The test split is never read.
 from __future__ import annotations
 
 import itertools
-import json
 import sys
 import warnings
 from pathlib import Path
 
 import numpy as np
-import onnx
-import onnxruntime as ort
 from sklearn.ensemble import HistGradientBoostingClassifier
 from sklearn.linear_model import LogisticRegression
 from sklearn.model_selection import StratifiedKFold
@@ -29,11 +26,9 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 import drift_reference  # the script beside it: the card's recipe and split
 
 from ecg_shared.calibration import calibrate
-from ecg_shared.db import session_scope
 from ecg_shared.evaluation import evaluate, primary_metric
-from ecg_shared.model_metadata import OUTPUT_NAME, ModelMetadata
-from ecg_training.data import load_training_data
-from ecg_training.fusion import NETWORK_OUTPUT, choose_blend_weight, fit_feature_model
+from ecg_shared.model_metadata import OUTPUT_NAME
+from ecg_training.fusion import choose_blend_weight, fit_feature_model
 
 MULTIPLIERS = (0.6, 0.8, 1.0, 1.25, 1.5, 2.0, 2.5)
 
@@ -46,16 +41,10 @@ def _proba(model, x: np.ndarray, n_classes: int) -> np.ndarray:
 
 def main(model_path: Path) -> None:
     warnings.filterwarnings("ignore")
-    card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
-    model = onnx.load(str(model_path))
+    run = drift_reference.network_on_validation(model_path)
+    card, metadata, session, data, network = run.card, run.metadata, run.session, run.data, run.network
     k = len(card["classes"])
-    model.graph.output.append(onnx.helper.make_tensor_value_info(NETWORK_OUTPUT, onnx.TensorProto.FLOAT, [None, k]))
-    session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
-    metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
-    with session_scope() as db:
-        data = load_training_data(db, drift_reference.card_request(card, metadata))
     validation, y = data.validation, data.validation.y
-    network = drift_reference.recording_outputs(session, validation, data.spec, NETWORK_OUTPUT)
     exported = calibrate(
         drift_reference.recording_outputs(session, validation, data.spec, OUTPUT_NAME), metadata.calibration
     )
