@@ -140,11 +140,14 @@ class SignalCache:
             return None
         try:
             chunk = Chunk(path)
-            os.utime(path / INDEX)
-            return chunk
         except (OSError, ValueError, KeyError):
             shutil.rmtree(path, ignore_errors=True)  # a damaged chunk is cleaned again
             return None
+        try:
+            os.utime(path / INDEX)
+        except OSError:  # a cache it may not write to (read-only mount): the chunk still reads
+            pass
+        return chunk
 
     def write(
         self, spec: PreprocessingSpec, members: Sequence[tuple[int, str]], cleaned: dict[int, np.ndarray | str]
