@@ -46,11 +46,8 @@ LAID_OUT = ("name", "title", "rows", "ratios", "targets", "notes")
 
 
 def machine() -> dict[str, Any]:
-    cpu_model = None
-    cpuinfo = Path("/proc/cpuinfo")
-    if cpuinfo.exists():
-        found = re.search(r"^model name\s*:\s*(.+)$", cpuinfo.read_text(), re.M)
-        cpu_model = found.group(1).strip() if found else None
+    from ecg_shared.machine import cpu_model
+
     memory_gib = None
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():
@@ -60,7 +57,7 @@ def machine() -> dict[str, Any]:
     return {
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable,
-        "cpu_model": cpu_model or platform.processor() or None,
+        "cpu_model": cpu_model(),
         "memory_gib": memory_gib,
         "platform": platform.platform(),
         # Other work on a shared machine skews absolute numbers (not the same-run ratios): say how busy it was.

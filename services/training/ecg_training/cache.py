@@ -37,6 +37,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
+from pydantic import ByteSize
 
 from ecg_shared import preprocessing
 from ecg_shared.preprocessing import PreprocessingSpec
@@ -231,17 +232,17 @@ class SignalCache:
             log.warning(
                 "training cache %s: %s after eviction, above its limit of %s; %s of it are specs jobs use",
                 self.root,
-                _human(after),
-                _human(max_bytes),
-                _human(in_use),
+                _readable(after),
+                _readable(max_bytes),
+                _readable(in_use),
             )
         else:
             log.info(
                 "training cache %s: removed %d chunks (%s) no job uses, least recently used first; %s left",
                 self.root,
                 removed,
-                _human(freed),
-                _human(after),
+                _readable(freed),
+                _readable(after),
             )
         return eviction
 
@@ -314,11 +315,8 @@ def _folder_bytes(folder: Path) -> int:
     return total
 
 
-def _human(n_bytes: int) -> str:
-    for unit, size in (("GiB", 2**30), ("MiB", 2**20), ("KiB", 2**10)):
-        if n_bytes >= size:
-            return f"{n_bytes / size:.1f} {unit}"
-    return f"{n_bytes} B"
+def _readable(n_bytes: int) -> str:
+    return ByteSize(n_bytes).human_readable()
 
 
 def _remove(entry: Path) -> None:

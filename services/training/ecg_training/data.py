@@ -236,9 +236,10 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
     is loaded, the cache is brought under ``training_cache_max_size`` by evicting what no job uses."""
     settings = get_settings()
     cache = SignalCache(settings.training_cache_dir)
-    lease = cache.lease(preprocessing_spec(request))
+    spec = preprocessing_spec(request)
+    lease = cache.lease(spec)
     try:
-        data = _load(session, request, cache)
+        data = _load(session, request, spec, cache)
     except BaseException:
         lease.close()
         raise
@@ -248,8 +249,7 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
     return data
 
 
-def _load(session: Session, request: TrainingJobRequest, cache: SignalCache) -> TrainingData:
-    spec = preprocessing_spec(request)
+def _load(session: Session, request: TrainingJobRequest, spec: PreprocessingSpec, cache: SignalCache) -> TrainingData:
     candidates = _select_candidates(session, request)
     classes = _classes(request, [c for _, c, _ in candidates])
     class_index = {name: i for i, name in enumerate(classes)}

@@ -6,6 +6,7 @@ parity, and write the model card."""
 from __future__ import annotations
 
 import logging
+import os
 import platform
 import threading
 import time
@@ -26,6 +27,7 @@ from ecg_shared.evaluation import (
     with_intervals,
 )
 from ecg_shared.jobs.training import EpochProgress, TrainingJobRequest
+from ecg_shared.machine import cpu_model
 from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, ModelMetadata
 from ecg_training.calibration import calibration_report, fit_temperature
 from ecg_training.checkpoint import Checkpoint
@@ -601,19 +603,16 @@ def model_card(
 def training_hardware() -> dict:
     """What the model was trained on: the processor (its name, cores, the instruction sets numpy dispatches to,
     which with oneDNN's choice by instruction set decide the rounding) and TensorFlow's GPUs."""
-    import os
-
     import tensorflow as tf
 
-    processor = platform.processor() or platform.machine()
-    try:
-        with open("/proc/cpuinfo") as handle:
-            processor = next(line.split(":", 1)[1].strip() for line in handle if line.startswith("model name"))
-    except (OSError, StopIteration):
-        pass
     try:
         instruction_sets = list(np.show_config(mode="dicts")["SIMD Extensions"]["found"])
     except (KeyError, TypeError):
         instruction_sets = []
     gpus = [device.name for device in tf.config.list_physical_devices("GPU")]
-    return {"processor": processor, "cores": os.cpu_count(), "numpy_dispatch": instruction_sets, "gpus": gpus}
+    return {
+        "processor": cpu_model() or platform.machine(),
+        "cores": os.cpu_count(),
+        "numpy_dispatch": instruction_sets,
+        "gpus": gpus,
+    }

@@ -55,6 +55,14 @@ def card_request(card: dict, metadata: ModelMetadata) -> TrainingJobRequest:
     )
 
 
+def check_card_split(card: dict, data: TrainingData) -> None:
+    """Stop unless ``data``'s validation split has the card's class counts (the database holds the card's data)."""
+    split = data.validation
+    counts = {name: int((split.y == i).sum()) for i, name in enumerate(data.classes)}
+    if counts != card["data"]["class_counts"]["validation"]:
+        raise SystemExit(f"not the card's validation split: class counts {counts}")
+
+
 def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, np.ndarray, ModelMetadata]:
     session = ort.InferenceSession(model_path.read_bytes(), providers=["CPUExecutionProvider"])
     metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
@@ -62,9 +70,7 @@ def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, 
     with session_scope() as db:
         data = load_training_data(db, request)
     split = data.validation
-    counts = {name: int((split.y == i).sum()) for i, name in enumerate(data.classes)}
-    if counts != card["data"]["class_counts"]["validation"]:
-        raise SystemExit(f"not the card's validation split: class counts {counts}")
+    check_card_split(card, data)
     raw = recording_outputs(session, split, data.spec)
     return calibrate(raw, metadata.calibration), split.y, metadata
 
@@ -98,6 +104,7 @@ def network_on_validation(model_path: Path) -> NetworkOnValidation:
     metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
     with session_scope() as db:
         data = load_training_data(db, card_request(card, metadata))
+    check_card_split(card, data)
     network = recording_outputs(session, data.validation, data.spec, NETWORK_OUTPUT)
     return NetworkOnValidation(card, metadata, session, data, network)
 
