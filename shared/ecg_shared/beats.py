@@ -21,7 +21,10 @@ from functools import lru_cache
 
 import numpy as np
 
-FEATURES_VERSION = "beats-1"
+FEATURES_VERSION = "beats-2"  # what new models get; a model keeps the version it was trained with
+# beats-1: the beat features, and for morphology leads their median beat's QRS, ST and T and the QRS axis;
+# beats-2: also each morphology lead's Q, R and S waves and the voltage criteria they give.
+FEATURE_VERSIONS = ("beats-1", "beats-2")
 MIN_BEATS = 4  # fewer beats than this: the RR features are undefined (zeros) and beats_valid is 0
 MIN_RR_S, MAX_RR_S = 0.2, 3.0  # 20-300 bpm; intervals outside are detection gaps or double detections
 BEAT_BEFORE_S, BEAT_AFTER_S = 0.25, 0.40  # a beat's segment around its R peak
@@ -265,6 +268,13 @@ def _half_amplitude_width(template: np.ndarray, centre: int, fs: float) -> float
 # --- Several leads: the rhythm on one, the morphology a cardiologist reads on each ---------------------------------
 
 MORPHOLOGY_NAMES = ("qrs_amplitude", "qrs_net", "st_level", "t_amplitude")
+WAVE_NAMES = ("q_depth", "r_height", "s_depth")  # beats-2, in mV from the PR baseline
+# beats-2, where a model reads the leads each needs: (name, leads)
+VOLTAGE_CRITERIA = (
+    ("sokolow_lyon_mv", ("V1", "V5", "V6")),  # S in V1 + the taller R of V5 and V6 (left ventricular hypertrophy)
+    ("cornell_mv", ("aVL", "V3")),  # R in aVL + S in V3 (left ventricular hypertrophy)
+    ("r_transition", ("V1", "V2", "V3", "V4", "V5", "V6")),  # the first of V1-V6 whose R outgrows its S; 7: none
+)
 ST_WINDOW_S = (0.06, 0.10)  # after the R peak: the ST segment (J point + 60 ms, at usual QRS widths)
 PR_BASELINE_S = (-0.12, -0.06)  # the PR segment: the isoelectric reference for ST and T
 
@@ -273,11 +283,19 @@ PR_BASELINE_S = (-0.12, -0.06)  # the PR segment: the isoelectric reference for 
 class FeatureSpec:
     """Which features a model takes: the beat features of ``rhythm_lead``, then, for each of ``morphology_leads``,
     its median beat's QRS amplitude, net QRS deflection, ST level and T amplitude (the beats found on the rhythm
-    lead), and the frontal QRS axis when both I and aVF are among them. Stored with the model."""
+    lead), and the frontal QRS axis when both I and aVF are among them; from version beats-2 also each of those
+    leads' Q depth, R height and S depth, and the voltage criteria whose leads are among them. Stored with the
+    model, which is served the version it was trained with."""
 
     rhythm_lead: str = "II"
     morphology_leads: tuple[str, ...] = ()
     version: str = FEATURES_VERSION
+
+    def __post_init__(self) -> None:
+        if self.version not in FEATURE_VERSIONS:
+            raise ValueError(
+                f"beat features version {self.version!r} is not one this code computes ({', '.join(FEATURE_VERSIONS)})"
+            )
 
     @property
     def names(self) -> list[str]:
@@ -285,11 +303,22 @@ class FeatureSpec:
         names += [f"{lead}_{name}" for lead in self.morphology_leads for name in MORPHOLOGY_NAMES]
         if self._has_axis:
             names.append("qrs_axis_deg")
+        if self._has_waves:
+            names += [f"{lead}_{name}" for lead in self.morphology_leads for name in WAVE_NAMES]
+            names += [name for name, _ in self._criteria]
         return names
 
     @property
     def _has_axis(self) -> bool:
         return "I" in self.morphology_leads and "aVF" in self.morphology_leads
+
+    @property
+    def _has_waves(self) -> bool:
+        return self.version != "beats-1" and bool(self.morphology_leads)
+
+    @property
+    def _criteria(self) -> list[tuple[str, tuple[str, ...]]]:
+        return [(name, leads) for name, leads in VOLTAGE_CRITERIA if set(leads) <= set(self.morphology_leads)]
 
     def to_dict(self) -> dict:
         return {
@@ -300,7 +329,7 @@ class FeatureSpec:
 
     @classmethod
     def from_dict(cls, data: dict) -> FeatureSpec:
-        return cls(data["rhythm_lead"], tuple(data.get("morphology_leads", ())), data.get("version", FEATURES_VERSION))
+        return cls(data["rhythm_lead"], tuple(data.get("morphology_leads", ())), data.get("version", "beats-1"))
 
 
 def recording_features(
@@ -317,19 +346,44 @@ def recording_features(
     values = [beat_features(rhythm, sampling_rate, peaks)]
     if spec.morphology_leads:
         columns = [lead_names.index(lead) for lead in spec.morphology_leads]
-        morphology = _lead_morphology(x[:, columns], peaks, sampling_rate)
+        measured = _lead_morphology(x[:, columns], peaks, sampling_rate, spec._has_waves)
+        morphology, waves = measured[:, : len(MORPHOLOGY_NAMES)], measured[:, len(MORPHOLOGY_NAMES) :]
         values.append(morphology.ravel())
         if spec._has_axis:
             net = morphology[:, MORPHOLOGY_NAMES.index("qrs_net")]
             lead_i, lead_avf = net[spec.morphology_leads.index("I")], net[spec.morphology_leads.index("aVF")]
             axis = np.degrees(np.arctan2(lead_avf, lead_i)) if abs(lead_i) + abs(lead_avf) > 1e-9 else 0.0
             values.append(np.array([axis]))
+        if spec._has_waves:
+            values.append(waves.ravel())
+            values.append(_voltage_criteria(waves, spec))
     return np.concatenate(values).astype(np.float32)
 
 
-def _lead_morphology(x: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
-    """(n_leads, len(MORPHOLOGY_NAMES)) from each lead's median beat; zeros without enough beats."""
-    out = np.zeros((x.shape[1], len(MORPHOLOGY_NAMES)))
+def _voltage_criteria(waves: np.ndarray, spec: FeatureSpec) -> np.ndarray:
+    """``spec``'s voltage criteria from its leads' (Q, R, S) rows; zeros when no beat was measured."""
+    if not waves.any():
+        return np.zeros(len(spec._criteria))
+    row = {lead: k for k, lead in enumerate(spec.morphology_leads)}
+    r = {lead: waves[k, WAVE_NAMES.index("r_height")] for lead, k in row.items()}
+    s = {lead: waves[k, WAVE_NAMES.index("s_depth")] for lead, k in row.items()}
+    values = []
+    for name, leads in spec._criteria:
+        if name == "sokolow_lyon_mv":
+            values.append(s["V1"] + max(r["V5"], r["V6"]))
+        elif name == "cornell_mv":
+            values.append(r["aVL"] + s["V3"])
+        else:  # r_transition
+            values.append(next((k + 1 for k, lead in enumerate(leads) if r[lead] > s[lead]), len(leads) + 1))
+    return np.array(values, dtype=np.float64)
+
+
+def _lead_morphology(x: np.ndarray, peaks: np.ndarray, fs: float, waves: bool = False) -> np.ndarray:
+    """(n_leads, len(MORPHOLOGY_NAMES)), then with ``waves`` the len(WAVE_NAMES) columns, from each lead's median
+    beat; zeros without enough beats. The waves within the QRS window, from the PR baseline: R is the lead's highest
+    point, Q the depth of its lowest point up to R, S the depth of its lowest point from R on (0 where it stays above
+    the baseline)."""
+    out = np.zeros((x.shape[1], len(MORPHOLOGY_NAMES) + (len(WAVE_NAMES) if waves else 0)))
     before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
     inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])] if peaks.size else peaks
     if inside.size < MIN_BEATS - 1:
@@ -347,4 +401,10 @@ def _lead_morphology(x: np.ndarray, peaks: np.ndarray, fs: float) -> np.ndarray:
     out[:, 1] = qrs.max(axis=0) + qrs.min(axis=0)
     out[:, 2] = templates[window(ST_WINDOW_S)].mean(axis=0) - baseline
     out[:, 3] = t_wave[np.argmax(np.abs(t_wave), axis=0), np.arange(x.shape[1])]
+    if waves:
+        top = np.argmax(qrs, axis=0)  # each lead's R
+        position = np.arange(qrs.shape[0])[:, None]
+        out[:, 4] = np.maximum(0.0, -np.where(position <= top, qrs, np.inf).min(axis=0))
+        out[:, 5] = np.maximum(0.0, qrs[top, np.arange(x.shape[1])])
+        out[:, 6] = np.maximum(0.0, -np.where(position >= top, qrs, np.inf).min(axis=0))
     return out

@@ -91,17 +91,78 @@ def test_irregularity_separates_atrial_fibrillation_from_sinus_rhythm(data_dir):
 
 
 def test_morphology_features_and_axis_on_a_real_12_lead_record(data_dir):
-    record = read_ecg(data_dir / "ptbxl" / "00001_lr.hea")
+    record = read_ecg(data_dir / "ptbxl" / "00001_lr.hea")  # a normal ECG (PTB-XL: NORM)
     spec = FeatureSpec("II", tuple(record.lead_names))
     cleaned = filter_signal(record.signal, record.sampling_rate, 0.5, 40.0)
     vector = recording_features(cleaned, record.sampling_rate, record.lead_names, spec)
     values = dict(zip(spec.names, vector, strict=True))
-    assert len(vector) == len(spec.names) == len(FEATURE_NAMES) + 4 * 12 + 1
+    assert len(vector) == len(spec.names) == len(FEATURE_NAMES) + 4 * 12 + 1 + 3 * 12 + 3
     assert values["beats_valid"] == 1 and 40 < values["heart_rate_bpm"] < 120
     assert all(values[f"{lead}_qrs_amplitude"] > 0.1 for lead in ("I", "II", "V5"))  # mV
     assert -180 <= values["qrs_axis_deg"] <= 180
     # aVR mirrors the limb leads: its net QRS has the opposite sign to lead II's in a normal ECG
     assert np.sign(values["aVR_qrs_net"]) == -np.sign(values["II_qrs_net"])
+    # R grows and S shrinks across the chest leads: V1 mostly S, V6 mostly R, the transition between
+    assert values["V1_s_depth"] > values["V1_r_height"] and values["V6_r_height"] > values["V6_s_depth"]
+    assert 2 <= values["r_transition"] <= 6
+    for lead in record.lead_names:  # the net deflection and the amplitude are the R and S waves' difference and span
+        r, s = values[f"{lead}_r_height"], values[f"{lead}_s_depth"]
+        assert values[f"{lead}_qrs_net"] == pytest.approx(r - max(s, values[f"{lead}_q_depth"]), abs=1e-5)
+    assert 0.5 < values["sokolow_lyon_mv"] < 3.5  # under the 3.5 mV of left ventricular hypertrophy
+    assert values["sokolow_lyon_mv"] == pytest.approx(
+        values["V1_s_depth"] + max(values["V5_r_height"], values["V6_r_height"]), abs=1e-5
+    )
+    assert values["cornell_mv"] == pytest.approx(values["aVL_r_height"] + values["V3_s_depth"], abs=1e-5)
+
+
+def _beats_with_waves(fs: float, waves: dict[str, tuple[float, float, float]]) -> np.ndarray:
+    """(n_samples, leads) at ``fs``: 12 s of beats each second, every lead with its (Q, R, S) in mV: Q 30 ms before
+    R, S 30 ms after, each a narrow Gaussian, on a flat baseline."""
+    t = np.arange(int(12 * fs)) / fs
+    phase = (t % 1.0) - 0.5  # R at the middle of each second
+
+    def bump(centre: float) -> np.ndarray:
+        return np.exp(-(((phase - centre) / 0.006) ** 2) / 2)
+
+    return np.column_stack([-q * bump(-0.03) + r * bump(0.0) - s * bump(0.03) for q, r, s in waves.values()])
+
+
+def test_qrs_waves_and_voltage_criteria_of_known_beats():
+    leads = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+    rng = np.random.default_rng(0)
+    waves = {lead: tuple(rng.uniform(0.1, 1.0, 3).round(2)) for lead in leads}
+    waves["II"] = (0.1, 1.5, 0.2)  # the rhythm lead: a clear R
+    waves.update({"V1": (0.0, 0.2, 1.2), "V2": (0.0, 0.4, 1.0), "V3": (0.1, 0.7, 0.6), "V5": (0.1, 1.6, 0.3)})
+    fs = 500.0
+    spec = FeatureSpec("II", leads)
+    values = dict(zip(spec.names, recording_features(_beats_with_waves(fs, waves), fs, list(leads), spec), strict=True))
+    for lead, (q, r, s) in waves.items():
+        assert [values[f"{lead}_q_depth"], values[f"{lead}_r_height"], values[f"{lead}_s_depth"]] == pytest.approx(
+            [q, r, s], abs=2e-3
+        ), lead
+    r_v6 = waves["V6"][1]
+    assert values["sokolow_lyon_mv"] == pytest.approx(1.2 + max(1.6, r_v6), abs=4e-3)
+    assert values["cornell_mv"] == pytest.approx(waves["aVL"][1] + 0.6, abs=4e-3)
+    assert values["r_transition"] == 3  # V3: R 0.7 over S 0.6
+
+
+def test_feature_versions():
+    """A model is served the features it was trained on: beats-1 without the waves, whose vector beats-2 extends;
+    an unknown version is refused by name."""
+    leads = ("I", "II", "V1", "V5", "V6")
+    old, new = FeatureSpec("II", leads, "beats-1"), FeatureSpec("II", leads, "beats-2")
+    assert new.names[: len(old.names)] == old.names
+    waves = [f"{lead}_{wave}" for lead in leads for wave in ("q_depth", "r_height", "s_depth")]
+    assert new.names[len(old.names) :] == [*waves, "sokolow_lyon_mv"]  # Cornell needs aVL and V3, the transition V1-V6
+    signal = _beats_with_waves(250.0, {lead: (0.1, 1.0, 0.3) for lead in leads})
+    a = recording_features(signal, 250.0, list(leads), old)
+    b = recording_features(signal, 250.0, list(leads), new)
+    assert len(a) == len(old.names) and len(b) == len(new.names)
+    np.testing.assert_array_equal(a, b[: len(a)])
+    assert FeatureSpec("II").names == FeatureSpec("II", version="beats-1").names  # no morphology: no waves either
+    assert FeatureSpec.from_dict({"rhythm_lead": "II", "morphology_leads": list(leads)}).version == "beats-1"
+    with pytest.raises(ValueError, match="beats-9"):
+        FeatureSpec("II", leads, "beats-9")
 
 
 def test_sleepecg_step_by_step_finds_sleepecgs_beats_on_real_records(data_dir):

@@ -201,3 +201,17 @@ def _beats():
     from ecg_shared.beats import FeatureSpec
 
     return FeatureSpec("II", ())
+
+
+def test_an_existing_models_features_are_loaded_at_its_own_version(db_session, ptbxl_slice):
+    """Scoring a stored model on its card's data (drift reference, rate check) needs the features it was trained on:
+    a beats-1 model's 72 values for 12 leads, where a new job gets beats-2's 111, the same 72 first."""
+    from ecg_shared.beats import FeatureSpec
+
+    request = ptbxl_request(ptbxl_slice, features="beats+morphology")
+    current = load_training_data(db_session, request)
+    old = load_training_data(db_session, request, FeatureSpec("II", tuple(TWELVE), "beats-1"))
+    assert current.train.features.shape[1] == len(FeatureSpec("II", tuple(TWELVE)).names) == 111
+    assert old.train.features.shape[1] == 72
+    assert old.train.recording_ids == current.train.recording_ids
+    assert np.array_equal(old.train.features, current.train.features[:, :72])

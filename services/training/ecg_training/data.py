@@ -230,16 +230,20 @@ def _split_indices(y: np.ndarray, request: TrainingJobRequest) -> tuple[np.ndarr
     return np.sort(train), np.sort(validation), np.sort(test)
 
 
-def load_training_data(session: Session, request: TrainingJobRequest) -> TrainingData:
+def load_training_data(
+    session: Session, request: TrainingJobRequest, features: FeatureSpec | None = None
+) -> TrainingData:
     """Read, clean (once: the worker's cache keeps it) and split the recordings a request names. Raises
     :class:`TrainingDataError` with the reason. The data holds a lease on the cache's spec until ``close()``; once it
-    is loaded, the cache is brought under ``training_cache_max_size`` by evicting what no job uses."""
+    is loaded, the cache is brought under ``training_cache_max_size`` by evicting what no job uses. ``features``:
+    an existing model's own feature spec (its version), to score it on its data; by default the request's, at this
+    code's version (:func:`feature_spec`)."""
     settings = get_settings()
     cache = SignalCache(settings.training_cache_dir)
     spec = preprocessing_spec(request)
     lease = cache.lease(spec)
     try:
-        data = _load(session, request, spec, cache)
+        data = _load(session, request, spec, cache, features or feature_spec(request))
     except BaseException:
         lease.close()
         raise
@@ -249,11 +253,16 @@ def load_training_data(session: Session, request: TrainingJobRequest) -> Trainin
     return data
 
 
-def _load(session: Session, request: TrainingJobRequest, spec: PreprocessingSpec, cache: SignalCache) -> TrainingData:
+def _load(
+    session: Session,
+    request: TrainingJobRequest,
+    spec: PreprocessingSpec,
+    cache: SignalCache,
+    features: FeatureSpec | None,
+) -> TrainingData:
     candidates = _select_candidates(session, request)
     classes = _classes(request, [c for _, c, _ in candidates])
     class_index = {name: i for i, name in enumerate(classes)}
-    features = feature_spec(request)
     feature_key = None if features is None else _feature_key(features)
     chunks, ids, chunk_of, row_of, labels, vectors, infos = [], [], [], [], [], [], []
     skipped: Counter = Counter()

@@ -55,6 +55,12 @@ def card_request(card: dict, metadata: ModelMetadata) -> TrainingJobRequest:
     )
 
 
+def card_data(db, card: dict, metadata: ModelMetadata) -> TrainingData:
+    """The recordings the card's job trained, validated and tested on, with the model's own features (its version,
+    which may be older than this code's)."""
+    return load_training_data(db, card_request(card, metadata), metadata.feature_spec)
+
+
 def check_card_split(card: dict, data: TrainingData) -> None:
     """Stop unless ``data``'s validation split has the card's class counts (the database holds the card's data)."""
     split = data.validation
@@ -66,9 +72,8 @@ def check_card_split(card: dict, data: TrainingData) -> None:
 def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, np.ndarray, ModelMetadata]:
     session = ort.InferenceSession(model_path.read_bytes(), providers=["CPUExecutionProvider"])
     metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
-    request = card_request(card, metadata)
     with session_scope() as db:
-        data = load_training_data(db, request)
+        data = card_data(db, card, metadata)
     split = data.validation
     check_card_split(card, data)
     raw = recording_outputs(session, split, data.spec)
@@ -103,7 +108,7 @@ def network_on_validation(model_path: Path) -> NetworkOnValidation:
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
     with session_scope() as db:
-        data = load_training_data(db, card_request(card, metadata))
+        data = card_data(db, card, metadata)
     check_card_split(card, data)
     network = recording_outputs(session, data.validation, data.spec, NETWORK_OUTPUT)
     return NetworkOnValidation(card, metadata, session, data, network)

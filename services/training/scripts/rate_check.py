@@ -29,7 +29,6 @@ from ecg_inference.models import load_bundled
 from ecg_shared.db import Recording, session_scope
 from ecg_shared.formats.record import Record
 from ecg_shared.preprocessing import resample
-from ecg_training.data import load_training_data
 
 
 def at_rate(record: Record, rate: float) -> Record:
@@ -49,7 +48,7 @@ def main(model_path: Path, rate: float = 500.0) -> None:
     models = load_bundled(model_path.parent, [name])
     metadata = models.models[name].metadata
     with session_scope() as db:
-        data = load_training_data(db, drift_reference.card_request(card, metadata))
+        data = drift_reference.card_data(db, card, metadata)
         test = data.test
         counts = {c: int((test.y == i).sum()) for i, c in enumerate(data.classes)}
         if counts != card["data"]["class_counts"]["test"]:

@@ -150,7 +150,8 @@ class TrainingJobRequest(BaseModel):
     features: Literal["none", "beats", "beats+morphology"] = Field(
         "none",
         description="fuse beat features with the network (docs/training.md): 'beats' the RR and beat features of "
-        "lead II, 'beats+morphology' also each lead's median-beat QRS, ST and T measurements",
+        "lead II, 'beats+morphology' also each lead's median-beat QRS (with its Q, R and S waves), ST and T "
+        "measurements",
     )
     ensemble: int = Field(
         1,

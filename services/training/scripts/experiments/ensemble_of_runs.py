@@ -26,7 +26,6 @@ import drift_reference  # the script beside it: the card's recipe and split
 from ecg_shared.db import session_scope
 from ecg_shared.evaluation import evaluate
 from ecg_shared.model_metadata import ModelMetadata
-from ecg_training.data import load_training_data
 from ecg_training.fusion import NETWORK_OUTPUT, choose_blend_weight, fit_feature_model
 
 
@@ -49,7 +48,7 @@ def main(paths: list[Path]) -> None:
         session, metadata = network_output(path, len(card["classes"]))
         if data is None:
             with session_scope() as db:
-                data = load_training_data(db, drift_reference.card_request(card, metadata))
+                data = drift_reference.card_data(db, card, metadata)
         networks[path] = drift_reference.recording_outputs(session, data.validation, data.spec, NETWORK_OUTPUT)
 
     def score(p: np.ndarray) -> float:

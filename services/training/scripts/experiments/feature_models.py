@@ -14,6 +14,11 @@ With ``--intervals``, the trainer's trees are also fitted with four more feature
 of neurokit2's delineator as the report measures them (``ecg_shared.intervals.measure_intervals`` on the stored
 recording; -1 where not measured), seeds 0-2.
 
+With ``--waves``, the trainer's trees are also fitted with the QRS waves of each lead's median beat (``wave_features``:
+Q depth, R height and S depth; the Sokolow-Lyon and Cornell voltages; where R first outgrows S across V1-V6), on the
+signal the model's features come from, seeds 0-2. With ``--waves --conduction``, also with the waves and
+``conduction_features`` (each lead's QRS width, the widest, each lead's T-peak latency, the R' of V1 and V2).
+
 The test split is never read.
 
     ECG_DATABASE_URL=... .venv/bin/python services/training/scripts/experiments/feature_models.py \\
@@ -87,7 +92,117 @@ def interval_features(recording_ids: list[int]) -> np.ndarray:
     return out
 
 
-def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[float]]) -> None:
+WAVE_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
+
+
+def wave_features(recording_ids: list[int], spec) -> np.ndarray:
+    """(recordings, 12 x 3 + 3): for each of the 12 leads, its median beat's Q depth, R height and S depth (mV from
+    the PR baseline: the lowest point before the lead's QRS maximum, that maximum, the lowest point after it, within
+    the QRS window), with the beats found as ``recording_features`` finds them; then Sokolow-Lyon (S in V1 + the larger
+    R of V5 and V6), Cornell (R in aVL + S in V3) and the transition (the first of V1-V6 whose R outgrows its S, 1-6;
+    7 if none). Zeros without enough beats."""
+    from sqlalchemy import select
+
+    from ecg_shared.beats import (
+        BEAT_AFTER_S,
+        BEAT_BEFORE_S,
+        MIN_BEATS,
+        PR_BASELINE_S,
+        QRS_HALF_WIDTH_S,
+        detect_beats,
+    )
+    from ecg_shared.db.models import Recording
+    from ecg_shared.preprocessing import clean
+
+    fs = spec.sampling_rate
+    before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
+    offsets = np.arange(-before, after + 1) / fs
+    in_qrs = np.abs(offsets) <= QRS_HALF_WIDTH_S
+    in_pr = (offsets >= PR_BASELINE_S[0]) & (offsets <= PR_BASELINE_S[1])
+    out = np.zeros((len(recording_ids), len(WAVE_LEADS) * 3 + 3))
+    with session_scope() as db:
+        rows = {r.id: r for r in db.scalars(select(Recording).where(Recording.id.in_(recording_ids)))}
+        for i, rid in enumerate(recording_ids):
+            x = np.asarray(clean(rows[rid].to_record(), spec), dtype=np.float64)  # the model's leads, in its order
+            peaks = detect_beats(x[:, list(spec.leads).index("II")], fs)
+            inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])]
+            if inside.size < MIN_BEATS - 1:
+                continue
+            templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
+            qrs = templates[in_qrs] - templates[in_pr].mean(axis=0)
+            top = np.argmax(qrs, axis=0)
+            waves = np.zeros((len(WAVE_LEADS), 3))
+            for lead in range(len(WAVE_LEADS)):
+                column = qrs[:, lead]
+                waves[lead] = (
+                    max(0.0, -column[: top[lead] + 1].min()),
+                    max(0.0, column[top[lead]]),
+                    max(0.0, -column[top[lead] :].min()),
+                )
+            r, s = waves[:, 1], waves[:, 2]
+            at = {name: k for k, name in enumerate(WAVE_LEADS)}
+            precordial = [at[f"V{k}"] for k in range(1, 7)]
+            transition = next((k + 1 for k, lead in enumerate(precordial) if r[lead] > s[lead]), 7)
+            out[i] = np.concatenate(
+                [
+                    waves.ravel(),
+                    [s[at["V1"]] + max(r[at["V5"]], r[at["V6"]]), r[at["aVL"]] + s[at["V3"]], transition],
+                ]
+            )
+    return out
+
+
+def conduction_features(recording_ids: list[int], spec) -> np.ndarray:
+    """(recordings, 12 + 1 + 12 + 2): each lead's QRS width at half its amplitude and their largest (bundle branch
+    blocks widen the QRS), each lead's T-peak latency after R (a QT proxy), and the R' of V1 and V2 (a second
+    positive wave after S: RSR', right bundle branch block). Zeros without enough beats."""
+    from sqlalchemy import select
+
+    from ecg_shared.beats import (
+        BEAT_AFTER_S,
+        BEAT_BEFORE_S,
+        MIN_BEATS,
+        PR_BASELINE_S,
+        QRS_HALF_WIDTH_S,
+        T_WINDOW_S,
+        _half_amplitude_width,
+        detect_beats,
+    )
+    from ecg_shared.db.models import Recording
+    from ecg_shared.preprocessing import clean
+
+    fs = spec.sampling_rate
+    before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
+    offsets = np.arange(-before, after + 1) / fs
+    in_qrs = np.abs(offsets) <= QRS_HALF_WIDTH_S
+    in_pr = (offsets >= PR_BASELINE_S[0]) & (offsets <= PR_BASELINE_S[1])
+    in_t = (offsets >= T_WINDOW_S[0]) & (offsets <= T_WINDOW_S[1])
+    leads = list(spec.leads)
+    out = np.zeros((len(recording_ids), 12 + 1 + 12 + 2))
+    with session_scope() as db:
+        rows = {r.id: r for r in db.scalars(select(Recording).where(Recording.id.in_(recording_ids)))}
+        for i, rid in enumerate(recording_ids):
+            x = np.asarray(clean(rows[rid].to_record(), spec), dtype=np.float64)
+            peaks = detect_beats(x[:, leads.index("II")], fs)
+            inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])]
+            if inside.size < MIN_BEATS - 1:
+                continue
+            templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
+            templates = templates - templates[in_pr].mean(axis=0)
+            widths = [_half_amplitude_width(templates[:, k], before, fs) for k in range(len(WAVE_LEADS))]
+            t_wave = templates[in_t]
+            latency = offsets[in_t][np.argmax(np.abs(t_wave), axis=0)]
+            primes = []
+            for name in ("V1", "V2"):
+                qrs = templates[in_qrs, leads.index(name)]
+                top = int(np.argmax(qrs))
+                low = top + int(np.argmin(qrs[top:]))
+                primes.append(max(0.0, float(qrs[low:].max())) if low < qrs.size - 1 else 0.0)
+            out[i] = np.concatenate([widths, [max(widths)], latency, primes])
+    return out
+
+
+def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[float]], with_waves: bool = False) -> None:
     """Print each candidate's validation scores for one model file; add its fused scores to ``summary``."""
     run = drift_reference.network_on_validation(model_path)
     card, metadata, data, network = run.card, run.metadata, run.data, run.network
@@ -112,6 +227,28 @@ def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[floa
             summary.setdefault("gbm + intervals", []).append(scores[weight])
             print(f"  gbm + intervals seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
         return
+    if with_waves:
+        train_x = np.hstack([data.train.features, wave_features(data.train.recording_ids, data.spec)])
+        validation_x = np.hstack([validation.features, wave_features(validation.recording_ids, data.spec)])
+        arms = [("gbm", (data.train.features, validation.features)), ("gbm + waves", (train_x, validation_x))]
+        if "--conduction" in sys.argv:
+            arms.append(
+                (
+                    "gbm + waves + conduction",
+                    (
+                        np.hstack([train_x, conduction_features(data.train.recording_ids, data.spec)]),
+                        np.hstack([validation_x, conduction_features(validation.recording_ids, data.spec)]),
+                    ),
+                )
+            )
+        for seed in (0, 1, 2):
+            for name, (tx, vx) in arms:
+                predict = fit_feature_model(tx, data.train.y, n_classes, seed).predict
+                weight, scores = choose_blend_weight(network, predict(vx), score)
+                summary.setdefault(name, []).append(scores[weight])
+                print(f"  {name} seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
+        print(f"  ({time.monotonic() - started:.0f} s)")
+        return
     for name, predictors in candidates(data.train.features, data.train.y, n_classes).items():
         alone, fused = [], []
         for predict in predictors:
@@ -125,13 +262,14 @@ def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[floa
     print(f"  ({time.monotonic() - started:.0f} s)")
 
 
-def main(model_paths: list[Path], with_intervals: bool = False) -> None:
+def main(model_paths: list[Path], with_intervals: bool = False, with_waves: bool = False) -> None:
     warnings.filterwarnings("ignore", category=FutureWarning)
     summary: dict[str, list[float]] = {}
     for model_path in model_paths:
-        compare(model_path, with_intervals, summary)
+        compare(model_path, with_intervals, summary, with_waves)
     print("mean fused over files and seeds:", {k: round(float(np.mean(v)), 4) for k, v in summary.items()})
 
 
 if __name__ == "__main__":
-    main([Path(p) for p in sys.argv[1:] if p != "--intervals"], "--intervals" in sys.argv)
+    options = {"--intervals", "--waves", "--conduction"}
+    main([Path(p) for p in sys.argv[1:] if p not in options], "--intervals" in sys.argv, "--waves" in sys.argv)
