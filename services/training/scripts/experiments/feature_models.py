@@ -17,7 +17,8 @@ recording; -1 where not measured), seeds 0-2.
 With ``--waves``, the trainer's trees are also fitted with the QRS waves of each lead's median beat (``wave_features``:
 Q depth, R height and S depth; the Sokolow-Lyon and Cornell voltages; where R first outgrows S across V1-V6), on the
 signal the model's features come from, seeds 0-2. With ``--waves --conduction``, also with the waves and
-``conduction_features`` (each lead's QRS width, the widest, each lead's T-peak latency, the R' of V1 and V2).
+``conduction_features`` (each lead's QRS width, the widest, each lead's T-peak latency, the R' of V1 and V2); with
+``--waves --relative``, also with the waves and each lead's T and ST over its QRS (``relative``).
 
 The test split is never read.
 
@@ -202,6 +203,16 @@ def conduction_features(recording_ids: list[int], spec) -> np.ndarray:
     return out
 
 
+def relative(x: np.ndarray) -> np.ndarray:
+    """``x`` (beats-1 features of 12 leads, then the waves) with each lead's T amplitude and ST level over its QRS
+    amplitude appended (24 values)."""
+    from ecg_shared.beats import FEATURE_NAMES, MORPHOLOGY_NAMES
+
+    leads = x[:, len(FEATURE_NAMES) : len(FEATURE_NAMES) + 12 * len(MORPHOLOGY_NAMES)].reshape(len(x), 12, -1)
+    qrs = np.maximum(leads[:, :, 0], 1e-3)
+    return np.hstack([x, leads[:, :, 3] / qrs, leads[:, :, 2] / qrs])
+
+
 def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[float]], with_waves: bool = False) -> None:
     """Print each candidate's validation scores for one model file; add its fused scores to ``summary``."""
     run = drift_reference.network_on_validation(model_path)
@@ -231,6 +242,8 @@ def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[floa
         train_x = np.hstack([data.train.features, wave_features(data.train.recording_ids, data.spec)])
         validation_x = np.hstack([validation.features, wave_features(validation.recording_ids, data.spec)])
         arms = [("gbm", (data.train.features, validation.features)), ("gbm + waves", (train_x, validation_x))]
+        if "--relative" in sys.argv:  # each lead's T and ST against its QRS: what the trees see, as ratios
+            arms.append(("gbm + waves + relative", (relative(train_x), relative(validation_x))))
         if "--conduction" in sys.argv:
             arms.append(
                 (
@@ -271,5 +284,5 @@ def main(model_paths: list[Path], with_intervals: bool = False, with_waves: bool
 
 
 if __name__ == "__main__":
-    options = {"--intervals", "--waves", "--conduction"}
+    options = {"--intervals", "--waves", "--conduction", "--relative"}
     main([Path(p) for p in sys.argv[1:] if p not in options], "--intervals" in sys.argv, "--waves" in sys.argv)
