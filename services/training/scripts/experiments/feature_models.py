@@ -96,69 +96,36 @@ def interval_features(recording_ids: list[int]) -> np.ndarray:
 WAVE_LEADS = ("I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6")
 
 
-def wave_features(recording_ids: list[int], spec) -> np.ndarray:
-    """(recordings, 12 x 3 + 3): for each of the 12 leads, its median beat's Q depth, R height and S depth (mV from
-    the PR baseline: the lowest point before the lead's QRS maximum, that maximum, the lowest point after it, within
-    the QRS window), with the beats found as ``recording_features`` finds them; then Sokolow-Lyon (S in V1 + the larger
-    R of V5 and V6), Cornell (R in aVL + S in V3) and the transition (the first of V1-V6 whose R outgrows its S, 1-6;
-    7 if none). Zeros without enough beats."""
+def _cleaned(recording_ids: list[int], spec) -> list[np.ndarray]:
+    """Each stored recording cleaned as the model's spec cleans it (what its features are computed on), in order."""
     from sqlalchemy import select
 
-    from ecg_shared.beats import (
-        BEAT_AFTER_S,
-        BEAT_BEFORE_S,
-        MIN_BEATS,
-        PR_BASELINE_S,
-        QRS_HALF_WIDTH_S,
-        detect_beats,
-    )
     from ecg_shared.db.models import Recording
     from ecg_shared.preprocessing import clean
 
-    fs = spec.sampling_rate
-    before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
-    offsets = np.arange(-before, after + 1) / fs
-    in_qrs = np.abs(offsets) <= QRS_HALF_WIDTH_S
-    in_pr = (offsets >= PR_BASELINE_S[0]) & (offsets <= PR_BASELINE_S[1])
-    out = np.zeros((len(recording_ids), len(WAVE_LEADS) * 3 + 3))
     with session_scope() as db:
         rows = {r.id: r for r in db.scalars(select(Recording).where(Recording.id.in_(recording_ids)))}
-        for i, rid in enumerate(recording_ids):
-            x = np.asarray(clean(rows[rid].to_record(), spec), dtype=np.float64)  # the model's leads, in its order
-            peaks = detect_beats(x[:, list(spec.leads).index("II")], fs)
-            inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])]
-            if inside.size < MIN_BEATS - 1:
-                continue
-            templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
-            qrs = templates[in_qrs] - templates[in_pr].mean(axis=0)
-            top = np.argmax(qrs, axis=0)
-            waves = np.zeros((len(WAVE_LEADS), 3))
-            for lead in range(len(WAVE_LEADS)):
-                column = qrs[:, lead]
-                waves[lead] = (
-                    max(0.0, -column[: top[lead] + 1].min()),
-                    max(0.0, column[top[lead]]),
-                    max(0.0, -column[top[lead] :].min()),
-                )
-            r, s = waves[:, 1], waves[:, 2]
-            at = {name: k for k, name in enumerate(WAVE_LEADS)}
-            precordial = [at[f"V{k}"] for k in range(1, 7)]
-            transition = next((k + 1 for k, lead in enumerate(precordial) if r[lead] > s[lead]), 7)
-            out[i] = np.concatenate(
-                [
-                    waves.ravel(),
-                    [s[at["V1"]] + max(r[at["V5"]], r[at["V6"]]), r[at["aVL"]] + s[at["V3"]], transition],
-                ]
-            )
-    return out
+        return [np.asarray(clean(rows[rid].to_record(), spec), dtype=np.float64) for rid in recording_ids]
+
+
+def wave_features(recording_ids: list[int], spec) -> np.ndarray:
+    """(recordings, 12 x 3 + 3): what features version beats-2 adds to beats-1 (``ecg_shared.beats``): each lead's
+    median beat's Q depth, R height and S depth, then the Sokolow-Lyon, Cornell and R-transition criteria. (This
+    experiment measured them first, with its own copy of that computation, equal on 120 PTB-XL records.)"""
+    from ecg_shared.beats import FeatureSpec, recording_features
+
+    leads = tuple(spec.leads)
+    waves, first = FeatureSpec("II", leads, "beats-2"), len(FeatureSpec("II", leads, "beats-1").names)
+    return np.array(
+        [recording_features(x, spec.sampling_rate, list(leads), waves)[first:] for x in _cleaned(recording_ids, spec)]
+    )
 
 
 def conduction_features(recording_ids: list[int], spec) -> np.ndarray:
     """(recordings, 12 + 1 + 12 + 2): each lead's QRS width at half its amplitude and their largest (bundle branch
     blocks widen the QRS), each lead's T-peak latency after R (a QT proxy), and the R' of V1 and V2 (a second
-    positive wave after S: RSR', right bundle branch block). Zeros without enough beats."""
-    from sqlalchemy import select
-
+    positive wave after S: RSR', right bundle branch block), on the median beats of the beats found on lead II as
+    ``recording_features`` finds them, from the PR baseline. Zeros without enough beats."""
     from ecg_shared.beats import (
         BEAT_AFTER_S,
         BEAT_BEFORE_S,
@@ -169,8 +136,6 @@ def conduction_features(recording_ids: list[int], spec) -> np.ndarray:
         _half_amplitude_width,
         detect_beats,
     )
-    from ecg_shared.db.models import Recording
-    from ecg_shared.preprocessing import clean
 
     fs = spec.sampling_rate
     before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
@@ -180,26 +145,22 @@ def conduction_features(recording_ids: list[int], spec) -> np.ndarray:
     in_t = (offsets >= T_WINDOW_S[0]) & (offsets <= T_WINDOW_S[1])
     leads = list(spec.leads)
     out = np.zeros((len(recording_ids), 12 + 1 + 12 + 2))
-    with session_scope() as db:
-        rows = {r.id: r for r in db.scalars(select(Recording).where(Recording.id.in_(recording_ids)))}
-        for i, rid in enumerate(recording_ids):
-            x = np.asarray(clean(rows[rid].to_record(), spec), dtype=np.float64)
-            peaks = detect_beats(x[:, leads.index("II")], fs)
-            inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])]
-            if inside.size < MIN_BEATS - 1:
-                continue
-            templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
-            templates = templates - templates[in_pr].mean(axis=0)
-            widths = [_half_amplitude_width(templates[:, k], before, fs) for k in range(len(WAVE_LEADS))]
-            t_wave = templates[in_t]
-            latency = offsets[in_t][np.argmax(np.abs(t_wave), axis=0)]
-            primes = []
-            for name in ("V1", "V2"):
-                qrs = templates[in_qrs, leads.index(name)]
-                top = int(np.argmax(qrs))
-                low = top + int(np.argmin(qrs[top:]))
-                primes.append(max(0.0, float(qrs[low:].max())) if low < qrs.size - 1 else 0.0)
-            out[i] = np.concatenate([widths, [max(widths)], latency, primes])
+    for i, x in enumerate(_cleaned(recording_ids, spec)):
+        peaks = detect_beats(x[:, leads.index("II")], fs)
+        inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])]
+        if inside.size < MIN_BEATS - 1:
+            continue
+        templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
+        templates = templates - templates[in_pr].mean(axis=0)
+        widths = [_half_amplitude_width(templates[:, k], before, fs) for k in range(len(WAVE_LEADS))]
+        latency = offsets[in_t][np.argmax(np.abs(templates[in_t]), axis=0)]
+        primes = []
+        for name in ("V1", "V2"):
+            qrs = templates[in_qrs, leads.index(name)]
+            top = int(np.argmax(qrs))
+            low = top + int(np.argmin(qrs[top:]))
+            primes.append(max(0.0, float(qrs[low:].max())) if low < qrs.size - 1 else 0.0)
+        out[i] = np.concatenate([widths, [max(widths)], latency, primes])
     return out
 
 
