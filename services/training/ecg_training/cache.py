@@ -191,37 +191,39 @@ class SignalCache:
         """Delete the least recently used chunks of the specs no job holds a lease on (and what crashed writers left
         there) until the cache holds at most ``max_bytes``; the specs in use are never touched, so the cache may stay
         above ``max_bytes`` when they alone fill it."""
-        folders = self._spec_folders()
-        sizes = {folder: _folder_bytes(folder) for folder in folders}
-        total, freed, removed, in_use = sum(sizes.values()), 0, 0, 0
+        # Each spec folder's entries (chunks, spec.json, temporaries) and their bytes, walked once.
+        sizes = {folder: {entry: _entry_bytes(entry) for entry in folder.iterdir()} for folder in self._spec_folders()}
+        total = sum(sum(entries.values()) for entries in sizes.values())
+        freed, removed, in_use = 0, 0, 0
         if total <= max_bytes:
             return Eviction(total, total, 0, 0, 0)
         locks = []
         try:
             candidates = []
-            for folder in folders:
+            for folder, entries in sizes.items():
                 lock = SpecLease(self.root / LOCKS / folder.name, exclusive=True)
                 if not lock.held:
-                    in_use += sizes[folder]
+                    in_use += sum(entries.values())
                     continue
                 locks.append(lock)
-                for entry in folder.iterdir():
+                for entry, size in list(entries.items()):
                     if entry.name.startswith("."):  # a crashed writer's temporary chunk or features file
-                        freed += _entry_bytes(entry)
+                        freed += size
                         _remove(entry)
+                        del entries[entry]
                     elif entry.is_dir():
                         candidates.append((_last_use(entry), entry))
             candidates.sort(key=lambda item: item[0])
             for _, chunk in candidates:
                 if total - freed <= max_bytes:
                     break
-                freed += _entry_bytes(chunk)
+                freed += sizes[chunk.parent].pop(chunk)
                 removed += 1
                 _remove(chunk)
             for lock in locks:
                 folder = self.root / lock.path.name
                 if folder.is_dir() and not any(entry.is_dir() for entry in folder.iterdir()):
-                    freed += _folder_bytes(folder)  # the spec has no chunk left: its spec.json goes too
+                    freed += sum(sizes[folder].values())  # the spec has no chunk left: its spec.json goes too
                     shutil.rmtree(folder, ignore_errors=True)
         finally:
             for lock in locks:
