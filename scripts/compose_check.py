@@ -77,11 +77,29 @@ def images(pairs: list[str], run: str) -> None:
     runs[run] = {"measured": measured, "engine": engine, "images": rows}
     RESULTS.mkdir(parents=True, exist_ok=True)
     path.write_text(json.dumps({"command": "make compose-test", "runs": runs}, indent=2) + "\n")
+    lines = write_images_table(runs)
+    text = README.read_text()
+    if START_MARKER in text and END_MARKER in text and inference:
+        head, rest = text.split(START_MARKER, 1)
+        tail = rest.split(END_MARKER, 1)[1]
+        line = (
+            f"The inference image (`docker/inference.Dockerfile`: onnxruntime, no TensorFlow) is "
+            f"{inference['size_mb']:,} MB (measured {measured[:10]} by `make compose-test`; every image, with build "
+            "times: bench/results/images.md)."
+        )
+        README.write_text(f"{head}{START_MARKER}\n{line}\n{END_MARKER}{tail}")
+    print("\n".join(lines))
+
+
+def write_images_table(runs: dict, path: Path = RESULTS / "images.md") -> list[str]:
+    """Write ``path`` (bench/results/images.md) from the kept runs: each image's size as the latest run measured it
+    (the one the README quotes), and both runs' build times. Returns the table's lines."""
     seconds = {kind: {r["image"]: r["build_s"] for r in runs[kind]["images"]} for kind in runs}
     names = sorted({r["image"] for kind in runs for r in runs[kind]["images"]})
-    sizes = {r["image"]: r["size_mb"] for kind in ("cold", "warm") if kind in runs for r in runs[kind]["images"]}
+    by_time = sorted(runs, key=lambda kind: runs[kind]["measured"])  # the latest run last, its sizes kept
+    sizes = {r["image"]: r["size_mb"] for kind in by_time for r in runs[kind]["images"]}
     lines = [
-        "| image | size (MB) | build (s), cold | build (s), warm |",
+        f"| image | size (MB), {by_time[-1]} run | build (s), cold | build (s), warm |",
         "| --- | --- | --- | --- |",
         *(
             f"| `{name}` | {sizes[name]:,} | {seconds.get('cold', {}).get(name, '–')} | "
@@ -96,18 +114,8 @@ def images(pairs: list[str], run: str) -> None:
         " `ecg-standin/*` are the stand-in base images built where no registry can be reached (docs/deploy.md);"
         " the service images' sizes include their base (the stand-in Python image where one was used)."
     )
-    (RESULTS / "images.md").write_text("# Image sizes and build times\n\n" + note + "\n\n" + "\n".join(lines) + "\n")
-    text = README.read_text()
-    if START_MARKER in text and END_MARKER in text and inference:
-        head, rest = text.split(START_MARKER, 1)
-        tail = rest.split(END_MARKER, 1)[1]
-        line = (
-            f"The inference image (`docker/inference.Dockerfile`: onnxruntime, no TensorFlow) is "
-            f"{inference['size_mb']:,} MB (measured {measured[:10]} by `make compose-test`; every image, with build "
-            "times: bench/results/images.md)."
-        )
-        README.write_text(f"{head}{START_MARKER}\n{line}\n{END_MARKER}{tail}")
-    print("\n".join(lines))
+    path.write_text("# Image sizes and build times\n\n" + note + "\n\n" + "\n".join(lines) + "\n")
+    return lines
 
 
 # --- the stack -------------------------------------------------------------------------------------------------------

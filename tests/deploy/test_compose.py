@@ -569,3 +569,30 @@ def test_each_package_wheel_holds_every_file_of_its_package(project, tmp_path):
     ]
     missing = sorted(p for p in package_files if p not in inside)
     assert not missing, f"{wheel.name} lacks {missing}: declare them as package data in {project}/pyproject.toml"
+
+
+def test_the_images_table_gives_each_images_size_from_the_latest_run(tmp_path):
+    """bench/results/images.md, which `make compose-test` writes: the sizes are the latest run's (the run the README
+    quotes), whichever kind it was; both runs' build times stand beside them."""
+    import importlib.util
+
+    spec = importlib.util.spec_from_file_location("compose_check", REPO_ROOT / "scripts" / "compose_check.py")
+    compose_check = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(compose_check)
+    image = "ecg-inference:latest"
+    runs = {
+        "cold": {
+            "measured": "2026-12-03T14:53:23+00:00",
+            "engine": "20",
+            "images": [{"image": image, "size_mb": 1033, "build_s": 51}],
+        },
+        "warm": {
+            "measured": "2026-12-02T00:35:44+00:00",
+            "engine": "20",
+            "images": [{"image": image, "size_mb": 1036, "build_s": 1}],
+        },
+    }
+    lines = compose_check.write_images_table(runs, tmp_path / "images.md")
+    assert lines[0] == "| image | size (MB), cold run | build (s), cold | build (s), warm |"
+    assert lines[2] == f"| `{image}` | 1,033 | 51 | 1 |"
+    assert (tmp_path / "images.md").read_text().endswith("\n".join(lines) + "\n")
