@@ -14,9 +14,11 @@ With ``--intervals``, the trainer's trees are also fitted with four more feature
 of neurokit2's delineator as the report measures them (``ecg_shared.intervals.measure_intervals`` on the stored
 recording; -1 where not measured), seeds 0-2.
 
-With ``--waves``, the trainer's trees are also fitted with the QRS waves of each lead's median beat (``wave_features``:
-Q depth, R height and S depth; the Sokolow-Lyon and Cornell voltages; where R first outgrows S across V1-V6), on the
-signal the model's features come from, seeds 0-2. With ``--waves --conduction``, also with the waves and
+With ``--waves``, the trainer's trees are also fitted with what ``beats+morphology`` at version beats-2 adds to the
+model's own features (``wave_features``): for a 12-lead beats-1 model the QRS waves of each lead's median beat (Q
+depth, R height and S depth; the Sokolow-Lyon and Cornell voltages; where R first outgrows S across V1-V6), for a
+single-lead ``beats`` model its lead's median-beat morphology and waves; on the signal the model's features come
+from, seeds 0-2. With ``--waves --conduction``, also with the waves and
 ``conduction_features`` (each lead's QRS width, the widest, each lead's T-peak latency, the R' of V1 and V2); with
 ``--waves --relative``, also with the waves and each lead's T and ST over its QRS (``relative``).
 
@@ -108,16 +110,20 @@ def _cleaned(recording_ids: list[int], spec) -> list[np.ndarray]:
         return [np.asarray(clean(rows[rid].to_record(), spec), dtype=np.float64) for rid in recording_ids]
 
 
-def wave_features(recording_ids: list[int], spec) -> np.ndarray:
-    """(recordings, 12 x 3 + 3): what features version beats-2 adds to beats-1 (``ecg_shared.beats``): each lead's
-    median beat's Q depth, R height and S depth, then the Sokolow-Lyon, Cornell and R-transition criteria. (This
-    experiment measured them first, with its own copy of that computation, equal on 120 PTB-XL records.)"""
+def wave_features(recording_ids: list[int], spec, features) -> np.ndarray:
+    """What ``beats+morphology`` at features version beats-2 (``ecg_shared.beats``) computes beyond the model's own
+    ``features``, whose values are its first ones: for a 12-lead beats-1 model (12 x 3 + 3 values) each lead's median
+    beat's Q depth, R height and S depth, then the Sokolow-Lyon, Cornell and R-transition criteria (this experiment
+    measured them first with its own copy of that computation, equal on 120 PTB-XL records); for a single-lead
+    ``beats`` model (4 + 3) its lead's median-beat QRS amplitude, net deflection, ST level, T amplitude and waves."""
     from ecg_shared.beats import FeatureSpec, recording_features
 
     leads = tuple(spec.leads)
-    waves, first = FeatureSpec("II", leads, "beats-2"), len(FeatureSpec("II", leads, "beats-1").names)
+    full = FeatureSpec(features.rhythm_lead, leads, "beats-2")
+    first = len(features.names)
+    assert full.names[:first] == features.names, "the model's features are not where beats-2's begin"
     return np.array(
-        [recording_features(x, spec.sampling_rate, list(leads), waves)[first:] for x in _cleaned(recording_ids, spec)]
+        [recording_features(x, spec.sampling_rate, list(leads), full)[first:] for x in _cleaned(recording_ids, spec)]
     )
 
 
@@ -200,8 +206,9 @@ def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[floa
             print(f"  gbm + intervals seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
         return
     if with_waves:
-        train_x = np.hstack([data.train.features, wave_features(data.train.recording_ids, data.spec)])
-        validation_x = np.hstack([validation.features, wave_features(validation.recording_ids, data.spec)])
+        features = metadata.feature_spec
+        train_x = np.hstack([data.train.features, wave_features(data.train.recording_ids, data.spec, features)])
+        validation_x = np.hstack([validation.features, wave_features(validation.recording_ids, data.spec, features)])
         arms = [("gbm", (data.train.features, validation.features)), ("gbm + waves", (train_x, validation_x))]
         if "--relative" in sys.argv:  # each lead's T and ST against its QRS: what the trees see, as ratios
             arms.append(("gbm + waves + relative", (relative(train_x), relative(validation_x))))
