@@ -269,11 +269,15 @@ def _half_amplitude_width(template: np.ndarray, centre: int, fs: float) -> float
 
 MORPHOLOGY_NAMES = ("qrs_amplitude", "qrs_net", "st_level", "t_amplitude")
 WAVE_NAMES = ("q_depth", "r_height", "s_depth")  # beats-2, in mV from the PR baseline
-# beats-2, where a model reads the leads each needs: (name, leads)
+PRECORDIAL = ("V1", "V2", "V3", "V4", "V5", "V6")
+# beats-2, where a model reads the leads each needs: (name, leads, value from each lead's R height r and S depth s)
 VOLTAGE_CRITERIA = (
-    ("sokolow_lyon_mv", ("V1", "V5", "V6")),  # S in V1 + the taller R of V5 and V6 (left ventricular hypertrophy)
-    ("cornell_mv", ("aVL", "V3")),  # R in aVL + S in V3 (left ventricular hypertrophy)
-    ("r_transition", ("V1", "V2", "V3", "V4", "V5", "V6")),  # the first of V1-V6 whose R outgrows its S; 7: none
+    # S in V1 + the taller R of V5 and V6 (left ventricular hypertrophy)
+    ("sokolow_lyon_mv", ("V1", "V5", "V6"), lambda r, s: s["V1"] + max(r["V5"], r["V6"])),
+    # R in aVL + S in V3 (left ventricular hypertrophy)
+    ("cornell_mv", ("aVL", "V3"), lambda r, s: r["aVL"] + s["V3"]),
+    # the first of V1-V6 whose R outgrows its S (1-6); 7: none
+    ("r_transition", PRECORDIAL, lambda r, s: next((k + 1 for k, v in enumerate(PRECORDIAL) if r[v] > s[v]), 7)),
 )
 ST_WINDOW_S = (0.06, 0.10)  # after the R peak: the ST segment (J point + 60 ms, at usual QRS widths)
 PR_BASELINE_S = (-0.12, -0.06)  # the PR segment: the isoelectric reference for ST and T
@@ -305,7 +309,7 @@ class FeatureSpec:
             names.append("qrs_axis_deg")
         if self._has_waves:
             names += [f"{lead}_{name}" for lead in self.morphology_leads for name in WAVE_NAMES]
-            names += [name for name, _ in self._criteria]
+            names += [name for name, _, _ in self._criteria]
         return names
 
     @property
@@ -317,8 +321,8 @@ class FeatureSpec:
         return self.version != "beats-1" and bool(self.morphology_leads)
 
     @property
-    def _criteria(self) -> list[tuple[str, tuple[str, ...]]]:
-        return [(name, leads) for name, leads in VOLTAGE_CRITERIA if set(leads) <= set(self.morphology_leads)]
+    def _criteria(self) -> list[tuple]:
+        return [criterion for criterion in VOLTAGE_CRITERIA if set(criterion[1]) <= set(self.morphology_leads)]
 
     def to_dict(self) -> dict:
         return {
@@ -364,18 +368,9 @@ def _voltage_criteria(waves: np.ndarray, spec: FeatureSpec) -> np.ndarray:
     """``spec``'s voltage criteria from its leads' (Q, R, S) rows; zeros when no beat was measured."""
     if not waves.any():
         return np.zeros(len(spec._criteria))
-    row = {lead: k for k, lead in enumerate(spec.morphology_leads)}
-    r = {lead: waves[k, WAVE_NAMES.index("r_height")] for lead, k in row.items()}
-    s = {lead: waves[k, WAVE_NAMES.index("s_depth")] for lead, k in row.items()}
-    values = []
-    for name, leads in spec._criteria:
-        if name == "sokolow_lyon_mv":
-            values.append(s["V1"] + max(r["V5"], r["V6"]))
-        elif name == "cornell_mv":
-            values.append(r["aVL"] + s["V3"])
-        else:  # r_transition
-            values.append(next((k + 1 for k, lead in enumerate(leads) if r[lead] > s[lead]), len(leads) + 1))
-    return np.array(values, dtype=np.float64)
+    r = dict(zip(spec.morphology_leads, waves[:, WAVE_NAMES.index("r_height")], strict=True))
+    s = dict(zip(spec.morphology_leads, waves[:, WAVE_NAMES.index("s_depth")], strict=True))
+    return np.array([value(r, s) for _, _, value in spec._criteria], dtype=np.float64)
 
 
 def _lead_morphology(x: np.ndarray, peaks: np.ndarray, fs: float, waves: bool = False) -> np.ndarray:

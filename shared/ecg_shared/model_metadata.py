@@ -45,6 +45,12 @@ class ModelMetadata:
     network_weight: float | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
+    def __post_init__(self) -> None:
+        """Features this code cannot compute (an unknown version) make the metadata invalid: the model is refused
+        where it is read, not at its first request."""
+        if self.features is not None:
+            self.feature_spec  # noqa: B018 (parsing it is the check: FeatureSpec refuses an unknown version)
+
     @property
     def feature_spec(self):
         """The :class:`ecg_shared.beats.FeatureSpec` of the ``features`` input; None for a network alone."""

@@ -3,6 +3,7 @@ its answers, and the inference service serves it with the features and calibrati
 
 from __future__ import annotations
 
+import json
 import time
 
 import numpy as np
@@ -111,6 +112,20 @@ def test_a_model_whose_graph_lacks_the_features_input_is_refused(fused):
     with pytest.raises(ModelLoadError, match="must have inputs"):
         load_model(finish_onnx(network_only, metadata))
     assert len(proto.graph.input) == 2
+
+
+def test_a_model_whose_features_version_this_code_cannot_compute_is_refused_at_load(fused):
+    """Not at its first request: a newer file's features (another length, other meanings) would be a 500 there."""
+    onnx_bytes = fused[-1]
+    proto = onnx.load_from_string(onnx_bytes)
+    props = {p.key: p.value for p in proto.metadata_props}
+    stored = json.loads(props["ecg_model"])
+    stored["features"]["version"] = "beats-9"
+    for entry in proto.metadata_props:
+        if entry.key == "ecg_model":
+            entry.value = json.dumps(stored)
+    with pytest.raises(ModelLoadError, match="beat features version 'beats-9' is not one this code computes"):
+        load_model(proto.SerializeToString())
 
 
 def test_an_ensemble_over_seeds_is_one_graph_the_parity_gate_covers():
