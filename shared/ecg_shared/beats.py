@@ -33,31 +33,33 @@ T_WINDOW_S = (0.15, 0.40)  # where the T wave lies after it
 QRS_HALF_WIDTH_S = 0.06
 REFINE_S = 0.08  # a detection is moved to the largest deflection within this reach
 
-FEATURE_NAMES = (
-    "beats_valid",  # 1 when at least MIN_BEATS beats were found
-    "heart_rate_bpm",  # 60 / mean RR
-    "rr_median_s",
-    "rr_min_rel",  # shortest RR / median RR
-    "rr_max_rel",  # longest RR / median RR
-    "rr_cv",  # SD / mean of the RR intervals
-    "rmssd_rel",  # root mean square of successive differences / mean RR
-    "pnn50",  # fraction of successive differences over 50 ms
-    "pnn20",
-    "madsd_rel",  # median |successive difference| / median RR
-    "irregular_fraction",  # fraction of successive differences over 15% of the interval
-    "turning_point_ratio",  # local extrema of the RR series / expected for a random series (2/3 of n-2)
-    "sd1_sd2",  # Poincare plot: short-term over long-term variability
-    "sample_entropy",  # of the RR series (m=2, r=0.2 SD)
-    "premature_fraction",  # beats early by 15% or more followed by a longer interval
-    "beat_correlation",  # mean correlation of each beat with the median beat
-    "beat_outlier_fraction",  # beats correlating below 0.8 with the median beat
-    "p_wave_ratio",  # peak-to-peak of the median beat's P window / its QRS amplitude
-    "p_wave_consistency",  # mean correlation of each beat's P window with the median beat's
-    "t_wave_ratio",  # peak-to-peak of the median beat's T window / its QRS amplitude
-    "qrs_width_s",  # width of the median QRS at half its amplitude
-    "qrs_amplitude",  # peak-to-peak of the median QRS, in the signal's units (mV)
-    "beat_coverage",  # beats x median RR / duration: 1 when the detector followed the whole recording
-)
+# Each beat feature and what it measures, in the words the explanation page shows (its unit in brackets).
+FEATURE_DESCRIPTIONS = {
+    "beats_valid": "beats found: 1 when at least four beats were detected",
+    "heart_rate_bpm": "heart rate (bpm)",
+    "rr_median_s": "median RR interval (s)",
+    "rr_min_rel": "shortest RR interval / median RR",
+    "rr_max_rel": "longest RR interval / median RR",
+    "rr_cv": "RR variation (SD / mean of the RR intervals)",
+    "rmssd_rel": "RMSSD of successive RR differences / mean RR",
+    "pnn50": "share of successive RR differences over 50 ms",
+    "pnn20": "share of successive RR differences over 20 ms",
+    "madsd_rel": "median successive RR difference / median RR",
+    "irregular_fraction": "share of successive RR differences over 15 % of the interval",
+    "turning_point_ratio": "turning points of the RR series / those of a random series",
+    "sd1_sd2": "Poincaré SD1/SD2 (short- over long-term RR variability)",
+    "sample_entropy": "sample entropy of the RR series",
+    "premature_fraction": "share of premature beats followed by a longer interval",
+    "beat_correlation": "how alike the beats are (mean correlation with the median beat)",
+    "beat_outlier_fraction": "share of beats unlike the median beat (correlation under 0.8)",
+    "p_wave_ratio": "P-wave size / QRS amplitude (median beat)",
+    "p_wave_consistency": "how consistent each beat's P wave is with the median beat's",
+    "t_wave_ratio": "T-wave size / QRS amplitude (median beat)",
+    "qrs_width_s": "QRS width at half amplitude (s)",
+    "qrs_amplitude": "QRS amplitude, peak to peak (mV)",
+    "beat_coverage": "share of the recording the detected beats cover",
+}
+FEATURE_NAMES = tuple(FEATURE_DESCRIPTIONS)
 N_FEATURES = len(FEATURE_NAMES)
 
 
@@ -269,6 +271,21 @@ def _half_amplitude_width(template: np.ndarray, centre: int, fs: float) -> float
 
 MORPHOLOGY_NAMES = ("qrs_amplitude", "qrs_net", "st_level", "t_amplitude")
 WAVE_NAMES = ("q_depth", "r_height", "s_depth")  # beats-2, in mV from the PR baseline
+LEAD_DESCRIPTIONS = {  # of one lead's median beat
+    "qrs_amplitude": "QRS amplitude, peak to peak (mV)",
+    "qrs_net": "net QRS deflection (mV)",
+    "st_level": "ST level against the PR segment (mV)",
+    "t_amplitude": "T amplitude against the PR segment (mV)",
+    "q_depth": "Q depth (mV)",
+    "r_height": "R height (mV)",
+    "s_depth": "S depth (mV)",
+}
+COMBINED_DESCRIPTIONS = {
+    "qrs_axis_deg": "frontal QRS axis, from I and aVF (degrees)",
+    "sokolow_lyon_mv": "Sokolow-Lyon voltage: S in V1 + the taller R of V5 and V6 (mV)",
+    "cornell_mv": "Cornell voltage: R in aVL + S in V3 (mV)",
+    "r_transition": "R-wave transition: the first of V1-V6 whose R outgrows its S (7: none)",
+}
 PRECORDIAL = ("V1", "V2", "V3", "V4", "V5", "V6")
 # beats-2, where a model reads the leads each needs: (name, leads, value from each lead's R height r and S depth s)
 VOLTAGE_CRITERIA = (
@@ -303,14 +320,41 @@ class FeatureSpec:
 
     @property
     def names(self) -> list[str]:
-        names = list(FEATURE_NAMES)
-        names += [f"{lead}_{name}" for lead in self.morphology_leads for name in MORPHOLOGY_NAMES]
+        return [name for name, _, _ in self._columns()]
+
+    @property
+    def descriptions(self) -> list[str]:
+        """What each of :attr:`names` measures, in words, with the lead it is measured on."""
+        return [description for _, description, _ in self._columns()]
+
+    @property
+    def lead_columns(self) -> dict[str, list[int]]:
+        """For each morphology lead, the columns of :attr:`names` measured on that lead's median beat alone."""
+        columns: dict[str, list[int]] = {lead: [] for lead in self.morphology_leads}
+        for i, (_, _, lead) in enumerate(self._columns()):
+            if lead is not None:
+                columns[lead].append(i)
+        return columns
+
+    def _columns(self) -> list[tuple[str, str, str | None]]:
+        """(name, description, the morphology lead it is measured on alone, or None) of each feature, in order."""
+        on_rhythm_lead = f", lead {self.rhythm_lead}" if self.morphology_leads else ""  # one lead: no need to say
+        columns = [(name, text + on_rhythm_lead, None) for name, text in FEATURE_DESCRIPTIONS.items()]
+
+        def per_lead(names: tuple[str, ...]) -> list[tuple[str, str, str | None]]:
+            return [
+                (f"{lead}_{name}", f"{LEAD_DESCRIPTIONS[name]}, lead {lead}", lead)
+                for lead in self.morphology_leads
+                for name in names
+            ]
+
+        columns += per_lead(MORPHOLOGY_NAMES)
         if self._has_axis:
-            names.append("qrs_axis_deg")
+            columns.append(("qrs_axis_deg", COMBINED_DESCRIPTIONS["qrs_axis_deg"], None))
         if self._has_waves:
-            names += [f"{lead}_{name}" for lead in self.morphology_leads for name in WAVE_NAMES]
-            names += [name for name, _, _ in self._criteria]
-        return names
+            columns += per_lead(WAVE_NAMES)
+            columns += [(name, COMBINED_DESCRIPTIONS[name], None) for name, _, _ in self._criteria]
+        return columns
 
     @property
     def _has_axis(self) -> bool:

@@ -43,13 +43,20 @@ class ModelMetadata:
     # validation (0: the answer is the trees' alone, which no blanked stretch of signal can change). None: unknown
     # (files made before it was written) or a network alone.
     network_weight: float | None = None
+    # Each feature's median over the training split's normal recordings: what a measurement is set to when the
+    # explanation asks how much it moved the answer (ecg_inference.explain). None: files made before it was written.
+    feature_reference: list[float] | None = None
     extra: dict[str, Any] = field(default_factory=dict)
 
     def __post_init__(self) -> None:
         """Features this code cannot compute (an unknown version) make the metadata invalid: the model is refused
         where it is read, not at its first request."""
         if self.features is not None:
-            self.feature_spec  # noqa: B018 (parsing it is the check: FeatureSpec refuses an unknown version)
+            names = self.feature_spec.names  # parsing it is the check: FeatureSpec refuses an unknown version
+            if self.feature_reference is not None and len(self.feature_reference) != len(names):
+                raise ValueError(
+                    f"feature_reference holds {len(self.feature_reference)} values for the {len(names)} features"
+                )
 
     @property
     def feature_spec(self):

@@ -106,19 +106,42 @@ class SegmentImportance(BaseModel):
     importance: float
 
 
+class MeasurementImportance(BaseModel):
+    """One of the model's input measurements (``ecg_shared.beats``), and how much the probability of the explained
+    class drops when it is set to its ``reference``: its median over the training split's normal recordings."""
+
+    name: str
+    description: str
+    value: float = Field(description="measured on this recording")
+    reference: float = Field(description="its median over the normal recordings the model was trained on")
+    importance: float = Field(
+        description="the explained class's calibrated probability minus its probability with this measurement at "
+        "its reference, every other one unchanged: positive supports the class"
+    )
+
+
 class ModelExplanation(BaseModel):
-    """Occlusion: how much the probability of ``target_class`` drops when a lead or a time segment is blanked."""
+    """Occlusion: how much the probability of ``target_class`` drops when a lead or a time segment is blanked, and
+    (for a model fused with measurements) when one measurement is set to what it is in normal recordings."""
 
     model: str
     target_class: str
-    leads: dict[str, float] = Field(description="importance per lead, for the leads this model read")
+    leads: dict[str, float] = Field(
+        description="importance per lead, for the leads this model read: blanking the lead's signal, or (lead_method "
+        "'measurements') setting every measurement of that lead's median beat to its reference"
+    )
+    lead_method: Literal["signal", "measurements"] = "signal"
     segments: list[SegmentImportance] = Field(
         description="importance per time segment of the leads this model read (models[].leads), not of the others"
     )
+    measurements: list[MeasurementImportance] = Field(
+        default_factory=list,
+        description="a model fused with measurements: each one's importance, largest first (by absolute value)",
+    )
     note: str | None = Field(
         None,
-        description="why there are no importances: e.g. a model whose answer comes from measurements of the whole "
-        "recording (its network's weight in the blend is 0), which blanking a stretch of signal cannot change",
+        description="why there are no segment importances: e.g. a model whose answer comes from measurements of the "
+        "whole recording (its network's weight in the blend is 0), which blanking a stretch of signal cannot change",
     )
 
 

@@ -12,7 +12,7 @@ from pathlib import Path
 import pytest
 
 from ecg_shared.settings import REPO_ROOT
-from tests.gateway.conftest import API_KEY
+from tests.gateway.conftest import API_KEY, SECRET_KEY
 
 CHROMIUM = Path("/usr/bin/chromium")
 SCREENSHOTS = REPO_ROOT / "test-artifacts" / "screenshots"
@@ -270,6 +270,76 @@ def test_each_models_evidence_is_drawn_on_the_leads_it_read(page, gateway_url, w
     models_text = page.locator("#model-results").inner_text()
     for name in ("normal sinus rhythm (N)", "atrial fibrillation (A)", "other rhythm (O)", "normal ECG (Normal)"):
         assert name in models_text
+
+
+@pytest.fixture(scope="module")
+def bundled_gateway_url(database_url, azurite):
+    """inference (serving the bundled models, which are fused with measurements) + gateway: the tiny models of the
+    other tests take no measurements."""
+    from tests.support.stack import start_stack
+
+    models = REPO_ROOT / "models"
+    if not (models / "normal-12lead.onnx").exists() or not (models / "rhythm-1lead.onnx").exists():
+        pytest.skip("the bundled models are not trained yet (make models)")
+    env = {"ECG_INFERENCE_MODEL_SOURCE": "bundled", "ECG_MODELS_DIR": str(models), "ECG_SECRET_KEY": SECRET_KEY}
+    with start_stack(
+        ["inference", "gateway"],
+        database_url=database_url,
+        artifact_connection_string=azurite.connection_string,
+        api_key=API_KEY,
+        env=env,
+    ) as running:
+        yield running.url("gateway")
+
+
+@pytest.fixture()
+def bundled_page(browser, bundled_gateway_url):
+    context = browser.new_context(viewport={"width": 1360, "height": 1000}, base_url=bundled_gateway_url)
+    page = context.new_page()
+    errors: list[str] = []
+    page.on("pageerror", lambda exc: errors.append(str(exc)))
+    yield page
+    context.close()
+    assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+def test_the_measurements_behind_each_models_answer_are_listed_as_the_service_gave_them(
+    bundled_page, bundled_gateway_url, wellnest_sample
+):
+    """A model fused with measurements: the ones that move its probability by a point or more, largest first, each
+    with its value here, the normal recordings' median and the points; for the 12-lead model, which answers from
+    measurements alone, its leads too. Nothing for "none"."""
+    from ecg_shared.vocabulary import EVIDENCE_MIN_IMPORTANCE
+
+    answer = _classified(bundled_gateway_url, wellnest_sample)
+    explanations = {e["model"]: e for e in answer["explanation"]}
+    bundled_page.goto("/")
+    _upload(bundled_page, wellnest_sample)
+    options = bundled_page.locator("#evidence-model option").all_inner_texts()
+    box = bundled_page.locator("#measurements")
+    for model in ("rhythm-1lead", "normal-12lead"):
+        bundled_page.locator("#evidence-model").select_option(
+            label=next(t for t in options if t.startswith(f"{model}:"))
+        )
+        explanation = explanations[model]
+        strong = [m for m in explanation["measurements"] if abs(m["importance"]) >= EVIDENCE_MIN_IMPORTANCE][:8]
+        assert box.is_visible()
+        rows = box.locator("tbody tr").all()
+        assert len(rows) == len(strong), model
+        for row, measurement in zip(rows, strong, strict=True):
+            cells = row.locator("td").all_inner_texts()
+            assert cells[0] == measurement["description"]
+            sign = "+" if measurement["importance"] > 0 else "\u2212"
+            assert cells[3] == f"{sign}{100 * abs(measurement['importance']):.1f}", (model, cells)
+        text = box.inner_text()
+        assert "null" not in text and "undefined" not in text and "NaN" not in text
+        if explanation["lead_method"] == "measurements":
+            strongest = max(explanation["leads"], key=lambda lead: abs(explanation["leads"][lead]))
+            assert "By lead" in text and strongest in text
+    assert strong, "the 12-lead model's answer on the Wellnest sample moved by no measurement: nothing tested"
+    bundled_page.screenshot(path=str(SCREENSHOTS / "measurements-12lead.png"), full_page=True)
+    bundled_page.locator("#evidence-model").select_option(label="none")
+    assert not box.is_visible()
 
 
 def _disagreement_candidates(data_dir, tmp_path, wellnest_sample):

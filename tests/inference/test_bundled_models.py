@@ -107,7 +107,8 @@ def test_each_explanation_shades_the_signal_or_says_truly_why_it_cannot(bundled,
         card = json.loads((MODELS_DIR / f"{model.name}.card.json").read_text())
         assert model.metadata.network_weight == card["fusion"]["network_weight"]
         if model.metadata.signal_blind:
-            assert explanation.note and not explanation.segments and not explanation.leads
+            assert explanation.note and not explanation.segments
+            assert explanation.lead_method == "measurements" and set(explanation.leads) == set(run.lead_names)
             blanked = np.repeat(run.windows.mean(axis=1, keepdims=True), run.windows.shape[1], axis=1)
             features = np.repeat(run.features[None, :], len(run.windows), axis=0)
             assert np.array_equal(
@@ -115,6 +116,74 @@ def test_each_explanation_shades_the_signal_or_says_truly_why_it_cannot(bundled,
             )
         else:
             assert explanation.note is None and explanation.segments and set(explanation.leads) == set(run.lead_names)
+
+
+def test_each_measurements_importance_is_the_exact_change_of_the_probability_shown(bundled, data_dir):
+    """Every bundled model is fused with measurements and carries their reference (the medians over its training
+    split's normal recordings): a measurement's importance is the shown calibrated probability minus the one the
+    graph gives with that measurement, alone, at its reference; a lead's (for a model answering from measurements
+    alone), with all of that lead's median-beat measurements at theirs."""
+    from ecg_shared.calibration import calibrate
+
+    for header in (data_dir / "ptbxl" / "00008_lr.hea", data_dir / "cinc2017" / "A00004.hea"):
+        prepared = prepare_recording(read_ecg(header), bundled, explain=True)
+        answer = classify_prepared([prepared], [time.perf_counter()])[0]
+        explanations = {e.model: e for e in answer.explanation}
+        for run in prepared.runs:
+            model, explanation = run.model, explanations[run.model.name]
+            spec, reference = model.metadata.feature_spec, np.asarray(model.metadata.feature_reference, np.float32)
+            assert len(reference) == len(spec.names) and reference[spec.names.index("beats_valid")] == 1.0
+            measured = explanation.measurements
+            assert sorted(m.name for m in measured) == sorted(spec.names)
+            assert [abs(m.importance) for m in measured] == sorted((abs(m.importance) for m in measured), reverse=True)
+
+            target = model.metadata.classes.index(explanation.target_class)
+
+            def shown_with(columns: list[int], run=run, model=model, reference=reference, target=target) -> float:
+                """The calibrated probability of the explained class with ``columns`` at their reference."""
+                features = run.features.copy()
+                features[columns] = reference[columns]
+                rows = np.repeat(features[None, :], len(run.windows), axis=0)
+                probabilities = model.predict(ModelInputs(run.windows, rows)).mean(axis=0, keepdims=True)
+                return float(calibrate(probabilities, model.metadata.calibration)[0][target])
+
+            shown = shown_with([])
+            assert shown == pytest.approx(
+                next(m for m in answer.models if m.name == model.name).probabilities[explanation.target_class], abs=1e-6
+            )
+            for m in measured[:5] + measured[-2:]:
+                column = spec.names.index(m.name)
+                assert m.value == pytest.approx(float(run.features[column]), abs=1e-6)
+                assert m.reference == pytest.approx(float(reference[column]), abs=1e-6)
+                assert m.importance == pytest.approx(shown - shown_with([column]), abs=1e-5), m.name
+            if explanation.lead_method == "measurements":
+                for lead, columns in list(spec.lead_columns.items())[:4]:
+                    assert explanation.leads[lead] == pytest.approx(shown - shown_with(columns), abs=1e-5), lead
+
+
+@needs("rhythm-1lead")
+def test_atrial_fibrillation_is_explained_by_an_irregular_rhythm_or_absent_p_waves(bundled, data_dir):
+    """What a cardiologist reads AF by: on CinC recordings labelled A that the rhythm model calls A, the measurement
+    that supports P(A) most is one of RR irregularity or of P-wave evidence, on most of them."""
+    labels = dict(csv.reader((data_dir / "cinc2017" / "REFERENCE.csv").open()))
+    names = [n for n in sorted(labels) if labels[n] == "A"][:20]
+    rhythm = {
+        "irregular_fraction", "madsd_rel", "rr_cv", "rmssd_rel", "pnn50", "pnn20", "sd1_sd2", "sample_entropy",
+        "turning_point_ratio", "rr_min_rel", "rr_max_rel", "p_wave_ratio", "p_wave_consistency",
+    }  # fmt: skip
+    explained, top = 0, []
+    for name in names:
+        prepared = prepare_recording(read_ecg(data_dir / "cinc2017" / f"{name}.hea"), bundled, True, "rhythm-1lead")
+        answer = classify_prepared([prepared], [time.perf_counter()])[0]
+        [explanation] = answer.explanation
+        if explanation.target_class != "A":
+            continue
+        explained += 1
+        strongest = max(explanation.measurements, key=lambda m: m.importance)
+        assert strongest.importance > 0, (name, strongest)
+        top.append(strongest.name)
+    assert explained >= 10, f"the model called only {explained} of {len(names)} AF recordings A"
+    assert sum(name in rhythm for name in top) >= 0.8 * len(top), top
 
 
 @needs("rhythm-1lead")

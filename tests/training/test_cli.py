@@ -90,6 +90,9 @@ def test_a_fused_ensemble_job_exports_what_the_service_then_computes(training_en
     model = load_model(onnx_bytes)
     meta = model.metadata
     assert meta.calibration["method"] == "temperature" and 0 < meta.abnormal_prevalence < 1
+    # what explanations set each measurement to (at this job's 50 Hz few beats are found, so no range is asserted)
+    assert len(meta.feature_reference) == len(meta.feature_spec.names)
+    assert np.isfinite(meta.feature_reference).all()
     session = ort.InferenceSession(onnx_bytes, providers=["CPUExecutionProvider"])
     assert sorted(i.name for i in session.get_inputs()) == ["ecg", "features"]
     record = read_ecg(data_dir / "ptbxl" / "00101_lr.hea")
@@ -104,6 +107,11 @@ def test_a_fused_ensemble_job_exports_what_the_service_then_computes(training_en
     raw = session.run(["probabilities"], {"ecg": windows, "features": np.repeat(features[None], len(windows), 0)})[0]
     expected = calibrate(raw.mean(axis=0, keepdims=True), meta.calibration)[0]
     assert list(answer[0].models[0].probabilities.values()) == pytest.approx(expected.tolist(), abs=1e-6)
+    explained = classify_prepared(
+        [prepare_recording(record, ModelSet({name: model}), explain=True)], [time.perf_counter()]
+    )[0]
+    [explanation] = explained.explanation
+    assert len(explanation.measurements) == len(meta.feature_spec.names) and explanation.segments
 
 
 def test_foreground_job_on_missing_data_exits_1_with_the_reason(training_env, database_url):

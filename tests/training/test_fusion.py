@@ -20,7 +20,7 @@ from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, ModelMeta
 from ecg_shared.preprocessing import PreprocessingSpec, clean, window_batch
 from ecg_training.export import ParityError, check_parity, finish_onnx, network_onnx, onnx_session
 from ecg_training.families import build_model
-from ecg_training.fusion import fit_feature_model, fused_onnx
+from ecg_training.fusion import feature_reference, fit_feature_model, fused_onnx
 
 SPEC = PreprocessingSpec(sampling_rate=100, window_samples=500, leads=("I", "II", "V1"))
 FEATURES = FeatureSpec("II", ("I", "II", "V1"))
@@ -195,3 +195,13 @@ def test_a_features_only_model_is_served_with_a_true_note_instead_of_shading(fus
     assert np.array_equal(
         model.predict(ModelInputs(blanked, features)), model.predict(ModelInputs(run.windows, features))
     )
+
+
+def test_the_feature_reference_is_the_median_of_the_normal_recordings_and_must_fit_the_features(fused):
+    x = np.array([[1.0, 10.0], [3.0, 30.0], [100.0, -5.0], [2.0, 20.0]])
+    y = np.array([0, 0, 1, 0])  # class 0 normal: the abnormal row is not part of the reference
+    assert feature_reference(x, y, [0]) == [2.0, 20.0]
+    assert feature_reference(x, y, [2]) == [2.5, 15.0]  # no normal recording: all of them
+    _, _, metadata, _ = fused
+    with pytest.raises(ValueError, match=f"feature_reference holds 2 values for the {len(FEATURES.names)} features"):
+        ModelMetadata.from_dict({**metadata.to_dict(), "feature_reference": [0.0, 1.0]})

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ecg_inference.explain import OcclusionPlan, explain, plan_occlusion
+from ecg_inference.explain import MeasurementPlan, OcclusionPlan, explain, plan_measurements, plan_occlusion
 from ecg_inference.models import LoadedModel, ModelInputs, ModelSet
 from ecg_shared.beats import recording_features
 from ecg_shared.calibration import calibrate
@@ -32,7 +32,6 @@ from ecg_shared.quality import FLAT_PEAK_TO_PEAK_MV, QualityReport, assess_quali
 from ecg_shared.schemas import (
     ClassifyJsonRequest,
     ClassifyResponse,
-    ModelExplanation,
     ModelResult,
     QualityView,
     RecordingView,
@@ -105,20 +104,32 @@ def record_from_json(request: ClassifyJsonRequest) -> Record:
 
 @dataclass
 class ModelRun:
-    """One model applied to one recording: its windows, and the occluded copies when explaining."""
+    """One model applied to one recording: its windows, and when explaining the occluded copies (rows after the
+    windows) and the measurements' variants (rows after those)."""
 
     model: LoadedModel
     lead_names: list[str]
     windows: np.ndarray
     plan: OcclusionPlan | None = None
     features: np.ndarray | None = None  # the recording's beat features, for a model fused with them
-    explanation_note: str | None = None  # an explanation was asked for and cannot be made by occlusion: why
+    measurements: MeasurementPlan | None = None
+    explanation_note: str | None = None  # an explanation was asked for and no stretch of signal can be shaded: why
+
+    @property
+    def explained(self) -> bool:
+        return self.plan is not None or self.measurements is not None or self.explanation_note is not None
 
     @property
     def inputs(self) -> ModelInputs:
-        ecg = self.windows if self.plan is None else np.concatenate([self.windows, self.plan.inputs])
-        features = None if self.features is None else np.repeat(self.features[None, :], len(ecg), axis=0)
-        return ModelInputs(ecg, features)
+        ecg = [self.windows] + ([] if self.plan is None else [self.plan.inputs])
+        n_rows = sum(len(part) for part in ecg)
+        if self.features is None:
+            return ModelInputs(np.concatenate(ecg) if len(ecg) > 1 else self.windows, None)
+        features = [np.repeat(self.features[None, :], n_rows, axis=0)]
+        if self.measurements is not None:
+            ecg.append(self.measurements.windows)
+            features.append(self.measurements.features)
+        return ModelInputs(np.concatenate(ecg) if len(ecg) > 1 else self.windows, np.concatenate(features))
 
 
 @dataclass
@@ -138,6 +149,7 @@ SIGNAL_BLIND_NOTE = (
     "this model answers from measurements of the whole recording (its rhythm, and each lead's median beat), not from "
     "any one stretch of it: blanking a stretch of signal does not change its answer, so nothing is shaded for it"
 )
+MEASURED_NOTE = SIGNAL_BLIND_NOTE + "; its measurements show what moved its answer"
 
 
 def explanation_choice(record: Record, explain: bool) -> tuple[float | None, str | None]:
@@ -235,13 +247,16 @@ def prepare_run(
     run = ModelRun(model, list(lead_names), windows, features=features)
     if not explain_segment_s:
         return run, 0.0
-    if model.metadata.signal_blind:
-        run.explanation_note = SIGNAL_BLIND_NOTE
-        return run, 0.0
     started = time.perf_counter()
-    length = cleaned.shape[0]
-    starts = window_starts(length, spec.window_samples, spec.window_samples)
-    run.plan = plan_occlusion(windows, starts, length, spec.sampling_rate, run.lead_names, explain_segment_s)
+    reference = model.metadata.feature_reference
+    if features is not None and reference is not None:
+        run.measurements = plan_measurements(windows, features, reference, model.metadata.feature_spec)
+    if model.metadata.signal_blind:
+        run.explanation_note = SIGNAL_BLIND_NOTE if run.measurements is None else MEASURED_NOTE
+    else:
+        length = cleaned.shape[0]
+        starts = window_starts(length, spec.window_samples, spec.window_samples)
+        run.plan = plan_occlusion(windows, starts, length, spec.sampling_rate, run.lead_names, explain_segment_s)
     return run, (time.perf_counter() - started) * 1000
 
 
@@ -457,29 +472,23 @@ def build_response(
     for run, probabilities in zip(prepared.runs, outputs, strict=True):
         n = len(run.windows)
         results.append(model_result(run, probabilities[:n]))
-        if run.plan is not None:
+        if run.explained:
             t = time.perf_counter()
+            occluded = n + (0 if run.plan is None else run.plan.size)
             explanations.append(
                 explain(
-                    run.plan,
                     run.model.name,
                     run.model.metadata.classes,
                     probabilities[:n],
-                    probabilities[n:],
                     run.model.metadata.calibration,
-                )
-            )
-            explain_ms += (time.perf_counter() - t) * 1000
-        elif run.explanation_note is not None:
-            explanations.append(
-                ModelExplanation(
-                    model=run.model.name,
-                    target_class=results[-1].predicted_class,
-                    leads={},
-                    segments=[],
+                    plan=run.plan,
+                    occluded_probabilities=probabilities[n:occluded],
+                    measurements=run.measurements,
+                    measured_probabilities=probabilities[occluded:],
                     note=run.explanation_note,
                 )
             )
+            explain_ms += (time.perf_counter() - t) * 1000
     providers = list(dict.fromkeys(p for run in prepared.runs for p in run.model.providers))
     return ClassifyResponse(
         recording=prepared.recording,

@@ -7,6 +7,13 @@ over the window (zero after z-scoring, the baseline after min-max scaling).
 A segment's importance is the exact change of the recording-level probability (the mean over windows) when that
 segment is blanked in every window that covers it; a lead's importance likewise with the lead blanked everywhere.
 Positive: the segment or lead supports the predicted class.
+
+A model fused with measurements of the whole recording (``ecg_shared.beats``: heart rate, RR irregularity, each
+lead's QRS, ST and T...) is also explained measurement by measurement: the same change of probability when one
+measurement, all others unchanged, is set to its reference, the median over the training split's normal recordings
+(the model's ``feature_reference``). Blanking signal leaves these measurements as they are, so for a model whose
+answer is its measurements' alone (network weight 0) this is the whole explanation, and its lead importances come
+from setting each lead's own measurements to their reference.
 """
 
 from __future__ import annotations
@@ -15,8 +22,9 @@ from dataclasses import dataclass
 
 import numpy as np
 
+from ecg_shared.beats import FeatureSpec
 from ecg_shared.calibration import calibrate
-from ecg_shared.schemas import ModelExplanation, SegmentImportance
+from ecg_shared.schemas import MeasurementImportance, ModelExplanation, SegmentImportance
 
 MAX_SEGMENTS = 120  # long recordings get longer segments rather than thousands of them
 
@@ -80,33 +88,115 @@ def plan_occlusion(
     return OcclusionPlan(inputs.astype(np.float32, copy=False), segments, segment_rows, list(lead_names), lead_rows)
 
 
+@dataclass
+class MeasurementPlan:
+    """Copies of a recording's measurements, each with one measurement (then one lead's measurements) set to its
+    reference, for every window of the recording: rows ``variant * n_windows + window``."""
+
+    features: np.ndarray  # (n_variants * n_windows, n_features)
+    windows: np.ndarray  # (n_variants * n_windows, window, leads): the recording's windows, unchanged
+    names: list[str]
+    descriptions: list[str]
+    values: np.ndarray
+    reference: np.ndarray
+    lead_names: list[str]  # a variant each after the measurements', in this order
+
+    @property
+    def size(self) -> int:
+        return int(self.features.shape[0])
+
+
+def plan_measurements(
+    windows: np.ndarray, features: np.ndarray, reference: list[float], spec: FeatureSpec
+) -> MeasurementPlan:
+    """The variants of ``features`` (spec's vector of the recording) to run with each of its ``windows``."""
+    values = np.asarray(features, dtype=np.float32)
+    ref = np.asarray(reference, dtype=np.float32)
+    n = len(values)
+    leads = {lead: columns for lead, columns in spec.lead_columns.items() if columns}
+    variants = np.repeat(values[None, :], n + len(leads), axis=0)
+    variants[np.arange(n), np.arange(n)] = ref
+    for row, columns in enumerate(leads.values(), start=n):
+        variants[row, columns] = ref[columns]
+    n_windows = len(windows)
+    return MeasurementPlan(
+        features=np.repeat(variants, n_windows, axis=0),
+        windows=np.tile(windows, (len(variants), 1, 1)),
+        names=spec.names,
+        descriptions=spec.descriptions,
+        values=values,
+        reference=ref,
+        lead_names=list(leads),
+    )
+
+
 def explain(
-    plan: OcclusionPlan,
     model_name: str,
     classes: list[str],
     window_probabilities: np.ndarray,
-    occluded_probabilities: np.ndarray,
     calibration: dict | None = None,
+    plan: OcclusionPlan | None = None,
+    occluded_probabilities: np.ndarray | None = None,
+    measurements: MeasurementPlan | None = None,
+    measured_probabilities: np.ndarray | None = None,
+    note: str | None = None,
 ) -> ModelExplanation:
-    """Importance of each segment and lead for the predicted class, from the probabilities of the planned inputs:
-    changes of the calibrated recording-level probability (the one the answer shows)."""
+    """Importance of each segment and lead (``plan``: signal blanked) and each measurement (``measurements``: set to
+    its reference) for the predicted class, from the probabilities of the planned inputs: changes of the calibrated
+    recording-level probability (the one the answer shows)."""
 
     def recording_probability(windows: np.ndarray) -> np.ndarray:
         return calibrate(windows.mean(axis=0, keepdims=True), calibration)[0]
 
     shown = recording_probability(window_probabilities)
     target = int(np.argmax(shown))
-    segments = []
-    for (start_s, end_s), rows in zip(plan.segments, plan.segment_rows, strict=True):
-        per_window = window_probabilities.copy()
-        for window_index, row in rows:
-            per_window[window_index] = occluded_probabilities[row]
-        importance = float(shown[target] - recording_probability(per_window)[target])
-        segments.append(
-            SegmentImportance(start_s=round(start_s, 3), end_s=round(end_s, 3), importance=round(importance, 6))
+    segments, leads, lead_method = [], {}, "signal"
+    if plan is not None:
+        for (start_s, end_s), rows in zip(plan.segments, plan.segment_rows, strict=True):
+            per_window = window_probabilities.copy()
+            for window_index, row in rows:
+                per_window[window_index] = occluded_probabilities[row]
+            importance = float(shown[target] - recording_probability(per_window)[target])
+            segments.append(
+                SegmentImportance(start_s=round(start_s, 3), end_s=round(end_s, 3), importance=round(importance, 6))
+            )
+        leads = {
+            name: round(float(shown[target] - recording_probability(occluded_probabilities[rows])[target]), 6)
+            for name, rows in zip(plan.lead_names, plan.lead_rows, strict=True)
+        }
+    found = []
+    if measurements is not None:
+        per_variant = measured_probabilities.reshape(-1, len(window_probabilities), measured_probabilities.shape[-1])
+        drops = [round(float(shown[target] - recording_probability(p)[target]), 6) for p in per_variant]
+        found = sorted(
+            (
+                MeasurementImportance(
+                    name=name,
+                    description=description,
+                    value=round(float(value), 6),
+                    reference=round(float(reference), 6),
+                    importance=drop,
+                )
+                for name, description, value, reference, drop in zip(
+                    measurements.names,
+                    measurements.descriptions,
+                    measurements.values,
+                    measurements.reference,
+                    drops,
+                    strict=False,  # the lead variants' drops come after the measurements'
+                )
+            ),
+            key=lambda m: -abs(m.importance),
         )
-    leads = {
-        name: round(float(shown[target] - recording_probability(occluded_probabilities[rows])[target]), 6)
-        for name, rows in zip(plan.lead_names, plan.lead_rows, strict=True)
-    }
-    return ModelExplanation(model=model_name, target_class=classes[target], leads=leads, segments=segments)
+        if plan is None:
+            leads = dict(zip(measurements.lead_names, drops[len(measurements.names) :], strict=True))
+            lead_method = "measurements"
+    return ModelExplanation(
+        model=model_name,
+        target_class=classes[target],
+        leads=leads,
+        lead_method=lead_method,
+        segments=segments,
+        measurements=found,
+        note=note,
+    )

@@ -60,6 +60,15 @@ def fit_feature_model(features: np.ndarray, y: np.ndarray, n_classes: int, seed:
     return FeatureModel(model, n_classes)
 
 
+def feature_reference(features: np.ndarray, y: np.ndarray, normal_columns: list[int]) -> list[float]:
+    """Each feature's median over the normal recordings of ``features`` (the training split's): what the explanation
+    sets a measurement to, to ask how much it moved the answer. All recordings where none is normal."""
+    features = np.asarray(features, dtype=np.float64)
+    normal = np.isin(y, normal_columns)
+    rows = features[normal] if normal.any() else features
+    return [round(float(v), 6) for v in np.median(rows, axis=0)]
+
+
 def choose_blend_weight(
     network: np.ndarray, features: np.ndarray, score: Callable[[np.ndarray], float]
 ) -> tuple[float, dict[float, float]]:

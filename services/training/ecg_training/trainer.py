@@ -34,7 +34,13 @@ from ecg_training.checkpoint import Checkpoint
 from ecg_training.data import RandomCrops, RecordingWindows, Split, TrainingData, feature_spec, mean_by_recording
 from ecg_training.export import averaged_onnx, check_parity, finish_onnx, network_onnx
 from ecg_training.families import build_model, encoder_weights, float32_copy, load_encoder
-from ecg_training.fusion import FeatureModel, choose_blend_weight, fit_feature_model, fused_onnx
+from ecg_training.fusion import (
+    FeatureModel,
+    choose_blend_weight,
+    feature_reference,
+    fit_feature_model,
+    fused_onnx,
+)
 
 log = logging.getLogger(__name__)
 PARITY_SAMPLES = 32
@@ -343,6 +349,9 @@ def train_and_export(
         calibration=calibration,
         abnormal_prevalence=None if prevalence is None else round(prevalence, 6),
         network_weight=None if exported.feature_model is None else float(exported.weight),
+        feature_reference=None
+        if features is None
+        else feature_reference(data.train.features, data.train.y, [classes.index(c) for c in normal]),
         extra={
             "dataset": request.dataset,
             "abnormal_score": "sum of the abnormal classes' calibrated probabilities",

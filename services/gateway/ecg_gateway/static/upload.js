@@ -251,6 +251,49 @@
       + `${strongest.start_s}–${strongest.end_s} s (${points(strongest.importance)})`;
   }
 
+  // A model fused with measurements: the ones that moved its answer most, each against its value in the normal
+  // recordings the model was trained on; for a model answering from measurements alone, its leads as well.
+  const MEASUREMENTS_SHOWN = 8;
+  function renderMeasurements(evidence) {
+    const box = document.getElementById("measurements");
+    const exp = evidence && evidence.explanation;
+    if (!exp || !exp.measurements || !exp.measurements.length) { box.hidden = true; box.replaceChildren(); return; }
+    const target = Vocabulary.className(exp.target_class);
+    const low = Vocabulary.evidence.min_importance;
+    const shown = exp.measurements.filter((m) => Math.abs(m.importance) >= low).slice(0, MEASUREMENTS_SHOWN);
+    const value = (v) => (Math.abs(v) >= 100 ? v.toFixed(0) : Math.abs(v) >= 10 ? v.toFixed(1) : v.toFixed(3));
+    const effect = (m) => el("td", { class: "num",
+      text: `${m.importance > 0 ? "+" : "\u2212"}${(100 * Math.abs(m.importance)).toFixed(1)}` });
+    const parts = [
+      el("h3", { text: `Measurements behind ${exp.model}'s P(${target})` }),
+      el("p", { class: "muted", text: "Each row: the measurement on this recording, its median in the normal "
+        + "recordings the model was trained on, and how many points P(" + target + ") falls when that one "
+        + "measurement is set to the median, the others unchanged (+: it supports " + target
+        + "; \u2212: it argues against)." }),
+    ];
+    if (!shown.length) {
+      parts.push(el("p", { text: `No single measurement moves P(${target}) by ${points(low)} or more.` }));
+    } else {
+      parts.push(el("table", {}, [
+        el("thead", {}, el("tr", {}, [el("th", { text: "measurement" }), el("th", { class: "num", text: "here" }),
+          el("th", { class: "num", text: "normal median" }), el("th", { class: "num", text: "points" })])),
+        el("tbody", {}, shown.map((m) => el("tr", {}, [el("td", { text: m.description }),
+          el("td", { class: "num", text: value(m.value) }), el("td", { class: "num", text: value(m.reference) }),
+          effect(m)]))),
+      ]));
+    }
+    if (exp.lead_method === "measurements") {
+      const leads = Object.entries(exp.leads).filter(([, v]) => Math.abs(v) >= low)
+        .sort((a, b) => Math.abs(b[1]) - Math.abs(a[1]));
+      parts.push(el("p", { text: leads.length
+        ? "By lead (all of its median beat's measurements set to the normal medians together): " + leads.map(
+          ([lead, v]) => `${lead} ${v > 0 ? "+" : "\u2212"}${(100 * Math.abs(v)).toFixed(1)}`).join(", ")
+        : `No lead's measurements together move P(${target}) by ${points(low)} or more.` }));
+    }
+    box.replaceChildren(...parts);
+    box.hidden = false;
+  }
+
   function renderTrace() {
     if (!current) return;
     const trace = current.result.trace;
@@ -270,6 +313,7 @@
       evidence,
     });
     current.evidence = evidence;
+    renderMeasurements(evidence);
     legend.textContent = legendText(trace, evidence, current.layout);
     if (!current.result.explanation && current.result.explanation_note) {
       legend.textContent += ` · ${current.result.explanation_note}`;
