@@ -22,7 +22,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from ecg_shared.beats import FeatureSpec
+from ecg_shared.beats import N_FEATURES, FeatureSpec
 from ecg_shared.calibration import calibrate
 from ecg_shared.schemas import MeasurementImportance, ModelExplanation, SegmentImportance
 
@@ -119,11 +119,15 @@ def plan_measurements(
     for row, columns in enumerate(leads.values(), start=n):
         variants[row, columns] = ref[columns]
     n_windows = len(windows)
+    descriptions = list(spec.descriptions)
+    if values[spec.names.index("beats_valid")] == 0:  # the beat features are 0s standing in for no measurement
+        for i in range(1, N_FEATURES):
+            descriptions[i] += ": not measured, fewer than four beats found"
     return MeasurementPlan(
         features=np.repeat(variants, n_windows, axis=0),
         windows=np.tile(windows, (len(variants), 1, 1)),
         names=spec.names,
-        descriptions=spec.descriptions,
+        descriptions=descriptions,
         values=values,
         reference=ref,
         lead_names=list(leads),
