@@ -89,7 +89,7 @@ class NetworkOnValidation:
     metadata: ModelMetadata
     session: ort.InferenceSession
     data: TrainingData
-    network: np.ndarray
+    network: np.ndarray | None  # None: the file holds no network (its weight in the blend was 0)
 
 
 def network_on_validation(model_path: Path) -> NetworkOnValidation:
@@ -102,15 +102,17 @@ def network_on_validation(model_path: Path) -> NetworkOnValidation:
     card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
     model = onnx.load(str(model_path))
     n_classes = len(card["classes"])
-    model.graph.output.append(
-        onnx.helper.make_tensor_value_info(NETWORK_OUTPUT, onnx.TensorProto.FLOAT, [None, n_classes])
-    )
+    has_network = any(NETWORK_OUTPUT in node.output for node in model.graph.node)
+    if has_network:
+        model.graph.output.append(
+            onnx.helper.make_tensor_value_info(NETWORK_OUTPUT, onnx.TensorProto.FLOAT, [None, n_classes])
+        )
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)
     with session_scope() as db:
         data = card_data(db, card, metadata)
     check_card_split(card, data)
-    network = recording_outputs(session, data.validation, data.spec, NETWORK_OUTPUT)
+    network = recording_outputs(session, data.validation, data.spec, NETWORK_OUTPUT) if has_network else None
     return NetworkOnValidation(card, metadata, session, data, network)
 
 

@@ -22,6 +22,9 @@ from, seeds 0-2. With ``--waves --conduction``, also with the waves and
 ``conduction_features`` (each lead's QRS width, the widest, each lead's T-peak latency, the R' of V1 and V2); with
 ``--waves --relative``, also with the waves and each lead's T and ST over its QRS (``relative``).
 
+With ``--templates``, the trainer's trees are fitted with the model's own features and also with each lead's median
+beat itself (``template_features``: 17 points from 100 ms before R to 400 ms after it, per lead), seeds 0-2.
+
 The test split is never read.
 
     ECG_DATABASE_URL=... .venv/bin/python services/training/scripts/experiments/feature_models.py \\
@@ -170,6 +173,33 @@ def conduction_features(recording_ids: list[int], spec) -> np.ndarray:
     return out
 
 
+TEMPLATE_OFFSETS_S = np.round(np.arange(-0.10, 0.401, 0.03), 3)  # 17 points from before the QRS to the T wave
+
+
+def template_features(recording_ids: list[int], spec) -> np.ndarray:
+    """(recordings, 12 x 17): each lead's median beat itself, from the PR baseline, sampled every 30 ms from 100 ms
+    before the R peak to 400 ms after it (the QRS, the ST segment and the T wave as the trees' own inputs), on the
+    beats found on lead II as ``recording_features`` finds them. Zeros without enough beats."""
+    from ecg_shared.beats import BEAT_AFTER_S, BEAT_BEFORE_S, MIN_BEATS, PR_BASELINE_S, detect_beats
+
+    fs = spec.sampling_rate
+    before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
+    offsets = np.arange(-before, after + 1) / fs
+    in_pr = (offsets >= PR_BASELINE_S[0]) & (offsets <= PR_BASELINE_S[1])
+    picks = [int(np.argmin(np.abs(offsets - t))) for t in TEMPLATE_OFFSETS_S]
+    leads = list(spec.leads)
+    out = np.zeros((len(recording_ids), len(leads) * len(picks)))
+    for i, x in enumerate(_cleaned(recording_ids, spec)):
+        peaks = detect_beats(x[:, leads.index("II")], fs)
+        inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])]
+        if inside.size < MIN_BEATS - 1:
+            continue
+        templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
+        templates = templates - templates[in_pr].mean(axis=0)
+        out[i] = templates[picks].T.ravel()
+    return out
+
+
 def relative(x: np.ndarray) -> np.ndarray:
     """``x`` (beats-1 features of 12 leads, then the waves) with each lead's T amplitude and ST level over its QRS
     amplitude appended (24 values)."""
@@ -193,7 +223,11 @@ def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[floa
         )
         return primary_metric(figures, n_classes)[1]
 
-    print(f"{model_path.name}: network alone {score(network):.4f} on {len(validation)} validation recordings")
+    if network is None:  # a file of weight 0 holds no network: what it exports is the trees alone
+        print(f"{model_path.name}: no network in the file (weight 0), the trees alone are compared")
+        network = np.full((len(validation), n_classes), 1.0 / n_classes)  # uninformative: any weight is the trees'
+    else:
+        print(f"{model_path.name}: network alone {score(network):.4f} on {len(validation)} validation recordings")
     started = time.monotonic()
     if with_intervals:
         train_x = np.hstack([data.train.features, interval_features(data.train.recording_ids)])
@@ -204,6 +238,25 @@ def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[floa
             weight, scores = choose_blend_weight(network, predict(validation_x), score)
             summary.setdefault("gbm + intervals", []).append(scores[weight])
             print(f"  gbm + intervals seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
+        return
+    if "--templates" in sys.argv:  # the median beats themselves, beside the model's own features
+        arms = [
+            ("gbm", (data.train.features, validation.features)),
+            (
+                "gbm + templates",
+                (
+                    np.hstack([data.train.features, template_features(data.train.recording_ids, data.spec)]),
+                    np.hstack([validation.features, template_features(validation.recording_ids, data.spec)]),
+                ),
+            ),
+        ]
+        for seed in (0, 1, 2):
+            for name, (tx, vx) in arms:
+                predict = fit_feature_model(tx, data.train.y, n_classes, seed).predict
+                weight, scores = choose_blend_weight(network, predict(vx), score)
+                summary.setdefault(name, []).append(scores[weight])
+                print(f"  {name} seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
+        print(f"  ({time.monotonic() - started:.0f} s)")
         return
     if with_waves:
         features = metadata.feature_spec
@@ -252,5 +305,5 @@ def main(model_paths: list[Path], with_intervals: bool = False, with_waves: bool
 
 
 if __name__ == "__main__":
-    options = {"--intervals", "--waves", "--conduction", "--relative"}
+    options = {"--intervals", "--waves", "--conduction", "--relative", "--templates"}
     main([Path(p) for p in sys.argv[1:] if p not in options], "--intervals" in sys.argv, "--waves" in sys.argv)
