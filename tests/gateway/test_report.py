@@ -8,6 +8,7 @@ request gave one. The PDFs and their 300 dpi images are kept in test-artifacts/r
 
 from __future__ import annotations
 
+import html as html_module
 import re
 import shutil
 import subprocess
@@ -19,6 +20,7 @@ import numpy as np
 import pytest
 
 from ecg_shared.formats import Record, read_ecg, zip_wfdb_record
+from ecg_shared.formats.record import STANDARD_12_LEADS
 from ecg_shared.schemas import ClassifyResponse
 from ecg_shared.settings import REPO_ROOT, get_settings
 from tests.gateway.conftest import API_KEY
@@ -80,6 +82,37 @@ def _page_size_pt(pdf: Path) -> tuple[int, tuple[float, float]]:
 def _text(pdf: Path) -> str:
     raw = subprocess.run(["pdftotext", "-layout", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
     return re.sub(r"[ \t]+", " ", raw)
+
+
+def _words_on_the_grid(pdf: Path, paper: str = "a4") -> list[str]:
+    """The words printed over the grid (pdftotext's word boxes): only the lead labels belong there."""
+    from ecg_gateway.report import page_for
+
+    page = page_for(paper)
+    pt = 72 / 25.4
+    grid_top, grid_bottom = (page.height - page.grid[1] - page.grid[3]) * pt, (page.height - page.grid[1]) * pt
+    html = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    words = re.findall(r'<word xMin="[\d.]+" yMin="([\d.]+)" xMax="[\d.]+" yMax="([\d.]+)">([^<]*)</word>', html)
+    assert words, "pdftotext found no words"
+    return [text for y_min, y_max, text in words if float(y_max) > grid_top + 0.5 and float(y_min) < grid_bottom]
+
+
+def _column_text(pdf: Path, from_mm: float, to_mm: float, paper: str = "a4") -> str:
+    """The words of the header column that starts ``from_mm`` to ``to_mm`` right of the grid's left edge, in
+    reading order, joined by spaces (pdftotext's word boxes: its own reading order mixes columns sharing a line)."""
+    from ecg_gateway.report import page_for
+
+    page = page_for(paper)
+    pt = 72 / 25.4
+    lo, hi = (page.grid[0] + from_mm) * pt - 1, (page.grid[0] + to_mm) * pt
+    grid_top = (page.height - page.grid[1] - page.grid[3]) * pt
+    html = subprocess.run(["pdftotext", "-bbox", str(pdf), "-"], capture_output=True, text=True, check=True).stdout
+    words = [
+        (round(float(y)), float(x), text)
+        for x, y, text in re.findall(r'<word xMin="([\d.]+)" yMin="([\d.]+)" [^>]*>([^<]*)</word>', html)
+        if lo <= float(x) < hi and float(y) < grid_top
+    ]
+    return html_module.unescape(" ".join(text for _, _, text in sorted(words)))
 
 
 def _render(pdf: Path) -> np.ndarray:
@@ -169,6 +202,7 @@ def test_wellnest_report_is_a_true_scale_12_lead_page(client, wellnest_sample, p
     assert 60 <= qrs <= 120 and 120 <= pr <= 220 and 320 <= qt <= 460 and qt < qtc < 480
     assert "Patient: not given" in text and "ID: not given" in text
     assert "sample-10s" not in text
+    assert set(_words_on_the_grid(pdf)) <= set(STANDARD_12_LEADS), "text printed over the trace"
 
 
 @pytest.fixture()
@@ -291,3 +325,53 @@ def test_layouts_say_what_they_leave_out(wellnest_sample, data_dir):
     assert [row.segments[0][1] for row in rows] == [0.0, 10.0, 20.0, 30.0, 40.0, 50.0] and "recorded" not in shown
     rows, shown = layout_rows(Record(np.tile(long_strip.signal, (2, 1)), long_strip.sampling_rate, ["ECG"]))
     assert len(rows) == 6 and "0-60.0 s in 10 s rows (of 120.0 s recorded)" in shown
+
+
+def test_the_report_says_which_measurements_moved_each_bundled_model_and_never_prints_over_the_trace(
+    wellnest_sample, poppler
+):
+    """The bundled models (fused with measurements), in process on the real Wellnest recording: the page names, for
+    each model, the measurements that moved its probability most, with their values, normal medians and points; the
+    header stays above the grid, also when there is far more to say than fits (then it says where the rest is)."""
+    import time
+
+    from ecg_gateway.report import REPORT_MEASUREMENTS, render_report
+    from ecg_inference.classify import classify_prepared, prepare_recording
+    from ecg_inference.models import load_bundled
+    from ecg_shared.vocabulary import EVIDENCE_MIN_IMPORTANCE
+
+    record = read_ecg(wellnest_sample)
+    models = load_bundled(REPO_ROOT / "models")
+    answer = classify_prepared([prepare_recording(record, models, explain=True)], [time.perf_counter()])[0]
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    pdf = REPORTS / "sample-10s-bundled.pdf"
+    pdf.write_bytes(render_report(record, answer, datetime.now(UTC)))
+    _render(pdf)  # the image, to look at
+    text = _column_text(pdf, 72.0, 182.0)  # the middle column of the header: the verdict, the models and why
+    assert "Why: each model's strongest measurements" in text
+    for explanation in answer.explanation:
+        strong = [m for m in explanation.measurements if abs(m.importance) >= EVIDENCE_MIN_IMPORTANCE]
+        assert strong, f"{explanation.model}: nothing moved it on this recording: nothing to test"
+        printed = [re.sub(r" \((mV|s|bpm|degrees)\)", "", m.description) for m in strong[:REPORT_MEASUREMENTS]]
+        assert all(words in text for words in printed), (printed, text)
+        first = strong[0]
+        assert f"{first.value:.2g}" in text or f"{first.value:.3g}" in text, (first, text)
+    assert "more in the API answer" not in text
+    assert set(_words_on_the_grid(pdf)) <= set(STANDARD_12_LEADS), "text printed over the trace"
+
+    crowded = answer.model_copy(
+        update={
+            "models": answer.models * 4,
+            "recording": answer.recording.model_copy(
+                update={
+                    "quality": answer.recording.quality.model_copy(
+                        update={"reasons": [f"remark {i}: " + "a long remark " * 6 for i in range(9)]}
+                    )
+                }
+            ),
+        }
+    )
+    pdf = REPORTS / "sample-10s-crowded.pdf"
+    pdf.write_bytes(render_report(record, crowded, datetime.now(UTC)))
+    assert set(_words_on_the_grid(pdf)) <= set(STANDARD_12_LEADS), "text printed over the trace"
+    assert "more in the API answer (POST /classify)" in " ".join(_text(pdf).split())

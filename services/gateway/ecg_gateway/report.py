@@ -9,8 +9,10 @@ the page is at true physical scale: 25 mm/s, 10 mm/mV on a 1 mm / 5 mm grid, eac
   the columns consecutive in time) and a 10 s lead II rhythm strip beneath.
 - Any other recording (a single lead, a few leads): a strip layout, 10 s rows, one lead after another, up to
   STRIP_ROWS rows.
-- Above the grid: the verdict and each model's call, heart rate and intervals (``ecg_shared.intervals``), quality
-  remarks, the date and time of the analysis. Below it: speed, gain, filter, what part of the recording is shown,
+- Above the grid: the verdict and each model's call with the measurements that moved it most (the answer's
+  explanation), heart rate and intervals (``ecg_shared.intervals``), quality remarks and how the verdict was reached,
+  the date and time of the analysis; never over the grid: what does not fit ends in a line naming the API answer.
+  Below it: speed, gain, filter, what part of the recording is shown,
   the model versions.
 
 No patient identifiers are printed unless the request supplies them (:class:`Patient`): not the file name, not the
@@ -21,6 +23,7 @@ from __future__ import annotations
 
 import io
 import math
+import re
 import textwrap
 import threading
 import warnings
@@ -38,8 +41,9 @@ from ecg_gateway.plotting import display_band, display_signal
 from ecg_shared.formats import Record
 from ecg_shared.formats.record import STANDARD_12_LEADS
 from ecg_shared.intervals import Interval, Intervals, measure_intervals
-from ecg_shared.schemas import ClassifyResponse, ModelResult
+from ecg_shared.schemas import ClassifyResponse, ModelExplanation, ModelResult
 from ecg_shared.settings import get_settings
+from ecg_shared.vocabulary import EVIDENCE_MIN_IMPORTANCE
 
 SPEED_MM_PER_S = 25.0
 GAIN_MM_PER_MV = 10.0
@@ -68,6 +72,8 @@ CLASS_NAMES = {
     "~": "too noisy to classify",
 }
 DISCLAIMER = "Computer analysis: to be confirmed by a physician."
+REPORT_MEASUREMENTS = 2  # per model, the measurements that moved its probability most (the page lists up to 8)
+UNIT_IN_WORDS = re.compile(r" \((mV|s|bpm|degrees)\)")
 
 RC = {"pdf.fonttype": 42, "font.family": "DejaVu Sans"}  # TrueType fonts: the text stays text, to search and copy
 _render_lock = threading.Lock()  # matplotlib is not thread-safe; reports are rendered one at a time
@@ -247,26 +253,69 @@ def _write(axes, x: float, y: float, text: str, **style) -> None:
 
 
 class _Column:
-    """Lines of text placed downwards from a top edge, wrapped to a width in millimetres."""
+    """Lines of text placed downwards from a top edge, wrapped to a width in millimetres, and never below ``bottom``
+    (the grid's top edge): lines are added in the order they matter, and where they do not all fit, the last line
+    that fits says where the rest is."""
 
-    def __init__(self, axes, x: float, top: float, width_mm: float) -> None:
-        self.axes, self.x, self.y, self.width_mm = axes, x, top, width_mm
+    OVERFLOW = "... more in the API answer (POST /classify)"
+
+    def __init__(self, axes, x: float, top: float, width_mm: float, bottom: float) -> None:
+        self.axes, self.x, self.top, self.width_mm, self.bottom = axes, x, top, width_mm, bottom
+        self.lines: list[tuple[str, float, bool, float]] = []  # (text, size, bold, gap) of each wrapped part
+        self.lowest = top  # the lowest baseline drawn
 
     def line(self, text: str, size: float = 7.5, bold: bool = False, gap: float = 0.0) -> None:
-        self.y -= gap
         chars = max(10, int(self.width_mm / (0.53 * size * 25.4 / 72)))  # DejaVu Sans: about 0.53 em a character
-        for part in textwrap.wrap(text, chars, subsequent_indent="   ") or [""]:
-            self.y -= size * 25.4 / 72 * 1.3
+        for number, part in enumerate(textwrap.wrap(text, chars, subsequent_indent="   ") or [""]):
+            self.lines.append((part, size, bold, gap if number == 0 else 0.0))
+
+    def draw(self) -> None:
+        y, placed = self.top, []
+        for part, size, bold, gap in self.lines:
+            y -= gap + _line_height(size)
+            placed.append((y, part, size, bold))
+        if placed and placed[-1][0] < self.bottom:
+            placed = [line for line in placed if line[0] >= self.bottom + _line_height(6.5)]
+            below = placed[-1][0] if placed else self.top
+            placed.append((below - _line_height(6.5), self.OVERFLOW, 6.5, False))
+        for y, part, size, bold in placed:
             _write(
                 self.axes,
                 self.x,
-                self.y,
+                y,
                 part,
                 fontsize=size,
                 fontweight="bold" if bold else "normal",
                 ha="left",
                 va="baseline",
             )
+            self.lowest = min(self.lowest, y)
+
+
+def _line_height(size: float) -> float:
+    return size * 25.4 / 72 * 1.3
+
+
+def _measurement_line(model: str, explanation: ModelExplanation) -> str | None:
+    """The measurements that moved ``model``'s probability most, in words, or None where it has none to show."""
+    strong = [m for m in explanation.measurements if abs(m.importance) >= EVIDENCE_MIN_IMPORTANCE][:REPORT_MEASUREMENTS]
+    if not strong:
+        return None
+    parts = []
+    for m in strong:
+        unit = UNIT_IN_WORDS.search(m.description)  # printed beside the values: "-0.144 mV (normal -0.005)"
+        words = UNIT_IN_WORDS.sub("", m.description) if unit else m.description
+        unit_text = f" {unit.group(1)}" if unit else ""
+        sign = "+" if m.importance > 0 else "-"
+        parts.append(
+            f"{words}: {_short(m.value)}{unit_text} (normal {_short(m.reference)}) {sign}{100 * abs(m.importance):.0f}"
+        )
+    return f"{model}, P({_class_words(explanation.target_class)}): " + "; ".join(parts)
+
+
+def _short(value: float) -> str:
+    """Three significant digits, two below 0.1 (a few microvolts more say nothing on paper)."""
+    return f"{value:.3g}" if abs(value) >= 0.1 else f"{value:.2g}"
 
 
 def _class_words(label: str) -> str:
@@ -308,7 +357,8 @@ def _draw_header(
     stamp = analysed_at.strftime("%Y-%m-%d %H:%M:%S %Z").strip()
     _write(axes, right, top, f"Analysed {stamp}", fontsize=9, ha="right", va="baseline")
 
-    identity = _Column(axes, left, top - 3.0, 80.0)
+    bottom = page.grid[1] + page.grid[3] + 1.0  # the grid's top edge, and a millimetre of air
+    identity = _Column(axes, left, top - 3.0, 68.0, bottom)
     identity.line(f"Patient: {patient.name}" if patient.name else "Patient: not given", size=8.5, bold=True)
     identity.line(f"ID: {patient.id}" if patient.id else "ID: not given", size=8.5)
     rec = answer.recording
@@ -318,7 +368,9 @@ def _draw_header(
         gap=1.5,
     )
 
-    measures = _Column(axes, left, top - 17.5, 82.0)
+    identity.draw()
+
+    measures = _Column(axes, left, top - 17.5, 68.0, bottom)
     rate = f"{rec.heart_rate_bpm:.0f} bpm" if rec.heart_rate_bpm is not None else "not detected"
     measures.line(f"Vent. rate   {rate}", size=8, bold=True)
     named = (("PR interval", intervals.pr), ("QRS duration", intervals.qrs), ("QT interval", intervals.qt))
@@ -330,21 +382,32 @@ def _draw_header(
         if interval.ms is None:
             measures.line(f"{name} not measured: {interval.note}", size=6.5)
 
+    measures.draw()
+
     verdict = answer.verdict
-    reading = _Column(axes, left + 86.5, top - 3.0, 95.0)
+    reading = _Column(axes, left + 72.0, top - 3.0, 110.0, bottom)
     reading.line(
         f"{CALL_WORDS.get(verdict.label, verdict.label.upper())}   probability {100 * verdict.probability:.1f} %",
         size=12,
         bold=True,
     )
-    if verdict.rule:
-        reading.line(verdict.rule, size=7)
     calls = {model.call for model in answer.models}
     reading.line("Models" + (" (they disagree)" if len(calls) > 1 else ""), size=8, bold=True, gap=1.0)
     for model in answer.models:
         reading.line(_model_line(model), size=7)
     if not answer.models:
         reading.line("No model could read this recording's leads.", size=7)
+    why = [_measurement_line(e.model, e) for e in answer.explanation or []]
+    if any(why):
+        reading.line(
+            "Why: each model's strongest measurements (value, normal median, points of P)",
+            size=7,
+            bold=True,
+            gap=1.0,
+        )
+        for text in filter(None, why):
+            reading.line(text, size=6.0)
+    reading.draw()
 
     quality = answer.recording.quality
     remarks = list(quality.reasons) + [
@@ -354,13 +417,17 @@ def _draw_header(
         headline = "not usable for a reliable reading"
     else:
         headline = "usable, with remarks" if remarks else "good, no problems found"
-    notes = _Column(axes, left + 186.5, top - 3.0, right - left - 186.5)
+    notes = _Column(axes, left + 186.5, top - 3.0, right - left - 186.5, bottom)
     notes.line(f"Signal quality: {headline}", size=8, bold=True)
     for remark in remarks[:7]:
         notes.line(f"- {remark}", size=7)
     if len(remarks) > 7:
         notes.line(f"- and {len(remarks) - 7} more remarks (see the API answer)", size=7)
     notes.line(f"Noise score {100 * quality.noise_score:.0f} % (share of power outside the ECG band)", size=7)
+    if verdict.rule:
+        notes.line("How the verdict was reached", size=7, bold=True, gap=1.0)
+        notes.line(verdict.rule, size=6.5)
+    notes.draw()
 
 
 def _draw_footer(axes, page: Page, record: Record, answer: ClassifyResponse, intervals: Intervals, shown: str) -> None:

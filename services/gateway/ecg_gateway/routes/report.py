@@ -137,7 +137,7 @@ async def classify_report(
         "POST",
         "/classify",
         data=_form(upload, hints),  # the patient fields stay here
-        params={"explain": "false", **({"model": model} if model else {})},
+        params={"explain": "true", **({"model": model} if model else {})},  # the measurements behind each call
     )
     response, record = await asyncio.gather(forwarded, run_in_threadpool(_read_record, upload))
     analysed_at = datetime.now(UTC)
