@@ -20,6 +20,9 @@ from ecg_shared.preprocessing import PreprocessingSpec
 INPUT_NAME = "ecg"
 FEATURES_INPUT_NAME = "features"
 OUTPUT_NAME = "probabilities"
+# In a graph fused with beat features (weight w < 1), the features' share of the output, (1 - w) * trees(features):
+# ``probabilities = w * network(ecg) + features_part``. Explanations recompute it alone for changed features.
+FEATURES_PART_NAME = "blend/features_part"
 
 
 @dataclass

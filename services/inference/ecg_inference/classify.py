@@ -105,7 +105,7 @@ def record_from_json(request: ClassifyJsonRequest) -> Record:
 @dataclass
 class ModelRun:
     """One model applied to one recording: its windows, and when explaining the occluded copies (rows after the
-    windows) and the measurements' variants (rows after those)."""
+    windows) and the measurements' variants (for the model's features part alone)."""
 
     model: LoadedModel
     lead_names: list[str]
@@ -121,15 +121,9 @@ class ModelRun:
 
     @property
     def inputs(self) -> ModelInputs:
-        ecg = [self.windows] + ([] if self.plan is None else [self.plan.inputs])
-        n_rows = sum(len(part) for part in ecg)
-        if self.features is None:
-            return ModelInputs(np.concatenate(ecg) if len(ecg) > 1 else self.windows, None)
-        features = [np.repeat(self.features[None, :], n_rows, axis=0)]
-        if self.measurements is not None:
-            ecg.append(self.measurements.windows)
-            features.append(self.measurements.features)
-        return ModelInputs(np.concatenate(ecg) if len(ecg) > 1 else self.windows, np.concatenate(features))
+        ecg = self.windows if self.plan is None else np.concatenate([self.windows, self.plan.inputs])
+        features = None if self.features is None else np.repeat(self.features[None, :], len(ecg), axis=0)
+        return ModelInputs(ecg, features)
 
 
 @dataclass
@@ -248,9 +242,8 @@ def prepare_run(
     if not explain_segment_s:
         return run, 0.0
     started = time.perf_counter()
-    reference = model.metadata.feature_reference
-    if features is not None and reference is not None:
-        run.measurements = plan_measurements(windows, features, reference, model.metadata.feature_spec)
+    if model.features_part is not None:
+        run.measurements = plan_measurements(features, model.metadata.feature_reference, model.metadata.feature_spec)
     if model.metadata.signal_blind:
         run.explanation_note = SIGNAL_BLIND_NOTE if run.measurements is None else MEASURED_NOTE
     else:
@@ -474,7 +467,7 @@ def build_response(
         results.append(model_result(run, probabilities[:n]))
         if run.explained:
             t = time.perf_counter()
-            occluded = n + (0 if run.plan is None else run.plan.size)
+            measured = run.measurements
             explanations.append(
                 explain(
                     run.model.name,
@@ -482,9 +475,9 @@ def build_response(
                     probabilities[:n],
                     run.model.metadata.calibration,
                     plan=run.plan,
-                    occluded_probabilities=probabilities[n:occluded],
-                    measurements=run.measurements,
-                    measured_probabilities=probabilities[occluded:],
+                    occluded_probabilities=probabilities[n:],
+                    measurements=measured,
+                    features_parts=None if measured is None else run.model.predict_features_part(measured.features),
                     note=run.explanation_note,
                 )
             )

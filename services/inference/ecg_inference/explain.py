@@ -91,10 +91,9 @@ def plan_occlusion(
 @dataclass
 class MeasurementPlan:
     """Copies of a recording's measurements, each with one measurement (then one lead's measurements) set to its
-    reference, for every window of the recording: rows ``variant * n_windows + window``."""
+    reference: ``variants`` (n_variants, n_features), run through the model's features part alone."""
 
-    features: np.ndarray  # (n_variants * n_windows, n_features)
-    windows: np.ndarray  # (n_variants * n_windows, window, leads): the recording's windows, unchanged
+    variants: np.ndarray
     names: list[str]
     descriptions: list[str]
     values: np.ndarray
@@ -102,14 +101,13 @@ class MeasurementPlan:
     lead_names: list[str]  # a variant each after the measurements', in this order
 
     @property
-    def size(self) -> int:
-        return int(self.features.shape[0])
+    def features(self) -> np.ndarray:
+        """The rows for the features part: the recording's own measurements, then the variants."""
+        return np.vstack([self.values[None, :], self.variants])
 
 
-def plan_measurements(
-    windows: np.ndarray, features: np.ndarray, reference: list[float], spec: FeatureSpec
-) -> MeasurementPlan:
-    """The variants of ``features`` (spec's vector of the recording) to run with each of its ``windows``."""
+def plan_measurements(features: np.ndarray, reference: list[float], spec: FeatureSpec) -> MeasurementPlan:
+    """The variants of ``features`` (spec's vector of the recording) to explain it by."""
     values = np.asarray(features, dtype=np.float32)
     ref = np.asarray(reference, dtype=np.float32)
     n = len(values)
@@ -118,20 +116,11 @@ def plan_measurements(
     variants[np.arange(n), np.arange(n)] = ref
     for row, columns in enumerate(leads.values(), start=n):
         variants[row, columns] = ref[columns]
-    n_windows = len(windows)
     descriptions = list(spec.descriptions)
     if values[spec.names.index("beats_valid")] == 0:  # the beat features are 0s standing in for no measurement
         for i in range(1, N_FEATURES):
             descriptions[i] += ": not measured, fewer than four beats found"
-    return MeasurementPlan(
-        features=np.repeat(variants, n_windows, axis=0),
-        windows=np.tile(windows, (len(variants), 1, 1)),
-        names=spec.names,
-        descriptions=descriptions,
-        values=values,
-        reference=ref,
-        lead_names=list(leads),
-    )
+    return MeasurementPlan(variants, spec.names, descriptions, values, ref, list(leads))
 
 
 def explain(
@@ -142,12 +131,14 @@ def explain(
     plan: OcclusionPlan | None = None,
     occluded_probabilities: np.ndarray | None = None,
     measurements: MeasurementPlan | None = None,
-    measured_probabilities: np.ndarray | None = None,
+    features_parts: np.ndarray | None = None,
     note: str | None = None,
 ) -> ModelExplanation:
     """Importance of each segment and lead (``plan``: signal blanked) and each measurement (``measurements``: set to
     its reference) for the predicted class, from the probabilities of the planned inputs: changes of the calibrated
-    recording-level probability (the one the answer shows)."""
+    recording-level probability (the one the answer shows). ``features_parts``: the model's features part on
+    ``measurements.features`` (the recording's own first); the blend being linear, a variant's window probabilities
+    are the windows' own minus the recording's features part plus the variant's."""
 
     def recording_probability(windows: np.ndarray) -> np.ndarray:
         return calibrate(windows.mean(axis=0, keepdims=True), calibration)[0]
@@ -170,8 +161,10 @@ def explain(
         }
     found = []
     if measurements is not None:
-        per_variant = measured_probabilities.reshape(-1, len(window_probabilities), measured_probabilities.shape[-1])
-        drops = [round(float(shown[target] - recording_probability(p)[target]), 6) for p in per_variant]
+        changes = features_parts[1:] - features_parts[0]
+        drops = [
+            round(float(shown[target] - recording_probability(window_probabilities + c)[target]), 6) for c in changes
+        ]
         found = sorted(
             (
                 MeasurementImportance(

@@ -16,7 +16,13 @@ import onnxruntime as ort
 from ecg_inference.cpus import usable_cpus, worker_processes
 from ecg_inference.graph import optimize_for_cpu
 from ecg_shared.artifacts import ArtifactStore, sha256
-from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, OUTPUT_NAME, ModelMetadata
+from ecg_shared.model_metadata import (
+    FEATURES_INPUT_NAME,
+    FEATURES_PART_NAME,
+    INPUT_NAME,
+    OUTPUT_NAME,
+    ModelMetadata,
+)
 from ecg_shared.settings import get_settings
 
 log = logging.getLogger(__name__)
@@ -136,6 +142,9 @@ class LoadedModel:
     session: ort.InferenceSession
     version: int | None
     sha256: str
+    # A model fused with beat features whose file carries their reference: its graph's features part alone
+    # (FEATURES_PART_NAME from ``features``), for the explanation by measurement. None otherwise.
+    features_part: ort.InferenceSession | None = None
 
     @property
     def name(self) -> str:
@@ -169,6 +178,12 @@ class LoadedModel:
         (probabilities,) = self.session.run([OUTPUT_NAME], inputs.feeds())
         return probabilities
 
+    def predict_features_part(self, features: np.ndarray) -> np.ndarray:
+        """The features' share of :meth:`predict`'s probabilities, (n, n_classes), for n feature vectors: what
+        changes when only the features change (the blend is linear)."""
+        (part,) = self.features_part.run([FEATURES_PART_NAME], {FEATURES_INPUT_NAME: np.asarray(features, np.float32)})
+        return part
+
 
 def load_model(onnx_bytes: bytes, version: int | None = None, expected_name: str | None = None) -> LoadedModel:
     session = create_session(onnx_bytes)
@@ -187,7 +202,31 @@ def load_model(onnx_bytes: bytes, version: int | None = None, expected_name: str
         )
     version = version if version is not None else metadata.version
     metadata.version = version
-    return LoadedModel(metadata, session, version, sha256(onnx_bytes))
+    return LoadedModel(metadata, session, version, sha256(onnx_bytes), features_part_session(onnx_bytes, metadata))
+
+
+def features_part_session(onnx_bytes: bytes, metadata: ModelMetadata) -> ort.InferenceSession | None:
+    """A CPU session on the graph's features part alone (``features`` -> FEATURES_PART_NAME, onnx's extractor), for
+    a model fused with beat features whose metadata carries their reference; None for any other (a network alone, a
+    blend weight of 1, a file without the reference: nothing to explain by measurement)."""
+    if metadata.features is None or metadata.feature_reference is None:
+        return None
+    import onnx
+    from onnx.utils import Extractor
+
+    model = onnx.load_from_string(onnx_bytes)
+    if not any(FEATURES_PART_NAME in node.output for node in model.graph.node):
+        return None
+    # its type, which the extractor needs and shape inference does not give past the trees (ai.onnx.ml)
+    part_type = onnx.helper.make_tensor_value_info(
+        FEATURES_PART_NAME, onnx.TensorProto.FLOAT, [None, len(metadata.classes)]
+    )
+    model.graph.value_info.append(part_type)
+    part = Extractor(model).extract_model([FEATURES_INPUT_NAME], [FEATURES_PART_NAME])
+    options = ort.SessionOptions()
+    options.intra_op_num_threads = 1  # a few hundred rows of trees: less than a millisecond
+    options.inter_op_num_threads = 1
+    return ort.InferenceSession(part.SerializeToString(), sess_options=options, providers=["CPUExecutionProvider"])
 
 
 @dataclass(frozen=True)

@@ -18,7 +18,7 @@ import onnx
 from onnx import TensorProto, helper, numpy_helper
 from sklearn.ensemble import GradientBoostingClassifier
 
-from ecg_shared.model_metadata import FEATURES_INPUT_NAME, INPUT_NAME, OUTPUT_NAME
+from ecg_shared.model_metadata import FEATURES_INPUT_NAME, FEATURES_PART_NAME, INPUT_NAME, OUTPUT_NAME
 
 BLEND_WEIGHTS = tuple(round(w, 2) for w in np.linspace(0.0, 1.0, 11))
 NETWORK_OUTPUT = "network_probabilities"
@@ -112,14 +112,14 @@ def fused_onnx(network_onnx: bytes, feature_model: FeatureModel, weight: float, 
         nodes += [
             *trees.graph.node,
             helper.make_node("MatMul", [tree_probabilities, "blend/class_columns"], ["blend/features_all"]),
-            helper.make_node("Mul", ["blend/features_all", "blend/features_weight"], ["blend/features_part"]),
+            helper.make_node("Mul", ["blend/features_all", "blend/features_weight"], [FEATURES_PART_NAME]),
         ]
         initializers += [
             *trees.graph.initializer,
             _scalar(1.0 - weight, "blend/features_weight"),
             numpy_helper.from_array(feature_model.columns, "blend/class_columns"),
         ]
-        parts.append("blend/features_part")
+        parts.append(FEATURES_PART_NAME)
     nodes.append(helper.make_node("Add" if len(parts) == 2 else "Identity", parts, [OUTPUT_NAME]))
     network_input = next(i for i in network.graph.input if i.name == INPUT_NAME)
     trees_input = next(i for i in trees.graph.input if i.name == FEATURES_INPUT_NAME)
