@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import csv
 import json
+from contextlib import contextmanager
 from pathlib import Path
 
 import pytest
@@ -42,15 +43,22 @@ def browser():
         instance.close()
 
 
-@pytest.fixture()
-def page(browser, gateway_url):
-    context = browser.new_context(viewport={"width": 1360, "height": 1000}, base_url=gateway_url)
+@contextmanager
+def _page_on(browser, base_url: str):
+    """A fresh page on ``base_url``; any JavaScript error on it fails the test."""
+    context = browser.new_context(viewport={"width": 1360, "height": 1000}, base_url=base_url)
     page = context.new_page()
     errors: list[str] = []
     page.on("pageerror", lambda exc: errors.append(str(exc)))
     yield page
     context.close()
     assert not errors, f"JavaScript errors on the page: {errors}"
+
+
+@pytest.fixture()
+def page(browser, gateway_url):
+    with _page_on(browser, gateway_url) as page:
+        yield page
 
 
 def _ink_pixels(page) -> int:
@@ -294,13 +302,8 @@ def bundled_gateway_url(database_url, azurite):
 
 @pytest.fixture()
 def bundled_page(browser, bundled_gateway_url):
-    context = browser.new_context(viewport={"width": 1360, "height": 1000}, base_url=bundled_gateway_url)
-    page = context.new_page()
-    errors: list[str] = []
-    page.on("pageerror", lambda exc: errors.append(str(exc)))
-    yield page
-    context.close()
-    assert not errors, f"JavaScript errors on the page: {errors}"
+    with _page_on(browser, bundled_gateway_url) as page:
+        yield page
 
 
 def test_the_measurements_behind_each_models_answer_are_listed_as_the_service_gave_them(

@@ -138,29 +138,19 @@ def conduction_features(recording_ids: list[int], spec) -> np.ndarray:
     from ecg_shared.beats import (
         BEAT_AFTER_S,
         BEAT_BEFORE_S,
-        MIN_BEATS,
-        PR_BASELINE_S,
         QRS_HALF_WIDTH_S,
         T_WINDOW_S,
         _half_amplitude_width,
-        detect_beats,
     )
 
     fs = spec.sampling_rate
     before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
     offsets = np.arange(-before, after + 1) / fs
     in_qrs = np.abs(offsets) <= QRS_HALF_WIDTH_S
-    in_pr = (offsets >= PR_BASELINE_S[0]) & (offsets <= PR_BASELINE_S[1])
     in_t = (offsets >= T_WINDOW_S[0]) & (offsets <= T_WINDOW_S[1])
     leads = list(spec.leads)
     out = np.zeros((len(recording_ids), 12 + 1 + 12 + 2))
-    for i, x in enumerate(_cleaned(recording_ids, spec)):
-        peaks = detect_beats(x[:, leads.index("II")], fs)
-        inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])]
-        if inside.size < MIN_BEATS - 1:
-            continue
-        templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
-        templates = templates - templates[in_pr].mean(axis=0)
+    for i, templates in median_beats(recording_ids, spec):
         widths = [_half_amplitude_width(templates[:, k], before, fs) for k in range(len(WAVE_LEADS))]
         latency = offsets[in_t][np.argmax(np.abs(templates[in_t]), axis=0)]
         primes = []
@@ -180,24 +170,34 @@ def template_features(recording_ids: list[int], spec) -> np.ndarray:
     """(recordings, 12 x 17): each lead's median beat itself, from the PR baseline, sampled every 30 ms from 100 ms
     before the R peak to 400 ms after it (the QRS, the ST segment and the T wave as the trees' own inputs), on the
     beats found on lead II as ``recording_features`` finds them. Zeros without enough beats."""
+    from ecg_shared.beats import BEAT_AFTER_S, BEAT_BEFORE_S
+
+    fs = spec.sampling_rate
+    before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
+    offsets = np.arange(-before, after + 1) / fs
+    picks = [int(np.argmin(np.abs(offsets - t))) for t in TEMPLATE_OFFSETS_S]
+    out = np.zeros((len(recording_ids), len(spec.leads) * len(picks)))
+    for i, templates in median_beats(recording_ids, spec):
+        out[i] = templates[picks].T.ravel()
+    return out
+
+
+def median_beats(recording_ids: list[int], spec):
+    """(index, median beats (samples, leads) from the PR baseline) of each recording with enough beats found on lead
+    II as ``recording_features`` finds them, the beat window from BEAT_BEFORE_S before R to BEAT_AFTER_S after it."""
     from ecg_shared.beats import BEAT_AFTER_S, BEAT_BEFORE_S, MIN_BEATS, PR_BASELINE_S, detect_beats
 
     fs = spec.sampling_rate
     before, after = round(BEAT_BEFORE_S * fs), round(BEAT_AFTER_S * fs)
     offsets = np.arange(-before, after + 1) / fs
     in_pr = (offsets >= PR_BASELINE_S[0]) & (offsets <= PR_BASELINE_S[1])
-    picks = [int(np.argmin(np.abs(offsets - t))) for t in TEMPLATE_OFFSETS_S]
-    leads = list(spec.leads)
-    out = np.zeros((len(recording_ids), len(leads) * len(picks)))
+    lead_ii = list(spec.leads).index("II")
     for i, x in enumerate(_cleaned(recording_ids, spec)):
-        peaks = detect_beats(x[:, leads.index("II")], fs)
+        peaks = detect_beats(x[:, lead_ii], fs)
         inside = peaks[(peaks - before >= 0) & (peaks + after < x.shape[0])]
-        if inside.size < MIN_BEATS - 1:
-            continue
-        templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
-        templates = templates - templates[in_pr].mean(axis=0)
-        out[i] = templates[picks].T.ravel()
-    return out
+        if inside.size >= MIN_BEATS - 1:
+            templates = np.median(x[inside[:, None] + np.arange(-before, after + 1)[None, :], :], axis=0)
+            yield i, templates - templates[in_pr].mean(axis=0)
 
 
 def relative(x: np.ndarray) -> np.ndarray:
@@ -208,6 +208,17 @@ def relative(x: np.ndarray) -> np.ndarray:
     leads = x[:, len(FEATURE_NAMES) : len(FEATURE_NAMES) + 12 * len(MORPHOLOGY_NAMES)].reshape(len(x), 12, -1)
     qrs = np.maximum(leads[:, :, 0], 1e-3)
     return np.hstack([x, leads[:, :, 3] / qrs, leads[:, :, 2] / qrs])
+
+
+def fit_arms(arms, train_y, n_classes: int, network: np.ndarray, score, summary: dict[str, list[float]]) -> None:
+    """For each arm (name, (training features, validation features)) and trees seeds 0-2: the trainer's trees fitted
+    and blended with ``network`` as the trainer blends; the fused scores go to ``summary``."""
+    for seed in (0, 1, 2):
+        for name, (tx, vx) in arms:
+            predict = fit_feature_model(tx, train_y, n_classes, seed).predict
+            weight, scores = choose_blend_weight(network, predict(vx), score)
+            summary.setdefault(name, []).append(scores[weight])
+            print(f"  {name} seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
 
 
 def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[float]], with_waves: bool = False) -> None:
@@ -250,12 +261,7 @@ def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[floa
                 ),
             ),
         ]
-        for seed in (0, 1, 2):
-            for name, (tx, vx) in arms:
-                predict = fit_feature_model(tx, data.train.y, n_classes, seed).predict
-                weight, scores = choose_blend_weight(network, predict(vx), score)
-                summary.setdefault(name, []).append(scores[weight])
-                print(f"  {name} seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
+        fit_arms(arms, data.train.y, n_classes, network, score, summary)
         print(f"  ({time.monotonic() - started:.0f} s)")
         return
     if with_waves:
@@ -275,12 +281,7 @@ def compare(model_path: Path, with_intervals: bool, summary: dict[str, list[floa
                     ),
                 )
             )
-        for seed in (0, 1, 2):
-            for name, (tx, vx) in arms:
-                predict = fit_feature_model(tx, data.train.y, n_classes, seed).predict
-                weight, scores = choose_blend_weight(network, predict(vx), score)
-                summary.setdefault(name, []).append(scores[weight])
-                print(f"  {name} seed {seed}: alone {scores[0.0]:.4f} fused {scores[weight]:.4f} (w {weight})")
+        fit_arms(arms, data.train.y, n_classes, network, score, summary)
         print(f"  ({time.monotonic() - started:.0f} s)")
         return
     for name, predictors in candidates(data.train.features, data.train.y, n_classes).items():
