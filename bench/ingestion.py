@@ -186,25 +186,40 @@ def _postgres_cpu_s(database: str) -> dict[int, float]:
     return found
 
 
-def run_job(account_url: str, sas: str, dataset: str, azurite_pid: int) -> dict[str, Any]:
+def run_job(
+    account_url: str, sas: str, dataset: str, azurite_pid: int, decode_workers: int | None = None
+) -> dict[str, Any]:
     """The job, with the CPU time each party spent on it: this process (listing, downloads, INSERTs), the decoding
     processes, Azurite, the Postgres backends serving this database; what is left of wall time x cores went to
-    waiting and the machine's other work."""
+    waiting and the machine's other work. ``decode_workers``: ECG_INGEST_DECODE_WORKERS for this run (None: the
+    settings' own); ``decoding`` in the result says what the job did."""
+    from ecg_ingestion.decode import decode_workers as workers_for
     from ecg_ingestion.runner import run_ingestion_job
     from ecg_shared.db import session_scope
     from ecg_shared.jobs.ingestion import IngestionJobRequest, create_ingestion_job
+    from ecg_shared.settings import get_settings
 
     request = IngestionJobRequest(
         dataset=dataset, account_url=account_url, container=CONTAINER, sas_token=sas, manifest="manifest.xlsx"
     )
-    from ecg_shared.settings import get_settings
-
+    configured = os.environ.get("ECG_INGEST_DECODE_WORKERS")
+    if decode_workers is not None:
+        os.environ["ECG_INGEST_DECODE_WORKERS"] = str(decode_workers)
+        get_settings.cache_clear()
+    workers = workers_for(get_settings().ingest_decode_workers)
     database = get_settings().database_url.rsplit("/", 1)[1]
     (main0, children0), azurite0, postgres0 = _own_cpu_s(), _process_cpu_s(azurite_pid), _postgres_cpu_s(database)
     start = time.perf_counter()
-    with session_scope() as session:
-        job_id = create_ingestion_job(session, request, keep_credential=False).id
-    view = run_ingestion_job(job_id, request.credential())
+    try:
+        with session_scope() as session:
+            job_id = create_ingestion_job(session, request, keep_credential=False).id
+        view = run_ingestion_job(job_id, request.credential())
+    finally:
+        if decode_workers is not None:
+            os.environ.pop("ECG_INGEST_DECODE_WORKERS", None)
+            if configured is not None:
+                os.environ["ECG_INGEST_DECODE_WORKERS"] = configured
+            get_settings.cache_clear()
     elapsed = time.perf_counter() - start
     (main1, children1), azurite1, postgres1 = _own_cpu_s(), _process_cpu_s(azurite_pid), _postgres_cpu_s(database)
     if view.status != "succeeded" or view.failed:
@@ -219,6 +234,8 @@ def run_job(account_url: str, sas: str, dataset: str, azurite_pid: int) -> dict[
         "recordings": view.stored,
         "seconds": elapsed,
         "cpu_ms_per_recording": {k: round(1000 * v / view.stored, 2) for k, v in per_recording_ms.items()},
+        "workers": workers,
+        "decoding": f"process-pool decode ({workers})" if workers else "decode in the job's process",
     }
 
 
@@ -265,7 +282,7 @@ def stage_capacities(rows, account_url: str, sas: str, dataset: str, azurite_pid
         decode_parts(parts, None, uri)
     decode_one_s = (time.perf_counter() - t0) / len(sample) * len(pairs)
 
-    workers = decode_workers(settings.ingest_decode_workers)
+    workers = decode_workers(settings.ingest_decode_workers) or os.cpu_count() or 1  # the job's pool, or one a CPU
     with ThreadPoolExecutor(workers) as threads:  # the alternative to processes: shares the GIL with the job
         t0 = time.perf_counter()
         list(threads.map(decode_parts, sample, [None] * len(sample), uris))
@@ -336,15 +353,32 @@ def run(n: int = 2000, source: str = "cinc2017") -> dict[str, Any]:
 
             baseline = run_baseline(rows[:BASELINE_MAX], account_url, sas, "bench-baseline", database_url)
             job = run_job(account_url, sas, "bench-job", azurite.process.pid)
+            # where the job decodes in its own process (a small machine), the pool it used to fork, on the same blobs
+            # (another dataset: all stored again), for comparison
+            pooled = None if job["workers"] else run_job(account_url, sas, "bench-job-pool", azurite.process.pid, 2)
             stage_rows = rows[:STAGE_MAX]
             stages = stage_capacities(stage_rows, account_url, sas, "bench-stages", azurite.process.pid)
     finally:
         azurite.stop()
         _drop_database(database_url)
-    return _result(n, repeats, upload_s, baseline, job, stages, len(stage_rows), source)
+    return _result(n, repeats, upload_s, baseline, job, stages, len(stage_rows), source, pooled)
 
 
-def _result(n, repeats, upload_s, baseline, job, stages, stage_n, source="cinc2017") -> dict[str, Any]:
+def _job_row(job: dict[str, Any]) -> dict[str, Any]:
+    return {
+        "method": f"ingestion job (async download, {job['decoding']}, batched INSERT)",
+        "recordings": job["recordings"],
+        "seconds": round(job["seconds"], 2),
+        "recordings_per_s": round(job["recordings"] / job["seconds"], 1),
+        "time_split": "CPU ms per recording: " + ", ".join(f"{k} {v}" for k, v in job["cpu_ms_per_recording"].items()),
+        "client_cpu_ms_per_recording": round(
+            sum(v for k, v in job["cpu_ms_per_recording"].items() if k != "Azurite"), 2
+        ),
+        "cpu_split": ", ".join(f"{k} {v}" for k, v in job["cpu_ms_per_recording"].items() if k != "Azurite"),
+    }
+
+
+def _result(n, repeats, upload_s, baseline, job, stages, stage_n, source="cinc2017", pooled=None) -> dict[str, Any]:
     baseline_rate = baseline["recordings"] / baseline["seconds"]
     job_rate = job["recordings"] / job["seconds"]
     ratio = job_rate / baseline_rate
@@ -363,16 +397,8 @@ def _result(n, repeats, upload_s, baseline, job, stages, stage_n, source="cinc20
             "client_cpu_ms_per_recording": round(baseline_client_ms, 2),
             "cpu_split": ", ".join(f"{k} {v}" for k, v in baseline["cpu_ms_per_recording"].items()),
         },
-        {
-            "method": "ingestion job (async download, process-pool decode, batched INSERT)",
-            "recordings": job["recordings"],
-            "seconds": round(job["seconds"], 2),
-            "recordings_per_s": round(job_rate, 1),
-            "time_split": "CPU ms per recording: "
-            + ", ".join(f"{k} {v}" for k, v in job["cpu_ms_per_recording"].items()),
-            "client_cpu_ms_per_recording": round(job_client_ms, 2),
-            "cpu_split": ", ".join(f"{k} {v}" for k, v in job["cpu_ms_per_recording"].items() if k != "Azurite"),
-        },
+        _job_row(job),
+        *([_job_row(pooled)] if pooled else []),
         *(
             {
                 "method": stage["stage"],
@@ -456,6 +482,18 @@ def _result(n, repeats, upload_s, baseline, job, stages, stage_n, source="cinc20
         "ratios": {
             "ingestion job / baseline (recordings per second)": round(ratio, 1),
             "client CPU per recording, job / baseline": round(cpu_ratio, 2),
+            **(
+                {
+                    "job decoding in its process / with a pool of 2 (client CPU per recording)": round(
+                        job_client_ms / _job_row(pooled)["client_cpu_ms_per_recording"], 2
+                    ),
+                    "job decoding in its process / with a pool of 2 (recordings per second)": round(
+                        job_rate / (pooled["recordings"] / pooled["seconds"]), 2
+                    ),
+                }
+                if pooled
+                else {}
+            ),
         },
         "targets": targets,
         "notes": notes,

@@ -215,7 +215,27 @@ def test_prefix_job_takes_every_recording_and_reference_csv_labels(azurite, data
     assert all(row.label == truth[row.metadata_["record_name"]] for row in rows)
 
 
-def test_corrupt_blobs_are_failures_with_reasons_and_the_job_goes_on(azurite, cinc_container, wellnest_sample):
+@pytest.mark.parametrize("decoding", ["in the job's process", "in a pool of 2 processes"])
+def test_corrupt_blobs_are_failures_with_reasons_and_the_job_goes_on(
+    azurite, cinc_container, wellnest_sample, decoding, ingest_settings, monkeypatch
+):
+    """Decoded in the job's own process (a machine of 2 CPUs or fewer, by default) or in a pool: the same records,
+    the same failures."""
+    import ecg_ingestion.decode
+    import ecg_ingestion.runner
+
+    pools = []
+
+    def counted_pool(workers):
+        pools.append(workers)
+        return ecg_ingestion.decode.decode_pool(workers)
+
+    monkeypatch.setattr(ecg_ingestion.runner, "decode_pool", counted_pool)
+    if decoding == "in the job's process":
+        monkeypatch.setattr(ecg_ingestion.decode, "IN_PROCESS_MAX_CPUS", 10**6)  # whatever this machine has
+        ingest_settings(INGEST_DECODE_WORKERS=0)
+    else:
+        ingest_settings(INGEST_DECODE_WORKERS=2)
     container = connection_source(azurite, cinc_container).sync_container()
     prefix = unique_name("mixed")
     container.upload_blob(f"{prefix}/device-ok", wellnest_sample.read_bytes())
@@ -244,6 +264,18 @@ def test_corrupt_blobs_are_failures_with_reasons_and_the_job_goes_on(azurite, ci
     assert reasons[f"{prefix}/never-uploaded"] == "blob not found"
     formats = sorted(row.format for row in stored(dataset))
     assert formats == ["wellnest", "wfdb"]
+    assert pools == ([] if decoding == "in the job's process" else [2])
+    device = next(row for row in stored(dataset) if row.format == "wellnest")
+    assert device.to_record().signal.tobytes() == read_ecg(wellnest_sample).signal.tobytes()
+
+
+def test_decoding_processes_none_on_a_small_machine_else_one_per_cpu_unless_set(monkeypatch):
+    from ecg_ingestion.decode import IN_PROCESS_MAX_CPUS, decode_workers
+
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(IN_PROCESS_MAX_CPUS)))
+    assert decode_workers(0) == 0 and decode_workers(3) == 3
+    monkeypatch.setattr("os.sched_getaffinity", lambda pid: set(range(8)))
+    assert decode_workers(0) == 8 and decode_workers(1) == 1
 
 
 @pytest.mark.parametrize("problem", ["wrong key", "expired"])

@@ -1,4 +1,5 @@
-"""Decoding downloaded blobs into records, in a pool of processes (decoding is CPU-bound; the event loop is not).
+"""Decoding downloaded blobs into records, in a pool of processes (decoding is CPU-bound; the event loop is not), or
+in the job's own process on a small machine (:func:`decode_workers`).
 
 :func:`decode_batch` runs in the pool's processes, a few recordings a task: it takes plain bytes and returns each
 record and its content hash, cheap to pickle.
@@ -66,8 +67,17 @@ def failed_blob_name(name: str, parts: list[tuple[str, bytes]], error: EcgFormat
     return mask_identifiers(name, identifiers, content_hash(b"".join(data for _, data in parts)))
 
 
+IN_PROCESS_MAX_CPUS = 2  # on a machine of this many usable CPUs or fewer, a job decodes in its own process
+
+
 def decode_workers(configured: int) -> int:
-    return configured if configured > 0 else (os.cpu_count() or 1)
+    """Decoding processes for a job (ECG_INGEST_DECODE_WORKERS): the setting, else none where the machine has at
+    most IN_PROCESS_MAX_CPUS usable CPUs (the job decodes in its own process: there the pool's pickling and pipes cost
+    more CPU than its second process gives back; docs/ingestion.md), else one per usable CPU."""
+    if configured > 0:
+        return configured
+    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    return 0 if cpus <= IN_PROCESS_MAX_CPUS else cpus
 
 
 def decode_pool(workers: int) -> ProcessPoolExecutor:

@@ -5,7 +5,7 @@ The pipeline, in one asyncio event loop::
     list blobs / read manifest ─► plan ─► skip (dataset, URL, etag) already stored
         ─► N download coroutines (plain GETs on one aiohttp session, ecg_ingestion.reader; N =
            ECG_INGEST_CONCURRENCY blobs in flight)
-        ─► decode in a process pool (ECG_INGEST_DECODE_WORKERS), up to DECODE_BATCH recordings a task
+        ─► decode in a process pool (ECG_INGEST_DECODE_WORKERS; none on 2 CPUs: in this process), DECODE_BATCH a task
         ─► one storer: batches of ECG_INGEST_BATCH_SIZE, one INSERT ... ON CONFLICT DO NOTHING and the job's counts
            in one transaction (in a thread, so downloads go on meanwhile)
 
@@ -21,6 +21,7 @@ workers' reaper knows the job has a live process.
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import logging
 import socket
 import threading
@@ -220,8 +221,8 @@ def _run_attempt(
     )
     error = None
     try:
-        with decode_pool(run.workers) as pool:
-            run.pool = pool
+        with decode_pool(run.workers) if run.workers else contextlib.nullcontext() as pool:
+            run.pool = pool  # None: decoded in this process
             asyncio.run(run.run())
     except _AttemptLost:
         log.warning("ingestion job %s: attempt %s lost the job to a newer attempt; stopped", job_id, attempt)
@@ -504,7 +505,7 @@ class _DecodeBatches:
 
     def __init__(self, pool, fmt: str | None, results: asyncio.Queue, group: asyncio.TaskGroup, workers: int) -> None:
         self.pool, self.fmt, self.results, self.group = pool, fmt, results, group
-        self.room = asyncio.Semaphore(DECODE_BATCH * 2 * workers)
+        self.room = asyncio.Semaphore(DECODE_BATCH * 2 * max(workers, 1))
         self.batch: list[tuple[WorkItem, list[tuple[str, bytes]]]] = []
         self._timer: asyncio.TimerHandle | None = None
 
@@ -532,10 +533,12 @@ class _DecodeBatches:
 
     async def _decode(self, batch: list[tuple[WorkItem, list[tuple[str, bytes]]]]) -> None:
         loop = asyncio.get_running_loop()
+        recordings, sources = [parts for _, parts in batch], [i.source_uri for i, _ in batch]
         try:
-            outcomes = await loop.run_in_executor(
-                self.pool, decode_batch, [parts for _, parts in batch], self.fmt, [i.source_uri for i, _ in batch]
-            )
+            if self.pool is None:  # in this process: the downloads wait the batch's decoding (milliseconds)
+                outcomes = decode_batch(recordings, self.fmt, sources)
+            else:
+                outcomes = await loop.run_in_executor(self.pool, decode_batch, recordings, self.fmt, sources)
             for (item, parts), outcome in zip(batch, outcomes, strict=True):
                 if isinstance(outcome, EcgFormatError):
                     name = failed_blob_name(item.name, parts, outcome)
