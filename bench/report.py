@@ -46,14 +46,14 @@ LAID_OUT = ("name", "title", "rows", "ratios", "targets", "notes")
 
 
 def machine() -> dict[str, Any]:
-    from ecg_shared.machine import cpu_model
+    from ecg_shared.machine import cpu_model, usable_cpus
 
     memory_gib = None
     meminfo = Path("/proc/meminfo")
     if meminfo.exists():
         found = re.search(r"^MemTotal:\s*(\d+) kB", meminfo.read_text(), re.M)
         memory_gib = round(int(found.group(1)) / 2**20, 1) if found else None
-    usable = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
+    usable = usable_cpus()
     return {
         "cpu_count": os.cpu_count(),
         "usable_cpus": usable,

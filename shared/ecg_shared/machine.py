@@ -2,9 +2,15 @@
 
 from __future__ import annotations
 
+import os
 import platform
 import re
 from pathlib import Path
+
+
+def usable_cpus() -> int:
+    """CPUs this process may run on (its affinity mask), not the host's count that onnxruntime would assume."""
+    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
 
 
 def cpu_model() -> str | None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 
 import io
 import math
-import re
 import textwrap
 import threading
 import warnings
@@ -73,7 +72,6 @@ CLASS_NAMES = {
 }
 DISCLAIMER = "Computer analysis: to be confirmed by a physician."
 REPORT_MEASUREMENTS = 2  # per model, the measurements that moved its probability most (the page lists up to 8)
-UNIT_IN_WORDS = re.compile(r" \((mV|s|bpm|degrees)\)")
 
 RC = {"pdf.fonttype": 42, "font.family": "DejaVu Sans"}  # TrueType fonts: the text stays text, to search and copy
 _render_lock = threading.Lock()  # matplotlib is not thread-safe; reports are rendered one at a time
@@ -262,7 +260,6 @@ class _Column:
     def __init__(self, axes, x: float, top: float, width_mm: float, bottom: float) -> None:
         self.axes, self.x, self.top, self.width_mm, self.bottom = axes, x, top, width_mm, bottom
         self.lines: list[tuple[str, float, bool, float]] = []  # (text, size, bold, gap) of each wrapped part
-        self.lowest = top  # the lowest baseline drawn
 
     def line(self, text: str, size: float = 7.5, bold: bool = False, gap: float = 0.0) -> None:
         chars = max(10, int(self.width_mm / (0.53 * size * 25.4 / 72)))  # DejaVu Sans: about 0.53 em a character
@@ -289,7 +286,6 @@ class _Column:
                 ha="left",
                 va="baseline",
             )
-            self.lowest = min(self.lowest, y)
 
 
 def _line_height(size: float) -> float:
@@ -301,15 +297,11 @@ def _measurement_line(model: str, explanation: ModelExplanation) -> str | None:
     strong = [m for m in explanation.measurements if abs(m.importance) >= EVIDENCE_MIN_IMPORTANCE][:REPORT_MEASUREMENTS]
     if not strong:
         return None
-    parts = []
-    for m in strong:
-        unit = UNIT_IN_WORDS.search(m.description)  # printed beside the values: "-0.144 mV (normal -0.005)"
-        words = UNIT_IN_WORDS.sub("", m.description) if unit else m.description
-        unit_text = f" {unit.group(1)}" if unit else ""
-        sign = "+" if m.importance > 0 else "-"
-        parts.append(
-            f"{words}: {_short(m.value)}{unit_text} (normal {_short(m.reference)}) {sign}{100 * abs(m.importance):.0f}"
-        )
+    parts = [
+        f"{m.description}: {_short(m.value)} (normal {_short(m.reference)}) "
+        f"{'+' if m.importance > 0 else '-'}{100 * abs(m.importance):.0f}"
+        for m in strong
+    ]
     return f"{model}, P({_class_words(explanation.target_class)}): " + "; ".join(parts)
 
 

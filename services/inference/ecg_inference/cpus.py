@@ -3,14 +3,10 @@ launcher's supervisor process stays small)."""
 
 from __future__ import annotations
 
-import os
-
+from ecg_shared.machine import usable_cpus
 from ecg_shared.settings import get_settings
 
-
-def usable_cpus() -> int:
-    """CPUs this process may run on (its affinity mask), not the host's count that onnxruntime would assume."""
-    return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count() or 1
+__all__ = ["usable_cpus", "worker_processes"]
 
 
 def worker_processes() -> int:

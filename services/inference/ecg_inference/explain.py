@@ -179,8 +179,8 @@ def explain(
                     measurements.descriptions,
                     measurements.values,
                     measurements.reference,
-                    drops,
-                    strict=False,  # the lead variants' drops come after the measurements'
+                    drops[: len(measurements.names)],  # the lead variants' drops come after the measurements'
+                    strict=True,
                 )
             ),
             key=lambda m: -abs(m.importance),

@@ -21,6 +21,7 @@ from ecg_shared.db.store import content_hash
 from ecg_shared.formats import EcgFormatError, read_ecg, read_wfdb_files
 from ecg_shared.formats.identifiers import mask_identifiers
 from ecg_shared.formats.record import Record
+from ecg_shared.machine import usable_cpus
 
 
 @dataclass
@@ -76,7 +77,7 @@ def decode_workers(configured: int) -> int:
     more CPU than its second process gives back; docs/ingestion.md), else one per usable CPU."""
     if configured > 0:
         return configured
-    cpus = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    cpus = usable_cpus()
     return 0 if cpus <= IN_PROCESS_MAX_CPUS else cpus
 
 

@@ -62,11 +62,12 @@ def card_data(db, card: dict, metadata: ModelMetadata) -> TrainingData:
 
 
 def check_card_split(card: dict, data: TrainingData) -> None:
-    """Stop unless ``data``'s validation split has the card's class counts (the database holds the card's data)."""
-    split = data.validation
-    counts = {name: int((split.y == i).sum()) for i, name in enumerate(data.classes)}
-    if counts != card["data"]["class_counts"]["validation"]:
-        raise SystemExit(f"not the card's validation split: class counts {counts}")
+    """Stop unless ``data``'s training and validation splits have the card's class counts (the database holds the
+    card's data)."""
+    for name, split in (("train", data.train), ("validation", data.validation)):
+        counts = {label: int((split.y == i).sum()) for i, label in enumerate(data.classes)}
+        if counts != card["data"]["class_counts"][name]:
+            raise SystemExit(f"not the card's {name} split: class counts {counts}")
 
 
 def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, np.ndarray, ModelMetadata]:
