@@ -4,6 +4,12 @@ reader repaired on the way in (``Record.metadata["repairs"]``, e.g. Wellnest fra
 Per lead: flat line, clipping, out-of-band noise over the whole recording, and noise bursts (a stretch whose
 high-frequency content stands far above the lead's own typical level: muscle artefact, an electrode rubbed). A
 burst is a remark naming the lead and the seconds; it does not by itself make the recording unusable.
+
+``unreadable_leads`` names the leads no model may read: a model is judged only when none of the leads it reads is
+among them (``ecg_inference.classify``). A lead with no signal (flat, or missing samples) always is: no model was
+trained on one (none of the 790 PTB-XL or 6,823 CinC 2017 recordings has a flat lead). Where most leads have
+problems, every lead with a problem is; where the recording as a whole fails (too short, missing samples, no clean
+lead), every lead is.
 """
 
 from __future__ import annotations
@@ -17,6 +23,8 @@ from ecg_shared.formats.record import Record
 from ecg_shared.preprocessing import LEAD_BY_LEAD_SAMPLES, zero_phase
 
 FLAT_PEAK_TO_PEAK_MV = 0.05
+FLAT_LINE = "flat line: electrode off or lead disconnected"
+NOISE_BURST = "noise burst at"  # how a burst remark starts: a remark, not a problem of the lead
 CLIPPED_FRACTION = 0.02
 NOISY_POWER_FRACTION = 0.5  # share of power outside 0.5-40 Hz above which a lead counts as noisy
 NOISE_BAND_HZ = (0.5, 40.0)
@@ -33,9 +41,14 @@ class QualityReport:
     leads: dict[str, list[str]] = field(default_factory=dict)
     noise_score: float = 0.0  # mean share of power outside the ECG band, 0 (clean) .. 1 (all noise)
     repairs: list[str] = field(default_factory=list)  # what the reader changed to read the file, in plain words
+    unreadable_leads: list[str] = field(default_factory=list)  # the leads no model may read (module docstring)
 
     def to_dict(self) -> dict:
         return asdict(self)
+
+    @property
+    def readable_leads(self) -> list[str]:
+        return [lead for lead in self.leads if lead not in self.unreadable_leads]
 
 
 def lead_major(signal: np.ndarray) -> np.ndarray:
@@ -166,7 +179,7 @@ def assess_quality(record: Record, min_duration_s: float | None = None) -> Quali
             leads[name].append(f"{int((~finite[:, i]).sum())} missing or non-numeric samples (NaN/inf)")
     if not finite.all():
         reasons.append("signal contains missing or non-numeric samples (NaN/inf)")
-        return QualityReport(False, reasons, leads, 1.0, repairs)
+        return QualityReport(False, reasons, leads, 1.0, repairs, list(record.lead_names))
 
     ptp = peak_to_peak(x) if len(x) else np.zeros(record.n_leads)
     noise = noise_fraction(x, record.sampling_rate) if len(x) > 1 else np.ones(record.n_leads)
@@ -175,7 +188,7 @@ def assess_quality(record: Record, min_duration_s: float | None = None) -> Quali
     bad = 0
     for i, name in enumerate(record.lead_names):
         if ptp[i] < FLAT_PEAK_TO_PEAK_MV:
-            leads[name].append("flat line: electrode off or lead disconnected")
+            leads[name].append(FLAT_LINE)
         else:
             if clipped[i] > CLIPPED_FRACTION:
                 leads[name].append("clipped: the amplifier saturated")
@@ -183,7 +196,7 @@ def assess_quality(record: Record, min_duration_s: float | None = None) -> Quali
                 leads[name].append("noisy: most of the power lies outside the ECG band (0.5-40 Hz)")
         bad += bool(leads[name])
         if bursts[i] and ptp[i] >= FLAT_PEAK_TO_PEAK_MV:  # a remark only: the rest of the lead reads
-            leads[name].append(f"noise burst at {_seconds(bursts[i])}")
+            leads[name].append(f"{NOISE_BURST} {_seconds(bursts[i])}")
 
     if bad == record.n_leads:
         reasons.append(
@@ -192,6 +205,34 @@ def assess_quality(record: Record, min_duration_s: float | None = None) -> Quali
     elif bad * 2 > record.n_leads:
         reasons.append(f"{bad} of {record.n_leads} leads have problems")
     usable = not reasons
+    if usable:
+        unreadable = [name for i, name in enumerate(record.lead_names) if ptp[i] < FLAT_PEAK_TO_PEAK_MV]
+    elif len(reasons) == 1 and bad < record.n_leads and record.duration_s >= min_duration_s:  # most leads bad only
+        unreadable = [name for name in record.lead_names if lead_problems(leads[name])]
+    else:
+        unreadable = list(record.lead_names)
     good_noise = [noise[i] for i, name in enumerate(record.lead_names) if ptp[i] >= FLAT_PEAK_TO_PEAK_MV]
     score = float(np.mean(good_noise)) if good_noise else 1.0
-    return QualityReport(usable, reasons, leads, round(score, 4), repairs)
+    return QualityReport(usable, reasons, leads, round(score, 4), repairs, unreadable)
+
+
+def lead_problems(remarks: list[str]) -> list[str]:
+    """A lead's problems among its quality remarks: everything but noise bursts."""
+    return [text for text in remarks if not text.startswith(NOISE_BURST)]
+
+
+def unreadable_leads_text(report: QualityReport, leads: list[str]) -> str | None:
+    """Why a model reading ``leads`` cannot be judged on this recording, in plain words; None when it can."""
+    refused = [lead for lead in leads if lead in report.unreadable_leads]
+    if not refused:
+        return None
+    if not report.usable and len(report.unreadable_leads) == len(report.leads):
+        return f"the quality check failed: {'; '.join(report.reasons)}"
+    by_problem: dict[str, list[str]] = {}
+    for lead in refused:
+        for problem in lead_problems(report.leads.get(lead, [])) or ["not read"]:
+            by_problem.setdefault(problem, []).append(lead)
+    problems = "; ".join(f"{', '.join(names)}: {problem}" for problem, names in by_problem.items())
+    if not report.usable:
+        return f"it reads leads with problems ({problems}) in a recording where most leads have problems"
+    return f"it reads leads with no signal ({problems}), and no model was trained on such leads"

@@ -73,7 +73,16 @@ def keep_classification(session: Session, record: Record, content: bytes, answer
         models=[
             {
                 key: model.get(key)
-                for key in ("name", "version", "family", "predicted_class", "call", "p_abnormal", "threshold")
+                for key in (
+                    "name",
+                    "version",
+                    "family",
+                    "predicted_class",
+                    "call",
+                    "p_abnormal",
+                    "threshold",
+                    "not_judged",
+                )
             }
             | {"probabilities": model.get("probabilities", {})}
             for model in answer.get("models", [])
@@ -129,6 +138,7 @@ class KeptModelCall(BaseModel):
     predicted_class: str
     call: str
     p_abnormal: float
+    not_judged: str | None = Field(None, description="why this model's answer was not used (models[].not_judged)")
 
 
 class KeptClassification(BaseModel):
@@ -304,7 +314,7 @@ def live_agreement(session: Session, versions: list[tuple[str, int]]) -> list[Mo
     for models, label in rows:
         for model in models or []:
             tally = tallies.get((model.get("name"), model.get("version")))
-            if tally is None:
+            if tally is None or model.get("not_judged"):  # not judged: it read leads with no signal, said nothing
                 continue
             if label is None:
                 tally[2] += 1

@@ -63,6 +63,12 @@ class QualityView(BaseModel):
         default_factory=list,
         description="what the file's reader changed to read it, in plain words (e.g. Wellnest frames filled in)",
     )
+    unreadable_leads: list[str] = Field(
+        default_factory=list,
+        description="the leads no model may read: a model reading one of them is not judged. Every lead with no "
+        "signal (flat, missing samples); where most leads have problems, every lead with one; all of them when the "
+        "recording as a whole fails (too short, no clean lead)",
+    )
 
 
 class RecordingView(BaseModel):
@@ -89,6 +95,12 @@ class ModelResult(BaseModel):
     p_abnormal: float = Field(description="sum of the abnormal classes' probabilities")
     threshold: float
     windows: int
+    not_judged: str | None = Field(
+        None,
+        description="why this model's answer is not used, in plain words (its call is then 'unreadable'): one of "
+        "the leads it reads is not readable (quality.unreadable_leads). Its probabilities are what it computed on "
+        "those leads and mean nothing",
+    )
 
 
 class Verdict(BaseModel):

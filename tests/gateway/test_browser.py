@@ -345,6 +345,28 @@ def test_the_measurements_behind_each_models_answer_are_listed_as_the_service_ga
     assert not box.is_visible()
 
 
+def test_a_model_not_judged_shows_why_and_no_probabilities(bundled_page, bundled_gateway_url, formats_dir, tmp_path):
+    """A real recording whose chest leads carry no signal (the Contec EDF): the 12-lead model's card says it was
+    not judged and why, with no probability bars; the headline and the agreement box count only the judged model."""
+    upload = tmp_path / "chest-leads-off.edf"
+    upload.write_bytes((formats_dir / "edf" / "0000050.ECG.edf").read_bytes())
+    answer = _classified(bundled_gateway_url, upload)
+    models = {m["name"]: m for m in answer["models"]}
+    assert models["normal-12lead"]["not_judged"] and models["rhythm-1lead"]["not_judged"] is None
+    bundled_page.goto("/")
+    _upload(bundled_page, upload)
+    card = bundled_page.locator(".model-card[data-model='normal-12lead']")
+    assert card.locator(".call").inner_text().lower() == "not judged"
+    assert card.locator(".says").inner_text() == models["normal-12lead"]["not_judged"]
+    assert card.locator(".bars").count() == 0
+    assert bundled_page.locator(".model-card[data-model='rhythm-1lead'] .bars").count() == 1
+    rhythm_call = models["rhythm-1lead"]["call"]
+    assert bundled_page.locator("#agreement h3").inner_text() == f"1 of 2 models judged: {rhythm_call}"
+    assert answer["verdict"]["rule"] in bundled_page.locator("#agreement").inner_text()
+    assert "only models reading the clean leads (I, II, III, aVR, aVL)" in bundled_page.locator("#quality").inner_text()
+    bundled_page.screenshot(path=str(SCREENSHOTS / "model-not-judged.png"), full_page=True)
+
+
 def _disagreement_candidates(data_dir, tmp_path, wellnest_sample):
     from ecg_shared.formats import zip_wfdb_record
 

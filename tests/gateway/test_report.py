@@ -375,3 +375,25 @@ def test_the_report_says_which_measurements_moved_each_bundled_model_and_never_p
     pdf.write_bytes(render_report(record, crowded, datetime.now(UTC)))
     assert set(_words_on_the_grid(pdf)) <= set(STANDARD_12_LEADS), "text printed over the trace"
     assert "more in the API answer (POST /classify)" in " ".join(_text(pdf).split())
+
+
+def test_a_model_not_judged_is_printed_as_such(formats_dir, poppler):
+    """The Contec EDF, chest leads off, with the bundled models: the 12-lead model's line says it was not judged
+    (no probability printed for it), and the quality headline names the leads the judged models read."""
+    import time
+
+    from ecg_gateway.report import render_report
+    from ecg_inference.classify import classify_prepared, prepare_recording
+    from ecg_inference.models import load_bundled
+
+    record = read_ecg(formats_dir / "edf" / "0000050.ECG.edf")
+    models = load_bundled(REPO_ROOT / "models")
+    answer = classify_prepared([prepare_recording(record, models, explain=True)], [time.perf_counter()])[0]
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    pdf = REPORTS / "chest-leads-off.pdf"
+    pdf.write_bytes(render_report(record, answer, datetime.now(UTC)))
+    models_column, notes_column = _column_text(pdf, 72.0, 182.0), _column_text(pdf, 186.0, 400.0)
+    assert "normal-12lead (12 leads): not judged - it reads leads that are not readable" in models_column
+    assert "P(abnormal)" not in models_column.split("rhythm-1lead")[0]
+    assert "only models reading I, II, III, aVR, aVL judged" in notes_column
+    assert "Lead V1: flat line" in notes_column

@@ -163,6 +163,44 @@ def test_live_agreement_counts_settled_reviews_against_each_models_kept_call(cli
     assert agreement() == before
 
 
+def test_a_model_not_judged_is_kept_as_such_and_left_out_of_its_agreement(client, data_dir, tmp_path):
+    """A real PTB-XL record with V1 disconnected: the 12-lead model read a lead with no signal, so its kept call
+    says it was not judged, and a review neither agrees nor disagrees with it."""
+    import wfdb
+
+    from ecg_shared.formats import read_ecg
+
+    record = read_ecg(data_dir / "ptbxl" / "00004_lr.hea")
+    signal = record.signal.astype("float64")
+    signal[:, record.lead_names.index("V1")] = 0.0
+    wfdb.wrsamp(
+        "v1-off",
+        fs=record.sampling_rate,
+        units=["mV"] * record.n_leads,
+        sig_name=record.lead_names,
+        p_signal=signal,
+        fmt=["16"] * record.n_leads,
+        write_dir=str(tmp_path),
+    )
+    before = {(m["name"], m["version"]): m for m in client.get("/api/reviews/agreement").json()["models"]}
+    kept = _keep(client, "v1-off.zip", zip_wfdb_record(tmp_path / "v1-off.hea"))
+    twelve = next(m for m in kept["models"] if m["name"] == "normal-12lead")
+    assert twelve["call"] == "unreadable" and "V1: flat line" in twelve["not_judged"]
+    recording_id = kept["kept"]["recording_id"]
+    stored = client.get(f"/api/recordings/{recording_id}/reviews").json()["classification"]["models"]
+    assert next(m for m in stored if m["name"] == "normal-12lead")["not_judged"] == twelve["not_judged"]
+    client.post(f"/api/recordings/{recording_id}/reviews", headers=KEY, json={"reviewer": "Dr Ed", "label": "abnormal"})
+    after = {(m["name"], m["version"]): m for m in client.get("/api/reviews/agreement").json()["models"]}
+    key = (twelve["name"], twelve["version"])
+    if key in before:  # the active version
+        assert after[key] == before[key]
+    for m in kept["models"]:
+        judged = (m["name"], m["version"])
+        if m["not_judged"] is None and judged in before:
+            assert after[judged]["reviewed"] == before[judged]["reviewed"] + 1
+    client.delete(f"/api/recordings/{recording_id}", headers=KEY)
+
+
 def test_the_api_documents_reviews_deletion_and_the_gate(client):
     schema = client.get("/openapi.json").json()
     paths = schema["paths"]

@@ -19,7 +19,7 @@ import pytest
 
 from ecg_inference.classify import classify_prepared, prepare_recording
 from ecg_inference.models import ModelInputs, load_bundled
-from ecg_shared.formats import read_ecg, zip_wfdb_record
+from ecg_shared.formats import Record, read_ecg, zip_wfdb_record
 from ecg_shared.settings import REPO_ROOT
 from tests.support.ports import free_port
 from tests.support.processes import start_process
@@ -205,6 +205,33 @@ def test_twelve_lead_model_on_ptbxl_records(bundled, data_dir):
         twelve = next(m for m in answer.models if m.name == "normal-12lead")
         agree += (twelve.call == "normal") == (label == "Normal")
     assert agree / len(headers) >= 0.65, f"normal vs abnormal agreement {agree}/{len(headers)}"
+
+
+@needs("normal-12lead")
+def test_a_model_reading_a_lead_with_no_signal_is_not_judged(bundled, data_dir, formats_dir):
+    """No model was trained on a lead with no signal, so its answer on one is not used: a real recording with its
+    chest leads off (the Contec EDF), and a real PTB-XL record with V1 disconnected."""
+    disconnected = read_ecg(data_dir / "ptbxl" / "00001_lr.hea")
+    signal = disconnected.signal.copy()
+    signal[:, disconnected.lead_names.index("V1")] = 0.0
+    disconnected = Record(signal, disconnected.sampling_rate, disconnected.lead_names, {})
+    records = {"edf": read_ecg(formats_dir / "edf" / "0000050.ECG.edf"), "ptbxl, V1 off": disconnected}
+    for kind, record in records.items():
+        prepared = prepare_recording(record, bundled, explain=True)
+        (answer,) = classify_prepared([prepared], [time.perf_counter()])
+        models = {m.name: m for m in answer.models}
+        twelve = models["normal-12lead"]
+        assert twelve.call == "unreadable" and twelve.not_judged, kind
+        assert "V1" in twelve.not_judged and "flat line" in twelve.not_judged, kind
+        assert f"normal-12lead not judged: {twelve.not_judged}" in answer.verdict.rule, kind
+        assert all(e.model != "normal-12lead" for e in answer.explanation or []), kind
+        if "rhythm-1lead" in models:  # lead II reads: the rhythm model alone decides
+            rhythm = models["rhythm-1lead"]
+            assert rhythm.not_judged is None and answer.verdict.anchor == "rhythm-1lead", kind
+            assert answer.verdict.p_abnormal == pytest.approx(rhythm.p_abnormal), kind
+        else:
+            assert answer.verdict.label == "unreadable", kind
+        assert answer.recording.quality.usable == (kind == "ptbxl, V1 off"), kind  # one lead of twelve off: usable
 
 
 def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):

@@ -24,7 +24,9 @@ def models():
     return twelve, rhythm
 
 
-def result(model, p_abnormal: float, call: str | None = None, unreadable: float = 0.0) -> ModelResult:
+def result(
+    model, p_abnormal: float, call: str | None = None, unreadable: float = 0.0, not_judged: str | None = None
+) -> ModelResult:
     meta = model.metadata
     if meta.unreadable_classes:  # rhythm: N, A, O, ~
         probabilities = {"N": 1 - p_abnormal - unreadable, "A": p_abnormal / 2, "O": p_abnormal / 2, "~": unreadable}
@@ -32,6 +34,8 @@ def result(model, p_abnormal: float, call: str | None = None, unreadable: float 
     else:
         probabilities = {"Normal": 1 - p_abnormal, "Abnormal": p_abnormal}
         predicted = max(probabilities, key=probabilities.get)
+    if not_judged is not None:
+        call = "unreadable"
     if call is None:
         call = (
             "unreadable"
@@ -49,6 +53,7 @@ def result(model, p_abnormal: float, call: str | None = None, unreadable: float 
         p_abnormal=p_abnormal,
         threshold=meta.threshold,
         windows=1,
+        not_judged=not_judged,
     )
 
 
@@ -101,3 +106,30 @@ def test_unreadable_models_and_recordings(models):
     assert only_noisy.label == "unreadable" and only_noisy.probability == pytest.approx(0.8)
     bad = combine(QualityReport(usable=False, reasons=["flat line"]), [result(twelve, 0.9)], [twelve])
     assert bad.label == "unreadable" and "flat line" in bad.rule
+
+
+def test_a_model_not_judged_counts_for_nothing_and_the_rule_says_why(models):
+    """The chest leads off: the 12-lead model's confident 'normal' on them must not outweigh the rhythm model."""
+    twelve, rhythm = models
+    off = "it reads leads with no signal (V1: flat line)"
+    verdict = combine(GOOD, [result(twelve, 0.001, not_judged=off), result(rhythm, 0.9)], [twelve, rhythm])
+    alone = combine(GOOD, [result(rhythm, 0.9)], [rhythm])
+    assert verdict.label == alone.label == "abnormal" and verdict.p_abnormal == pytest.approx(alone.p_abnormal)
+    assert verdict.anchor == rhythm.name and not verdict.disagreement
+    assert f"normal-12lead not judged: {off}" in verdict.rule
+    nobody = combine(GOOD, [result(twelve, 0.5, not_judged=off)], [twelve])
+    assert nobody.label == "unreadable" and nobody.p_abnormal is None and off in nobody.rule
+
+
+def test_where_most_leads_have_problems_the_models_reading_clean_leads_decide(models):
+    twelve, rhythm = models
+    leads = {lead: (["flat line"] if lead.startswith("V") else []) for lead in twelve.metadata.preprocessing.leads}
+    quality = QualityReport(
+        usable=False,
+        reasons=["7 of 12 leads have problems"],
+        leads=leads,
+        unreadable_leads=[lead for lead, problems in leads.items() if problems],
+    )
+    verdict = combine(quality, [result(twelve, 0.2, not_judged="..."), result(rhythm, 0.1)], [twelve, rhythm])
+    assert verdict.label == "normal" and verdict.anchor == rhythm.name
+    assert "the recording failed the quality check (7 of 12 leads have problems)" in verdict.rule

@@ -168,3 +168,42 @@ def test_the_burst_filter_is_scipys_sosfiltfilt_to_the_bit(fs, powerline):
     x = np.random.default_rng(int(fs)).standard_normal((int(4 * fs), 3)).astype(np.float32)
     sos, _ = _burst_filter(fs, powerline)
     np.testing.assert_array_equal(_high_frequency(x, fs, powerline), sosfiltfilt(sos, x, axis=0))
+
+
+TWELVE = ["I", "II", "III", "aVR", "aVL", "aVF", "V1", "V2", "V3", "V4", "V5", "V6"]
+
+
+def test_a_lead_with_no_signal_is_unreadable_in_a_usable_recording():
+    x = synthetic_ecg(leads=12)
+    x[:, 7] = 0.0
+    report = assess_quality(Record(x, 500, TWELVE, {}))
+    assert report.usable and report.unreadable_leads == ["V2"]
+    assert report.readable_leads == [lead for lead in TWELVE if lead != "V2"]
+
+
+def test_where_most_leads_have_problems_only_the_clean_ones_are_readable():
+    x = synthetic_ecg(leads=12)
+    x[:, 6:] = 0.0  # the chest leads off
+    x[:, 5] += np.random.default_rng(0).normal(0, 2.0, len(x)).astype(np.float32)  # aVF: noise
+    report = assess_quality(Record(x, 500, TWELVE, {}))
+    assert not report.usable and report.reasons == ["7 of 12 leads have problems"]
+    assert report.unreadable_leads == TWELVE[5:] and report.readable_leads == TWELVE[:5]
+
+
+def test_a_recording_that_fails_as_a_whole_has_no_readable_lead():
+    short = assess_quality(Record(synthetic_ecg(seconds=1.5, leads=2), 500, ["I", "II"], {}))
+    assert not short.usable and short.unreadable_leads == ["I", "II"] and short.readable_leads == []
+    x = synthetic_ecg(leads=2)
+    x[5, 0] = np.nan
+    missing = assess_quality(Record(x, 500, ["I", "II"], {}))
+    assert missing.unreadable_leads == ["I", "II"]
+    flat = assess_quality(Record(np.zeros((5000, 2)), 500, ["I", "II"], {}))
+    assert flat.unreadable_leads == ["I", "II"]
+
+
+def test_a_real_recording_whose_chest_leads_carry_no_signal(formats_dir):
+    """A Contec ECG90A recording exported to EDF: V1-V6 hold one constant value; the limb leads read."""
+    report = assess_quality(read_ecg(formats_dir / "edf" / "0000050.ECG.edf"))
+    assert not report.usable
+    assert {"V1", "V2", "V3", "V4", "V5", "V6"} <= set(report.unreadable_leads)
+    assert {"I", "II"} <= set(report.readable_leads)

@@ -319,6 +319,8 @@ def _model_line(model: ModelResult) -> str:
     it only repeats the call (a normal/abnormal model)."""
     version = f" v{model.version}" if model.version is not None else ""
     leads = model.leads[0] if len(model.leads) == 1 else f"{len(model.leads)} leads"
+    if model.not_judged:  # its probabilities mean nothing: the leads it reads are named under signal quality
+        return f"{model.name}{version} ({leads}): not judged - it reads leads that are not readable"
     words = _class_words(model.predicted_class)
     share = 100 * model.probabilities.get(model.predicted_class, 0.0)
     predicted = "" if words == model.call else f" - {words} {share:.0f} %"
@@ -383,8 +385,7 @@ def _draw_header(
         size=12,
         bold=True,
     )
-    calls = {model.call for model in answer.models}
-    reading.line("Models" + (" (they disagree)" if len(calls) > 1 else ""), size=8, bold=True, gap=1.0)
+    reading.line("Models" + (" (they disagree)" if verdict.disagreement else ""), size=8, bold=True, gap=1.0)
     for model in answer.models:
         reading.line(_model_line(model), size=7)
     if not answer.models:
@@ -406,7 +407,12 @@ def _draw_header(
         f"Lead {lead}: {issue}" for lead, issues in quality.leads.items() for issue in issues
     ]
     if not quality.usable:
-        headline = "not usable for a reliable reading"
+        readable = [lead for lead in quality.leads if lead not in quality.unreadable_leads]
+        headline = (
+            f"most leads have problems; only models reading {', '.join(readable)} judged"
+            if readable
+            else "not usable for a reliable reading"
+        )
     else:
         headline = "usable, with remarks" if remarks else "good, no problems found"
     notes = _Column(axes, left + 186.5, top - 3.0, right - left - 186.5, bottom)

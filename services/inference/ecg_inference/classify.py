@@ -28,7 +28,13 @@ from ecg_shared.calibration import calibrate
 from ecg_shared.formats import EcgFormatError, Record, read_ecg
 from ecg_shared.heart import heart_rate
 from ecg_shared.preprocessing import FilteredLeads, clean, window_batch, window_starts
-from ecg_shared.quality import FLAT_PEAK_TO_PEAK_MV, QualityReport, assess_quality, peak_to_peak
+from ecg_shared.quality import (
+    FLAT_PEAK_TO_PEAK_MV,
+    QualityReport,
+    assess_quality,
+    peak_to_peak,
+    unreadable_leads_text,
+)
 from ecg_shared.schemas import (
     ClassifyJsonRequest,
     ClassifyResponse,
@@ -43,8 +49,10 @@ from ecg_shared.settings import get_settings
 log = logging.getLogger(__name__)
 
 VERDICT_RULE = (
-    "unreadable if the quality check fails or every applicable model's most likely class means 'too noisy to "
-    "judge'. Otherwise, among the models that could read it, one model's call is the verdict; with several, their "
+    "a model is judged only when every lead it reads is readable (never a lead with no signal; where most leads "
+    "have problems, only clean ones); the others are 'not judged' and count for nothing. Unreadable if no model is "
+    "judged or every judged model's most likely class means 'too noisy to judge'. Otherwise, among the models "
+    "that could read it, one model's call is the verdict; with several, their "
     "calibrated probabilities are combined by Bayes' rule for independent evidence: the log-odds of the model that "
     "reads the most leads (the anchor), plus each other model's log-odds relative to its training prevalence of "
     "abnormal. Abnormal when the combined probability reaches the anchor's threshold. (docs/inference.md)"
@@ -365,13 +373,16 @@ def run_batched(
 # --- Step 3: answer ----------------------------------------------------------------------------------------------
 
 
-def model_result(run: ModelRun, probabilities: np.ndarray) -> ModelResult:
+def model_result(run: ModelRun, probabilities: np.ndarray, quality: QualityReport | None = None) -> ModelResult:
+    """One model's answer; with ``quality``, 'unreadable' and ``not_judged`` when it reads a lead that is not
+    readable (:func:`ecg_shared.quality.unreadable_leads_text`)."""
     meta = run.model.metadata
+    not_judged = None if quality is None else unreadable_leads_text(quality, run.lead_names)
     mean = calibrate(probabilities.mean(axis=0, keepdims=True), meta.calibration)[0]
     by_class = {label: float(p) for label, p in zip(meta.classes, mean, strict=True)}
     predicted = meta.classes[int(np.argmax(mean))]
     p_abnormal = float(sum(by_class[c] for c in meta.abnormal_classes))
-    if predicted in meta.unreadable_classes:
+    if not_judged is not None or predicted in meta.unreadable_classes:
         call = "unreadable"
     elif p_abnormal >= meta.threshold:
         call = "abnormal"
@@ -388,23 +399,32 @@ def model_result(run: ModelRun, probabilities: np.ndarray) -> ModelResult:
         p_abnormal=p_abnormal,
         threshold=meta.threshold,
         windows=len(run.windows),
+        not_judged=not_judged,
     )
 
 
 def combine(quality: QualityReport, results: list[ModelResult], models: list[LoadedModel]) -> Verdict:
     """The overall verdict; see :data:`VERDICT_RULE`."""
-    if not quality.usable:
+    if not quality.usable and not quality.readable_leads:
         return Verdict(label="unreadable", probability=1.0, rule=f"quality check failed: {'; '.join(quality.reasons)}")
-    unreadable = [(r, m) for r, m in zip(results, models, strict=True) if r.call == "unreadable"]
-    readable = [(r, m) for r, m in zip(results, models, strict=True) if r.call != "unreadable"]
+    judged = [(r, m) for r, m in zip(results, models, strict=True) if r.not_judged is None]
+    not_judged = "".join(f"; {r.name} not judged: {r.not_judged}" for r in results if r.not_judged is not None)
+    if not judged:
+        return Verdict(label="unreadable", probability=1.0, rule=f"no model could be judged{not_judged}")
+    if not quality.usable:  # most leads have problems: the judged models read only clean ones
+        not_judged += f"; the recording failed the quality check ({'; '.join(quality.reasons)}): only models "
+        not_judged += f"reading clean leads ({', '.join(quality.readable_leads)}) were judged"
+    unreadable = [(r, m) for r, m in judged if r.call == "unreadable"]
+    readable = [(r, m) for r, m in judged if r.call != "unreadable"]
     if not readable:
         result, model = max(unreadable, key=lambda pair: _p_unreadable(*pair))
         return Verdict(
             label="unreadable",
             probability=_p_unreadable(result, model),
-            rule=f"{result.name} finds the recording too noisy to judge (most likely class {result.predicted_class!r})",
+            rule=f"{result.name} finds the recording too noisy to judge (most likely class {result.predicted_class!r})"
+            f"{not_judged}",
         )
-    noted = "".join(f"; {r.name} found it too noisy to judge" for r, _ in unreadable)
+    noted = "".join(f"; {r.name} found it too noisy to judge" for r, _ in unreadable) + not_judged
     anchor, _ = max(readable, key=lambda pair: len(pair[0].leads))
     others = [(r, m) for r, m in readable if r is not anchor]
     log_odds = _log_odds(anchor.p_abnormal) + sum(
@@ -464,8 +484,8 @@ def build_response(
     explain_ms = prepared.explain_ms
     for run, probabilities in zip(prepared.runs, outputs, strict=True):
         n = len(run.windows)
-        results.append(model_result(run, probabilities[:n]))
-        if run.explained:
+        results.append(model_result(run, probabilities[:n], prepared.quality))
+        if run.explained and results[-1].not_judged is None:  # nothing to explain in an answer not used
             t = time.perf_counter()
             measured = run.measurements
             explanations.append(

@@ -73,7 +73,9 @@ def _csv_row(file: str, answer: dict | None, error: str | None) -> dict:
         "heart_rate_bpm": recording["heart_rate_bpm"],
         "quality_usable": recording["quality"]["usable"],
         "models": "; ".join(
-            f"{m['name']}={m['predicted_class']} ({m['call']}, p_abnormal {m['p_abnormal']:.3f})"
+            f"{m['name']}=not judged"
+            if m.get("not_judged")
+            else f"{m['name']}={m['predicted_class']} ({m['call']}, p_abnormal {m['p_abnormal']:.3f})"
             for m in answer["models"]
         ),
         "error": "",
@@ -84,7 +86,10 @@ def _text_line(file: str, answer: dict | None, error: str | None) -> str:
     if answer is None:
         return f"{file}: error: {error}"
     verdict = answer["verdict"]
-    models = ", ".join(f"{m['name']} {m['predicted_class']}" for m in answer["models"])
+    models = ", ".join(
+        f"{m['name']} not judged" if m.get("not_judged") else f"{m['name']} {m['predicted_class']}"
+        for m in answer["models"]
+    )
     return f"{file}: {verdict['label']} ({verdict['probability']:.2f}); {models}"
 
 

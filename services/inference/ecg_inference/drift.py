@@ -24,7 +24,8 @@ VERDICTS = Counter("ecg_inference_verdicts_total", "Combined verdicts and qualit
 def record_answer(answer: ClassifyResponse) -> None:
     for result in answer.models:
         version = str(result.version) if result.version is not None else "bundled"
-        P_ABNORMAL.labels(result.name, version).observe(result.p_abnormal)
+        if result.not_judged is None:  # a model not judged read leads with no signal: not live data to compare
+            P_ABNORMAL.labels(result.name, version).observe(result.p_abnormal)
         CALLS.labels(result.name, version, result.call).inc()
     quality = "usable" if answer.recording.quality.usable else "unusable"
     VERDICTS.labels(answer.verdict.label, quality).inc()

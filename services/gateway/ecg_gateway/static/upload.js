@@ -118,7 +118,7 @@
     document.getElementById("verdict-label").textContent = Vocabulary.callName(verdict.label);
     document.getElementById("verdict-probability").textContent = `probability ${percent(verdict.probability)}`;
     const calls = models.flatMap((m, i) => [i ? " · " : "", el("span", { class: "nowrap" }, `${m.name} `,
-      el("span", { class: `call call-${m.call}`, text: Vocabulary.callName(m.call) }))]);
+      callBadge(m))]);
     if (models.length > 1 && disagreement(verdict, models)) calls.unshift(el("strong", { text: "The models disagree: " }));
     document.getElementById("verdict-models").replaceChildren(...calls);
     document.getElementById("verdict-rule").textContent = verdict.rule || "";
@@ -138,10 +138,26 @@
       el("div", { class: "fact" }, el("span", { class: "value", text: value }), el("span", { class: "name", text: name }))));
   }
 
+  // A model not judged read a lead that is not readable: its probabilities mean nothing, so none is shown.
+  const NOT_JUDGED = "Not judged";
+  function callBadge(m) {
+    return el("span", { class: `call call-${m.call}`, text: m.not_judged ? NOT_JUDGED : Vocabulary.callName(m.call) });
+  }
+
   function modelSays(m) {
+    if (m.not_judged) return m.not_judged;
     const side = m.p_abnormal >= m.threshold ? "≥" : "<";
     return `P(abnormal) ${percent(m.p_abnormal)} ${side} threshold ${percent(m.threshold)}; `
       + `most likely ${Vocabulary.classWithCode(m.predicted_class)}`;
+  }
+
+  function agreementHeading(models, disagree) {
+    if (disagree) return "The models disagree";
+    const judged = models.filter((m) => !m.not_judged);
+    if (!judged.length) return "No model could be judged";
+    const call = Vocabulary.callName(judged[0].call).toLowerCase();
+    return judged.length < models.length ? `${judged.length} of ${models.length} models judged: ${call}`
+      : `The models agree: ${call}`;
   }
 
   // Which model says what, and why the overall verdict follows (the verdict's own rule, as the API gives it).
@@ -154,11 +170,9 @@
     box.className = `card agreement${disagree ? " disagree" : ""}`;
     box.dataset.disagreement = String(disagree);
     box.replaceChildren(
-      el("h3", { text: disagree ? "The models disagree"
-        : `The models agree: ${Vocabulary.callName(models[0].call).toLowerCase()}` }),
+      el("h3", { text: agreementHeading(models, disagree) }),
       el("ul", {}, models.map((m) => el("li", { "data-model": m.name },
-        el("strong", { text: `${m.name}` }), ` (${leadsText(m.leads)}) says `,
-        el("span", { class: `call call-${m.call}`, text: Vocabulary.callName(m.call) }), ` — ${modelSays(m)}`))),
+        el("strong", { text: `${m.name}` }), ` (${leadsText(m.leads)}) says `, callBadge(m), ` — ${modelSays(m)}`))),
       el("p", { class: "why" }, el("strong", { text: `Overall ${Vocabulary.callName(verdict.label).toLowerCase()}` }),
         `: ${verdict.rule}`));
   }
@@ -179,9 +193,9 @@
       return el("div", { class: "card model-card", "data-model": m.name },
         el("h3", {}, `${m.name}`, m.version ? el("span", { class: "muted", text: ` v${m.version}` }) : null),
         el("div", { class: "sub", text: `${m.family} · read ${leadsText(m.leads)}${m.leads.length > 1 ? ` (${m.leads.join(", ")})` : ""} · ${m.windows} window${m.windows === 1 ? "" : "s"}` }),
-        el("span", { class: `call call-${m.call}`, text: Vocabulary.callName(m.call) }),
-        el("p", { class: "muted says", text: modelSays(m) }),
-        el("div", { class: "bars" }, bars));
+        callBadge(m),
+        el("p", { class: m.not_judged ? "says not-judged" : "muted says", text: modelSays(m) }),
+        m.not_judged ? null : el("div", { class: "bars" }, bars));
     }));
   }
 
@@ -191,8 +205,12 @@
       for (const issue of leadIssues) remarks.push(`Lead ${lead}: ${issue}`);
     }
     const repairs = quality.repairs || [];
+    const readable = Object.keys(quality.leads).filter((lead) => !(quality.unreadable_leads || []).includes(lead));
     const headline = !quality.usable
-      ? el("p", { class: "bad", text: "Signal quality: not usable for a reliable reading" })
+      ? el("p", { class: "bad", text: readable.length
+        ? `Signal quality: most leads have problems; only models reading the clean leads (${readable.join(", ")}) `
+          + "were judged"
+        : "Signal quality: not usable for a reliable reading" })
       : remarks.length || repairs.length
         ? el("p", { text: "Signal quality: usable, with remarks" })
         : el("p", { class: "ok", text: "Signal quality: good — no problems found" });
