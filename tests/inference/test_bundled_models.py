@@ -18,6 +18,7 @@ import numpy as np
 import pytest
 
 from ecg_inference.classify import classify_prepared, prepare_recording
+from ecg_inference.drift import record_answer
 from ecg_inference.models import ModelInputs, load_bundled
 from ecg_shared.formats import Record, read_ecg, zip_wfdb_record
 from ecg_shared.settings import REPO_ROOT
@@ -232,6 +233,19 @@ def test_a_model_reading_a_lead_with_no_signal_is_not_judged(bundled, data_dir, 
         else:
             assert answer.verdict.label == "unreadable", kind
         assert answer.recording.quality.usable == (kind == "ptbxl, V1 off"), kind  # one lead of twelve off: usable
+        before = _drift_counts(twelve.name)
+        record_answer(answer)
+        after = _drift_counts(twelve.name)
+        assert after == (before[0], before[1] + 1), "counted as not judged, outside the p_abnormal histogram"
+
+
+def _drift_counts(model: str) -> tuple[float, float]:
+    """(answers in the p_abnormal histogram, calls counted as not judged) of ``model`` so far."""
+    from prometheus_client import REGISTRY
+
+    labels = {"model": model, "version": "bundled"}
+    histogram = REGISTRY.get_sample_value("ecg_inference_p_abnormal_count", labels) or 0.0
+    return histogram, REGISTRY.get_sample_value("ecg_inference_calls_total", labels | {"call": "not_judged"}) or 0.0
 
 
 def test_service_on_bundled_models(bundled, data_dir, wellnest_sample):

@@ -28,7 +28,10 @@ class VersionDrift(BaseModel):
     reference_recordings: int | None
     psi: float | None
     reading: str = Field(description="stable (< 0.1), moderate shift (< 0.25), significant shift, or no data")
-    calls: dict[str, int] = Field(description="live calls: normal / abnormal / unreadable")
+    calls: dict[str, int] = Field(
+        description="live calls: normal / abnormal / unreadable (these make live_answers), and not_judged: answers "
+        "on leads the model cannot read (models[].not_judged), left out of the buckets"
+    )
     buckets: list[BucketShares]
     note: str | None
 
