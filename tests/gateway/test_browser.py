@@ -801,3 +801,65 @@ def test_a_model_card_reads_as_a_card_and_promotion_asks_with_a_comparison(page,
     )
     assert f"active v{candidate}" in page.locator("section[data-model='normal-12lead'] h2").inner_text()
     assert page.locator("#models-error").is_hidden()
+
+
+@pytest.fixture()
+def fused_version(database_url, stack):
+    """A normal-12lead candidate with the bundled 12-lead model's features, reference and blend (a tiny graph: the
+    models page reads the metadata, not the file)."""
+    import dataclasses
+
+    import onnx
+
+    from ecg_shared import registry
+    from ecg_shared.db import session_scope
+    from ecg_shared.model_metadata import ModelMetadata
+    from tests.inference.onnx_models import tiny_model, twelve_lead_metadata
+
+    bundled_file = REPO_ROOT / "models" / "normal-12lead.onnx"
+    if not bundled_file.exists():
+        pytest.skip("the bundled 12-lead model is not trained yet (make model-12lead)")
+    bundled = ModelMetadata.from_onnx_props({p.key: p.value for p in onnx.load(str(bundled_file)).metadata_props})
+    metadata = dataclasses.replace(
+        twelve_lead_metadata(),
+        features=bundled.features,
+        feature_reference=bundled.feature_reference,
+        network_weight=bundled.network_weight,
+    )
+    with session_scope(database_url) as session:
+        version = registry.register_version(session, metadata, tiny_model(twelve_lead_metadata())).version
+    return version, bundled
+
+
+def test_the_models_page_says_what_each_answer_rests_on(page, gateway_url, fused_version):
+    """For a model fused with measurements: the blend in words, and every measurement it reads with the median in
+    the normal training recordings that the upload page's explanations compare against."""
+    import httpx
+
+    version, bundled = fused_version
+    spec = bundled.feature_spec
+    models = httpx.get(f"{gateway_url}/api/models", timeout=30).json()["models"]
+    (view,) = [v for m in models if m["name"] == "normal-12lead" for v in m["versions"] if v["version"] == version]
+    inputs = view["inputs"]
+    assert inputs["network_weight"] == bundled.network_weight == 0
+    assert inputs["answer"].startswith("the measurements alone")
+    assert [m["name"] for m in inputs["measurements"]] == spec.names
+    assert [m["description"] for m in inputs["measurements"]] == spec.descriptions
+    assert [m["reference"] for m in inputs["measurements"]] == bundled.feature_reference
+
+    page.goto("/models")
+    section = page.locator("section[data-model='normal-12lead']")
+    section.wait_for(timeout=10_000)
+    details = section.locator(f"details[data-version='{version}']")
+    details.locator(":scope > summary").click()
+    assert details.locator(".answer-basis").inner_text() == f"{inputs['answer'][0].upper()}{inputs['answer'][1:]}."
+    table = details.locator("details.measurements-read")
+    table.locator("summary").click()
+    assert table.locator("summary").inner_text().startswith(f"The {len(spec.names)} measurements it reads")
+    rows = table.locator("tbody tr")
+    assert rows.count() == len(spec.names)
+    st = spec.names.index("V5_st_level")
+    cells = rows.nth(st).locator("td").all_inner_texts()
+    assert cells == [spec.descriptions[st], f"{bundled.feature_reference[st]:.3f}"]
+    details.locator(".answer-basis").scroll_into_view_if_needed()
+    page.screenshot(path=str(SCREENSHOTS / "model-measurements-read.png"))

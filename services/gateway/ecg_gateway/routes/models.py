@@ -14,12 +14,29 @@ from ecg_gateway.errors import COMMON_ERRORS, INT32_MAX, KEYED_ERRORS, error_res
 from ecg_gateway.security import require_api_key
 from ecg_shared import registry
 from ecg_shared.db import ModelVersion, session_scope
+from ecg_shared.model_metadata import ModelMetadata
 from ecg_shared.promotion import NAME_PATTERN, REVIEWED, GateRequest, GateResult
 from ecg_shared.schemas import ErrorAnswer
 from ecg_shared.settings import get_settings
 
 router = APIRouter(prefix="/api/models", tags=["models"], responses=error_responses(*COMMON_ERRORS))
 VersionNumber = Annotated[int, Path(ge=1, le=INT32_MAX, description="the version number")]
+
+
+class MeasurementReference(BaseModel):
+    name: str
+    description: str
+    reference: float | None = Field(
+        description="its median over the normal recordings of the training split (null: the file predates it)"
+    )
+
+
+class VersionInputs(BaseModel):
+    """What a version's answer rests on: its network, the measurements fused with it, and their blend."""
+
+    answer: str = Field(description="in words: the network alone, the measurements alone, or both and their weights")
+    network_weight: float | None = Field(description="the network's weight in the blend (null: a network alone)")
+    measurements: list[MeasurementReference] = Field(description="the measurements its trees read, in input order")
 
 
 class ModelVersionView(BaseModel):
@@ -37,6 +54,7 @@ class ModelVersionView(BaseModel):
     training_job_id: int | None
     created_at: datetime
     promoted_at: datetime | None
+    inputs: VersionInputs | None = Field(description="what its answer rests on (null: its metadata cannot say)")
 
 
 class ModelView(BaseModel):
@@ -47,6 +65,38 @@ class ModelView(BaseModel):
 
 class ModelList(BaseModel):
     models: list[ModelView]
+
+
+def version_inputs(onnx_metadata: dict[str, Any]) -> VersionInputs | None:
+    """What the answer of a version with this metadata (``ModelMetadata.to_dict()``) rests on."""
+    try:
+        meta = ModelMetadata.from_dict(onnx_metadata)
+    except (KeyError, TypeError, ValueError):  # older or foreign metadata: nothing to say rather than a guess
+        return None
+    spec = meta.feature_spec
+    if spec is None:
+        return VersionInputs(answer="the network alone, from the signal", network_weight=None, measurements=[])
+    weight = meta.network_weight
+    if weight == 0:
+        answer = "the measurements alone: on validation the blend did best without the network"
+    elif weight == 1:
+        answer = "the network alone: on validation the blend did best without the measurements"
+    elif weight is None:
+        answer = "the network and the measurements, blended (the file predates storing the weights)"
+    else:
+        answer = (
+            f"the network (weight {weight:g}) and the measurements (weight {1 - weight:g}): the blend that did best "
+            "on validation"
+        )
+    references = meta.feature_reference or [None] * len(spec.names)
+    return VersionInputs(
+        answer=answer,
+        network_weight=weight,
+        measurements=[
+            MeasurementReference(name=name, description=description, reference=reference)
+            for name, description, reference in zip(spec.names, spec.descriptions, references, strict=True)
+        ],
+    )
 
 
 def version_view(row: ModelVersion) -> ModelVersionView:
@@ -66,6 +116,7 @@ def version_view(row: ModelVersion) -> ModelVersionView:
         training_job_id=row.training_job_id,
         created_at=row.created_at,
         promoted_at=row.promoted_at,
+        inputs=version_inputs(meta),
     )
 
 

@@ -130,6 +130,26 @@
     return Boolean(evaluation && typeof evaluation === "object" && evaluation[part]);
   }
 
+  // What the answer rests on: the blend in words, and every measurement with its median in normal recordings (what
+  // an explanation on the upload page compares a recording's value with).
+  function inputsSection(v) {
+    const inputs = v.inputs;
+    if (!inputs) return null;
+    const parts = [el("h3", { text: "What its answer rests on" }), el("p", { class: "answer-basis", text: `${inputs.answer[0].toUpperCase()}${inputs.answer.slice(1)}.` })];
+    if (inputs.measurements.length) {
+      const value = (x) => (x === null ? "not stored" : Math.abs(x) >= 100 ? x.toFixed(0)
+        : Math.abs(x) >= 10 ? x.toFixed(1) : x.toFixed(3));
+      parts.push(el("details", { class: "measurements-read" },
+        el("summary", { text: `The ${inputs.measurements.length} measurements it reads, with their median in the `
+          + "normal recordings it was trained on" }),
+        el("div", { class: "table-scroll" }, el("table", {},
+          el("thead", {}, el("tr", {}, el("th", { text: "measurement" }), el("th", { class: "num", text: "normal median" }))),
+          el("tbody", {}, inputs.measurements.map((m) => el("tr", { "data-name": m.name },
+            el("td", { text: m.description }), el("td", { class: "num", text: value(m.reference) }))))))));
+    }
+    return parts;
+  }
+
   function versionDetails(v) {
     return el("details", { "data-version": v.version },
       el("summary", { text: `v${v.version}: metrics and model card` }),
@@ -137,6 +157,7 @@
         // The card's evaluation has these with confidence intervals: shown there, not twice.
         evaluated(v, "confusion_matrix") ? null : Metrics.confusion(v.metrics),
         evaluated(v, "per_class") ? null : Metrics.perClass(v.metrics)] : null,
+      inputsSection(v),
       el("h3", { text: "Model card" }), modelCard(v));
   }
 
