@@ -113,7 +113,7 @@ def recordings(data: Path, n: int):
             try:
                 yield "clinical files", path.name, read_ecg(path)
             except EcgFormatError:
-                continue  # a file the readers refuse (the non-compliant SCP export): no recording
+                continue  # a file the readers refuse (the ISHNE annotation file): no recording
 
 
 def ishne_annotations(path: Path) -> tuple[np.ndarray, np.ndarray]:

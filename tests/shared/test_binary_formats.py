@@ -8,6 +8,7 @@ import datetime
 import io
 import json
 import logging
+import re
 import struct
 import tracemalloc
 from pathlib import Path
@@ -20,6 +21,7 @@ from hypothesis import strategies as st
 from ecg_shared.formats import STANDARD_12_LEADS, EcgFormatError, Record, detect_format, read_ecg
 from ecg_shared.formats.dicom_ecg import looks_like_dicom, read_dicom_ecg
 from ecg_shared.formats.edf import looks_like_edf, read_edf
+from ecg_shared.formats.healforce_scp import is_healforce
 from ecg_shared.formats.ishne import looks_like_ishne, read_ishne
 from ecg_shared.formats.scp_ecg import looks_like_scp, read_scp_ecg
 from ecg_shared.heart import heart_rate
@@ -33,6 +35,7 @@ SAMPLES = [
     ("ishne_holter/ECG_P28.01.ecg", read_ishne, looks_like_ishne, "ishne", 1000, 95573, 0.005),
 ]
 READERS = {name: (reader, recognises) for name, reader, recognises, *_ in SAMPLES}
+READERS["scp_ecg/62.SCP"] = (read_scp_ecg, looks_like_scp)  # three limb leads: tested on its own below
 
 # What each file says about its patient (and visit, institution, physician): none may reach a record.
 PATIENT_FIELDS = {
@@ -48,6 +51,7 @@ PATIENT_FIELDS = {
     "dicom_ecg/Example.dcm": ["Clark", "SBJ-123", "19530508"],
     "scp_ecg/Example.scp": ["Clark", "SBJ-123", "1953"],
     "edf/0000050.ECG.edf": ["0000050", "dd-MMM-yyyy"],
+    "scp_ecg/62.SCP": ["00000"],  # section 1's patient ID
     "ishne_holter/ECG_P28.01.ecg": ["ECG_P28.01", "none"],
 }
 
@@ -317,11 +321,112 @@ def test_scp_lead_longer_than_its_data_can_hold_is_refused_before_decoding(forma
         read_scp_ecg(_scp_file(sections))
 
 
-def test_non_compliant_healforce_file_gets_an_error_naming_its_departures(formats_dir):
+# -- Healforce SCP-ECG: a vendor's departures from EN 1064, read when the file proves it is one ----------------------
+
+
+def _device_heart_rates(data: bytes) -> list[int]:
+    """The device's own heart rate at each beat it detected, from its vendor section 9 (4 bytes a beat from byte
+    0x134 of the section, 0xFF after the last, as the healforcescpecg project describes it): a reference for the
+    decoded signal that the reader itself does not use."""
+    pointers = data[6 + 16 : 6 + struct.unpack_from("<I", data, 10)[0]]
+    entries = [struct.unpack_from("<HII", pointers, k) for k in range(0, len(pointers) - 9, 10)]
+    offset, length = next((o, n) for sid, n, o in entries if sid == 9)
+    section = data[offset : offset + length]
+    rates, position = [], 0x134
+    while section[position] != 0xFF:
+        rates.append(section[position])
+        position += 4
+    return rates
+
+
+def test_healforce_export_decodes_to_limb_leads_with_the_devices_own_beats(formats_dir):
     data = _bytes(formats_dir, "scp_ecg/62.SCP")
-    assert looks_like_scp(data[:4096])
+    assert looks_like_scp(data[:4096]) and is_healforce(data)
+    record = read_scp_ecg(data)
+    assert record.format == "scp_ecg" and record.metadata["variant"] == "healforce"
+    assert record.lead_names == ["I", "II", "III"] and record.sampling_rate == 150 and record.n_samples == 4500
+    assert record.metadata["amplitude_nv"] == 9524 and record.metadata["recorded_at"] == "2019-08-08T00:04:10"
+    assert any("Einthoven" in departure for departure in record.metadata["departures_from_standard"])
+    json.dumps(record.metadata)
+    assert 0.5 < np.ptp(record.lead("II")) < 15  # millivolts
+    device = _device_heart_rates(data)
+    beats = heart_rate(record)
+    assert len(beats.rpeaks) == len(device) == 30  # the beats the device counted, at 150 Hz: 30 s
+    assert beats.bpm == pytest.approx(float(np.median(device)), abs=4)
+    assert detect_format(data, name="recording.bin") == "scp_ecg"
+
+
+def _healforce_file(samples: np.ndarray, rate_hz: int = 150, avm_nv: int = 9524, section_1: bytes = b"") -> bytes:
+    """A Healforce-style export of ``samples`` (rows of 10-bit integers, one column per lead), checksums included,
+    written independently of the reader from the layout in its docstring."""
+
+    def xmodem(chunk: bytes) -> int:
+        return binascii.crc_hqx(chunk, 0)
+
+    def section(sid: int, body: bytes, swap: bool = False) -> bytes:
+        raw = struct.pack("<HIBB6s", sid, 16 + len(body), 10, 10, b"\0" * 6) + body
+        crc = xmodem(raw)
+        return struct.pack("<H", ((crc & 0xFF) << 8 | crc >> 8) if swap else crc) + raw
+
+    values = (samples.reshape(-1) + 512).astype(np.uint16)
+    assert len(values) % 4 == 0
+    groups = values.reshape(-1, 4)
+    fourth = groups[:, 3]
+    words = groups[:, :3] | (np.column_stack([fourth >> 8, (fourth >> 4) & 0xF, fourth & 0xF]) << 10)
+    stream = words.astype("<u2").tobytes()
+    bodies = {3: bytes([samples.shape[1], 4]) + b"\0" * 8, 6: struct.pack("<HHBBH", avm_nv, rate_hz, 0, 0, len(stream))}
+    bodies[6] += stream
+    if section_1:
+        bodies[1] = section_1
+    order = sorted(bodies)
+    pointers_length = 16 + 10 * (len(order) + 1)
+    offset, pointers, blobs = 6 + pointers_length, [struct.pack("<HII", 0, pointers_length, 6)], []
+    for sid in order:
+        blob = section(sid, bodies[sid], swap=sid == 6)
+        pointers.append(struct.pack("<HII", sid, len(blob), offset))
+        blobs.append(blob)
+        offset += len(blob)
+    body = b"".join(pointers)
+    raw0 = struct.pack("<HIBB6s", 0, 16 + len(body), 10, 10, b"\0" * 6) + body
+    file = b"\0\0\0\0" + struct.pack("<H", offset) + struct.pack("<H", xmodem(raw0)) + raw0 + b"".join(blobs)
+    crc = xmodem(file[2:])
+    return struct.pack("<H", (crc & 0xFF) << 8 | crc >> 8) + file[2:]
+
+
+def _limb_counts(seconds: float = 4.0, fs: int = 150) -> np.ndarray:
+    import neurokit2 as nk
+
+    lead_ii = nk.ecg_simulate(duration=seconds, sampling_rate=fs, heart_rate=70, random_state=3) * 100
+    lead_i = 0.6 * np.roll(lead_ii, 3)
+    counts = np.column_stack([lead_i, lead_ii, lead_ii - lead_i]).round().astype(np.int64)
+    return np.clip(counts, -512, 511)
+
+
+def test_healforce_samples_come_back_exactly_as_packed():
+    counts = _limb_counts()
+    section_1 = (
+        bytes([2]) + struct.pack("<H", 6) + b"SMITH\0" + bytes([25]) + struct.pack("<H", 4) + b"\x07\xe3\x08\x08"
+    )
+    record = read_scp_ecg(_healforce_file(counts, avm_nv=10000, section_1=section_1))
+    assert record.lead_names == ["I", "II", "III"] and record.sampling_rate == 150
+    assert np.array_equal(np.round(record.signal / 0.01).astype(np.int64), counts)
+    assert record.metadata["recorded_at"] == "2019-08-08" and "SMITH" not in repr(record.metadata)
+    one_lead = read_scp_ecg(_healforce_file(counts[:, 1:2]))
+    assert one_lead.lead_names == ["ECG"] and one_lead.n_samples == len(counts)
+
+
+def test_healforce_channels_that_are_not_limb_leads_are_refused():
+    counts = _limb_counts()[:, [1, 0, 2]]  # II, I, III: section 3 names none, so the order is all there is
+    with pytest.raises(EcgFormatError, match=re.escape("not I, II and III (Einthoven's law I + III = II is off by")):
+        read_scp_ecg(_healforce_file(counts))
+
+
+def test_a_healforce_export_whose_checksum_fails_is_refused_naming_its_departures(formats_dir):
+    data = bytearray(_bytes(formats_dir, "scp_ecg/62.SCP"))
+    data[0x1E8 + 16 + 8 + 5000] ^= 0x01  # one sample bit in the rhythm stream
+    assert not is_healforce(bytes(data))
     with pytest.raises(EcgFormatError, match="departs from EN 1064") as error:
-        read_scp_ecg(data)
+        read_scp_ecg(bytes(data))
     assert "0-based" in str(error.value) and "SCPECG" in str(error.value)
 
 

@@ -17,8 +17,8 @@ reader uses:
   second-difference encoding, and bimodal compression (samples outside the protected QRS zones decimated by the
   ratio of the section 6 and section 5 intervals, restored by linear interpolation).
 
-Every CRC is checked. A file that departs from the standard gets an :class:`EcgFormatError` naming the departure:
-see ``docs/formats.md`` for the Healforce exports this covers.
+Every CRC is checked. A file that departs from the standard gets an :class:`EcgFormatError` naming the departure,
+except a Healforce export, which proves it is one by its own checksums and is read by :mod:`healforce_scp`.
 """
 
 from __future__ import annotations
@@ -31,6 +31,7 @@ from typing import Any
 
 import numpy as np
 
+from ecg_shared.formats.healforce_scp import is_healforce, read_healforce
 from ecg_shared.formats.lead_codes import SCP_LEADS, distinct_lead_names, standard_order
 from ecg_shared.formats.leads import derive_limb_leads
 from ecg_shared.formats.record import EcgFormatError, Record
@@ -453,7 +454,10 @@ def _expand_bimodal(stored: np.ndarray, protected: np.ndarray, factor: int) -> n
 
 
 def read_scp_ecg(data: bytes, source: str | None = None) -> Record:
-    """Decode an SCP-ECG file's rhythm data into millivolts."""
+    """Decode an SCP-ECG file's rhythm data into millivolts (a Healforce export by its own reader, which checks that
+    the file is one)."""
+    if is_healforce(bytes(data)):
+        return read_healforce(bytes(data), source)
     scp = _ScpFile(bytes(data))
     scp.read_pointers()
     leads, flags = scp.leads()
