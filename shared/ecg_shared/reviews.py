@@ -68,7 +68,7 @@ def keep_classification(session: Session, record: Record, content: bytes, answer
     row = Classification(
         recording_id=recording_id,
         verdict=verdict["label"],
-        probability=float(verdict["probability"]),
+        probability=None if verdict.get("probability") is None else float(verdict["probability"]),
         rule=verdict.get("rule") or "",
         models=[
             {
@@ -144,7 +144,7 @@ class KeptModelCall(BaseModel):
 class KeptClassification(BaseModel):
     id: int
     verdict: str
-    probability: float
+    probability: float | None = Field(description="of the verdict; null where a rule decided it")
     rule: str
     models: list[KeptModelCall]
     created_at: datetime

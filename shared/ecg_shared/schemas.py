@@ -105,7 +105,10 @@ class ModelResult(BaseModel):
 
 class Verdict(BaseModel):
     label: Call
-    probability: float = Field(description="of the verdict's label")
+    probability: float | None = Field(
+        description="of the verdict's label, from the models' calibrated probabilities; null where a rule decided it "
+        "(the recording failed the quality check, or no model could be judged): no probability stands behind it"
+    )
     rule: str = Field(description="why: each model's call and how they were combined, in words")
     p_abnormal: float | None = Field(None, description="the combined probability of abnormal (not when unreadable)")
     disagreement: bool = Field(False, description="the models that could read the recording call it differently")

@@ -164,6 +164,24 @@ def test_long_single_lead_strip_scrolls_and_zooms(page, data_dir, tmp_path):
     page.locator("#trace-scroll").screenshot(path=str(SCREENSHOTS / "long-strip-zoomed.png"))
 
 
+def test_a_verdict_decided_by_rule_shows_no_probability(page, tmp_path):
+    """White noise fails the quality check: the verdict is unreadable by rule, and the page claims no probability."""
+    import numpy as np
+    import wfdb
+
+    from ecg_shared.formats import zip_wfdb_record
+
+    noise = np.random.default_rng(1).standard_normal((3000, 1))
+    wfdb.wrsamp("noise", fs=300, units=["mV"], sig_name=["II"], p_signal=noise, fmt=["16"], write_dir=str(tmp_path))
+    archive = tmp_path / "noise.zip"
+    archive.write_bytes(zip_wfdb_record(tmp_path / "noise.hea"))
+    page.goto("/")
+    _upload(page, archive)
+    assert page.locator("#verdict-label").inner_text().lower() == "unreadable"
+    assert page.locator("#verdict-probability").inner_text() == "decided by rule, not by a model: no probability"
+    assert "quality check failed" in page.locator("#verdict-rule").inner_text()
+
+
 def test_broken_file_shows_a_clear_error_next_to_the_upload(page, tmp_path):
     broken = tmp_path / "broken.raw"
     broken.write_bytes(b"\x13\x37 definitely not an ECG " * 40)

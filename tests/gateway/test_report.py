@@ -397,3 +397,9 @@ def test_a_model_not_judged_is_printed_as_such(formats_dir, poppler):
     assert "P(abnormal)" not in models_column.split("rhythm-1lead")[0]
     assert "only models reading I, II, III, aVR, aVL judged" in notes_column
     assert "Lead V1: flat line" in notes_column
+
+    by_rule = answer.model_copy(
+        update={"verdict": answer.verdict.model_copy(update={"label": "unreadable", "probability": None})}
+    )
+    pdf.write_bytes(render_report(record, by_rule, datetime.now(UTC)))
+    assert "by rule, no probability" in _column_text(pdf, 72.0, 182.0)

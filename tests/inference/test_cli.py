@@ -76,3 +76,23 @@ def test_model_option(models_dir, data_dir):
 def test_no_bundled_models(tmp_path, data_dir):
     result = run_classify(tmp_path, str(data_dir / "cinc2017" / "A00001.hea"))
     assert result.returncode == 2 and "no bundled models" in result.stderr
+
+
+def test_a_verdict_decided_by_rule_and_a_model_not_judged_are_printed_as_such(models_dir, formats_dir, tmp_path):
+    """The Contec EDF (chest leads off) and white noise (fails the quality check): the text lines and the CSV say
+    'not judged' and 'by rule' rather than print a probability nobody computed."""
+    import numpy as np
+    import wfdb
+
+    noise = np.random.default_rng(1).standard_normal((3000, 1))
+    wfdb.wrsamp("noise", fs=300, units=["mV"], sig_name=["II"], p_signal=noise, fmt=["16"], write_dir=str(tmp_path))
+    files = [str(formats_dir / "edf" / "0000050.ECG.edf"), str(tmp_path / "noise.hea")]
+    report = tmp_path / "report.csv"
+    result = run_classify(models_dir, *files, "--csv", str(report))
+    assert result.returncode == 0, result.stderr
+    chest_off, noisy = result.stdout.splitlines()
+    assert "normal-12lead not judged" in chest_off
+    assert noisy.startswith(f"{files[1]}: unreadable (by rule); "), noisy
+    rows = list(csv.DictReader(report.open()))
+    assert "normal-12lead=not judged" in rows[0]["models"]
+    assert rows[1]["verdict"] == "unreadable" and rows[1]["probability"] == ""

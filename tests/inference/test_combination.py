@@ -106,6 +106,7 @@ def test_unreadable_models_and_recordings(models):
     assert only_noisy.label == "unreadable" and only_noisy.probability == pytest.approx(0.8)
     bad = combine(QualityReport(usable=False, reasons=["flat line"]), [result(twelve, 0.9)], [twelve])
     assert bad.label == "unreadable" and "flat line" in bad.rule
+    assert bad.probability is None and bad.p_abnormal is None  # a rule decided it: no probability stands behind it
 
 
 def test_a_model_not_judged_counts_for_nothing_and_the_rule_says_why(models):
@@ -118,7 +119,8 @@ def test_a_model_not_judged_counts_for_nothing_and_the_rule_says_why(models):
     assert verdict.anchor == rhythm.name and not verdict.disagreement
     assert f"normal-12lead not judged: {off}" in verdict.rule
     nobody = combine(GOOD, [result(twelve, 0.5, not_judged=off)], [twelve])
-    assert nobody.label == "unreadable" and nobody.p_abnormal is None and off in nobody.rule
+    assert nobody.label == "unreadable" and nobody.p_abnormal is None and nobody.probability is None
+    assert off in nobody.rule
 
 
 def test_where_most_leads_have_problems_the_models_reading_clean_leads_decide(models):

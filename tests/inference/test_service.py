@@ -302,6 +302,7 @@ def test_noisy_recording_is_answered_unreadable(client):
     answer = response.json()
     assert answer["recording"]["quality"]["usable"] is False
     assert answer["verdict"]["label"] == "unreadable" and "quality check failed" in answer["verdict"]["rule"]
+    assert answer["verdict"]["probability"] is None  # decided by rule: no probability stands behind it
 
 
 # --- Health, readiness, metrics ----------------------------------------------------------------------------------

@@ -381,7 +381,12 @@ def _draw_header(
     verdict = answer.verdict
     reading = _Column(axes, left + 72.0, top - 3.0, 110.0, bottom)
     reading.line(
-        f"{CALL_WORDS.get(verdict.label, verdict.label.upper())}   probability {100 * verdict.probability:.1f} %",
+        f"{CALL_WORDS.get(verdict.label, verdict.label.upper())}   "
+        + (
+            "by rule, no probability"
+            if verdict.probability is None
+            else f"probability {100 * verdict.probability:.1f} %"
+        ),
         size=12,
         bold=True,
     )

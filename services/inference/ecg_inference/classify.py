@@ -406,11 +406,11 @@ def model_result(run: ModelRun, probabilities: np.ndarray, quality: QualityRepor
 def combine(quality: QualityReport, results: list[ModelResult], models: list[LoadedModel]) -> Verdict:
     """The overall verdict; see :data:`VERDICT_RULE`."""
     if not quality.usable and not quality.readable_leads:
-        return Verdict(label="unreadable", probability=1.0, rule=f"quality check failed: {'; '.join(quality.reasons)}")
+        return Verdict(label="unreadable", probability=None, rule=f"quality check failed: {'; '.join(quality.reasons)}")
     judged = [(r, m) for r, m in zip(results, models, strict=True) if r.not_judged is None]
     not_judged = "".join(f"; {r.name} not judged: {r.not_judged}" for r in results if r.not_judged is not None)
     if not judged:
-        return Verdict(label="unreadable", probability=1.0, rule=f"no model could be judged{not_judged}")
+        return Verdict(label="unreadable", probability=None, rule=f"no model could be judged{not_judged}")
     if not quality.usable:  # most leads have problems: the judged models read only clean ones
         not_judged += f"; the recording failed the quality check ({'; '.join(quality.reasons)}): only models "
         not_judged += f"reading clean leads ({', '.join(quality.readable_leads)}) were judged"

@@ -65,7 +65,7 @@ def _csv_row(file: str, answer: dict | None, error: str | None) -> dict:
     return {
         "file": file,
         "verdict": answer["verdict"]["label"],
-        "probability": round(answer["verdict"]["probability"], 4),
+        "probability": "" if answer["verdict"]["probability"] is None else round(answer["verdict"]["probability"], 4),
         "format": recording["format"],
         "sampling_rate": recording["sampling_rate"],
         "leads": " ".join(recording["leads"]),
@@ -90,7 +90,8 @@ def _text_line(file: str, answer: dict | None, error: str | None) -> str:
         f"{m['name']} not judged" if m.get("not_judged") else f"{m['name']} {m['predicted_class']}"
         for m in answer["models"]
     )
-    return f"{file}: {verdict['label']} ({verdict['probability']:.2f}); {models}"
+    probability = "by rule" if verdict["probability"] is None else f"{verdict['probability']:.2f}"
+    return f"{file}: {verdict['label']} ({probability}); {models}"
 
 
 def classify(

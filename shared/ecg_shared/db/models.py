@@ -214,7 +214,7 @@ class Classification(Base):
     id: Mapped[int] = mapped_column(BigInteger, primary_key=True)
     recording_id: Mapped[int] = mapped_column(BigInteger, ForeignKey("recordings.id", ondelete="CASCADE"), index=True)
     verdict: Mapped[str] = mapped_column(String(20))  # normal, abnormal or unreadable
-    probability: Mapped[float] = mapped_column(Float)
+    probability: Mapped[float | None] = mapped_column(Float)  # null: a rule decided the verdict (Verdict.probability)
     rule: Mapped[str] = mapped_column(Text)
     # One entry per model: name, version, family, predicted_class, call, p_abnormal, threshold, probabilities.
     models: Mapped[list[dict[str, Any]]] = mapped_column(JSONB, default=list)

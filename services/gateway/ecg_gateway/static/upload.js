@@ -116,7 +116,8 @@
   function renderVerdict(verdict, models) {
     document.getElementById("verdict").className = `card verdict verdict-${verdict.label}`;
     document.getElementById("verdict-label").textContent = Vocabulary.callName(verdict.label);
-    document.getElementById("verdict-probability").textContent = `probability ${percent(verdict.probability)}`;
+    document.getElementById("verdict-probability").textContent = verdict.probability === null
+      ? "decided by rule, not by a model: no probability" : `probability ${percent(verdict.probability)}`;
     const calls = models.flatMap((m, i) => [i ? " · " : "", el("span", { class: "nowrap" }, `${m.name} `,
       callBadge(m))]);
     if (models.length > 1 && disagreement(verdict, models)) calls.unshift(el("strong", { text: "The models disagree: " }));
