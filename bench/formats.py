@@ -59,10 +59,12 @@ def run(quick: bool = False, repeats: int = 20) -> dict[str, Any]:
     for path in sorted(p for p in folder.rglob("*") if p.is_file() and p.suffix != ".md"):
         data = path.read_bytes()
         try:
-            fmt = read_ecg(data).format
+            record = read_ecg(data)
         except EcgFormatError as exc:
             skipped.append(f"{path.relative_to(folder)}: {str(exc)[:80]}")
             continue
+        variant = record.metadata.get("variant")  # a vendor's departure (Healforce SCP): a format of its own here
+        fmt = f"{record.format} ({variant})" if variant else record.format
         rows.append(_row(fmt, str(path.relative_to(folder)), data, repeats))
     per_format: dict[str, list[float]] = {}
     for row in rows:

@@ -19,5 +19,6 @@ def test_every_readable_sample_file_gets_a_row_and_a_ratio_to_wfdb(data_dir):
         expected = row["read_ms"] * 120 / (row["duration_s"] * row["leads"])
         assert row["ms_per_10s_12_lead"] == pytest.approx(expected, rel=0.02, abs=0.011)  # both rounded to 0.01
     assert set(result["ratios"]) == {f"{fmt} / wfdb" for fmt in formats - {BASELINE}}
-    assert "scp_ecg/62.SCP" in {row["file"] for row in result["rows"]}  # the Healforce export reads too
+    rows = {row["file"]: row["format"] for row in result["rows"]}
+    assert rows["scp_ecg/62.SCP"] == "scp_ecg (healforce)" and rows["scp_ecg/Example.scp"] == "scp_ecg"
     assert any("ECG_P28.01.ann" in note for note in result["notes"])  # the annotation file is named, not timed
