@@ -750,7 +750,7 @@ def run(
     notes += [
         "mix: alternating single-lead CinC 2017 records (WFDB zips, 300 Hz, 9-61 s) and 12-lead PTB-XL records "
         "(WFDB zips, 100 Hz, 10 s) plus the Wellnest recording (500 Hz, 10 s); 12-lead recordings go through both "
-        "models (the rhythm model on lead II), as in the service.",
+        "models (the rhythm model on lead I), as in the service.",
         "raw onnxruntime: the service's sessions (same graph and options, but an intra-op thread per CPU) on "
         "already prepared inputs, c requests at a time, in calls of the model's batch limit (8 windows on CPU, "
         "256 on CUDA, as in the service; no HTTP, no preprocessing); latency = the duration of those c requests' "

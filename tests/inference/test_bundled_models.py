@@ -52,7 +52,7 @@ def test_model_cards_and_metadata(bundled):
         check_card_figures(card, bundled.models[name].metadata)
     if "rhythm-1lead" in NAMES:
         rhythm = bundled.models["rhythm-1lead"]
-        assert rhythm.metadata.classes == ["N", "A", "O", "~"] and rhythm.leads == ("II",)
+        assert rhythm.metadata.classes == ["N", "A", "O", "~"] and rhythm.leads == ("I",)  # the AliveCor lead
     if "normal-12lead" in NAMES:
         twelve = bundled.models["normal-12lead"]
         assert set(twelve.metadata.classes) == {"Normal", "Abnormal"} and len(twelve.leads) == 12

@@ -16,7 +16,7 @@ twelve_leads="I,II,III,aVR,aVL,aVF,V1,V2,V3,V4,V5,V6"
 case "${1:-}" in
   rhythm-1lead)
     dataset=cinc2017
-    recipe=(--family resnet --classes 'N,A,O,~' --normal N --unreadable '~' --leads II
+    recipe=(--family resnet --classes 'N,A,O,~' --normal N --unreadable '~' --leads I
             --sampling-rate 150 --window-s 30 --normalisation zscore --epochs 30 --batch-size 32 --lr 0.001 --seed 0
             --features beats) ;;
   normal-12lead)
