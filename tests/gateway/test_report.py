@@ -177,7 +177,11 @@ def _assert_classification_printed(text: str, answer: dict) -> None:
     assert CALL_WORDS[answer["verdict"]["label"]] in text
     assert f"probability {100 * answer['verdict']['probability']:.1f} %" in text
     assert answer["models"], "the stack has active models"
-    for model in answer["models"]:
+    for number, model in enumerate(answer["models"]):
+        if number >= 2 and f"{model['name']} v{model['version']} (" not in text:
+            # more active models than the header holds (tests that ran before registered them): it says so
+            assert "more in the API answer" in " ".join(text.split()), text
+            break
         assert f"{model['name']} v{model['version']} (" in text
         line = text[text.index(f"{model['name']} v{model['version']} (") :]
         assert re.match(rf"[^\n]*\): {model['call']}[ ;]", line)
