@@ -43,3 +43,20 @@ def test_a_truncated_xml_export_gets_an_error_naming_the_problem(page, formats_d
     text = error.inner_text()
     assert 'Could not classify "truncated.xml"' in text and "malformed or truncated" in text
     assert "Traceback" not in text and "internal error" not in text
+
+
+def test_a_healforce_handheld_export_gets_a_verdict_and_its_three_limb_leads(page, formats_dir, tmp_path):  # noqa: F811
+    """The Prince 180D's non-standard SCP file: three limb leads drawn, the rhythm model's answer on lead I, no
+    12-lead model (it needs twelve)."""
+    upload = tmp_path / "62.SCP"
+    upload.write_bytes((formats_dir / "scp_ecg" / "62.SCP").read_bytes())
+    page.goto("/")
+    page.set_input_files("#file-input", str(upload))
+    page.locator("#ecg-canvas[data-leads='3']").wait_for(timeout=30_000)
+    assert page.locator("#upload-error").is_hidden()
+    assert page.locator(".model-card", has_text="rhythm-1lead").count() == 1
+    assert page.locator(".model-card", has_text="normal-12lead").count() == 0
+    facts = page.locator("#facts").inner_text()
+    assert "30.0 s" in facts and "150 Hz" in facts and "scp_ecg" in facts and "60 bpm" in facts
+    assert _ink_pixels(page) > 3000
+    page.screenshot(path=str(SCREENSHOTS / "upload-healforce-scp.png"), full_page=True)
