@@ -6,6 +6,11 @@ rhythm model twice, as a single-lead recording of its lead I and of its lead II;
 is tuned.
 
     .venv/bin/python services/training/scripts/experiments/rhythm_lead_on_ptbxl.py models/rhythm-1lead.onnx
+    ECG_DATABASE_URL=... .venv/bin/python services/training/scripts/experiments/rhythm_lead_on_ptbxl.py \
+        models/rhythm-1lead.onnx --without-test-split-of models/normal-12lead.onnx
+
+The second form leaves out the 12-lead model's test split (rebuilt from its card as ``drift_reference.py`` does,
+from a database holding PTB-XL), so that the combined verdict could still be measured there without bias.
 
 PTB-XL's Normal records are normal ECGs in sinus rhythm: a rhythm model calling one abnormal raises a false alarm.
 Its Abnormal records include rhythm disorders among many others, so the share called abnormal there is no
@@ -37,12 +42,36 @@ def answer(models: ModelSet, record: Record):
     return result.models[0]
 
 
-def main(model_path: Path) -> None:
+def test_split_files(model_path: Path) -> set[str]:
+    """The file names (without suffix) of a bundled model's test split, rebuilt from its card."""
+    import json
+
+    import onnx
+    from sqlalchemy import select
+
+    sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+    import drift_reference  # the script beside this folder: the card's recipe and split
+
+    from ecg_shared.db import Recording, session_scope
+    from ecg_shared.model_metadata import ModelMetadata
+
+    card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
+    metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in onnx.load(str(model_path)).metadata_props})
+    with session_scope() as db:
+        data = drift_reference.card_data(db, card, metadata)
+        drift_reference.check_card_split(card, data)
+        uris = db.scalars(select(Recording.source_uri).where(Recording.id.in_(data.test.recording_ids))).all()
+    return {uri.rsplit("/", 1)[-1] for uri in uris}
+
+
+def main(model_path: Path, leave_out: set[str] = frozenset()) -> None:
     model = load_model(model_path.read_bytes(), expected_name=model_path.stem)
     models = ModelSet({model.name: model})
     data = get_settings().data_dir
     labels, calls, p = [], {"I": [], "II": []}, {"I": [], "II": []}
-    for header in sorted((data / "ptbxl").glob("*.hea")):
+    headers = [h for h in sorted((data / "ptbxl").glob("*.hea")) if h.stem not in leave_out]
+    print(f"{len(headers)} PTB-XL records" + (f" ({len(leave_out)} of a test split left out)" if leave_out else ""))
+    for header in headers:
         record = read_ecg(header)
         labels.append(record.label != "Normal")
         for lead in calls:
@@ -86,4 +115,7 @@ def main(model_path: Path) -> None:
 
 
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    if len(sys.argv) == 4 and sys.argv[2] == "--without-test-split-of":
+        main(Path(sys.argv[1]), test_split_files(Path(sys.argv[3])))
+    else:
+        main(Path(sys.argv[1]))
