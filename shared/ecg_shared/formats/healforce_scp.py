@@ -143,10 +143,15 @@ def _limb_leads(signal: np.ndarray) -> list[str]:
     centred = signal - signal.mean(axis=0)
     lead_ii = float(np.sqrt(np.mean(centred[:, 1] ** 2)))
     residual = float(np.sqrt(np.mean((centred[:, 0] + centred[:, 2] - centred[:, 1]) ** 2)))
-    if lead_ii == 0 or residual > EINTHOVEN_TOLERANCE * lead_ii:
+    if lead_ii == 0:
+        raise EcgFormatError(
+            "Healforce SCP-ECG: section 3 names no leads, and its second channel is flat, so Einthoven's law cannot "
+            "tell which leads the three channels are"
+        )
+    if residual > EINTHOVEN_TOLERANCE * lead_ii:
         raise EcgFormatError(
             "Healforce SCP-ECG: section 3 names no leads, and the three channels are not I, II and III (Einthoven's "
-            f"law I + III = II is off by {residual / lead_ii if lead_ii else float('inf'):.0%} of lead II)"
+            f"law I + III = II is off by {residual / lead_ii:.0%} of lead II)"
         )
     return ["I", "II", "III"]
 
