@@ -7,7 +7,7 @@ import math
 
 import pytest
 
-from ecg_inference.classify import combine
+from ecg_inference.classify import OTHER_MODEL_WEIGHT, combine
 from ecg_inference.models import load_model
 from ecg_shared.quality import QualityReport
 from ecg_shared.schemas import ModelResult
@@ -66,7 +66,7 @@ def test_certain_normal_twelve_lead_outweighs_a_mildly_abnormal_rhythm_call(mode
     twelve, rhythm = models
     verdict = combine(GOOD, [result(twelve, 0.001), result(rhythm, 0.65)], [twelve, rhythm])
     assert verdict.label == "normal" and verdict.disagreement and verdict.anchor == twelve.name
-    expected = log_odds(0.001) + log_odds(0.65) - log_odds(RHYTHM_PREVALENCE)
+    expected = log_odds(0.001) + OTHER_MODEL_WEIGHT * (log_odds(0.65) - log_odds(RHYTHM_PREVALENCE))
     assert verdict.p_abnormal == pytest.approx(1 / (1 + math.exp(-expected)))
     assert verdict.probability == pytest.approx(1 - verdict.p_abnormal)
     for words in ("the models disagree", "normal-12lead normal", "rhythm-1lead abnormal", "threshold 0.300"):
@@ -78,6 +78,10 @@ def test_a_confident_rhythm_finding_overturns_a_mildly_normal_twelve_lead_call(m
     verdict = combine(GOOD, [result(twelve, 0.2), result(rhythm, 0.97)], [twelve, rhythm])
     assert verdict.label == "abnormal" and verdict.disagreement
     assert verdict.p_abnormal > 0.3 and verdict.probability == pytest.approx(verdict.p_abnormal)
+    assert f"weighted {OTHER_MODEL_WEIGHT:g}" in verdict.rule
+    # ...but a rhythm model merely leaning abnormal does not outvote it: its evidence counts a quarter
+    leaning = combine(GOOD, [result(twelve, 0.2), result(rhythm, 0.65)], [twelve, rhythm])
+    assert leaning.label == "normal" and leaning.disagreement
 
 
 def test_agreeing_models_reinforce_each_other(models):
