@@ -9,6 +9,11 @@ model's log-odds against its training prevalence, and scored against the records
 
 The database must hold PTB-XL (``ecg dataset import ../shared/data/ptbxl --dataset ptbxl``). Paired bootstrap
 intervals (2000 resamples) compare weight 1 with the 12-lead model alone.
+
+    ... verdict_combination.py models/normal-12lead.onnx --test
+
+reports, once the weight is chosen, the verdict the service gives (its weight) and the 12-lead model alone on the
+12-lead model's test split, each with a 95% bootstrap interval; nothing is chosen there.
 """
 
 from __future__ import annotations
@@ -35,6 +40,11 @@ from ecg_shared.model_metadata import ModelMetadata
 from ecg_training.calibration import expected_calibration_error
 
 WEIGHTS = (0.0, 0.25, 0.5, 0.75, 1.0)
+TEST_FIGURES = (
+    ("AUC", roc_auc_score),
+    ("Brier", brier_score_loss),
+    ("ECE", lambda truth, score: expected_calibration_error(score, truth)),
+)
 
 
 def log_odds(p: np.ndarray) -> np.ndarray:
@@ -42,16 +52,17 @@ def log_odds(p: np.ndarray) -> np.ndarray:
     return np.log(p / (1 - p))
 
 
-def main(model_path: Path) -> None:
+def main(model_path: Path, split_name: str = "validation") -> None:
     card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
     metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in onnx.load(str(model_path)).metadata_props})
     with session_scope() as db:
         data = drift_reference.card_data(db, card, metadata)
         drift_reference.check_card_split(card, data)
-        uris = db.scalars(select(Recording.source_uri).where(Recording.id.in_(data.validation.recording_ids))).all()
+        split = data.test if split_name == "test" else data.validation
+        uris = db.scalars(select(Recording.source_uri).where(Recording.id.in_(split.recording_ids))).all()
     models = load_bundled(model_path.parent)
     rhythm = models.models["rhythm-1lead"].metadata
-    y, twelve, other, verdict, counted = [], [], [], [], []
+    y, twelve, other, verdict, counted, anchored = [], [], [], [], [], []
     for uri in sorted(uris):
         record = read_ecg(uri.removeprefix("file://") + ".hea")
         (answer,) = classify_prepared([prepare_recording(record, models, explain=False)], [time.perf_counter()])
@@ -59,12 +70,19 @@ def main(model_path: Path) -> None:
         y.append(record.label != "Normal")
         twelve.append(by_name[metadata.name].p_abnormal)
         other.append(by_name["rhythm-1lead"].p_abnormal)
-        verdict.append(answer.verdict.p_abnormal)
+        verdict.append(np.nan if answer.verdict.p_abnormal is None else answer.verdict.p_abnormal)
+        anchored.append(answer.verdict.anchor == metadata.name)
         counted.append(by_name["rhythm-1lead"].call != "unreadable")  # too noisy for it: left out, as the service does
     y, twelve, other = np.array(y), np.array(twelve), np.array(other)
     shift = (log_odds(other) - log_odds(np.array(rhythm.abnormal_prevalence))) * np.array(counted)
     combined = {w: 1 / (1 + np.exp(-(log_odds(twelve) + w * shift))) for w in WEIGHTS}
-    assert np.allclose(combined[OTHER_MODEL_WEIGHT], verdict), "the service's verdict is the weight in classify.py"
+    verdict, anchored = np.array(verdict), np.array(anchored)
+    same = np.allclose(combined[OTHER_MODEL_WEIGHT][anchored], verdict[anchored])
+    assert same, "the service's verdict is the weight in classify.py"
+    if split_name == "test":
+        report_test(y, twelve, verdict)
+        return
+    assert anchored.all(), "every validation record's verdict starts from the 12-lead model"
     print(
         f"{len(y)} validation records ({int(y.sum())} Abnormal; the rhythm model too noisy to judge on "
         f"{len(y) - sum(counted)}); the service uses weight {OTHER_MODEL_WEIGHT:g}"
@@ -90,5 +108,21 @@ def main(model_path: Path) -> None:
     )
 
 
+def report_test(y: np.ndarray, twelve: np.ndarray, verdict: np.ndarray) -> None:
+    """The service's verdict (and the 12-lead model alone) on the records the verdict gives a probability for."""
+    answered = ~np.isnan(verdict)
+    print(f"{int((~answered).sum())} test records answered unreadable by rule: left out of both rows")
+    y, twelve, verdict = y[answered], twelve[answered], verdict[answered]
+    rng = np.random.default_rng(0)
+    samples = [s for s in (rng.integers(0, len(y), len(y)) for _ in range(2000)) if 0 < y[s].sum() < len(s)]
+    print(f"{len(y)} test records ({int(y.sum())} Abnormal); 95% bootstrap intervals over 2000 resamples")
+    for name, p in ((f"verdict (weight {OTHER_MODEL_WEIGHT:g})", verdict), ("12-lead model alone", twelve)):
+        figures = []
+        for metric, fn in TEST_FIGURES:
+            low, high = np.percentile([fn(y[s], p[s]) for s in samples], [2.5, 97.5])
+            figures.append(f"{metric} {fn(y, p):.3f} [{low:.3f}, {high:.3f}]")
+        print(f"{name}: " + ", ".join(figures))
+
+
 if __name__ == "__main__":
-    main(Path(sys.argv[1]))
+    main(Path(sys.argv[1]), "test" if "--test" in sys.argv[2:] else "validation")
