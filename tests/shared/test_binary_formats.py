@@ -421,9 +421,11 @@ def test_healforce_channels_that_are_not_limb_leads_are_refused():
         read_scp_ecg(_healforce_file(counts))
 
 
-def test_a_flat_healforce_export_is_refused_rather_than_named_by_guess():
+def test_a_flat_or_empty_healforce_export_is_refused_rather_than_named_by_guess():
     with pytest.raises(EcgFormatError, match="second channel is flat"):
         read_scp_ecg(_healforce_file(np.zeros((400, 3), dtype=np.int64)))
+    with pytest.raises(EcgFormatError, match="holds no samples"):
+        read_scp_ecg(_healforce_file(np.zeros((0, 3), dtype=np.int64)))
 
 
 def test_a_healforce_export_whose_checksum_fails_is_refused_naming_its_departures(formats_dir):

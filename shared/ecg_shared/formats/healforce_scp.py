@@ -80,6 +80,8 @@ def read_healforce(data: bytes, source: str | None = None) -> Record:
             f"and bimodal compression {bimodal} (expected a multiplier, 50-2000 Hz, neither encoding)"
         )
     stream = body[8 : 8 + length]
+    if length == 0:
+        raise EcgFormatError("Healforce SCP-ECG: the rhythm stream holds no samples")
     if len(stream) != length or length % 6 or (length // 6 * 4) % n_leads:
         raise EcgFormatError(
             f"Healforce SCP-ECG: the rhythm stream holds {len(stream)} of {length} bytes, which is not whole groups "
