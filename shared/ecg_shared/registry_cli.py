@@ -19,6 +19,13 @@ class SeedResult:
     registered: bool  # False: a version with the same file was already registered
     promoted: bool
     restored: str | None = None  # what was wrong with the registered version's stored file, now replaced
+    stage: str = "active"  # this version's stage after seeding
+    active_version: int | None = None  # the name's active version after seeding (this one, when promoted)
+
+    @property
+    def waits_for_promotion(self) -> bool:
+        """A bundled file the service does not answer with: a candidate beside another active version."""
+        return self.stage == "candidate" and self.active_version not in (None, self.version)
 
 
 def read_bundled_model(path: Path):
@@ -80,11 +87,12 @@ def seed_models(session, models_dir: Path, store=None) -> list[SeedResult]:
             restored = artifact_problem(row, store)
             if restored:
                 store.restore(row.artifact_uri, data)
-        promoted = False
-        if not any(v.name == metadata.name for v in active_versions(session)):
+        active = next((v.version for v in active_versions(session) if v.name == metadata.name), None)
+        promoted = active is None
+        if promoted:
             promote(session, row.name, row.version)
-            promoted = True
-        results.append(SeedResult(row.name, row.version, existing is None, promoted, restored))
+            active = row.version
+        results.append(SeedResult(row.name, row.version, existing is None, promoted, restored, row.stage, active))
     return results
 
 
@@ -234,7 +242,14 @@ def seed_command(models_dir: Path | None = typer.Option(None, "--dir", help="Def
         what = "registered" if result.registered else "already registered"
         if result.restored:
             what += f", its file restored ({result.restored})"
-        typer.echo(f"{result.name} v{result.version}: {what}{', promoted to active' if result.promoted else ''}")
+        if result.promoted:
+            what += ", promoted to active"
+        elif result.waits_for_promotion:
+            what += (
+                f", a candidate: v{result.active_version} stays active until this one is promoted"
+                f" (ecg models promote {result.name} {result.version}, through the promotion gate)"
+            )
+        typer.echo(f"{result.name} v{result.version}: {what}")
 
 
 @models_app.command("check")

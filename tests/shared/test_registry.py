@@ -113,7 +113,9 @@ def test_seed_registers_and_promotes_once_and_is_idempotent(db_session, azurite,
     (tmp_path / "seed-rhythm.onnx").write_bytes(tiny_onnx("seed-rhythm", ["N", "A", "O", "~"], ("II",), 3.0))
     retrained = {r.name: r for r in seed_models(db_session, tmp_path)}["seed-rhythm"]
     assert (retrained.version, retrained.registered, retrained.promoted) == (2, True, False)
+    assert (retrained.stage, retrained.active_version, retrained.waits_for_promotion) == ("candidate", 1, True)
     assert get_version(db_session, "seed-rhythm", 1).stage == "active"
+    assert {r.name: r for r in first}["seed-rhythm"].waits_for_promotion is False
 
 
 def test_seed_refuses_files_that_are_not_platform_models(tmp_path: Path):
@@ -144,6 +146,15 @@ def test_models_cli_seeds_lists_shows_and_promotes(database_url, azurite, tmp_pa
     assert archived.exit_code == 0
     assert runner.invoke(app, ["models", "promote", "cli-model", "1"]).output.strip() == "cli-model v1 is active"
     assert runner.invoke(app, ["models", "seed", "--dir", str(tmp_path / "nowhere")]).exit_code == 1
+
+    # an upgrade that changes a bundled file: the operator is told the service still answers with the old version
+    (tmp_path / "cli-model.onnx").write_bytes(tiny_onnx("cli-model", ["N", "A"], ("I",)))
+    for _ in range(2):  # at every start, until someone decides
+        upgraded = runner.invoke(app, ["models", "seed", "--dir", str(tmp_path)])
+        assert upgraded.exit_code == 0
+        assert "a candidate: v1 stays active until this one is promoted (ecg models promote cli-model 2" in (
+            upgraded.output
+        )
 
 
 def test_seed_restores_a_registered_version_whose_file_is_missing_or_differs(db_session, azurite, tmp_path: Path):
