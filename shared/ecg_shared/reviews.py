@@ -82,6 +82,7 @@ def keep_classification(session: Session, record: Record, content: bytes, answer
                     "p_abnormal",
                     "threshold",
                     "not_judged",
+                    "caveat",
                 )
             }
             | {"probabilities": model.get("probabilities", {})}
@@ -139,6 +140,7 @@ class KeptModelCall(BaseModel):
     call: str
     p_abnormal: float
     not_judged: str | None = Field(None, description="why this model's answer was not used (models[].not_judged)")
+    caveat: str | None = Field(None, description="what the answer must be read with (models[].caveat)")
 
 
 class KeptClassification(BaseModel):

@@ -101,6 +101,12 @@ class ModelResult(BaseModel):
         "the leads it reads is not readable (quality.unreadable_leads). Its probabilities are what it computed on "
         "those leads and mean nothing",
     )
+    caveat: str | None = Field(
+        None,
+        description="what this answer must be read with, in plain words, or null: the recording fills less than half "
+        "of the model's window, so the model read mostly zero padding, on inputs shorter than those it learned from "
+        "and was validated on (the rhythm model on a 10 s 12-lead recording: docs/inference.md)",
+    )
 
 
 class Verdict(BaseModel):

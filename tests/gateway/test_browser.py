@@ -385,6 +385,23 @@ def test_a_model_not_judged_shows_why_and_no_probabilities(bundled_page, bundled
     bundled_page.screenshot(path=str(SCREENSHOTS / "model-not-judged.png"), full_page=True)
 
 
+def test_a_model_reading_a_strip_much_shorter_than_its_window_says_so(
+    bundled_page, bundled_gateway_url, wellnest_sample
+):
+    """The real Wellnest sample (10 s) fills a third of the rhythm model's 30 s window: its card and its line in
+    the agreement box say so, as the API does; the 12-lead model (10 s windows) shows no caveat."""
+    answer = _classified(bundled_gateway_url, wellnest_sample)
+    models = {m["name"]: m for m in answer["models"]}
+    caveat = models["rhythm-1lead"]["caveat"]
+    assert caveat and caveat.startswith("read 10 s") and models["normal-12lead"]["caveat"] is None
+    bundled_page.goto("/")
+    _upload(bundled_page, wellnest_sample)
+    expected = f"Read with care: {caveat}"
+    assert bundled_page.locator(".model-card[data-model='rhythm-1lead'] .caveat").inner_text() == expected
+    assert bundled_page.locator("#agreement li[data-model='rhythm-1lead'] .caveat").inner_text() == expected
+    assert bundled_page.locator("[data-model='normal-12lead'] .caveat").count() == 0
+
+
 def _disagreement_candidates(data_dir, tmp_path, wellnest_sample):
     from ecg_shared.formats import zip_wfdb_record
 

@@ -407,3 +407,26 @@ def test_a_model_not_judged_is_printed_as_such(formats_dir, poppler):
     )
     pdf.write_bytes(render_report(record, by_rule, datetime.now(UTC)))
     assert "by rule, no probability" in _column_text(pdf, 72.0, 182.0)
+
+
+def test_a_model_reading_a_strip_much_shorter_than_its_window_is_printed_as_such(wellnest_sample, poppler):
+    """The bundled models on the real Wellnest sample (10 s): the rhythm model's line says it read less than its
+    window (models[].caveat); the 12-lead model's does not."""
+    import time
+
+    from ecg_gateway.report import render_report
+    from ecg_inference.classify import classify_prepared, prepare_recording
+    from ecg_inference.models import load_bundled
+
+    record = read_ecg(wellnest_sample)
+    answer = classify_prepared(
+        [prepare_recording(record, load_bundled(REPO_ROOT / "models"), False)], [time.perf_counter()]
+    )[0]
+    assert [m.caveat is not None for m in answer.models] == [m.name == "rhythm-1lead" for m in answer.models]
+    REPORTS.mkdir(parents=True, exist_ok=True)
+    pdf = REPORTS / "short-strip-caveat.pdf"
+    pdf.write_bytes(render_report(record, answer, datetime.now(UTC)))
+    models_column = " ".join(_column_text(pdf, 72.0, 182.0).split())
+    rhythm = models_column[models_column.index("rhythm-1lead") :]
+    assert "shorter than its window, read with care" in rhythm
+    assert "read with care" not in models_column[models_column.index("normal-12lead") :].split("rhythm-1lead")[0]

@@ -239,6 +239,28 @@ def test_a_model_reading_a_lead_with_no_signal_is_not_judged(bundled, data_dir, 
         assert after == (before[0], before[1] + 1), "counted as not judged, outside the p_abnormal histogram"
 
 
+@needs("normal-12lead")
+@needs("rhythm-1lead")
+def test_a_recording_much_shorter_than_a_models_window_is_answered_with_a_caveat(bundled, data_dir):
+    """A 10 s 12-lead recording fills a third of the rhythm model's 30 s window: its answer says so; the 12-lead
+    model (10 s windows) and the rhythm model on a 30 s CinC recording have no caveat."""
+    (twelve_lead, cinc) = classify_files(
+        bundled, [data_dir / "ptbxl" / "00001_lr.hea", data_dir / "cinc2017" / "A00001.hea"]
+    )
+    models = {m.name: m for m in twelve_lead.models}
+    assert models["normal-12lead"].caveat is None
+    caveat = models["rhythm-1lead"].caveat
+    assert caveat.startswith("read 10 s, 33% of its 30 s window (the rest zero-padded)"), caveat
+    assert cinc.recording.duration_s == 30 and cinc.models[0].caveat is None
+    short = read_ecg(data_dir / "cinc2017" / "A00001.hea")
+    strip = Record(short.signal[: round(14.9 * short.sampling_rate)], short.sampling_rate, short.lead_names, {})
+    (answer,) = classify_prepared([prepare_recording(strip, bundled, explain=False)], [time.perf_counter()])
+    assert answer.models[0].caveat.startswith("read 14.9 s, 50% of its 30 s window")
+    longer = Record(short.signal[: 15 * round(short.sampling_rate)], short.sampling_rate, short.lead_names, {})
+    (answer,) = classify_prepared([prepare_recording(longer, bundled, explain=False)], [time.perf_counter()])
+    assert answer.models[0].caveat is None  # half the window or more
+
+
 def _drift_counts(model: str) -> tuple[float, float]:
     """(answers in the p_abnormal histogram, calls counted as not judged) of ``model`` so far."""
     from prometheus_client import REGISTRY

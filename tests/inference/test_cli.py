@@ -96,3 +96,23 @@ def test_a_verdict_decided_by_rule_and_a_model_not_judged_are_printed_as_such(mo
     rows = list(csv.DictReader(report.open()))
     assert "normal-12lead=not judged" in rows[0]["models"]
     assert rows[1]["verdict"] == "unreadable" and rows[1]["probability"] == ""
+
+
+def test_a_model_reading_a_strip_much_shorter_than_its_window_is_flagged(wellnest_sample, tmp_path):
+    """The bundled models on the real Wellnest sample (10 s): the rhythm model read a third of its 30 s window, and
+    the text line and the CSV say so (the JSON carries the full caveat, models[].caveat)."""
+    from ecg_shared.settings import REPO_ROOT
+
+    bundled = REPO_ROOT / "models"
+    if not (bundled / "rhythm-1lead.onnx").exists():
+        pytest.skip("bundled rhythm model not trained yet (models/rhythm-1lead.onnx)")
+    report = tmp_path / "report.csv"
+    text = run_classify(bundled, str(wellnest_sample), "--csv", str(report))
+    assert text.returncode == 0, text.stderr
+    assert "rhythm-1lead " in text.stdout and "(shorter than its window)" in text.stdout
+    assert "normal-12lead " in text.stdout and text.stdout.count("(shorter than its window)") == 1
+    (row,) = csv.DictReader(report.open())
+    assert "p_abnormal" in row["models"] and row["models"].count(", shorter than its window)") == 1
+    (line,) = [json.loads(x) for x in run_classify(bundled, str(wellnest_sample), "--json").stdout.splitlines()]
+    caveats = {m["name"]: m["caveat"] for m in line["models"]}
+    assert caveats["normal-12lead"] is None and caveats["rhythm-1lead"].startswith("read 10 s, 33% of its 30 s")

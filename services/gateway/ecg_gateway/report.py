@@ -324,9 +324,10 @@ def _model_line(model: ModelResult) -> str:
     words = _class_words(model.predicted_class)
     share = 100 * model.probabilities.get(model.predicted_class, 0.0)
     predicted = "" if words == model.call else f" - {words} {share:.0f} %"
+    caveat = "; shorter than its window, read with care" if model.caveat else ""  # models[].caveat
     return (
         f"{model.name}{version} ({leads}): {model.call}{predicted}; "
-        f"P(abnormal) {model.p_abnormal:.3f}, threshold {model.threshold:.3f}"
+        f"P(abnormal) {model.p_abnormal:.3f}, threshold {model.threshold:.3f}{caveat}"
     )
 
 

@@ -75,7 +75,9 @@ def _csv_row(file: str, answer: dict | None, error: str | None) -> dict:
         "models": "; ".join(
             f"{m['name']}=not judged"
             if m.get("not_judged")
-            else f"{m['name']}={m['predicted_class']} ({m['call']}, p_abnormal {m['p_abnormal']:.3f})"
+            else f"{m['name']}={m['predicted_class']} ({m['call']}, p_abnormal {m['p_abnormal']:.3f}"
+            + (", shorter than its window" if m.get("caveat") else "")
+            + ")"
             for m in answer["models"]
         ),
         "error": "",
@@ -87,7 +89,9 @@ def _text_line(file: str, answer: dict | None, error: str | None) -> str:
         return f"{file}: error: {error}"
     verdict = answer["verdict"]
     models = ", ".join(
-        f"{m['name']} not judged" if m.get("not_judged") else f"{m['name']} {m['predicted_class']}"
+        f"{m['name']} not judged"
+        if m.get("not_judged")
+        else f"{m['name']} {m['predicted_class']}" + (" (shorter than its window)" if m.get("caveat") else "")
         for m in answer["models"]
     )
     probability = "by rule" if verdict["probability"] is None else f"{verdict['probability']:.2f}"

@@ -152,6 +152,11 @@
       + `most likely ${Vocabulary.classWithCode(m.predicted_class)}`;
   }
 
+  // What an answer must be read with (models[].caveat): e.g. a 10 s strip in a model's 30 s window.
+  function caveatLine(m) {
+    return m.caveat && !m.not_judged ? el("p", { class: "caveat", text: `Read with care: ${m.caveat}` }) : null;
+  }
+
   function agreementHeading(models, disagree) {
     if (disagree) return "The models disagree";
     const judged = models.filter((m) => !m.not_judged);
@@ -173,7 +178,8 @@
     box.replaceChildren(
       el("h3", { text: agreementHeading(models, disagree) }),
       el("ul", {}, models.map((m) => el("li", { "data-model": m.name },
-        el("strong", { text: `${m.name}` }), ` (${leadsText(m.leads)}) says `, callBadge(m), ` — ${modelSays(m)}`))),
+        el("strong", { text: `${m.name}` }), ` (${leadsText(m.leads)}) says `, callBadge(m), ` — ${modelSays(m)}`,
+        caveatLine(m)))),
       el("p", { class: "why" }, el("strong", { text: `Overall ${Vocabulary.callName(verdict.label).toLowerCase()}` }),
         `: ${verdict.rule}`));
   }
@@ -196,6 +202,7 @@
         el("div", { class: "sub", text: `${m.family} · read ${leadsText(m.leads)}${m.leads.length > 1 ? ` (${m.leads.join(", ")})` : ""} · ${m.windows} window${m.windows === 1 ? "" : "s"}` }),
         callBadge(m),
         el("p", { class: m.not_judged ? "says not-judged" : "muted says", text: modelSays(m) }),
+        caveatLine(m),
         m.not_judged ? null : el("div", { class: "bars" }, bars));
     }));
   }
