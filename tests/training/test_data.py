@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 
 from ecg_shared.jobs.training import TrainingJobRequest
-from ecg_shared.preprocessing import prepare, window_batch
+from ecg_shared.preprocessing import PreprocessingSpec, prepare, window_batch
 from ecg_training.data import (
     RandomCrops,
     RecordingWindows,
@@ -215,3 +215,35 @@ def test_an_existing_models_features_are_loaded_at_its_own_version(db_session, p
     assert old.train.features.shape[1] == 72
     assert old.train.recording_ids == current.train.recording_ids
     assert np.array_equal(old.train.features, current.train.features[:, :72])
+
+
+def test_short_crops_are_ten_seconds_padded_as_the_service_pads_a_short_recording():
+    """``short_crops``: that share of a 30 s model's training crops is 10 s of signal, normalised on its own samples
+    and zero-padded, exactly what the service gives the model for a 10 s recording; with 0, the crops are those of
+    a run without the option (no random number drawn for it)."""
+
+    class Signals:  # the two methods crop_window reads a cached signal with
+        def __init__(self, signal):
+            self.signal = signal
+
+        def length(self, i):
+            return len(self.signal)
+
+        def read(self, i, start=0, stop=None):
+            return self.signal[start:stop]
+
+    spec = PreprocessingSpec(sampling_rate=50.0, window_samples=1500, leads=("I",))  # 30 s windows
+    signals = Signals(np.random.default_rng(3).standard_normal((3000, 1)).astype(np.float32))  # 60 s, no repeats
+    plain = crop_window(signals, 0, spec, np.random.default_rng(7))
+    assert np.array_equal(crop_window(signals, 0, spec, np.random.default_rng(7), short_crops=0.0), plain)
+    rng = np.random.default_rng(0)
+    crops = [crop_window(signals, 0, spec, rng, short_crops=0.5) for _ in range(200)]
+    short = [c for c in crops if not c[500:].any()]
+    assert 70 <= len(short) <= 130 and all(c.shape == (1500, 1) for c in crops)
+    for crop in short[:5]:
+        starts = [s for s in range(0, 2501) if np.array_equal(window_batch(signals.signal[s : s + 500], spec)[0], crop)]
+        assert len(starts) == 1  # 10 s of the signal, normalised and padded as window_batch does a short recording
+    full = [c for c in crops if c[500:].any()]
+    assert len(short) + len(full) == 200
+    ten_second_model = PreprocessingSpec(sampling_rate=50.0, window_samples=500, leads=("I",))
+    assert all(crop_window(signals, 0, ten_second_model, rng, short_crops=0.9).any(axis=1).all() for _ in range(20))

@@ -55,6 +55,9 @@ def train(
     ),
     ensemble: int = typer.Option(1, "--ensemble", help="Networks (seeds seed, seed+1, ...) averaged in one graph."),
     augment: bool = typer.Option(False, "--augment/--no-augment", help="Amplitude, baseline, noise, lead dropout."),
+    short_crops: float = typer.Option(
+        0.0, "--short-crops", help="Share of training crops cut to 10 s and zero-padded (a 12-lead strip's length)."
+    ),
     pretrain: str | None = typer.Option(
         None, "--pretrain", help="Pretrain the leadwise encoder on this single-lead dataset first, e.g. cinc2017."
     ),
@@ -93,6 +96,7 @@ def train(
             epochs=epochs,
             features=features,
             augment=augment,
+            short_crops=short_crops,
             pretrain=None
             if pretrain is None
             else {

@@ -382,14 +382,27 @@ def _sources(session: Session, ids: list[int]) -> dict[str, dict[str, int]]:
     return {dataset: {"recordings": n, "review_labels": reviewed} for dataset, n, reviewed in rows}
 
 
+SHORT_CROP_S = 10.0  # a 12-lead recording's usual length
+
+
 def crop_window(
-    signals: CachedSignals, i: int, spec: PreprocessingSpec, rng: np.random.Generator, augment: bool = False
+    signals: CachedSignals,
+    i: int,
+    spec: PreprocessingSpec,
+    rng: np.random.Generator,
+    augment: bool = False,
+    short_crops: float = 0.0,
 ) -> np.ndarray:
     """One randomly placed window of cleaned recording ``i`` (only that window is read; augmented if asked),
-    normalised (and padded) by ``window_batch``."""
-    excess = signals.length(i) - spec.window_samples
+    normalised (and padded) by ``window_batch``; with probability ``short_crops`` only :data:`SHORT_CROP_S` of it
+    (windows longer than that), padded as a recording that short is at inference. With ``short_crops`` 0 no extra
+    random number is drawn: the crops are those of a run without the option."""
+    length = spec.window_samples
+    if short_crops and spec.window_s > SHORT_CROP_S and rng.random() < short_crops:
+        length = round(SHORT_CROP_S * spec.sampling_rate)
+    excess = signals.length(i) - length
     start = int(rng.integers(0, excess + 1)) if excess > 0 else 0
-    crop = signals.read(i, start, start + spec.window_samples)
+    crop = signals.read(i, start, start + length)
     return window_batch(augment_crop(crop, spec.sampling_rate, rng) if augment else crop, spec)[0]
 
 
@@ -439,11 +452,18 @@ class RandomCrops(keras.utils.PyDataset):
     that prepare batches ahead of the model, and the order Keras asks for them in, change nothing."""
 
     def __init__(
-        self, split: Split, spec: PreprocessingSpec, n_classes: int, batch_size: int, seed: int, augment: bool = False
+        self,
+        split: Split,
+        spec: PreprocessingSpec,
+        n_classes: int,
+        batch_size: int,
+        seed: int,
+        augment: bool = False,
+        short_crops: float = 0.0,
     ) -> None:
         super().__init__(**input_workers())
         self.split, self.spec, self.n_classes, self.batch_size = split, spec, n_classes, batch_size
-        self.augment, self.seed = augment, seed
+        self.augment, self.short_crops, self.seed = augment, short_crops, seed
         self.weights = class_weights(split.y, n_classes).astype(np.float32)
         self.epoch = 0
         self.order = self._order()
@@ -458,7 +478,7 @@ class RandomCrops(keras.utils.PyDataset):
         rng = np.random.default_rng([self.seed, self.epoch, index])
         members = self.order[index * self.batch_size : (index + 1) * self.batch_size]
         signals = self.split.signals
-        x = np.stack([crop_window(signals, int(i), self.spec, rng, self.augment) for i in members])
+        x = np.stack([crop_window(signals, int(i), self.spec, rng, self.augment, self.short_crops) for i in members])
         y = self.split.y[members]
         return x, np.eye(self.n_classes, dtype=np.float32)[y], self.weights[y]
 

@@ -229,7 +229,9 @@ def fit(
     )
     if encoder is not None:
         load_encoder(model, encoder)
-    batches = RandomCrops(data.train, data.spec, n_classes, request.batch_size, seed, request.augment)
+    batches = RandomCrops(
+        data.train, data.spec, n_classes, request.batch_size, seed, request.augment, request.short_crops
+    )
     schedule = keras.optimizers.schedules.CosineDecay(
         request.learning_rate, decay_steps=request.epochs * len(batches), alpha=0.05
     )
@@ -519,6 +521,7 @@ def model_card(
                 "pretrain",
             )
         }
+        | ({"short_crops": request.short_crops} if request.short_crops else {})  # cards before it lack the key
         | {
             "optimizer": "Adam, cosine decay to 5%",
             "loss": "categorical cross-entropy, balanced class weights",
@@ -527,7 +530,8 @@ def model_card(
                 "; gain 0.8-1.2 per lead, baseline wander, white noise, lead dropout (12 leads)"
                 if request.augment
                 else ""
-            ),
+            )
+            + (f"; {request.short_crops:.0%} of crops cut to 10 s, zero-padded" if request.short_crops else ""),
             "features": request.features,
             "parameters": n_parameters,
             "epoch_selection": f"best validation {metrics['primary']['name']} (epoch "

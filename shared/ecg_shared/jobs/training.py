@@ -162,6 +162,13 @@ class TrainingJobRequest(BaseModel):
     augment: bool = Field(
         False, description="augment the training crops: amplitude scaling, baseline wander, noise, lead dropout"
     )
+    short_crops: float = Field(
+        0.0,
+        ge=0,
+        lt=1,
+        description="the share of training crops cut to 10 s (of windows longer than that) and zero-padded, as the "
+        "service pads a short recording: a 10 s 12-lead recording given to a 30 s single-lead model",
+    )
     pretrain: Pretraining | None = Field(
         None, description="pretrain the leadwise family's single-lead encoder on another dataset first"
     )
