@@ -71,9 +71,9 @@ DEFAULT_PREVALENCE = 0.5  # for a model that does not record its training preval
 
 
 MIN_SAMPLING_RATE_HZ = 50  # below this a QRS complex (about 100 ms) is a sample or two
-# A recording filling less of a model's window than this is read mostly as zero padding. The rhythm model (30 s
-# windows) on 10 s strips of its own validation recordings: AUC of abnormal 0.87-0.89 against 0.94 on the whole
-# recordings, mean F1 0.67-0.71 against 0.82 (services/training/scripts/experiments/rhythm_on_short_strips.py).
+# A recording filling less of a model's window than this is read mostly as zero padding. The bundled rhythm model
+# (30 s windows) on 10 s strips of its own validation recordings: AUC of abnormal 0.88-0.90 against 0.945 on the
+# whole recordings, mean F1 0.72-0.78 against 0.83 (services/training/scripts/experiments/rhythm_on_short_strips.py).
 SHORT_INPUT_FRACTION = 0.5
 
 

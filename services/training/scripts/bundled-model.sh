@@ -18,7 +18,7 @@ case "${1:-}" in
     dataset=cinc2017
     recipe=(--family resnet --classes 'N,A,O,~' --normal N --unreadable '~' --leads I
             --sampling-rate 150 --window-s 30 --normalisation zscore --epochs 30 --batch-size 32 --lr 0.001 --seed 0
-            --features beats) ;;
+            --split-seed 0 --short-crops 0.25 --features beats) ;;
   normal-12lead)
     dataset=ptbxl
     recipe=(--family resnet --classes Normal,Abnormal --normal Normal --leads "$twelve_leads"
