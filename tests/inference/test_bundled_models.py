@@ -255,7 +255,7 @@ def test_a_recording_much_shorter_than_a_models_window_is_answered_with_a_caveat
     short = read_ecg(data_dir / "cinc2017" / "A00001.hea")
     strip = Record(short.signal[: round(14.9 * short.sampling_rate)], short.sampling_rate, short.lead_names, {})
     (answer,) = classify_prepared([prepare_recording(strip, bundled, explain=False)], [time.perf_counter()])
-    assert answer.models[0].caveat.startswith("read 14.9 s, 50% of its 30 s window")
+    assert answer.models[0].caveat.startswith("read 14.9 s, 49% of its 30 s window")  # not rounded up to half
     longer = Record(short.signal[: 15 * round(short.sampling_rate)], short.sampling_rate, short.lead_names, {})
     (answer,) = classify_prepared([prepare_recording(longer, bundled, explain=False)], [time.perf_counter()])
     assert answer.models[0].caveat is None  # half the window or more

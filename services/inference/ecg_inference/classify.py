@@ -423,8 +423,9 @@ def short_input_caveat(run: ModelRun) -> str | None:
     spec = run.model.metadata.preprocessing
     if run.seconds is None or run.seconds >= SHORT_INPUT_FRACTION * spec.window_s:
         return None
+    share = int(100 * run.seconds / spec.window_s)  # not rounded up: 49% is under half
     return (
-        f"read {run.seconds:.3g} s, {run.seconds / spec.window_s:.0%} of its {spec.window_s:g} s window (the rest "
+        f"read {run.seconds:.3g} s, {share}% of its {spec.window_s:g} s window (the rest "
         "zero-padded): it learned from and was validated on recordings as long as its window, and is less reliable "
         "on a strip this short"
     )

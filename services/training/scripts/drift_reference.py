@@ -70,6 +70,24 @@ def check_card_split(card: dict, data: TrainingData) -> None:
             raise SystemExit(f"not the card's {name} split: class counts {counts}")
 
 
+def split_files(model_path: Path, split: str) -> list[str]:
+    """The file names (no suffix) of the recordings in a bundled model's ``split`` (train, validation or test),
+    rebuilt from its card and checked against it, in the split's order."""
+    import onnx
+    from sqlalchemy import select
+
+    from ecg_shared.db import Recording
+
+    card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
+    metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in onnx.load(str(model_path)).metadata_props})
+    with session_scope() as db:
+        data = card_data(db, card, metadata)
+        check_card_split(card, data)
+        ids = getattr(data, split).recording_ids
+        uris = dict(db.execute(select(Recording.id, Recording.source_uri).where(Recording.id.in_(ids))).all())
+    return [uris[i].rsplit("/", 1)[-1].removesuffix(".hea") for i in ids]
+
+
 def validation_probabilities(model_path: Path, card: dict) -> tuple[np.ndarray, np.ndarray, ModelMetadata]:
     session = ort.InferenceSession(model_path.read_bytes(), providers=["CPUExecutionProvider"])
     metadata = ModelMetadata.from_onnx_props(session.get_modelmeta().custom_metadata_map)

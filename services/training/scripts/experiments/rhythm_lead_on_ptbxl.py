@@ -44,24 +44,10 @@ def answer(models: ModelSet, record: Record):
 
 def test_split_files(model_path: Path) -> set[str]:
     """The file names (without suffix) of a bundled model's test split, rebuilt from its card."""
-    import json
-
-    import onnx
-    from sqlalchemy import select
-
     sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
     import drift_reference  # the script beside this folder: the card's recipe and split
 
-    from ecg_shared.db import Recording, session_scope
-    from ecg_shared.model_metadata import ModelMetadata
-
-    card = json.loads(model_path.with_name(model_path.name.removesuffix(".onnx") + ".card.json").read_text())
-    metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in onnx.load(str(model_path)).metadata_props})
-    with session_scope() as db:
-        data = drift_reference.card_data(db, card, metadata)
-        drift_reference.check_card_split(card, data)
-        uris = db.scalars(select(Recording.source_uri).where(Recording.id.in_(data.test.recording_ids))).all()
-    return {uri.rsplit("/", 1)[-1] for uri in uris}
+    return set(drift_reference.split_files(model_path, "test"))
 
 
 def main(model_path: Path, leave_out: set[str] = frozenset()) -> None:

@@ -23,7 +23,6 @@ from __future__ import annotations
 import json
 import sys
 import time
-from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -33,36 +32,13 @@ sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
 import drift_reference  # the script beside this folder: the card's recipe and split
 
-from ecg_inference.classify import classify_prepared, prepare_recording, prepare_run
+from ecg_inference.classify import classify_prepared, model_result, prepare_recording, prepare_run
 from ecg_inference.models import ModelSet, load_model
-from ecg_shared.calibration import calibrate
-from ecg_shared.db import Recording, session_scope
 from ecg_shared.formats import Record, read_ecg
+from ecg_shared.schemas import ModelResult
 from ecg_shared.settings import get_settings
 
 STRIP_S = 10.0
-
-
-def validation_files(model_path: Path, card: dict) -> list[str]:
-    import onnx
-    from sqlalchemy import select
-
-    from ecg_shared.model_metadata import ModelMetadata
-
-    metadata = ModelMetadata.from_onnx_props({p.key: p.value for p in onnx.load(str(model_path)).metadata_props})
-    with session_scope() as db:
-        data = drift_reference.card_data(db, card, metadata)
-        drift_reference.check_card_split(card, data)
-        ids = data.validation.recording_ids
-        uri = dict(db.execute(select(Recording.id, Recording.source_uri).where(Recording.id.in_(ids))).all())
-    return [uri[i].rsplit("/", 1)[-1].removesuffix(".hea") for i in ids]
-
-
-@dataclass
-class Answer:
-    predicted_class: str
-    p_abnormal: float
-    call: str
 
 
 def free_length_session(model_path: Path):
@@ -86,19 +62,15 @@ def free_length_session(model_path: Path):
     return ort.InferenceSession(graph.SerializeToString(), providers=["CPUExecutionProvider"])
 
 
-def other_padding(session, model, record: Record, how: str) -> Answer:
-    """The service's answer for ``record`` with its one zero-padded window given to the network another way."""
+def other_padding(session, model, record: Record, how: str) -> ModelResult:
+    """The service's answer for ``record`` (its calibration, call and class, ``model_result``) with its one
+    zero-padded window given to the network another way."""
     run, _ = prepare_run(model, record, None)
-    real = min(round(record.duration_s * model.metadata.preprocessing.sampling_rate), run.windows.shape[1])
-    window = run.windows[:, :real]
+    window = run.windows[:, : round(run.seconds * model.metadata.preprocessing.sampling_rate)]
     if how == "repeated":
-        window = np.tile(window, (1, -(-run.windows.shape[1] // real), 1))[:, : run.windows.shape[1]]
+        window = np.tile(window, (1, -(-run.windows.shape[1] // window.shape[1]), 1))[:, : run.windows.shape[1]]
     feeds = {"ecg": window.astype(np.float32), "features": run.features[None].astype(np.float32)}
-    probabilities = calibrate(session.run(None, feeds)[0].mean(axis=0, keepdims=True), model.metadata.calibration)[0]
-    classes = list(model.metadata.classes)
-    p = float(sum(probabilities[classes.index(c)] for c in model.metadata.abnormal_classes))
-    call = "abnormal" if p >= model.metadata.threshold else "normal"
-    return Answer(classes[int(np.argmax(probabilities))], p, call)
+    return model_result(run, session.run(None, feeds)[0])
 
 
 def strip(record: Record, where: str) -> Record:
@@ -128,7 +100,7 @@ def main(model_path: Path) -> None:
     model = load_model(model_path.read_bytes(), expected_name=model_path.stem)
     models = ModelSet({model.name: model})
     folder = get_settings().data_dir / card["data"]["dataset"]
-    files = validation_files(model_path, card)
+    files = drift_reference.split_files(model_path, "validation")
     readable = [c for c in model.metadata.classes if c not in model.metadata.unreadable_classes]
     normal = model.metadata.normal_classes[0]
     started = time.perf_counter()
